@@ -1,0 +1,210 @@
+"""SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL uses it.
+
+The standard exchanges come from :mod:`scramp`:
+
+* :class:`ScramVerifier` -- server side, verifying a client against a stored
+  secret (``SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>``) or a plain
+  password.  After a successful exchange it also knows the client's
+  ``ClientKey`` (``ClientProof XOR ClientSignature``), which is what a pooler
+  needs to log in to a server holding the *same* secret without the password
+  (pgbouncer's SCRAM pass-through).
+* :class:`ScramClient` -- client side, from a password (scramp) or from a
+  ClientKey + ServerKey recovered as above.
+
+Errors: :class:`ScramError` for anything malformed or a failed proof.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import scramp
+
+MECHANISM = "SCRAM-SHA-256"
+
+
+class ScramError(Exception):
+    """A SCRAM exchange failed (bad message, wrong password, mismatched secret)."""
+
+
+@dataclass(frozen=True)
+class ScramSecret:
+    iterations: int
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+
+    def __str__(self) -> str:
+        b = base64.b64encode
+        return (
+            f"{MECHANISM}${self.iterations}:{b(self.salt).decode()}"
+            f"${b(self.stored_key).decode()}:{b(self.server_key).decode()}"
+        )
+
+
+def is_scram_secret(secret: str) -> bool:
+    try:
+        parse_scram_secret(secret)
+    except ScramError:
+        return False
+    return True
+
+
+def parse_scram_secret(secret: str) -> ScramSecret:
+    """Parse PostgreSQL's stored SCRAM secret format."""
+    try:
+        mech, rest = secret.split("$", 1)
+        iter_salt, keys = rest.split("$", 1)
+        it, salt = iter_salt.split(":", 1)
+        stored, server = keys.split(":", 1)
+        if mech != MECHANISM:
+            raise ValueError(mech)
+        d = base64.b64decode
+        return ScramSecret(int(it), d(salt, validate=True), d(stored, validate=True), d(server, validate=True))
+    except (ValueError, TypeError) as exc:
+        raise ScramError(f"not a SCRAM-SHA-256 secret: {exc}") from None
+
+
+def make_secret(password: str, iterations: int = 4096, salt: bytes | None = None) -> ScramSecret:
+    """The SCRAM secret PostgreSQL would store for ``password``."""
+    mech = scramp.ScramMechanism(MECHANISM)
+    salt_, stored, server, it = mech.make_auth_info(password, iteration_count=iterations, salt=salt)
+    return ScramSecret(it, salt_, stored, server)
+
+
+def _hmac(key: bytes, msg: bytes) -> bytes:
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def _attrs(msg: str) -> dict[str, str]:
+    out = {}
+    for part in msg.split(","):
+        if len(part) >= 2 and part[1] == "=":
+            out[part[0]] = part[2:]
+    return out
+
+
+class ScramVerifier:
+    """Server side of one SCRAM exchange.
+
+    ``secret`` is a :class:`ScramSecret` or a plain password.  Feed the client's
+    messages in order: :meth:`server_first` (takes client-first, returns
+    server-first), :meth:`server_final` (takes client-final, returns
+    server-final or raises ScramError on a wrong proof).
+    """
+
+    def __init__(self, secret: ScramSecret | str) -> None:
+        if isinstance(secret, str):
+            secret = make_secret(secret)
+        self.secret = secret
+        mech = scramp.ScramMechanism(MECHANISM)
+        auth = (secret.salt, secret.stored_key, secret.server_key, secret.iterations)
+        self._server = mech.make_server(lambda _user: auth)
+        self._client_first_bare = ""
+        self._server_first = ""
+        self.client_key: bytes | None = None
+
+    def server_first(self, client_first: str) -> str:
+        try:
+            self._server.set_client_first(client_first)
+            self._server_first = self._server.get_server_first()
+        except scramp.ScramException as exc:
+            raise ScramError(str(exc)) from None
+        # client-first = gs2-header "n,," + client-first-bare
+        parts = client_first.split(",", 2)
+        if len(parts) != 3:
+            raise ScramError("malformed client-first-message")
+        self._client_first_bare = parts[2]
+        return self._server_first
+
+    def server_final(self, client_final: str) -> str:
+        try:
+            self._server.set_client_final(client_final)
+        except scramp.ScramException as exc:
+            raise ScramError(str(exc)) from None
+        without_proof, _, proof_b64 = client_final.rpartition(",p=")
+        auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()
+        proof = base64.b64decode(proof_b64)
+        self.client_key = _xor(proof, _hmac(self.secret.stored_key, auth_message))
+        try:
+            return self._server.get_server_final()
+        except scramp.ScramException as exc:
+            raise ScramError(str(exc)) from None
+
+
+class ScramClient:
+    """Client side of one SCRAM exchange, from a password or from keys.
+
+    Give ``password``, or ``client_key`` and ``secret`` (a ClientKey recovered by
+    :class:`ScramVerifier` and the stored secret it belongs to); the latter only
+    works against a server that stores the same secret (same salt and iterations).
+    """
+
+    def __init__(
+        self,
+        user: str = "",
+        *,
+        password: str | None = None,
+        client_key: bytes | None = None,
+        secret: ScramSecret | None = None,
+    ) -> None:
+        self._password_client = None
+        if password is not None:
+            self._password_client = scramp.ScramClient([MECHANISM], user, password)
+        elif client_key is None or secret is None:
+            raise ValueError("ScramClient needs a password, or a client_key and its secret")
+        self._client_key = client_key
+        self._secret = secret
+        self._nonce = base64.b64encode(__import__("os").urandom(18)).decode()
+        self._client_first_bare = f"n=,r={self._nonce}"
+        self._auth_message = b""
+
+    def client_first(self) -> str:
+        if self._password_client is not None:
+            return self._password_client.get_client_first()
+        return "n,," + self._client_first_bare
+
+    def client_final(self, server_first: str) -> str:
+        if self._password_client is not None:
+            try:
+                self._password_client.set_server_first(server_first)
+                return self._password_client.get_client_final()
+            except scramp.ScramException as exc:
+                raise ScramError(str(exc)) from None
+        assert self._client_key is not None and self._secret is not None
+        a = _attrs(server_first)
+        try:
+            nonce, salt, iterations = a["r"], base64.b64decode(a["s"]), int(a["i"])
+        except (KeyError, ValueError) as exc:
+            raise ScramError(f"malformed server-first-message: {exc}") from None
+        if not nonce.startswith(self._nonce):
+            raise ScramError("server nonce does not extend the client nonce")
+        if salt != self._secret.salt or iterations != self._secret.iterations:
+            raise ScramError("the server's SCRAM secret differs from the pooler's (salt or iterations)")
+        without_proof = f"c=biws,r={nonce}"
+        self._auth_message = f"{self._client_first_bare},{server_first},{without_proof}".encode()
+        signature = _hmac(self._secret.stored_key, self._auth_message)
+        proof = _xor(self._client_key, signature)
+        return f"{without_proof},p={base64.b64encode(proof).decode()}"
+
+    def verify_server_final(self, server_final: str) -> None:
+        if self._password_client is not None:
+            try:
+                self._password_client.set_server_final(server_final)
+            except scramp.ScramException as exc:
+                raise ScramError(str(exc)) from None
+            return
+        assert self._secret is not None
+        a = _attrs(server_final)
+        if "e" in a:
+            raise ScramError(f"server error: {a['e']}")
+        expected = _hmac(self._secret.server_key, self._auth_message)
+        if not hmac.compare_digest(base64.b64decode(a.get("v", "")), expected):
+            raise ScramError("invalid server signature")
