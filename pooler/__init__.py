@@ -1,0 +1,1 @@
+"""pgbundle.pooler: the pgbouncer-shaped connection pooler on trio."""

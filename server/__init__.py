@@ -1,0 +1,1 @@
+"""pgbundle.server: the PostgreSQL-compatible multi-process server (postmaster, backends, storage)."""
