@@ -1,0 +1,87 @@
+"""Buffer replacement policy: the clock sweep (PostgreSQL's freelist.c).
+
+Mechanism (pins, I/O, the hash table) is :mod:`.bufmgr`; this module only decides which
+buffer to reuse.  The clock hand ``next_victim`` lives in the control block and is
+advanced under BufferStrategyLock.  A buffer is a victim when nobody pins it and its
+usage count (bumped on every pin, up to 5) has been decremented to zero by passing
+hands; the victim is returned pinned.  The background writer reads the hand without
+moving it and cleans dirty buffers just ahead of it (:meth:`ClockSweep.lru_scan`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgbundle.server.errors import PgError
+
+
+class ClockSweep:
+    def __init__(self, bm: Any) -> None:
+        from pgbundle.server.storage import bufmgr
+
+        self.bm = bm
+        self._m = bufmgr
+        self.lock = bm.locks.BufferStrategyLock
+        self.st, self.off = bm.ctl.offset("next_victim")
+
+    def _tick(self) -> int:
+        with self.lock:
+            hand = self.st.unpack_from(self.bm.buf, self.off)[0]
+            self.st.pack_into(self.bm.buf, self.off, hand + 1)
+        return hand % self.bm.n
+
+    def get_victim(self) -> int:
+        bm = self.bm
+        m = self._m
+        desc = m.DESC
+        tries = bm.n * (m.MAX_USAGE + 1) + 1
+        while tries > 0:
+            tries -= 1
+            b = self._tick()
+            o = bm.desc_off + b * desc.size
+            d = desc.unpack_from(bm.buf, o)
+            if d[6] != 0 or b in bm.pins:
+                continue
+            with bm.header[b % len(bm.header)]:
+                d = desc.unpack_from(bm.buf, o)
+                if d[6] != 0:
+                    continue
+                if d[4] > 0:
+                    desc.pack_into(bm.buf, o, d[0], d[1], d[2], d[3], d[4] - 1, d[5], d[6], d[7])
+                    continue
+                if d[5] & m.IO_IN_PROGRESS:
+                    continue
+                desc.pack_into(bm.buf, o, d[0], d[1], d[2], d[3], d[4], d[5], 1, d[7])
+            bm.pins[b] = 1
+            return b
+        raise PgError("53400", "no unpinned buffers available")
+
+    def lru_scan(self, max_pages: int, lookahead: int) -> tuple[int, bool]:
+        """Background writer: write dirty, unpinned, zero-usage buffers among the next
+        ``lookahead`` ones after the clock hand, at most ``max_pages``.  Returns (written,
+        stopped_because_of_max_pages)."""
+        bm = self.bm
+        m = self._m
+        desc = m.DESC
+        hand = self.st.unpack_from(bm.buf, self.off)[0]
+        written = 0
+        for i in range(lookahead):
+            b = (hand + i) % bm.n
+            o = bm.desc_off + b * desc.size
+            d = desc.unpack_from(bm.buf, o)
+            if d[6] != 0 or d[4] != 0 or not d[5] & m.DIRTY or not d[5] & m.VALID:
+                continue
+            if written >= max_pages:
+                return written, True
+            with bm.header[b % len(bm.header)]:
+                d = desc.unpack_from(bm.buf, o)
+                if d[6] != 0 or not d[5] & m.DIRTY:
+                    continue
+                desc.pack_into(bm.buf, o, d[0], d[1], d[2], d[3], d[4], d[5], d[6] + 1, d[7])
+            bm.pins[b] = 1
+            try:
+                if bm.flush_buffer(b, counter="buffers_clean"):
+                    written += 1
+            finally:
+                bm.release(b)
+        return written, False

@@ -1,0 +1,101 @@
+"""The heavyweight lock table: relation locks and advisory locks held until end of
+transaction (or session), with waits that honour cancellation and deadlock detection.
+
+Row-level waits do not use this table: a writer that finds a row locked by another
+transaction waits for that transaction's xid to leave the proc array (see
+:mod:`pgbundle.server.access.heapam`), recording the xid it waits for in its slot so
+the deadlock detector can walk the wait-for graph.
+
+Layout: ``lock_buckets`` buckets of ``lock_bucket_slots`` entries; an entry is one
+grant: (locktype u8, mode u8, holder slot u16, dboid u32, objid u64).  A bucket is
+chosen by hashing the lock tag; bucket b is guarded by ``locks.lockmgr[b % N]``.
+A full bucket is PostgreSQL's 53200 'out of shared memory' with its hint.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from pgbundle.server.errors import PgError
+
+_ENT = struct.Struct("<BBHIQ")
+LOCKTAG_RELATION = 1
+LOCKTAG_ADVISORY = 2
+LOCKTAG_DATABASE = 3
+
+# conflict table, PostgreSQL's LockConflicts (mode numbers 1..8)
+CONFLICTS = {
+    1: {8},
+    2: {7, 8},
+    3: {5, 6, 7, 8},
+    4: {4, 5, 6, 7, 8},
+    5: {3, 4, 6, 7, 8},
+    6: {3, 4, 5, 6, 7, 8},
+    7: {2, 3, 4, 5, 6, 7, 8},
+    8: {1, 2, 3, 4, 5, 6, 7, 8},
+}
+
+
+def region_size(layout: Any) -> int:
+    return layout.lock_buckets * layout.lock_bucket_slots * _ENT.size
+
+
+class LockTable:
+    def __init__(self, shm: Any, locks: Any) -> None:
+        lay = shm.layout
+        self.buf = shm.buf
+        self.off = lay.locks_off
+        self.nb = lay.lock_buckets
+        self.ns = lay.lock_bucket_slots
+        self.locks = locks.lockmgr
+        self._bucket = struct.Struct("<" + "BBHIQ" * self.ns)
+
+    def _b(self, locktype: int, dboid: int, objid: int) -> int:
+        return hash((locktype, dboid, objid)) % self.nb
+
+    def try_acquire(self, slot: int, locktype: int, dboid: int, objid: int, mode: int) -> bool:
+        """Grant the lock if no other holder conflicts; True when granted."""
+        b = self._b(locktype, dboid, objid)
+        base = self.off + b * self.ns * _ENT.size
+        conf = CONFLICTS[mode]
+        with self.locks[b % len(self.locks)]:
+            vals = self._bucket.unpack_from(self.buf, base)
+            free = -1
+            for i in range(self.ns):
+                lt, m, holder, db, obj = vals[5 * i: 5 * i + 5]
+                if lt == 0:
+                    if free < 0:
+                        free = i
+                    continue
+                if lt == locktype and db == dboid and obj == objid and holder != slot and m in conf:
+                    return False
+            if free < 0:
+                raise PgError("53200", "out of shared memory",
+                              hint="You might need to increase max_locks_per_transaction.")
+            _ENT.pack_into(self.buf, base + free * _ENT.size, locktype, mode, slot, dboid, objid)
+        return True
+
+    def release(self, slot: int, locktype: int, dboid: int, objid: int, mode: int) -> bool:
+        b = self._b(locktype, dboid, objid)
+        base = self.off + b * self.ns * _ENT.size
+        with self.locks[b % len(self.locks)]:
+            for i in range(self.ns):
+                o = base + i * _ENT.size
+                lt, m, holder, db, obj = _ENT.unpack_from(self.buf, o)
+                if lt == locktype and m == mode and holder == slot and db == dboid and obj == objid:
+                    _ENT.pack_into(self.buf, o, 0, 0, 0, 0, 0)
+                    return True
+        return False
+
+    def holders(self, locktype: int, dboid: int, objid: int) -> list[tuple[int, int]]:
+        """(slot, mode) of every grant of this lock."""
+        b = self._b(locktype, dboid, objid)
+        base = self.off + b * self.ns * _ENT.size
+        vals = self._bucket.unpack_from(self.buf, base)
+        out = []
+        for i in range(self.ns):
+            lt, m, holder, db, obj = vals[5 * i: 5 * i + 5]
+            if lt == locktype and db == dboid and obj == objid:
+                out.append((holder, m))
+        return out
