@@ -1,0 +1,251 @@
+"""Client authentication, and the credentials server connections log in with.
+
+Two regimes:
+
+* **auth_file** (pgbouncer's rules, ``auth_type`` default md5): users and their
+  secrets come from userlist.txt.  ``trust`` needs the user to be listed;
+  ``any`` admits anyone; ``plain`` asks for the password in clear; ``md5``
+  uses SCRAM when the stored secret is SCRAM; ``scram-sha-256`` needs a plain
+  or SCRAM secret.  A client that logged in with SCRAM against a stored SCRAM
+  secret leaves its ClientKey behind, so server connections for that user can
+  log in with SCRAM without the password (pgbouncer's pass-through).
+* **upstream-verified** (no auth_file, no auth_type: the zero-config default):
+  a client is admitted when the upstream admits the same user.  A trusting
+  upstream needs nothing; when it asks for a password, the pooler asks the
+  client for it in clear -- only over loopback or a Unix socket -- and tries it
+  upstream.  A password that worked is remembered for that user and checked
+  locally for the next clients.
+
+Failures are :class:`PoolerError` with SQLSTATE 28P01 (wrong password) or 28000,
+worded as PostgreSQL words them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pgbundle.shared import sqlstate
+from pgbundle.shared.auth.md5 import is_md5_secret, md5_secret, md5_verify
+from pgbundle.shared.auth.scram import MECHANISM, ScramError, ScramSecret, ScramVerifier, is_scram_secret, \
+    parse_scram_secret
+from pgbundle.shared.protocol import messages as m, parse_password, parse_sasl_initial_response
+from pgbundle.shared.protocol.errors import RemoteProtocolError
+
+from .objects import PoolerError
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .config import DatabaseConfig
+    from .main import Pooler
+
+TRUST = object()  # marker in the upstream-verified cache: the upstream asked for no password
+
+
+@dataclass
+class Credentials:
+    """What a server connection may log in with (any of them may be missing)."""
+
+    password: str | None = None
+    md5: str | None = None
+    scram: ScramSecret | None = None
+    scram_client_key: bytes | None = None
+    ask_password: Callable[[], Awaitable[str | None]] | None = None
+
+
+def password_failed(user: str) -> PoolerError:
+    return PoolerError(f'password authentication failed for user "{user}"', sqlstate.INVALID_PASSWORD)
+
+
+class Authenticator:
+    """Authenticates clients for one pooler; holds the user secrets and learned credentials."""
+
+    def __init__(self, pooler: Pooler) -> None:
+        self.pooler = pooler
+        self.users: dict[str, str] = {}
+        self.client_keys: dict[str, bytes] = {}  # user -> SCRAM ClientKey learned from a client login
+        self.verified: dict[str, object | str] = {}  # upstream-verified: user -> TRUST or the password
+        self.reload()
+
+    def reload(self) -> None:
+        from .config import load_auth_file
+
+        s = self.pooler.config.settings
+        self.users = load_auth_file(s.auth_file) if s.auth_file else {}
+
+    @property
+    def upstream_verified(self) -> bool:
+        s = self.pooler.config.settings
+        return s.auth_file is None and s.auth_type is None
+
+    # ---------------------------------------------------------------- server-side credentials
+
+    def server_credentials(self, server_user: str, db: DatabaseConfig) -> Credentials:
+        """Credentials for a server connection of ``server_user`` to ``db``."""
+        if db.password is not None and (db.user is None or db.user == server_user):
+            return Credentials(password=db.password)
+        secret = self.users.get(server_user)
+        if secret is not None:
+            if is_scram_secret(secret):
+                return Credentials(scram=parse_scram_secret(secret), scram_client_key=self.client_keys.get(server_user))
+            if is_md5_secret(secret):
+                return Credentials(md5=secret)
+            return Credentials(password=secret)
+        v = self.verified.get(server_user)
+        if isinstance(v, str):
+            return Credentials(password=v)
+        return Credentials()
+
+    # ---------------------------------------------------------------- client side
+
+    async def authenticate(self, client: Client, db: DatabaseConfig | None) -> None:
+        """Run the authentication exchange with ``client``; return when it may proceed.
+
+        ``db`` is None for the admin console.  Does not send AuthenticationOk.
+        Errors: PoolerError (28P01, 28000, 08P01 for a malformed reply).
+        """
+        user = client.user
+        s = self.pooler.config.settings
+        if self.upstream_verified:
+            await self._upstream_verified(client, db)
+            return
+        auth_type = s.auth_type or "md5"
+        if auth_type == "any":
+            return
+        secret = self.users.get(user)
+        if auth_type == "trust":
+            if s.auth_file is not None and secret is None:
+                raise PoolerError(f'no such user: "{user}"', sqlstate.INVALID_AUTHORIZATION_SPECIFICATION)
+            return
+        if auth_type in ("hba", "cert"):
+            raise PoolerError(f"auth_type {auth_type} is not supported", sqlstate.FEATURE_NOT_SUPPORTED)
+        if secret is None:
+            # PostgreSQL does not tell whether the user exists: ask, then fail the same way.
+            await self._fake_auth(client, auth_type)
+            raise password_failed(user)
+        if auth_type == "plain":
+            pw = await self._ask_cleartext(client)
+            if not self._check_plain(user, secret, pw):
+                raise password_failed(user)
+            return
+        scram = is_scram_secret(secret)
+        if auth_type == "scram-sha-256" or (auth_type == "md5" and scram):
+            if is_md5_secret(secret):
+                raise PoolerError(f'user "{user}" has an md5 secret and cannot use SCRAM authentication',
+                                  sqlstate.INVALID_PASSWORD)
+            await self._scram(client, parse_scram_secret(secret) if scram else secret)
+            return
+        # md5 with a plain or md5 secret
+        salt = os.urandom(4)
+        await client.conn.send_all(client.encode(m.AuthenticationMD5Password(salt)))
+        resp = await self._read_password(client)
+        if not md5_verify(user, secret, salt, resp):
+            raise password_failed(user)
+
+    def _check_plain(self, user: str, secret: str, pw: str) -> bool:
+        if is_scram_secret(secret):
+            sec = parse_scram_secret(secret)
+            from pgbundle.shared.auth.scram import make_secret
+
+            mine = make_secret(pw, sec.iterations, sec.salt)
+            return hmac.compare_digest(mine.stored_key, sec.stored_key)
+        if is_md5_secret(secret):
+            return hmac.compare_digest(md5_secret(user, pw), secret)
+        return hmac.compare_digest(secret.encode(), pw.encode())
+
+    async def _read_password(self, client: Client) -> str:
+        t, payload = await client.read_message()
+        if t != ord("p"):
+            raise PoolerError(f"expected password response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
+        try:
+            return parse_password(payload)
+        except RemoteProtocolError:
+            raise PoolerError("invalid password packet", sqlstate.PROTOCOL_VIOLATION) from None
+
+    async def _ask_cleartext(self, client: Client) -> str:
+        await client.conn.send_all(client.encode(m.AuthenticationCleartextPassword()))
+        return await self._read_password(client)
+
+    async def _fake_auth(self, client: Client, auth_type: str) -> None:
+        if auth_type == "plain":
+            await self._ask_cleartext(client)
+        elif auth_type == "scram-sha-256":
+            try:
+                await self._scram(client, os.urandom(16).hex())
+            except PoolerError:
+                pass
+        else:
+            await client.conn.send_all(client.encode(m.AuthenticationMD5Password(os.urandom(4))))
+            await self._read_password(client)
+
+    async def _scram(self, client: Client, secret: ScramSecret | str) -> None:
+        user = client.user
+        await client.conn.send_all(client.encode(m.AuthenticationSASL((MECHANISM,))))
+        t, payload = await client.read_message()
+        if t != ord("p"):
+            raise PoolerError(f"expected SASL response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
+        try:
+            init = parse_sasl_initial_response(payload)
+        except RemoteProtocolError:
+            raise PoolerError("malformed SASL message", sqlstate.PROTOCOL_VIOLATION) from None
+        if init.mechanism != MECHANISM:
+            raise PoolerError("client selected an invalid SASL authentication mechanism",
+                              sqlstate.PROTOCOL_VIOLATION)
+        verifier = ScramVerifier(secret)
+        try:
+            first = verifier.server_first((init.data or b"").decode())
+        except (ScramError, UnicodeDecodeError):
+            raise PoolerError("malformed SCRAM message", sqlstate.PROTOCOL_VIOLATION) from None
+        await client.conn.send_all(client.encode(m.AuthenticationSASLContinue(first.encode())))
+        t, payload = await client.read_message()
+        if t != ord("p"):
+            raise PoolerError(f"expected SASL response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
+        try:
+            final = verifier.server_final(payload.decode())
+        except (ScramError, UnicodeDecodeError):
+            raise password_failed(user) from None
+        if isinstance(secret, ScramSecret) and verifier.client_key is not None:
+            self.client_keys[user] = verifier.client_key
+        await client.conn.send_all(client.encode(m.AuthenticationSASLFinal(final.encode())))
+
+    async def _upstream_verified(self, client: Client, db: DatabaseConfig | None) -> None:
+        """Zero-config: admit the client when the upstream admits the same user."""
+        user = client.user
+        known = self.verified.get(user)
+        if known is TRUST:
+            return
+        if isinstance(known, str):
+            if not client.conn.is_local:
+                raise self._not_local(user)
+            pw = await self._ask_cleartext(client)
+            if hmac.compare_digest(pw.encode(), known.encode()):
+                return
+            # maybe the password changed upstream: try it there
+            if await self.pooler.verify_upstream(client, db, pw):
+                return
+            raise password_failed(user)
+        asked: list[str] = []
+
+        async def ask() -> str | None:
+            if not client.conn.is_local:
+                raise self._not_local(user)
+            pw = await self._ask_cleartext(client)
+            asked.append(pw)
+            return pw
+
+        ok = await self.pooler.verify_upstream(client, db, None, ask)
+        if not ok:
+            raise password_failed(user)
+
+    def remember(self, user: str, password: str | None) -> None:
+        self.verified[user] = TRUST if password is None else password
+
+    def _not_local(self, user: str) -> PoolerError:
+        return PoolerError(
+            f'password authentication for user "{user}" needs a local connection or an auth_file',
+            sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
+            detail="Without an auth_file the pooler asks for passwords in clear, which it does only over "
+                   "loopback or a Unix socket.")

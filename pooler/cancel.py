@@ -1,0 +1,84 @@
+"""Cancel requests: the pooler's own keys, routed to the server serving the client.
+
+Every client gets a BackendKeyData of the pooler's making (random pid and
+secret).  A CancelRequest quoting it is forwarded -- on a new connection, as
+the protocol wants -- to the server connection linked to that client at that
+moment, with that server's key; a request for a client that is not running
+anything, or with a wrong secret, is dropped, as PostgreSQL drops it.  While a
+cancel is on its way the server is not handed to another client
+(``Server.cancels_in_flight``), so it cannot hit somebody else's query.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from typing import TYPE_CHECKING
+
+import trio
+
+from pgbundle.shared.protocol import encode, messages as m
+
+from .netio import open_connection
+from .objects import ServerState
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .main import Pooler
+    from .server import Server
+
+log = logging.getLogger("pgbundle.pooler")
+
+
+class CancelRouter:
+    def __init__(self, pooler: Pooler) -> None:
+        self.pooler = pooler
+        self.by_pid: dict[int, Client] = {}
+
+    def register(self, client: Client) -> tuple[int, bytes]:
+        while True:
+            pid = secrets.randbits(31) or 1
+            if pid not in self.by_pid:
+                break
+        key = os.urandom(4)
+        self.by_pid[pid] = client
+        return pid, key
+
+    def unregister(self, client: Client) -> None:
+        pid = client.cancel_key[0]
+        if self.by_pid.get(pid) is client:
+            del self.by_pid[pid]
+
+    def request(self, pid: int, key: bytes) -> None:
+        client = self.by_pid.get(pid)
+        if client is None or not hmac.compare_digest(client.cancel_key[1], key):
+            log.info("cancel request for unknown client %d ignored", pid)
+            return
+        server = client.server
+        if server is None or server.state is not ServerState.ACTIVE or not server.backend_key:
+            return  # nothing running for that client
+        server.cancels_in_flight += 1
+        self.pooler.nursery.start_soon(self._forward, server)
+
+    async def _forward(self, server: Server) -> None:
+        host, port = server.addr
+        try:
+            with trio.move_on_after(self.pooler.config.settings.cancel_wait_timeout or 10):
+                conn = await open_connection(host, port)
+                try:
+                    await conn.send_all(encode(m.CancelRequest(server.backend_pid, server.backend_key)))
+                    await conn.recv()  # the server closes after handling it
+                finally:
+                    conn.close()
+        except OSError as exc:
+            log.warning("%s: cannot forward cancel request: %s", server, exc)
+        finally:
+            server.cancels_in_flight -= 1
+            pool = server.pool
+            if server.cancels_in_flight == 0 and server.cancel_hold:
+                server.cancel_hold = False
+                pool.release(server)
+
+

@@ -1,0 +1,102 @@
+"""``pgbundle pooler``: parse flags, load the config, run the pooler under trio."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import click
+import trio
+
+from .config import Config, ConfigError, apply_overrides, load_file, parse_upstream, set_setting
+
+
+class _Formatter(logging.Formatter):
+    """pgbouncer's log line: ``2026-11-24 21:00:00.123 UTC [pid] LOG message``."""
+
+    converter = time.gmtime
+    LEVELS = {"INFO": "LOG", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "FATAL", "DEBUG": "DEBUG"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+        text = f"{ts}.{int(record.msecs):03d} UTC [{record.process}] {self.LEVELS.get(record.levelname, record.levelname)} {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(logfile: str | None, verbose: int) -> None:
+    handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger("pgbundle")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+@click.command("pooler")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False))
+@click.option("-c", "--config", "config_opt", type=click.Path(dir_okay=False),
+              help="pgbundle.toml or pgbouncer.ini.")
+@click.option("--upstream", multiple=True, metavar="URL",
+              help="postgresql://user[:password]@host[:port][/db]; without /db every database name "
+                   "goes to the same name upstream.")
+@click.option("--listen-addr", help="Addresses to listen on (comma list, * = all). Default 127.0.0.1.")
+@click.option("-p", "--listen-port", type=int, help="Port to listen on. Default 6432.")
+@click.option("--unix-socket-dir", help="Directory for the Unix socket; empty disables it. Default /tmp.")
+@click.option("--max-connections", "max_client_conn", type=int, help="max_client_conn (default 100).")
+@click.option("--pool-size", "default_pool_size", type=int, help="default_pool_size (default 20).")
+@click.option("--min-pool-size", type=int, help="min_pool_size (default 0).")
+@click.option("--reserve-pool-size", type=int, help="reserve_pool_size (default 0).")
+@click.option("--pool-mode", type=click.Choice(["session", "transaction", "statement"]),
+              help="pool_mode (default session).")
+@click.option("--auth-type", type=click.Choice(["trust", "any", "plain", "md5", "scram-sha-256"]))
+@click.option("--auth-file", type=click.Path(dir_okay=False), help="pgbouncer userlist.txt.")
+@click.option("--admin-users", help="Comma list of users allowed to run admin commands.")
+@click.option("--stats-users", help="Comma list of users allowed to run SHOW commands.")
+@click.option("--pidfile", type=click.Path(dir_okay=False))
+@click.option("--logfile", type=click.Path(dir_okay=False))
+@click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Any pgbouncer setting, e.g. -s query_wait_timeout=5 (repeatable).")
+@click.option("-v", "--verbose", count=True)
+def pooler(config_file, config_opt, upstream, sets, verbose, **flags) -> None:
+    """Run the connection pooler (pgbouncer's semantics, on trio)."""
+    from .main import Pooler
+
+    path = config_opt or config_file
+    try:
+        config = load_file(path) if path else Config()
+        overrides = {k: v for k, v in flags.items() if v is not None}
+        for key in ("admin_users", "stats_users"):
+            if key in overrides:
+                overrides[key] = [x.strip() for x in overrides[key].split(",") if x.strip()]
+        settings = apply_overrides(config, overrides).settings
+        for item in sets:
+            if "=" not in item:
+                raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+            k, v = item.split("=", 1)
+            settings = set_setting(settings, k, v)
+            overrides[k.strip().lower()] = getattr(settings, k.strip().lower())
+        dbs = dict(config.databases)
+        extra = {}
+        for url in upstream:
+            name, entry = parse_upstream(url)
+            dbs[name] = entry
+            extra[name] = entry
+        if extra:
+            overrides["_databases"] = extra
+        config = Config(settings=settings, databases=dbs, users=config.users, source=config.source)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not config.databases:
+        raise click.ClickException(
+            "no upstream: give --upstream postgresql://user@host:port[/db] or a config file with [databases]")
+    setup_logging(config.settings.logfile, verbose)
+    app = Pooler(config, {k: v for k, v in overrides.items()})
+    try:
+        trio.run(app.run)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,349 @@
+"""Client side: one client connection, from startup packet to goodbye (pgbouncer's client.c).
+
+:func:`serve_client` owns the connection.  Login: SSLRequest/GSSENCRequest get
+``N``, a CancelRequest is routed (:mod:`.cancel`) and the connection closed,
+a StartupMessage is checked (protocol 3.x, user present, max_client_conn,
+database known), the client authenticates (:mod:`.auth`) and gets the pool's
+ParameterStatus set, the pooler's own BackendKeyData and ReadyForQuery -- all
+within client_login_timeout.
+
+Then the relay: bytes from the client go to its server connection, acquired
+from the pool when the client has none (waiting in FIFO order, at most
+query_wait_timeout).  Only the message headers are looked at: Query, Sync and
+FunctionCall each expect one ReadyForQuery back (``Server.pending_z``),
+extended-protocol messages after the last Sync keep the server linked, and
+Terminate is not passed on.  client_idle_timeout and idle_transaction_timeout
+are cancel scopes around the read.
+
+Every error the pooler reports goes out as an ErrorResponse with a SQLSTATE;
+nothing a client sends can raise out of this module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+from pgbundle.shared import sqlstate
+from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_startup, encode, messages as m
+from pgbundle.shared.protocol.errors import RemoteProtocolError
+
+from .netio import Conn, ConnectionLost
+from .objects import ClientState, PoolerError
+
+if TYPE_CHECKING:
+    from .main import Pooler
+    from .objects import Pool
+    from .server import Server
+
+log = logging.getLogger("pgbundle.pooler")
+
+_Q, _S, _F, _X = ord("Q"), ord("S"), ord("F"), ord("X")
+_EXTENDED = frozenset(map(ord, "PBDECH"))
+#: Frontend messages the relay looks at (headers only, in practice: all are small).
+CLIENT_WANT = frozenset((_Q, _S, _F, _X)) | _EXTENDED
+ADMIN_DATABASES = ("pgbouncer", "pgbundle")
+_ids = itertools.count(1)
+_INF = math.inf
+_READY_IDLE = b"Z\0\0\0\5I"
+
+
+class Client:
+    """State of one client connection (its transitions live in :mod:`.objects`)."""
+
+    def __init__(self, pooler: Pooler, conn: Conn) -> None:
+        self.id = next(_ids)
+        self.pooler = pooler
+        self.conn = conn
+        self.state = ClientState.LOGIN
+        self.pool: Pool | None = None
+        self.server: Server | None = None
+        self.user = ""
+        self.database = ""
+        self.startup_params: dict[str, str] = {}
+        self.application_name = ""
+        self.tracked: dict[str, str] = {}
+        self.varstate: tuple = ()
+        self.cancel_key = (0, b"")
+        self.wake = trio.Event()
+        self.wait_error: PoolerError | None = None
+        now = time.monotonic()
+        self.wait_start = now
+        self.connect_time = now
+        self.connect_wall = time.time()
+        self.request_time = now
+        self.pinned = False
+        self.kill_error: PoolerError | None = None
+        self.kill_after: PoolerError | None = None
+        self.lost = False
+        self.admin = False
+        self.scope: trio.CancelScope | None = None
+        self.frames = FrameBuffer(startup=True, max_length=pooler.config.settings.max_packet_size)
+        self.scanner = StreamScanner(CLIENT_WANT, pooler.config.settings.max_packet_size)
+
+    def __repr__(self) -> str:
+        return f"C-{self.id}"
+
+    @staticmethod
+    def encode(msg: m.Message) -> bytes:
+        return encode(msg)
+
+    # ------------------------------------------------------------------ reading during login
+
+    async def read_message(self) -> tuple[int, bytes]:
+        """The next whole message (type 0 = untyped startup packet); EOFError when the client left."""
+        frames = self.frames
+        while True:
+            f = frames.next_frame()
+            if f is not None:
+                return f
+            data = await self.conn.recv()
+            if not data:
+                raise EOFError
+            frames.receive_data(data)
+
+    async def send_error(self, err: PoolerError) -> None:
+        """Send an ErrorResponse (best effort: the client may be gone)."""
+        data = encode(m.ErrorResponse(err.error_fields()))
+        if not err.fatal:
+            data += _READY_IDLE
+        with trio.move_on_after(1):
+            try:
+                await self.conn.send_all(data)
+            except (ConnectionLost, OSError):
+                pass
+
+    # ------------------------------------------------------------------ login
+
+    async def login(self) -> bool:
+        """Startup, auth, welcome.  True when the client may proceed to the relay."""
+        pooler = self.pooler
+        while True:
+            t, payload = await self.read_message()
+            msg = decode_startup(payload)
+            if isinstance(msg, (m.SSLRequest, m.GSSENCRequest)):
+                if len(self.frames):
+                    raise PoolerError("received unencrypted data after SSL request", sqlstate.PROTOCOL_VIOLATION)
+                await self.conn.send_all(b"N")
+                continue
+            if isinstance(msg, m.CancelRequest):
+                pooler.cancels.request(msg.process_id, msg.secret_key)
+                return False
+            assert isinstance(msg, m.StartupMessage)
+            break
+        self.frames.startup = False
+        major, minor = msg.protocol >> 16, msg.protocol & 0xFFFF
+        if major != 3:
+            raise PoolerError(f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0",
+                              sqlstate.FEATURE_NOT_SUPPORTED)
+        params = msg.params
+        unknown_pq = tuple(k for k in params if k.startswith("_pq_."))
+        if minor > 0 or unknown_pq:
+            await self.conn.send_all(encode(m.NegotiateProtocolVersion(0, unknown_pq)))
+        user = params.get("user", "")
+        if not user:
+            raise PoolerError("no PostgreSQL user name specified in startup packet",
+                              sqlstate.INVALID_AUTHORIZATION_SPECIFICATION)
+        if "replication" in params and params["replication"].lower() not in ("false", "off", "0", "no"):
+            raise PoolerError("replication connections are not supported by the pooler",
+                              sqlstate.FEATURE_NOT_SUPPORTED)
+        self.user = user
+        self.database = params.get("database") or user
+        self.startup_params = params
+        self.application_name = params.get("application_name", "")
+        pooler.log_client(self, f"login attempt: db={self.database} user={user}")
+        self.admin = self.database in ADMIN_DATABASES
+        if not self.admin and pooler.client_count > pooler.config.settings.max_client_conn:
+            raise PoolerError("no more connections allowed (max_client_conn)", sqlstate.TOO_MANY_CONNECTIONS)
+        if self.admin:
+            await pooler.admin.login(self)
+            return True
+        db = pooler.find_database(self.database)
+        if db is None:
+            raise PoolerError(f"no such database: {self.database}", sqlstate.INVALID_CATALOG_NAME)
+        await pooler.auth.authenticate(self, db)
+        pool = pooler.get_pool(self.database, user, db)
+        pool.add_client(self)
+        if pool.welcome is None:  # the first client of a pool waits for a server login (CL_WAITING_LOGIN)
+            server = await pool.acquire(self)
+            pool.release(server)
+        pooler.varcache.client_startup(self, params, pool)
+        self.cancel_key = pooler.cancels.register(self)
+        pid, key = self.cancel_key
+        await self.conn.send_all(
+            encode(m.AuthenticationOk())
+            + pooler.varcache.welcome(pool, self)
+            + encode(m.BackendKeyData(pid, key))
+            + _READY_IDLE
+        )
+        return True
+
+    # ------------------------------------------------------------------ relay
+
+    async def relay(self) -> None:
+        """Client -> server until the client leaves; see the module docstring."""
+        pool = self.pool
+        assert pool is not None
+        conn = self.conn
+        scanner = self.scanner
+        pooler = self.pooler
+        varcache = pooler.varcache
+        stats = pool.stats
+        leftover = self.frames.pending()
+        while True:
+            server = self.server
+            if leftover:
+                data, leftover = leftover, b""
+            else:
+                timeout = 0.0
+                if server is None:
+                    timeout = pool.client_idle_timeout
+                elif server.status != 73 and server.pending_z == 0:  # in a transaction, idle
+                    timeout = pool.idle_transaction_timeout
+                if timeout:
+                    with trio.move_on_after(timeout) as sc:
+                        data = await conn.recv()
+                    if sc.cancelled_caught:
+                        if server is None:
+                            raise PoolerError("client_idle_timeout", sqlstate.PROTOCOL_VIOLATION)
+                        raise PoolerError("idle transaction timeout", sqlstate.PROTOCOL_VIOLATION)
+                else:
+                    data = await conn.recv()
+            if not data:
+                return
+            stats.client_bytes += len(data)
+            pieces, intact = scanner.feed(data)
+            nsync = 0
+            ext = -1  # -1: no extended message; 0/1: unsynced state after this chunk
+            terminate = False
+            for t, p in pieces:
+                if t == PASS:
+                    continue
+                if t == _Q:
+                    nsync += 1
+                    ext = 0
+                    stats.query_count += 1
+                elif t == _S:
+                    nsync += 1
+                    ext = 0
+                elif t == _X:
+                    terminate = True
+                    intact = False
+                elif t == _F:
+                    nsync += 1
+                    ext = 0
+                else:
+                    ext = 1
+                    if t == 69:  # Execute
+                        stats.query_count += 1
+            if terminate:
+                data = b"".join(p for t, p in pieces if t != _X)
+            elif not intact:
+                data = b"".join(p for _, p in pieces)
+            if data:
+                server = self.server  # the relay may have released it while we waited
+                if server is None:
+                    server = await pool.acquire(self)
+                    self.request_time = time.monotonic()
+                    sql = varcache.sync_sql(self, server)
+                    if sql is not None:
+                        server.expect_internal()
+                        data = encode(m.Query(sql)) + data
+                if nsync:
+                    if server.pending_z == 0:
+                        now = time.monotonic()
+                        server.query_start = now
+                        if not server.xact_start:
+                            server.xact_start = now
+                        if pool.query_timeout and server.scope is not None:
+                            server.scope.deadline = trio.current_time() + pool.query_timeout
+                    server.pending_z += nsync
+                if ext >= 0:
+                    server.unsynced = bool(ext)
+                try:
+                    await server.conn.send_all(data)
+                except ConnectionLost:
+                    raise PoolerError("server conn crashed?", sqlstate.CONNECTION_FAILURE) from None
+            if terminate:
+                return
+
+    # ------------------------------------------------------------------ being told to stop
+
+    def kill(self, error: PoolerError | None) -> None:
+        """End this client from another task: ``error`` (if any) is sent, then the connection closes."""
+        if self.kill_error is None:
+            self.kill_error = error
+        if self.scope is not None:
+            self.scope.cancel()
+        else:
+            self.conn.close()
+
+    def server_died(self, server: Server, reason: str) -> None:
+        """The linked server connection ended under this client."""
+        if self.server is server:
+            self.server = None
+        if self.kill_after is not None:
+            self.kill(self.kill_after)
+            return
+        if server.close_reason == "server sent FATAL":
+            self.kill(None)  # the server's own FATAL message already went to the client
+        elif reason == "query timeout":
+            self.kill(PoolerError("query timeout", sqlstate.QUERY_CANCELED))
+        else:
+            self.kill(PoolerError(reason, sqlstate.CONNECTION_FAILURE))
+
+
+async def serve_client(pooler: Pooler, conn: Conn) -> None:
+    """Own one accepted connection until it is closed.  Never raises (logs instead)."""
+    client = Client(pooler, conn)
+    pooler.clients.add(client)
+    error: PoolerError | None = None
+    reason = "client close request"
+    try:
+        with trio.CancelScope() as scope:
+            client.scope = scope
+            try:
+                with trio.fail_after(pooler.config.settings.client_login_timeout or _INF):
+                    ok = await client.login()
+            except trio.TooSlowError:
+                raise PoolerError("client_login_timeout", sqlstate.PROTOCOL_VIOLATION) from None
+            if ok:
+                client.state = ClientState.ACTIVE
+                pooler.log_client(client, f"login ok: db={client.database} user={client.user}")
+                if client.admin:
+                    await pooler.admin.serve(client)
+                else:
+                    await client.relay()
+            else:
+                reason = "cancel request" if client.state is ClientState.LOGIN else reason
+        if scope.cancelled_caught:
+            error = client.kill_error
+            reason = error.message if error else "server closed the connection"
+    except PoolerError as exc:
+        error = exc
+        reason = exc.message
+    except RemoteProtocolError as exc:
+        error = PoolerError(exc.message, exc.sqlstate)
+        reason = f"bad packet: {exc.message}"
+    except EOFError:
+        reason = "client unexpected eof"
+    except ConnectionLost:
+        reason = "client connection lost"
+    except Exception:  # a bug: never let it reach the client as anything but an error
+        log.exception("%s: internal error", client)
+        error = PoolerError("internal error in the pooler", sqlstate.INTERNAL_ERROR)
+        reason = "internal error"
+    finally:
+        try:
+            if error is not None:
+                with trio.CancelScope(shield=True):
+                    await client.send_error(error)
+        finally:
+            pooler.client_gone(client, reason)
+            conn.close()
+

@@ -1,0 +1,557 @@
+"""Pooler configuration: settings, databases, users; pgbundle.toml and pgbouncer.ini.
+
+One typed model (:class:`Config`) fed by three sources, later ones winning:
+
+1. a config file -- ``pgbundle.toml`` (msgspec-typed: an unknown key or a bad
+   value is a :class:`ConfigError` naming it) or pgbouncer's own
+   ``pgbouncer.ini`` read as pgbouncer reads it (``[databases]`` connection
+   strings with the ``*`` fallback, ``[pgbouncer]``, ``[users]``, ``%include``);
+2. ``--upstream postgresql://user[:password]@host:port[/db]``;
+3. command-line flags.
+
+Setting names and defaults are pgbouncer's (doc/config.md).  Durations are
+seconds (floats); pgbouncer's unit suffixes (``ms``, ``s``, ``min``, ``h``,
+``d``) are accepted in both file formats.  ``auth_file`` is read by
+:func:`load_auth_file` in pgbouncer's userlist.txt format.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+
+PoolMode = Literal["session", "transaction", "statement"]
+AuthType = Literal["trust", "any", "plain", "md5", "scram-sha-256", "hba", "cert"]
+
+# Keys of a [databases] connection string that are not server-connection parameters.
+_DB_POOL_KEYS = {
+    "pool_size": int,
+    "min_pool_size": int,
+    "reserve_pool": int,
+    "reserve_pool_size": int,
+    "max_db_connections": int,
+    "max_db_client_connections": int,
+    "pool_mode": str,
+    "connect_query": str,
+    "auth_user": str,
+    "auth_dbname": str,
+    "client_encoding": str,
+    "datestyle": str,
+    "timezone": str,
+    "application_name": str,
+    "server_lifetime": float,
+    "query_wait_timeout": float,
+    "load_balance_hosts": str,
+}
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown or invalid; the message names it."""
+
+
+class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One ``[databases]`` entry: where a client-visible database name leads."""
+
+    host: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 5432
+    dbname: str | None = None  # None: the client's database name
+    user: str | None = None  # a forced server user
+    password: str | None = None
+    pool_size: int | None = None
+    min_pool_size: int | None = None
+    reserve_pool_size: int | None = None
+    max_db_connections: int | None = None
+    max_db_client_connections: int | None = None
+    pool_mode: PoolMode | None = None
+    connect_query: str | None = None
+    auth_user: str | None = None
+    client_encoding: str | None = None
+    datestyle: str | None = None
+    timezone: str | None = None
+    application_name: str | None = None
+    server_lifetime: float | None = None
+    query_wait_timeout: float | None = None
+    load_balance_hosts: Literal["round-robin", "disable"] = "round-robin"
+
+
+class UserConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One ``[users]`` entry: per-user overrides."""
+
+    pool_mode: PoolMode | None = None
+    pool_size: int | None = None
+    reserve_pool_size: int | None = None
+    max_user_connections: int | None = None
+    max_user_client_connections: int | None = None
+    query_timeout: float | None = None
+    idle_transaction_timeout: float | None = None
+    client_idle_timeout: float | None = None
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The ``[pgbouncer]`` section.  Defaults are pgbouncer's unless noted."""
+
+    # where to listen
+    listen_addr: str = "127.0.0.1"  # pgbouncer: unset (Unix socket only)
+    listen_port: int = 6432
+    listen_backlog: int = 128
+    unix_socket_dir: str = "/tmp"
+    unix_socket_mode: int = 0o777
+    so_reuseport: bool = False
+    # auth
+    auth_type: AuthType | None = None  # None: md5 with an auth_file, else upstream-verified
+    auth_file: str | None = None
+    auth_hba_file: str | None = None
+    auth_user: str | None = None
+    auth_query: str = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
+    admin_users: list[str] = msgspec.field(default_factory=list)
+    stats_users: list[str] = msgspec.field(default_factory=list)
+    # pooling
+    pool_mode: PoolMode = "session"
+    max_client_conn: int = 100
+    default_pool_size: int = 20
+    min_pool_size: int = 0
+    reserve_pool_size: int = 0
+    reserve_pool_timeout: float = 5.0
+    max_db_connections: int = 0
+    max_db_client_connections: int = 0
+    max_user_connections: int = 0
+    max_user_client_connections: int = 0
+    server_round_robin: bool = False
+    max_prepared_statements: int = 200
+    track_extra_parameters: list[str] = msgspec.field(default_factory=lambda: ["IntervalStyle", "search_path"])
+    ignore_startup_parameters: list[str] = msgspec.field(default_factory=list)
+    # server connections
+    server_reset_query: str = "DISCARD ALL"
+    server_reset_query_always: bool = False
+    server_check_query: str = "select 1"
+    server_check_delay: float = 30.0
+    server_fast_close: bool = False
+    server_lifetime: float = 3600.0
+    server_idle_timeout: float = 600.0
+    server_connect_timeout: float = 15.0
+    server_login_retry: float = 15.0
+    application_name_add_host: bool = False
+    # client side
+    client_login_timeout: float = 60.0
+    client_idle_timeout: float = 0.0
+    idle_transaction_timeout: float = 0.0
+    query_timeout: float = 0.0
+    query_wait_timeout: float = 120.0
+    cancel_wait_timeout: float = 10.0
+    suspend_timeout: float = 10.0
+    max_packet_size: int = 2147483647
+    pkt_buf: int = 4096
+    sbuf_loopcnt: int = 5
+    tcp_keepalive: bool = True
+    # logging
+    logfile: str | None = None
+    pidfile: str | None = None
+    syslog: bool = False
+    log_connections: bool = True
+    log_disconnections: bool = True
+    log_pooler_errors: bool = True
+    log_stats: bool = True
+    stats_period: float = 60.0
+    verbose: int = 0
+
+
+class Config(msgspec.Struct, kw_only=True):
+    """Everything the pooler runs from."""
+
+    settings: Settings = msgspec.field(default_factory=Settings)
+    databases: dict[str, DatabaseConfig] = msgspec.field(default_factory=dict)
+    users: dict[str, UserConfig] = msgspec.field(default_factory=dict)
+    source: str | None = None  # the file it came from, for RELOAD
+
+
+# ----------------------------------------------------------------------------- values
+
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(us|ms|s|sec|min|h|d)?\s*$")
+_UNITS = {None: 1.0, "us": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_BOOL = {"1": True, "0": False, "on": True, "off": False, "true": True, "false": False, "yes": True, "no": False}
+
+
+def parse_duration(text: str | float | int, key: str = "value") -> float:
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ConfigError(f"invalid value for {key}: {text!r} (expected seconds, or a number with ms/s/min/h/d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _coerce(key: str, raw: str, target: Any) -> Any:
+    """Turn an ini string into the type ``target`` (a Settings field type)."""
+    raw = raw.strip()
+    origin = getattr(target, "__origin__", None)
+    if target is bool:
+        v = _BOOL.get(raw.lower())
+        if v is None:
+            raise ConfigError(f"invalid value for {key}: {raw!r} (expected a boolean)")
+        return v
+    if target is int:
+        try:
+            return int(raw, 0) if raw.startswith("0") and len(raw) > 1 else int(raw)
+        except ValueError:
+            raise ConfigError(f"invalid value for {key}: {raw!r} (expected an integer)") from None
+    if target is float:
+        return parse_duration(raw, key)
+    if origin is list:
+        return [x.strip() for x in raw.split(",") if x.strip()]
+    return raw or None if "None" in str(target) else raw
+
+
+_SETTING_TYPES: dict[str, Any] = {}
+for _f in msgspec.structs.fields(Settings):
+    t = _f.type
+    if getattr(t, "__origin__", None) is None and "|" in str(t):
+        pass
+    _SETTING_TYPES[_f.name] = t
+
+
+def _field_type(struct: type, key: str) -> Any:
+    for f in msgspec.structs.fields(struct):
+        if f.name == key:
+            t = f.type
+            args = [a for a in getattr(t, "__args__", ()) if a is not type(None)]
+            if type(None) in getattr(t, "__args__", ()) and len(args) == 1:
+                return args[0]
+            return t
+    raise ConfigError(f"unknown setting: {key}")
+
+
+def _convert(struct: type, data: dict[str, Any], where: str) -> Any:
+    try:
+        return msgspec.convert(data, struct)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- connection strings
+
+
+def parse_connstring(text: str, where: str = "[databases]") -> dict[str, str]:
+    """Parse libpq-style ``key=value key='quoted value'`` pairs."""
+    out: dict[str, str] = {}
+    lex = shlex.shlex(text, posix=True)
+    lex.whitespace_split = True
+    lex.commenters = ""
+    lex.quotes = "'"
+    lex.escape = "\\"
+    lex.escapedquotes = "'"
+    try:
+        tokens = list(lex)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad connection string {text!r}: {exc}") from None
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if "=" not in tok:
+            raise ConfigError(f"{where}: bad connection string element {tok!r} (expected key=value)")
+        k, v = tok.split("=", 1)
+        if v == "" and i + 1 < len(tokens) and "=" not in tokens[i + 1]:
+            v = tokens[i + 1]
+            i += 1
+        out[k.strip().lower()] = v
+        i += 1
+    return out
+
+
+def database_from_connstring(name: str, text: str) -> DatabaseConfig:
+    """A [databases] entry from its connection string, pgbouncer's keys."""
+    where = f"[databases] {name}"
+    kv = parse_connstring(text, where)
+    data: dict[str, Any] = {}
+    for k, v in kv.items():
+        if k == "host":
+            data["host"] = [h.strip() for h in v.split(",") if h.strip()] or ["127.0.0.1"]
+        elif k == "port":
+            try:
+                data["port"] = int(v.split(",")[0])
+            except ValueError:
+                raise ConfigError(f"{where}: invalid port {v!r}") from None
+        elif k in ("dbname", "user", "password"):
+            data[k] = v
+        elif k in _DB_POOL_KEYS:
+            key = "reserve_pool_size" if k == "reserve_pool" else k
+            typ = _DB_POOL_KEYS[k]
+            try:
+                data[key] = parse_duration(v, k) if typ is float else typ(v)
+            except ValueError:
+                raise ConfigError(f"{where}: invalid value for {k}: {v!r}") from None
+        else:
+            raise ConfigError(f"{where}: unknown parameter {k!r}")
+    return _convert(DatabaseConfig, data, where)
+
+
+def user_from_connstring(name: str, text: str) -> UserConfig:
+    where = f"[users] {name}"
+    data: dict[str, Any] = {}
+    for k, v in parse_connstring(text, where).items():
+        typ = _field_type(UserConfig, k) if k in UserConfig.__struct_fields__ else None
+        if typ is None:
+            raise ConfigError(f"{where}: unknown parameter {k!r}")
+        data[k] = _coerce(k, v, typ)
+    return _convert(UserConfig, data, where)
+
+
+def parse_upstream(url: str) -> tuple[str, DatabaseConfig]:
+    """``postgresql://user[:password]@host[:port][,host2...][/db][?k=v]`` -> (db name or "*", entry).
+
+    Without ``/db`` the entry is the ``*`` fallback: every database name goes to
+    the same name upstream.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"--upstream: expected a postgresql:// URL, got {url!r}")
+    netloc = parts.netloc
+    userinfo, _, hostinfo = netloc.rpartition("@")
+    user = password = None
+    if userinfo:
+        user, _, pw = userinfo.partition(":")
+        user = unquote(user) or None
+        password = unquote(pw) if pw else None
+    hosts: list[str] = []
+    port = 5432
+    for hp in hostinfo.split(","):
+        if not hp:
+            continue
+        if hp.startswith("["):
+            h, _, rest = hp[1:].partition("]")
+            p = rest.lstrip(":")
+        else:
+            h, _, p = hp.partition(":")
+        hosts.append(unquote(h))
+        if p:
+            try:
+                port = int(p)
+            except ValueError:
+                raise ConfigError(f"--upstream: invalid port {p!r}") from None
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if "host" in query:  # libpq: ?host=/path/to/socket
+        hosts = [query.pop("host")]
+    if "port" in query:
+        port = int(query.pop("port"))
+    db = unquote(parts.path.lstrip("/")) or None
+    entry = DatabaseConfig(host=hosts or ["127.0.0.1"], port=port, dbname=db, user=user, password=password)
+    if query:
+        raise ConfigError(f"--upstream: unsupported URL parameters {sorted(query)}")
+    return (db or "*"), entry
+
+
+# ----------------------------------------------------------------------------- pgbouncer.ini
+
+
+def _read_ini_lines(path: Path, depth: int = 0) -> list[tuple[str, int, str]]:
+    if depth > 10:
+        raise ConfigError(f"{path}: %include nested too deeply")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    out = []
+    for no, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s.startswith("%include"):
+            inc = s[len("%include") :].strip()
+            # pgbouncer: relative to the current working directory
+            out.extend(_read_ini_lines(Path(inc), depth + 1))
+            continue
+        out.append((str(path), no, line))
+    return out
+
+
+def _unquote_ident(name: str) -> str:
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def load_ini(path: str | os.PathLike[str]) -> Config:
+    """Read a pgbouncer.ini as pgbouncer does."""
+    settings: dict[str, Any] = {}
+    databases: dict[str, DatabaseConfig] = {}
+    users: dict[str, UserConfig] = {}
+    section = None
+    for fname, no, line in _read_ini_lines(Path(path)):
+        s = line.strip()
+        if not s or s[0] in ";#":
+            continue
+        where = f"{fname}:{no}"
+        if s.startswith("["):
+            if not s.endswith("]"):
+                raise ConfigError(f"{where}: bad section header {s!r}")
+            section = s[1:-1].strip().lower()
+            if section not in ("databases", "pgbouncer", "pgbundle", "users", "peers"):
+                raise ConfigError(f"{where}: unknown section [{section}]")
+            continue
+        if "=" not in s:
+            raise ConfigError(f"{where}: expected key = value, got {s!r}")
+        key, _, value = s.partition("=")
+        key, value = key.strip(), value.strip()
+        if section is None:
+            raise ConfigError(f"{where}: {key} is outside any section")
+        if section == "databases":
+            databases[_unquote_ident(key)] = database_from_connstring(_unquote_ident(key), value)
+        elif section == "users":
+            users[_unquote_ident(key)] = user_from_connstring(_unquote_ident(key), value)
+        elif section == "peers":
+            continue
+        else:
+            key = key.lower()
+            if key not in Settings.__struct_fields__:
+                raise ConfigError(f"{where}: unknown setting {key!r}")
+            typ = _field_type(Settings, key)
+            if key == "auth_type" and value in ("md5", "trust", "any", "plain", "scram-sha-256", "hba", "cert"):
+                settings[key] = value
+            elif key == "unix_socket_mode":
+                settings[key] = int(value, 8)
+            elif value == "" and key in ("auth_file", "logfile", "pidfile", "auth_user", "auth_hba_file"):
+                settings[key] = None
+            else:
+                settings[key] = _coerce(key, value, typ)
+    base = Path(path).resolve().parent
+    if settings.get("auth_file") and not os.path.isabs(settings["auth_file"]):
+        settings["auth_file"] = str(base / settings["auth_file"])
+    return Config(settings=_convert(Settings, settings, str(path)), databases=databases, users=users, source=str(path))
+
+
+# ----------------------------------------------------------------------------- pgbundle.toml
+
+
+def load_toml(path: str | os.PathLike[str]) -> Config:
+    """Read pgbundle.toml: top-level ``[pgbundle]`` settings, ``[databases]``, ``[users]``.
+
+    A ``[databases]`` value is a connection string (as in pgbouncer.ini) or a table
+    of DatabaseConfig fields.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    unknown = set(raw) - {"pgbundle", "pgbouncer", "databases", "users"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected pgbundle, databases, users")
+    sdata = dict(raw.get("pgbundle", {}))
+    sdata.update(raw.get("pgbouncer", {}))
+    for key, value in list(sdata.items()):
+        if key not in Settings.__struct_fields__:
+            raise ConfigError(f"{path}: unknown setting {key!r} in [pgbundle]")
+        typ = _field_type(Settings, key)
+        if typ is float and isinstance(value, str):
+            sdata[key] = parse_duration(value, key)
+        elif typ is float and isinstance(value, int):
+            sdata[key] = float(value)
+    settings = _convert(Settings, sdata, f"{path} [pgbundle]")
+    databases = {}
+    for name, v in raw.get("databases", {}).items():
+        if isinstance(v, str):
+            databases[name] = database_from_connstring(name, v)
+        elif isinstance(v, dict):
+            d = dict(v)
+            if isinstance(d.get("host"), str):
+                d["host"] = [h.strip() for h in d["host"].split(",")]
+            databases[name] = _convert(DatabaseConfig, d, f"{path} [databases] {name}")
+        else:
+            raise ConfigError(f"{path} [databases] {name}: expected a connection string or a table")
+    users = {}
+    for name, v in raw.get("users", {}).items():
+        if isinstance(v, str):
+            users[name] = user_from_connstring(name, v)
+        else:
+            users[name] = _convert(UserConfig, v, f"{path} [users] {name}")
+    if settings.auth_file and not os.path.isabs(settings.auth_file):
+        settings = msgspec.structs.replace(settings, auth_file=str(Path(path).resolve().parent / settings.auth_file))
+    return Config(settings=settings, databases=databases, users=users, source=str(path))
+
+
+def load_file(path: str | os.PathLike[str]) -> Config:
+    """pgbundle.toml or pgbouncer.ini, by extension."""
+    p = str(path)
+    if p.endswith(".toml"):
+        return load_toml(p)
+    return load_ini(p)
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Settings from the command line (already typed, None = not given) win over the file."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for k in given:
+        if k not in Settings.__struct_fields__:
+            raise ConfigError(f"unknown setting: {k}")
+    data = msgspec.to_builtins(config.settings)
+    data.update(given)
+    settings = _convert(Settings, data, "command line")
+    return Config(settings=settings, databases=config.databases, users=config.users, source=config.source)
+
+
+def set_setting(settings: Settings, key: str, raw: str) -> Settings:
+    """``-s key=value`` / admin SET: parse ``raw`` for ``key`` as the ini reader would."""
+    key = key.strip().lower()
+    if key not in Settings.__struct_fields__:
+        raise ConfigError(f"unknown setting: {key}")
+    typ = _field_type(Settings, key)
+    value: Any = raw if key == "auth_type" else _coerce(key, raw, typ)
+    data = msgspec.to_builtins(settings)
+    data[key] = value
+    return _convert(Settings, data, key)
+
+
+# ----------------------------------------------------------------------------- auth_file
+
+
+def load_auth_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read pgbouncer's userlist.txt: ``"user" "secret"`` per line.
+
+    The secret is a plain password, an md5 secret (``md5...``) or a SCRAM secret
+    (``SCRAM-SHA-256$...``).  Lines starting with ``;`` or ``#`` are comments;
+    ``""`` inside quotes is a literal quote.
+    """
+    users: dict[str, str] = {}
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read auth_file {path}: {exc.strerror}") from None
+    for no, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s[0] in ";#":
+            continue
+        fields = []
+        i = 0
+        while i < len(s) and len(fields) < 2:
+            while i < len(s) and s[i] in " \t":
+                i += 1
+            if i >= len(s):
+                break
+            if s[i] != '"':
+                raise ConfigError(f"{path}:{no}: expected a quoted string")
+            i += 1
+            buf = []
+            while True:
+                if i >= len(s):
+                    raise ConfigError(f"{path}:{no}: unterminated quoted string")
+                if s[i] == '"':
+                    if i + 1 < len(s) and s[i + 1] == '"':
+                        buf.append('"')
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                buf.append(s[i])
+                i += 1
+            fields.append("".join(buf))
+        if len(fields) < 2:
+            raise ConfigError(f"{path}:{no}: expected \"user\" \"password\"")
+        users[fields[0]] = fields[1]
+    return users

@@ -1,0 +1,395 @@
+"""The pooler process: listeners, pools, signals (pgbouncer's main.c + pooler.c).
+
+:class:`Pooler` owns everything with one nursery: the accept loops, one task
+per client (:func:`.client.serve_client`), one per server connection
+(:meth:`.server.Server.run`), the janitor and the signal handler.
+
+Signals: SIGHUP reloads the config file and the auth_file; SIGINT shuts down
+gracefully (stop accepting, let running transactions finish, then close); a
+second SIGINT, or SIGTERM, shuts down at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import msgspec
+import trio
+
+from pgbundle.shared import sqlstate
+
+from .admin import AdminConsole
+from .auth import Authenticator, Credentials
+from .cancel import CancelRouter
+from .client import Client, serve_client
+from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_file
+from .janitor import janitor
+from .netio import Conn
+from .objects import Pool, PoolerError, ServerState
+from .server import Server
+from .stats import Stats
+from .varcache import VarCache
+
+log = logging.getLogger("pgbundle.pooler")
+
+
+class Pooler:
+    def __init__(self, config: Config, overrides: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.overrides = overrides or {}
+        self.pools: dict[tuple[str, str], Pool] = {}
+        self.clients: set[Client] = set()
+        self.servers: set[Server] = set()
+        self.stats = Stats()
+        self.varcache = VarCache(config.settings.ignore_startup_parameters)
+        self.cancels = CancelRouter(self)
+        self.auth = Authenticator(self)
+        self.admin = AdminConsole(self)
+        self.shutting_down = False
+        self.nursery: trio.Nursery = None  # type: ignore[assignment]
+        self.listen_socks: list[socket.socket] = []
+        self.started = time.time()
+        self._stop = trio.Event()
+        self._graceful = False
+
+    # ------------------------------------------------------------------ lookups
+
+    @property
+    def client_count(self) -> int:
+        return len(self.clients)
+
+    def find_database(self, name: str) -> DatabaseConfig | None:
+        dbs = self.config.databases
+        return dbs.get(name) or dbs.get("*")
+
+    def get_pool(self, dbname: str, user: str, db: DatabaseConfig) -> Pool:
+        key = (dbname, user)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = Pool(self, dbname, user, db)
+        return pool
+
+    # ------------------------------------------------------------------ server connections
+
+    def may_open_server(self, pool: Pool) -> bool:
+        """max_db_connections / max_user_connections; closes an idle server elsewhere to make room."""
+        s = self.config.settings
+        max_db = pool.db.max_db_connections if pool.db.max_db_connections is not None else s.max_db_connections
+        u = self.config.users.get(pool.user)
+        max_user = u.max_user_connections if (u and u.max_user_connections is not None) else s.max_user_connections
+        for limit, same in ((max_db, lambda p: p.dbname == pool.dbname),
+                            (max_user, lambda p: p.server_user == pool.server_user)):
+            if not limit:
+                continue
+            pools = [p for p in self.pools.values() if same(p)]
+            if sum(p.server_count for p in pools) < limit:
+                continue
+            victim = next((p for p in pools if p is not pool and p.idle), None)
+            if victim is None:
+                return False
+            victim.idle[0].close("evicted to make room for another pool")
+            if sum(p.server_count for p in pools) >= limit:
+                return False
+        return True
+
+    def start_server(self, pool: Pool) -> None:
+        server = Server(pool)
+        pool.login.add(server)
+        self.servers.add(server)
+        self.nursery.start_soon(self._server_task, server)
+
+    async def _server_task(self, server: Server, creds: Credentials | None = None, adopted: bool = False) -> None:
+        pool = server.pool
+        if not adopted:
+            creds = self.auth.server_credentials(pool.server_user, pool.db)
+            try:
+                await server.login(creds)
+            except PoolerError as exc:
+                self.servers.discard(server)
+                server.state = ServerState.CLOSED
+                self.log_server(server, f"login failed: {exc.message}")
+                pool.login_failed(server, exc, auth_error=getattr(exc, "auth_error", False))
+                return
+        self.log_server(server, "new connection to server")
+        async with trio.open_nursery() as n:
+            await n.start(server.run)
+            if pool.db.connect_query:
+                try:
+                    err = await server.run_internal(pool.db.connect_query)
+                except OSError:
+                    err = None
+                if err is not None:
+                    log.warning("%s: connect_query failed: %s", server, err.message)
+            if server.state is not ServerState.CLOSED:
+                pool.login_succeeded(server)
+
+    async def verify_upstream(self, client: Client, db: DatabaseConfig | None, password: str | None,
+                              ask=None) -> bool:
+        """Zero-config auth: can ``client.user`` log in upstream (with ``password``, or asking)?
+
+        A connection that got in joins the pool when it is one (no forced user) and has room.
+        Errors: PoolerError when the upstream cannot be reached.
+        """
+        if db is None:
+            db = self.find_database("postgres") or next(iter(self.config.databases.values()))
+        real = self.get_pool(client.database if client.database not in ("pgbouncer", "pgbundle") else "postgres",
+                             client.user, db)
+        forced = db.user is not None and db.user != client.user
+        pool = real if not forced else Pool(self, real.dbname, client.user,
+                                            msgspec.structs.replace(db, user=None, password=None), register=False)
+        server = Server(pool)
+        creds = Credentials(password=password, ask_password=ask)
+        try:
+            await server.login(creds)
+        except PoolerError as exc:
+            if exc.code in (sqlstate.INVALID_PASSWORD, sqlstate.INVALID_AUTHORIZATION_SPECIFICATION):
+                return False
+            raise
+        self.auth.remember(client.user, creds.password)
+        if not forced and real.server_count < real.server_limit() and not self.shutting_down:
+            real.login.add(server)
+            self.servers.add(server)
+            self.nursery.start_soon(self._server_task, server, creds, True)
+        else:
+            server.close("login check done")
+        return True
+
+    # ------------------------------------------------------------------ clients
+
+    def client_gone(self, client: Client, reason: str) -> None:
+        self.clients.discard(client)
+        self.cancels.unregister(client)
+        pool = client.pool
+        server = client.server
+        if server is not None and pool is not None:
+            if server.state is ServerState.CLOSED:
+                pool.unlink(server)
+            elif server.pending_z or server.unsynced or server.close_needed or client.kill_after is not None:
+                server.close("client disconnect while server was not ready")
+            elif server.status == 73 and pool.mode != "session" and not self.config.settings.server_reset_query_always:
+                pool.release(server)
+            else:
+                pool.mark_used(server)
+                self.nursery.start_soon(self._reset_server, server)
+        if pool is not None:
+            pool.remove_client(client)
+        if client.state is not None:
+            self.log_client(client, f"closing because: {reason}", disconnect=True)
+
+    async def _reset_server(self, server: Server) -> None:
+        ok = await server.reset()
+        if server.state is ServerState.CLOSED:
+            return
+        if ok:
+            server.pool.release(server)
+        else:
+            server.close("server reset failed")
+
+    # ------------------------------------------------------------------ logging
+
+    def log_client(self, client: Client, text: str, *, disconnect: bool = False) -> None:
+        s = self.config.settings
+        if disconnect and not s.log_disconnections:
+            return
+        if not disconnect and not s.log_connections:
+            return
+        host, port = client.conn.peer
+        log.info("C-%d: %s/%s@%s:%s %s", client.id, client.database or "(nodb)", client.user or "(nouser)",
+                 host, port, text)
+
+    def log_server(self, server: Server, text: str) -> None:
+        if not self.config.settings.log_connections:
+            return
+        host, port = server.addr
+        log.info("S-%d: %s/%s@%s:%s %s", server.id, server.pool.dbname, server.pool.server_user, host, port, text)
+
+    # ------------------------------------------------------------------ config
+
+    def reload(self) -> None:
+        """RELOAD / SIGHUP: re-read the config file and the auth_file; apply what can change live."""
+        if self.config.source:
+            new = load_file(self.config.source)
+            new = apply_overrides(new, {k: v for k, v in self.overrides.items() if not k.startswith("_")})
+            if self.overrides.get("_databases"):
+                new.databases.update(self.overrides["_databases"])
+        else:
+            new = self.config
+        old = self.config.settings
+        keep = {"listen_addr": old.listen_addr, "listen_port": old.listen_port, "unix_socket_dir": old.unix_socket_dir}
+        new = Config(settings=msgspec.structs.replace(new.settings, **keep), databases=new.databases,
+                     users=new.users, source=new.source)
+        self.config = new
+        self.auth.reload()
+        self.varcache.ignore = {x.lower() for x in new.settings.ignore_startup_parameters}
+        for (dbname, _user), pool in list(self.pools.items()):
+            db = self.find_database(dbname)
+            if db is None:
+                continue
+            if db != pool.db:
+                pool.db = db
+                for srv in list(pool.idle):
+                    srv.close("database configuration changed")
+                for srv in pool.active:
+                    srv.close_needed = True
+            pool.configure()
+            pool.launch()
+        log.info("config reloaded")
+
+    # ------------------------------------------------------------------ listening
+
+    def _bind(self) -> None:
+        s = self.config.settings
+        addrs = [a.strip() for a in s.listen_addr.split(",") if a.strip()]
+        for addr in addrs:
+            host = "0.0.0.0" if addr == "*" else addr
+            for family, type_, proto, _, sa in socket.getaddrinfo(host, s.listen_port, type=socket.SOCK_STREAM,
+                                                                  flags=socket.AI_PASSIVE):
+                sock = socket.socket(family, type_, proto)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if s.so_reuseport:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(sa)
+                except OSError as exc:
+                    sock.close()
+                    raise ConfigError(f"cannot listen on {addr}:{s.listen_port}: {exc.strerror}") from None
+                sock.listen(s.listen_backlog)
+                sock.setblocking(False)
+                self.listen_socks.append(sock)
+        if s.unix_socket_dir:
+            path = os.path.join(s.unix_socket_dir, f".s.PGSQL.{s.listen_port}")
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise ConfigError(f"cannot remove stale socket {path}: {exc.strerror}") from None
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(path)
+                os.chmod(path, s.unix_socket_mode)
+            except OSError as exc:
+                sock.close()
+                raise ConfigError(f"cannot listen on {path}: {exc.strerror}") from None
+            sock.listen(s.listen_backlog)
+            sock.setblocking(False)
+            self.listen_socks.append(sock)
+            self._unix_path = path
+        if not self.listen_socks:
+            raise ConfigError("nothing to listen on: set listen_addr or unix_socket_dir")
+
+    async def _accept_loop(self, lsock: socket.socket) -> None:
+        nursery = self.nursery
+        while True:
+            try:
+                sock, _ = lsock.accept()
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(lsock)
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("accept failed: %s; pausing 100 ms", exc.strerror)
+                    await trio.sleep(0.1)
+                    continue
+                if self.shutting_down or exc.errno == errno.EBADF:
+                    return
+                raise
+            nursery.start_soon(serve_client, self, Conn(sock))
+
+    def close_listeners(self) -> None:
+        for sock in self.listen_socks:
+            try:
+                trio.lowlevel.notify_closing(sock)
+            except (RuntimeError, ValueError):
+                pass
+            sock.close()
+        self.listen_socks = []
+        path = getattr(self, "_unix_path", None)
+        if path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until shut down.  ``task_status.started()`` once listening."""
+        self._bind()
+        s = self.config.settings
+        if s.pidfile:
+            with open(s.pidfile, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                with trio.open_signal_receiver(signal.SIGHUP, signal.SIGINT, signal.SIGTERM) as sigs:
+                    nursery.start_soon(self._signals, sigs)
+                    for sock in self.listen_socks:
+                        nursery.start_soon(self._accept_loop, sock)
+                    nursery.start_soon(janitor, self)
+                    where = ", ".join(_describe(x) for x in self.listen_socks)
+                    log.info("listening on %s", where)
+                    print(f"pgbundle pooler listening on {where}", file=sys.stderr, flush=True)
+                    task_status.started(self)
+                    await self._stop.wait()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.close_listeners()
+            if s.pidfile:
+                try:
+                    os.unlink(s.pidfile)
+                except OSError:
+                    pass
+            log.info("shutdown complete")
+
+    async def _signals(self, sigs) -> None:
+        async for signum in sigs:
+            if signum == signal.SIGHUP:
+                try:
+                    self.reload()
+                except ConfigError as exc:
+                    log.error("RELOAD failed: %s", exc)
+            elif signum == signal.SIGINT and not self._graceful:
+                log.info("got SIGINT, shutting down gracefully (a second SIGINT stops at once)")
+                self.nursery.start_soon(self.shutdown_gracefully)
+            else:
+                log.info("got %s, shutting down now", signal.Signals(signum).name)
+                self.shutdown_now()
+
+    def shutdown_now(self) -> None:
+        self.shutting_down = True
+        for srv in list(self.servers):
+            srv.close("pooler shutting down")
+        self._stop.set()
+
+    async def shutdown_gracefully(self) -> None:
+        """Stop accepting; close clients as soon as they are not inside a transaction; then stop."""
+        self._graceful = True
+        self.shutting_down = True
+        self.close_listeners()
+        err = PoolerError("pooler is shutting down", sqlstate.ADMIN_SHUTDOWN)
+        while True:
+            for c in list(self.clients):
+                if c.server is None and c.state is not None:
+                    c.kill(err)
+            if not self.clients:
+                break
+            await trio.sleep(0.05)
+        self.shutdown_now()
+
+
+def _describe(sock: socket.socket) -> str:
+    name = sock.getsockname()
+    if isinstance(name, str):
+        return name
+    return f"{name[0]}:{name[1]}"

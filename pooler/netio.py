@@ -1,0 +1,170 @@
+"""Sockets for the pooler's data path, driven by trio's low-level readiness waits.
+
+trio's SocketStream yields to the scheduler on every send and receive, even
+when the kernel could complete the call at once.  On the relay path that is
+most of the pooler's CPU, so :class:`Conn` first tries the non-blocking call
+and only waits (``trio.lowlevel.wait_readable`` / ``wait_writable``) when the
+kernel says it would block.  Every ``_YIELD_EVERY`` calls that did not block it
+checkpoints anyway, so a busy connection cannot starve the others and
+cancellation is still noticed.
+
+Contract:
+* :meth:`Conn.recv` returns bytes, ``b""`` at EOF; a reset connection also
+  reads as EOF (the peer is gone either way).
+* :meth:`Conn.send_all` sends everything or raises :class:`ConnectionLost`.
+  Sends are serialised per connection (a FIFO lock taken without a scheduler
+  round trip when free), so the relay and the pooler's own messages never
+  interleave.  A send interrupted by cancellation leaves the stream unusable:
+  close the connection.
+* :meth:`Conn.close` is idempotent and wakes any task waiting on the socket
+  (it gets :class:`ConnectionLost` or ``b""``).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import trio
+
+RECV_SIZE = 65536
+_YIELD_EVERY = 16
+_wait_readable = trio.lowlevel.wait_readable
+_wait_writable = trio.lowlevel.wait_writable
+_checkpoint = trio.lowlevel.checkpoint
+
+
+class ConnectionLost(Exception):
+    """The peer went away (reset, broken pipe) or the socket was closed under us."""
+
+
+class Conn:
+    """One connected non-blocking socket (TCP or Unix)."""
+
+    __slots__ = ("sock", "closed", "_ops", "_lock", "peer", "is_unix")
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.closed = False
+        self._ops = 0
+        self._lock = trio.StrictFIFOLock()
+        self.is_unix = sock.family == socket.AF_UNIX
+        if not self.is_unix:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                self.peer: tuple[str, int] = sock.getpeername()[:2]
+            except OSError:
+                self.peer = ("?", 0)
+        else:
+            self.peer = ("unix", 0)
+
+    @property
+    def is_local(self) -> bool:
+        """A Unix socket or a loopback peer: where a password may travel in clear."""
+        if self.is_unix:
+            return True
+        host = self.peer[0]
+        return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
+
+    async def recv(self, n: int = RECV_SIZE) -> bytes:
+        sock = self.sock
+        while True:
+            try:
+                data = sock.recv(n)
+            except BlockingIOError:
+                try:
+                    await _wait_readable(sock)
+                except trio.ClosedResourceError:
+                    return b""
+                self._ops = 0
+                continue
+            except (ConnectionResetError, TimeoutError):
+                return b""
+            except OSError as exc:
+                if self.closed or exc.errno in (errno.EBADF, errno.ENOTCONN):
+                    return b""
+                raise
+            self._ops += 1
+            if self._ops >= _YIELD_EVERY:
+                self._ops = 0
+                await _checkpoint()
+            return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        lock = self._lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()
+        try:
+            sock = self.sock
+            view = memoryview(data)
+            total = len(view)
+            sent = 0
+            while sent < total:
+                try:
+                    sent += sock.send(view[sent:])
+                except BlockingIOError:
+                    try:
+                        await _wait_writable(sock)
+                    except trio.ClosedResourceError:
+                        raise ConnectionLost("connection closed") from None
+                except OSError as exc:
+                    raise ConnectionLost(str(exc)) from None
+        finally:
+            lock.release()
+        self._ops += 1
+        if self._ops >= _YIELD_EVERY:
+            self._ops = 0
+            await _checkpoint()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            trio.lowlevel.notify_closing(self.sock)
+        except (RuntimeError, ValueError):
+            pass
+        self.sock.close()
+
+
+async def open_connection(host: str, port: int) -> Conn:
+    """Connect to ``host:port`` (``host`` starting with ``/`` is a Unix socket directory).
+
+    Errors: OSError (refused, unreachable, no such host).  Use a cancel scope for a
+    timeout; the half-open socket is closed on cancellation.
+    """
+    if host.startswith("/") or host.startswith("@"):
+        path = host if host.endswith(f".s.PGSQL.{port}") else f"{host.rstrip('/')}/.s.PGSQL.{port}"
+        if host.startswith("@"):
+            path = "\0" + path[1:]
+        infos = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path)]
+    else:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for family, type_, proto, _, addr in infos:
+        sock = socket.socket(family, type_, proto)
+        sock.setblocking(False)
+        try:
+            err = sock.connect_ex(addr)
+            if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+                await _wait_writable(sock)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, f"{errno.errorcode.get(err, err)}: {os_strerror(err)} ({host}:{port})")
+            return Conn(sock)
+        except OSError as exc:
+            sock.close()
+            last = exc
+        except BaseException:
+            sock.close()
+            raise
+    raise last or OSError(f"cannot resolve {host}")
+
+
+def os_strerror(err: int) -> str:
+    import os
+
+    return os.strerror(err)

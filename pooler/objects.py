@@ -1,0 +1,327 @@
+"""Pools and every state change of a client or server connection (pgbouncer's objects.c).
+
+A connection's state lives in one place -- its ``state`` field plus the pool
+list it sits on -- and changes only through the functions in this module:
+
+    client: LOGIN -> ACTIVE <-> WAITING        (ACTIVE = logged in, linked or not)
+                   -> CLOSED
+    server: LOGIN -> IDLE -> ACTIVE -> IDLE    (transaction/statement: at ReadyForQuery 'I')
+                          -> USED -> IDLE      (being reset / checked)
+                   -> CLOSED
+
+``Pool.idle`` is a LIFO stack (pgbouncer's default; FIFO with
+``server_round_robin``); ``Pool.waiting`` is a FIFO queue, so clients are
+served in arrival order.  A server released while clients wait goes straight to
+the first of them.  Everything here runs in the pooler's one trio thread: no
+locks, and no awaits between a check and the state change it guards.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from pgbundle.shared import sqlstate
+
+from .stats import PoolStats
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .config import DatabaseConfig
+    from .main import Pooler
+    from .server import Server
+
+log = logging.getLogger("pgbundle.pooler")
+
+
+class ClientState(enum.Enum):
+    LOGIN = "login"
+    ACTIVE = "active"
+    WAITING = "waiting"
+    CLOSED = "closed"
+
+
+class ServerState(enum.Enum):
+    LOGIN = "login"
+    IDLE = "idle"
+    ACTIVE = "active"
+    USED = "used"
+    CLOSED = "closed"
+
+
+class PoolerError(Exception):
+    """An error the pooler reports to one client as an ErrorResponse.
+
+    ``fatal`` errors close the client connection after the message.
+    """
+
+    def __init__(self, message: str, code: str = sqlstate.PROTOCOL_VIOLATION, *, fatal: bool = True,
+                 detail: str | None = None, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.fatal = fatal
+        self.detail = detail
+        self.fields = fields  # a server's ErrorResponse fields, passed on as they are
+
+    def error_fields(self) -> dict[str, str]:
+        if self.fields is not None:
+            return self.fields
+        sev = "FATAL" if self.fatal else "ERROR"
+        return sqlstate.error_fields(self.code, self.message, sev, detail=self.detail)
+
+
+class Pool:
+    """The server connections of one (database, user) pair and the clients that use them."""
+
+    def __init__(self, pooler: Pooler, dbname: str, user: str, db: DatabaseConfig, *, register: bool = True) -> None:
+        self.pooler = pooler
+        self.dbname = dbname  # the name clients use
+        self.user = user  # the client user (key)
+        self.db = db
+        self.server_user = db.user or user
+        self.server_dbname = db.dbname or dbname
+        self.idle: list[Server] = []
+        self.active: set[Server] = set()
+        self.used: set[Server] = set()
+        self.login: set[Server] = set()
+        self.waiting: deque[Client] = deque()
+        self.clients: set[Client] = set()
+        self.welcome: dict[str, str] | None = None  # ParameterStatus set of a fresh server connection
+        self.welcome_ready = trio.Event()
+        self.welcome_cache: dict[tuple, bytes] = {}  # client varstate -> encoded ParameterStatus set
+        self.last_login_failed = 0.0  # monotonic time of the last failed server login, 0 = none
+        self.last_login_error: PoolerError | None = None
+        self.paused = False
+        self.host_index = 0
+        self.configure()
+        # statistics (SHOW STATS)
+        self.stats = pooler.stats.for_pool(self) if register else PoolStats()
+
+    def configure(self) -> None:
+        """(Re)compute the effective limits from the current configuration."""
+        s = self.pooler.config.settings
+        u = self.pooler.config.users.get(self.user)
+        db = self.db
+        self.mode = (u and u.pool_mode) or db.pool_mode or s.pool_mode
+        self.pool_size = (u and u.pool_size) if (u and u.pool_size is not None) else (
+            db.pool_size if db.pool_size is not None else s.default_pool_size)
+        if self.pool_size == 0:
+            self.pool_size = 1 << 30  # 0 = unlimited (pgbouncer >= 1.24)
+        self.min_pool_size = db.min_pool_size if db.min_pool_size is not None else s.min_pool_size
+        self.reserve_size = (u and u.reserve_pool_size) if (u and u.reserve_pool_size is not None) else (
+            db.reserve_pool_size if db.reserve_pool_size is not None else s.reserve_pool_size)
+        self.query_wait_timeout = db.query_wait_timeout if db.query_wait_timeout is not None else s.query_wait_timeout
+        self.server_lifetime = db.server_lifetime if db.server_lifetime is not None else s.server_lifetime
+        self.query_timeout = (u and u.query_timeout) if (u and u.query_timeout is not None) else s.query_timeout
+        self.idle_transaction_timeout = (u and u.idle_transaction_timeout) if (
+            u and u.idle_transaction_timeout is not None) else s.idle_transaction_timeout
+        self.client_idle_timeout = (u and u.client_idle_timeout) if (
+            u and u.client_idle_timeout is not None) else s.client_idle_timeout
+
+    # ------------------------------------------------------------------ counts
+
+    @property
+    def server_count(self) -> int:
+        return len(self.idle) + len(self.active) + len(self.used) + len(self.login)
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.dbname}/{self.user}>"
+
+    def login_failing(self) -> bool:
+        """pgbouncer's fast-fail: no servers, and the last login failed less than server_login_retry ago."""
+        if not self.last_login_failed or self.server_count:
+            return False
+        return time.monotonic() - self.last_login_failed < self.pooler.config.settings.server_login_retry
+
+    # ------------------------------------------------------------------ clients
+
+    def add_client(self, client: Client) -> None:
+        self.clients.add(client)
+        client.pool = self
+        client.state = ClientState.ACTIVE
+
+    def remove_client(self, client: Client) -> None:
+        self.clients.discard(client)
+        if client.state is ClientState.WAITING:
+            try:
+                self.waiting.remove(client)
+            except ValueError:
+                pass
+        client.state = ClientState.CLOSED
+
+    async def acquire(self, client: Client) -> Server:
+        """Link ``client`` to a server connection, waiting in FIFO order if none is free.
+
+        Errors: PoolerError -- query_wait_timeout, the pool's logins failing, or the
+        server's own login error.  Cancellation leaves the client unlinked.
+        """
+        while self.idle and not self.waiting and not self.paused:
+            server = self.idle.pop()
+            if server.needs_check():
+                self.used.add(server)
+                server.state = ServerState.USED
+                ok = await server.check()
+                self.used.discard(server)
+                if not ok or server.state is ServerState.CLOSED:
+                    server.close("server check failed")
+                    continue
+                if self.waiting or self.paused:  # someone queued while we checked: keep order
+                    self.release(server)
+                    break
+            self._link(client, server)
+            return server
+        if self.server_count == 0 and self.login_failing():
+            raise PoolerError("server login has been failing, try again later (server_login_retry)",
+                              sqlstate.CONNECTION_FAILURE,
+                              detail=self.last_login_error.message if self.last_login_error else None)
+        client.state = ClientState.WAITING
+        client.wait_start = time.monotonic()
+        client.wake = trio.Event()
+        client.wait_error = None
+        self.waiting.append(client)
+        self.launch()
+        timeout = self.query_wait_timeout or float("inf")
+        try:
+            with trio.move_on_after(timeout):
+                await client.wake.wait()
+        finally:
+            if client.state is ClientState.WAITING:
+                try:
+                    self.waiting.remove(client)
+                except ValueError:
+                    pass
+                client.state = ClientState.ACTIVE
+            self.stats.wait_time += time.monotonic() - client.wait_start
+        if client.server is not None:
+            return client.server
+        if client.wait_error is not None:
+            raise client.wait_error
+        raise PoolerError("query_wait_timeout", sqlstate.PROTOCOL_VIOLATION,
+                          detail=self.last_login_error.message if self.last_login_error else None)
+
+    def _link(self, client: Client, server: Server) -> None:
+        self.active.add(server)
+        server.state = ServerState.ACTIVE
+        server.client = client
+        server.link_time = time.monotonic()
+        client.server = server
+        client.state = ClientState.ACTIVE
+        self.stats.server_assignment_count += 1
+
+    def fail_waiting(self, error: PoolerError) -> None:
+        """Wake every waiting client with ``error`` (logins failing with no server left)."""
+        while self.waiting:
+            c = self.waiting.popleft()
+            c.state = ClientState.ACTIVE
+            c.wait_error = error
+            c.wake.set()
+
+    # ------------------------------------------------------------------ servers
+
+    def unlink(self, server: Server) -> None:
+        client = server.client
+        if client is not None:
+            client.server = None
+            server.client = None
+        self.active.discard(server)
+
+    def release(self, server: Server) -> None:
+        """Give a clean server back: to the first waiting client, else to the idle list.
+
+        The caller has checked that it is clean (ReadyForQuery 'I', nothing pending).
+        """
+        self.unlink(server)
+        self.used.discard(server)
+        self.login.discard(server)
+        if server.state is ServerState.CLOSED:
+            return
+        now = time.monotonic()
+        if server.close_needed or (self.server_lifetime and now - server.connect_time > self.server_lifetime):
+            server.close("server lifetime over" if not server.close_needed else server.close_reason or "close needed")
+            return
+        if server.cancels_in_flight:  # parked until the cancel has reached the server
+            server.state = ServerState.USED
+            server.cancel_hold = True
+            self.used.add(server)
+            return
+        server.last_used = now
+        if self.waiting and not self.paused:
+            client = self.waiting.popleft()
+            self._link(client, server)
+            client.wake.set()
+            return
+        server.state = ServerState.IDLE
+        if self.pooler.config.settings.server_round_robin:
+            self.idle.insert(0, server)
+        else:
+            self.idle.append(server)
+
+    def mark_used(self, server: Server) -> None:
+        """A server that needs a reset or a check before reuse."""
+        self.unlink(server)
+        server.state = ServerState.USED
+        self.used.add(server)
+
+    def forget(self, server: Server) -> None:
+        """Drop a closed server from every list."""
+        self.unlink(server)
+        if server in self.idle:
+            self.idle.remove(server)
+        self.used.discard(server)
+        self.login.discard(server)
+        server.state = ServerState.CLOSED
+        if self.waiting and not self.pooler.shutting_down:
+            self.launch()
+
+    def server_limit(self) -> int:
+        """How many server connections this pool may have right now (pool size, plus the reserve
+        when a client has waited longer than reserve_pool_timeout)."""
+        limit = self.pool_size
+        if self.reserve_size and self.waiting:
+            waited = time.monotonic() - self.waiting[0].wait_start
+            if waited >= self.pooler.config.settings.reserve_pool_timeout:
+                limit += self.reserve_size
+        return limit
+
+    def launch(self, *, minimum: int = 0) -> None:
+        """Open server connections for the clients waiting (and up to ``minimum`` in all), within limits.
+
+        Connections already logging in count as coming for a waiting client.
+        """
+        if self.pooler.shutting_down:
+            return
+        if self.last_login_failed and time.monotonic() - self.last_login_failed < (
+                self.pooler.config.settings.server_login_retry):
+            return  # the janitor tries again once server_login_retry has passed
+        limit = self.server_limit()
+        need = max(len(self.waiting) - len(self.login), minimum - self.server_count)
+        while need > 0 and self.server_count < limit:
+            if not self.pooler.may_open_server(self):
+                break
+            self.pooler.start_server(self)
+            need -= 1
+
+    def login_succeeded(self, server: Server) -> None:
+        self.login.discard(server)
+        self.last_login_failed = 0.0
+        self.last_login_error = None
+        if self.welcome is None:
+            self.welcome = dict(server.params)
+            self.welcome_ready.set()
+        server.connect_time = time.monotonic()
+        self.release(server)
+
+    def login_failed(self, server: Server | None, error: PoolerError, *, auth_error: bool) -> None:
+        if server is not None:
+            self.login.discard(server)
+        self.last_login_failed = time.monotonic()
+        self.last_login_error = error
+        # pgbouncer's fail-fast: with no server connection left, nobody waits in vain.
+        if self.server_count == 0 or auth_error:
+            self.fail_waiting(error)

@@ -1,0 +1,166 @@
+"""Tracked session parameters (pgbouncer's varcache.c).
+
+A client's session settings must follow it from one server connection to the
+next.  Each client keeps ``tracked``: the parameters it set (in the startup
+packet, or later with SET, as the server reports them in ParameterStatus) whose
+value differs from the pool's default; each server keeps the same for what was
+set on it.  When a client is linked to a server whose ``varstate`` differs, one
+query -- ``SELECT set_config(...)`` / ``RESET`` -- is sent ahead of the
+client's own traffic, and its reply swallowed, so the switch costs no round trip.
+
+Values are normalised where PostgreSQL would (``client_encoding='utf-8'`` is
+``UTF8``), so equal settings compare equal.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pgbundle.shared.protocol import encode, messages as m
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .objects import Pool
+    from .server import Server
+
+# Parameters PostgreSQL reports with ParameterStatus (GUC_REPORT), in canonical spelling.
+REPORTED = ("application_name", "client_encoding", "DateStyle", "default_transaction_read_only", "in_hot_standby",
+            "integer_datetimes", "IntervalStyle", "is_superuser", "server_encoding", "server_version",
+            "session_authorization", "standard_conforming_strings", "TimeZone")
+_CANONICAL = {n.lower(): n for n in REPORTED}
+#: Startup parameters that are not settings.
+NOT_SETTINGS = frozenset(("user", "database", "replication", "options"))
+_ENCODINGS = {"UTF-8": "UTF8", "UNICODE": "UTF8", "UTF8": "UTF8"}
+
+
+def canonical(name: str) -> str:
+    return _CANONICAL.get(name.lower(), name.lower())
+
+
+def normalize(name: str, value: str) -> str:
+    if name == "client_encoding":
+        v = value.strip().strip("'").upper()
+        return _ENCODINGS.get(v, v)
+    return value
+
+
+def parse_options(options: str) -> dict[str, str]:
+    """``options='-c name=value --name=value'`` from a startup packet."""
+    out: dict[str, str] = {}
+    toks = []
+    cur = []
+    i = 0
+    while i < len(options):  # PostgreSQL: whitespace separates, backslash escapes
+        ch = options[i]
+        if ch == "\\" and i + 1 < len(options):
+            cur.append(options[i + 1])
+            i += 2
+            continue
+        if ch.isspace():
+            if cur:
+                toks.append("".join(cur))
+                cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    if cur:
+        toks.append("".join(cur))
+    it = iter(toks)
+    for tok in it:
+        if tok == "-c":
+            tok = next(it, "")
+        elif tok.startswith("-c"):
+            tok = tok[2:]
+        elif tok.startswith("--"):
+            tok = tok[2:]
+        else:
+            continue
+        if "=" in tok:
+            k, v = tok.split("=", 1)
+            out[k.replace("-", "_")] = v
+    return out
+
+
+class VarCache:
+    """Keeps clients' and servers' tracked parameters and produces the SQL that aligns them."""
+
+    def __init__(self, ignore: list[str]) -> None:
+        self.ignore = {x.lower() for x in ignore}
+
+    def client_startup(self, client: Client, params: dict[str, str], pool: Pool) -> None:
+        """Record the settings a client asked for in its startup packet."""
+        wanted: dict[str, str] = {}
+        settings = dict(params)
+        if "options" in params:
+            settings.update(parse_options(params["options"]))
+        for k, v in settings.items():
+            if k in NOT_SETTINGS or k.lower() in self.ignore or k.startswith("_pq_."):
+                continue
+            name = canonical(k)
+            wanted[name] = normalize(name, v)
+        defaults = pool.welcome or {}
+        client.tracked = {k: v for k, v in wanted.items() if defaults.get(k) != v}
+        client.varstate = tuple(sorted(client.tracked.items()))
+
+    def _set(self, holder, name: str, value: str, pool: Pool) -> None:
+        default = (pool.welcome or {}).get(name)
+        if value == default or (default is None and value == ""):
+            if holder.tracked.pop(name, None) is None:
+                return
+        elif holder.tracked.get(name) == value:
+            return
+        else:
+            holder.tracked[name] = value
+        holder.varstate = tuple(sorted(holder.tracked.items()))
+
+    def client_changed(self, client: Client, server: Server, name: str, value: str) -> None:
+        """The server reported a new value while linked to ``client``: the client changed it."""
+        self._set(client, name, value, server.pool)
+        self._set(server, name, value, server.pool)
+
+    def server_changed(self, server: Server, name: str, value: str) -> None:
+        self._set(server, name, value, server.pool)
+
+    def server_reset(self, server: Server) -> None:
+        """After DISCARD ALL / RESET ALL every setting is back at its default."""
+        server.tracked = {}
+        server.varstate = ()
+
+    def sync_sql(self, client: Client, server: Server) -> str | None:
+        """The query that gives ``server`` the client's settings, or None if they already match."""
+        if client.varstate == server.varstate:
+            return None
+        sets = []
+        resets = []
+        for name, value in client.tracked.items():
+            if server.tracked.get(name) != value:
+                sets.append(f"pg_catalog.set_config('{_q(name)}', '{_q(value)}', false)")
+        for name in server.tracked:
+            if name not in client.tracked:
+                resets.append(f'RESET "{name}"' if name != name.lower() or not name.isidentifier() else f"RESET {name}")
+        server.tracked = dict(client.tracked)
+        server.varstate = client.varstate
+        parts = []
+        if sets:
+            parts.append("SELECT " + ", ".join(sets))
+        parts.extend(resets)
+        return ";".join(parts) if parts else None
+
+    def welcome(self, pool: Pool, client: Client) -> bytes:
+        """The ParameterStatus messages a newly logged-in client gets."""
+        key = client.varstate
+        cache = pool.welcome_cache
+        out = cache.get(key)
+        if out is None:
+            params = dict(pool.welcome or {})
+            for k, v in client.tracked.items():
+                if k in params:
+                    params[k] = v
+            out = b"".join(encode(m.ParameterStatus(k, v)) for k, v in params.items())
+            if len(cache) < 256:
+                cache[key] = out
+        return out
+
+
+def _q(s: str) -> str:
+    return s.replace("'", "''")
