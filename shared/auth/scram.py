@@ -1,8 +1,8 @@
 """SCRAM-SHA-256 (RFC 5802/7677) as PostgreSQL uses it.
 
-The standard exchanges come from :mod:`scramp`:
+Secrets and the password-based client come from :mod:`scramp`:
 
-* :class:`ScramVerifier` -- server side, verifying a client against a stored
+* :class:`ScramVerifier` -- server side (our own: see its docstring), verifying a client against a stored
   secret (``SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>``) or a plain
   password.  After a successful exchange it also knows the client's
   ``ClientKey`` (``ClientProof XOR ClientSignature``), which is what a pooler
@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 from dataclasses import dataclass
 
 import scramp
@@ -92,51 +93,63 @@ def _attrs(msg: str) -> dict[str, str]:
 
 
 class ScramVerifier:
-    """Server side of one SCRAM exchange.
+    """Server side of one SCRAM exchange (RFC 5802 / 7677, no channel binding).
 
-    ``secret`` is a :class:`ScramSecret` or a plain password.  Feed the client's
-    messages in order: :meth:`server_first` (takes client-first, returns
-    server-first), :meth:`server_final` (takes client-final, returns
-    server-final or raises ScramError on a wrong proof).
+    Written here rather than taken from scramp because PostgreSQL's clients send
+    an empty user name (``n=,r=...``: the user is in the startup packet), which
+    scramp's server rejects.  ``secret`` is a :class:`ScramSecret` or a plain
+    password.  Feed the client's messages in order: :meth:`server_first` (takes
+    client-first, returns server-first), :meth:`server_final` (takes client-final,
+    returns server-final, or raises ScramError on a wrong proof or a malformed
+    message).
     """
 
     def __init__(self, secret: ScramSecret | str) -> None:
         if isinstance(secret, str):
             secret = make_secret(secret)
         self.secret = secret
-        mech = scramp.ScramMechanism(MECHANISM)
-        auth = (secret.salt, secret.stored_key, secret.server_key, secret.iterations)
-        self._server = mech.make_server(lambda _user: auth)
         self._client_first_bare = ""
         self._server_first = ""
+        self._gs2_header = ""
+        self._nonce = ""
         self.client_key: bytes | None = None
 
     def server_first(self, client_first: str) -> str:
-        try:
-            self._server.set_client_first(client_first)
-            self._server_first = self._server.get_server_first()
-        except scramp.ScramException as exc:
-            raise ScramError(str(exc)) from None
-        # client-first = gs2-header "n,," + client-first-bare
         parts = client_first.split(",", 2)
-        if len(parts) != 3:
-            raise ScramError("malformed client-first-message")
+        if len(parts) != 3 or parts[0] not in ("n", "y"):
+            if parts and parts[0].startswith("p="):
+                raise ScramError("channel binding is not supported")
+            raise ScramError("malformed SCRAM client-first-message")
+        self._gs2_header = parts[0] + "," + parts[1] + ","
         self._client_first_bare = parts[2]
+        attrs = _attrs(parts[2])
+        cnonce = attrs.get("r", "")
+        if not cnonce or "n" not in attrs:
+            raise ScramError("malformed SCRAM client-first-message")
+        self._nonce = cnonce + base64.b64encode(os.urandom(18)).decode()
+        salt = base64.b64encode(self.secret.salt).decode()
+        self._server_first = f"r={self._nonce},s={salt},i={self.secret.iterations}"
         return self._server_first
 
     def server_final(self, client_final: str) -> str:
+        attrs = _attrs(client_final)
+        without_proof, sep, proof_b64 = client_final.rpartition(",p=")
+        if not sep or attrs.get("r") != self._nonce:
+            raise ScramError("malformed SCRAM client-final-message")
+        if attrs.get("c") != base64.b64encode(self._gs2_header.encode()).decode():
+            raise ScramError("SCRAM channel binding check failed")
         try:
-            self._server.set_client_final(client_final)
-        except scramp.ScramException as exc:
-            raise ScramError(str(exc)) from None
-        without_proof, _, proof_b64 = client_final.rpartition(",p=")
+            proof = base64.b64decode(proof_b64, validate=True)
+        except ValueError:
+            raise ScramError("malformed SCRAM proof") from None
+        if len(proof) != len(self.secret.stored_key):
+            raise ScramError("malformed SCRAM proof")
         auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()
-        proof = base64.b64decode(proof_b64)
-        self.client_key = _xor(proof, _hmac(self.secret.stored_key, auth_message))
-        try:
-            return self._server.get_server_final()
-        except scramp.ScramException as exc:
-            raise ScramError(str(exc)) from None
+        client_key = _xor(proof, _hmac(self.secret.stored_key, auth_message))
+        if not hmac.compare_digest(hashlib.sha256(client_key).digest(), self.secret.stored_key):
+            raise ScramError("password authentication failed")
+        self.client_key = client_key
+        return "v=" + base64.b64encode(_hmac(self.secret.server_key, auth_message)).decode()
 
 
 class ScramClient:
@@ -162,7 +175,7 @@ class ScramClient:
             raise ValueError("ScramClient needs a password, or a client_key and its secret")
         self._client_key = client_key
         self._secret = secret
-        self._nonce = base64.b64encode(__import__("os").urandom(18)).decode()
+        self._nonce = base64.b64encode(os.urandom(18)).decode()
         self._client_first_bare = f"n=,r={self._nonce}"
         self._auth_message = b""
 
