@@ -76,10 +76,11 @@ class BlockRef:
     """A page a record touches: its tag, the (already modified) page for a possible
     full-page image, the redo data, and whether redo starts from a zero page."""
 
-    __slots__ = ("dboid", "relnode", "fork", "block", "page", "data", "will_init")
+    __slots__ = ("dboid", "relnode", "fork", "block", "page", "data", "will_init", "force_image")
 
     def __init__(self, dboid: int, relnode: int, fork: int, block: int, page: Any, data: bytes = b"",
-                 will_init: bool = False) -> None:
+                 will_init: bool = False, force_image: bool = False) -> None:
+        self.force_image = force_image
         self.dboid = dboid
         self.relnode = relnode
         self.fork = fork
@@ -159,8 +160,8 @@ class XLog:
                 for br in blocks:
                     flags = BKP_WILL_INIT if br.will_init else 0
                     image = None
-                    if br.page is not None and fpw and not br.will_init:
-                        if _LSN.unpack_from(br.page, 0)[0] <= redo:
+                    if br.page is not None and (br.force_image or fpw and not br.will_init):
+                        if br.force_image or _LSN.unpack_from(br.page, 0)[0] <= redo:
                             flags |= BKP_IMAGE
                             image = bytes(br.page)
                             nfpi += 1

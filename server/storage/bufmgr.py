@@ -112,6 +112,11 @@ class BufMgr:
     def content_lock(self, b: int) -> Any:
         return self.content[b % N_CONTENT]
 
+    def lock_two(self, b1: int, b2: int) -> Any:
+        """Content locks of two buffers, taken in stripe order (no deadlock)."""
+        return _TwoLocks(self.content[b1 % N_CONTENT], self.content[b2 % N_CONTENT], b1 % N_CONTENT,
+                         b2 % N_CONTENT)
+
     def tag(self, b: int) -> tuple[int, int, int, int]:
         d = self.desc(b)
         return d[0], d[1], d[3], d[2]  # dboid, relnode, fork, block
@@ -420,3 +425,25 @@ class BufMgr:
             if pace is not None:
                 pace(i + 1, len(todo))
         return written
+
+
+class _TwoLocks:
+    __slots__ = ("a", "b")
+
+    def __init__(self, la: Any, lb: Any, ia: int, ib: int) -> None:
+        if ia == ib:
+            self.a, self.b = la, None
+        elif ia < ib:
+            self.a, self.b = la, lb
+        else:
+            self.a, self.b = lb, la
+
+    def __enter__(self) -> None:
+        self.a.acquire()
+        if self.b is not None:
+            self.b.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.b is not None:
+            self.b.release()
+        self.a.release()

@@ -1,0 +1,441 @@
+"""B-tree indexes (PostgreSQL's nbtree, simplified for one writer at a time per index).
+
+An index entry is ``key || tid`` (see :mod:`.nbtkey`): every entry is a unique byte
+string, so entries sort by key, then by heap TID.  Pages are slotted pages (see
+:mod:`.page`) whose line pointers are kept in entry order, with a 16-byte special area:
+right sibling u32, level u16, flags u16, 8 spare bytes.  Leaf items are the entry bytes;
+internal items are ``child block u32 || separator entry``, the first separator of a
+page being empty (minus infinity).  Block 0 is the metapage (root block, tree level).
+
+Concurrency: the structure of one index is guarded by ``locks.btree[hash % N]`` — held
+for a whole descent + insert (+ splits) or for one leaf read; page content locks are
+taken inside it as for any buffer.  Scans read one leaf at a time and resume after the
+last entry returned, re-descending from the root, so concurrent splits and VACUUM
+never make them miss or repeat an entry.
+
+WAL: a leaf insert without split is a logical record (position + item); splits, new
+roots, builds and VACUUM log full page images.
+
+Unique indexes: before inserting, every entry with an equal key is checked against the
+heap: a live row → 23505; a row whose inserter or deleter is still running → release
+the index, wait for that transaction, start over (PostgreSQL's _bt_check_unique).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from pgbundle.server.access import page as P
+from pgbundle.server.access.api import TID
+from pgbundle.server.access.xlog import RM_BTREE, RM_FPI, BlockRef
+from pgbundle.server.storage.smgr import BLCKSZ
+
+SPECIAL = 16
+_SP = struct.Struct("<IHH8x")
+_META = struct.Struct("<III")  # magic, root, level
+_U32 = struct.Struct("<I")
+_POS = struct.Struct("<H")
+MAGIC = 0x053162
+NONE = 0xFFFFFFFF
+LEAF = 1
+ROOT = 2
+XLOG_BTREE_INSERT_LEAF = 0x00
+_TIDLEN = 6
+_PAGE_ITEMS_MAX = BLCKSZ - P.PH_SIZE - SPECIAL
+
+
+class NeedWait(Exception):
+    """Unique check found an in-progress transaction: wait for ``xid`` and retry."""
+
+    def __init__(self, xid: int) -> None:
+        super().__init__(xid)
+        self.xid = xid
+
+
+def _special(page: Any) -> tuple[int, int, int]:
+    return _SP.unpack_from(page, BLCKSZ - SPECIAL)
+
+
+def _set_special(page: Any, right: int, level: int, flags: int) -> None:
+    _SP.pack_into(page, BLCKSZ - SPECIAL, right, level, flags)
+
+
+def _init_node(page: Any, right: int, level: int, flags: int) -> None:
+    P.init_page(page, SPECIAL)
+    _set_special(page, right, level, flags)
+
+
+def _items(page: Any) -> list[bytes]:
+    out = []
+    for v in P.line_pointers(page):
+        off, fl, ln = P.lp_unpack(v)
+        out.append(bytes(page[off: off + ln]))
+    return out
+
+
+def _write_items(page: Any, items: list[bytes], right: int, level: int, flags: int) -> None:
+    _init_node(page, right, level, flags)
+    for it in items:
+        if not P.add_item(page, it):
+            raise RuntimeError("btree page overflow")
+
+
+def _item_at(page: Any, i: int) -> bytes:
+    v = P.LP.unpack_from(page, P.PH_SIZE + 4 * i)[0]
+    off = v & 0x7FFF
+    return bytes(page[off: off + (v >> 17)])
+
+
+def _nitems(page: Any) -> int:
+    return (P.U16.unpack_from(page, 12)[0] - P.PH_SIZE) // 4
+
+
+def _leaf_search(page: Any, entry: bytes) -> int:
+    """Index of the first leaf item >= entry."""
+    lo, hi = 0, _nitems(page)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _item_at(page, mid) < entry:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _internal_search(page: Any, entry: bytes) -> tuple[int, int]:
+    """(index, child block) of the last internal item whose separator <= entry."""
+    lo, hi = 1, _nitems(page)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _item_at(page, mid)[4:] <= entry:
+            lo = mid + 1
+        else:
+            hi = mid
+    idx = lo - 1
+    return idx, _U32.unpack_from(_item_at(page, idx), 0)[0]
+
+
+def _insert_at(page: Any, pos: int, data: bytes) -> bool:
+    """Insert ``data`` as the pos-th item (0-based), shifting the line pointers."""
+    lsn, cks, flags, lower, upper, special, ver, prune = P.PH.unpack_from(page, 0)
+    size = len(data)
+    if upper - lower < size + 4:
+        return False
+    upper -= size
+    page[upper: upper + size] = data
+    at = P.PH_SIZE + 4 * pos
+    page[at + 4: lower + 4] = page[at: lower]
+    P.LP.pack_into(page, at, upper | (P.LP_NORMAL << 15) | (size << 17))
+    P.PH.pack_into(page, 0, lsn, cks, flags, lower + 4, upper, special, ver, prune)
+    return True
+
+
+class BTree:
+    """B-tree operations for one backend (``env``: bm, xlog, heap, locks, procs...)."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.bm = env.bm
+        self.xlog = env.xlog
+        self.locks = env.locks.btree
+
+    def _lock(self, dboid: int, relnode: int) -> Any:
+        return self.locks[hash((dboid, relnode)) % len(self.locks)]
+
+    # ------------------------------------------------------------------ build
+    def create_empty(self, dboid: int, relnode: int, xid: int) -> None:
+        """Metapage + an empty root leaf (both WAL-logged as images)."""
+        bm = self.bm
+        with self._lock(dboid, relnode):
+            mb, b0 = bm.extend(dboid, relnode)
+            rb, b1 = bm.extend(dboid, relnode)
+            try:
+                with bm.content_lock(b0):
+                    p0 = bm.page(b0)
+                    P.init_page(p0)
+                    _META.pack_into(p0, P.PH_SIZE, MAGIC, rb, 0)
+                    P.PH.pack_into(p0, 0, 0, 0, 0, P.PH_SIZE + _META.size, BLCKSZ, BLCKSZ, BLCKSZ | 4, 0)
+                    self._log_images(dboid, relnode, xid, [(mb, b0)])
+                with bm.content_lock(b1):
+                    p1 = bm.page(b1)
+                    _init_node(p1, NONE, 0, LEAF | ROOT)
+                    self._log_images(dboid, relnode, xid, [(rb, b1)])
+            finally:
+                bm.release(b0)
+                bm.release(b1)
+
+    def _log_images(self, dboid: int, relnode: int, xid: int, pages: list[tuple[int, int]]) -> None:
+        """Log full images of pages whose content locks the caller holds."""
+        bm = self.bm
+        refs = [BlockRef(dboid, relnode, 0, blk, bm.page(b), force_image=True) for blk, b in pages]
+        lsn = self.xlog.insert(RM_FPI, 0, xid, refs)
+        for _blk, b in pages:
+            P.set_lsn(bm.page(b), lsn)
+            bm.mark_dirty(b)
+
+    def _meta(self, dboid: int, relnode: int) -> tuple[int, int]:
+        bm = self.bm
+        b = bm.read_buffer(dboid, relnode, 0, 0)
+        try:
+            with bm.content_lock(b):
+                magic, root, level = _META.unpack_from(bm.page(b), P.PH_SIZE)
+        finally:
+            bm.release(b)
+        if magic != MAGIC:
+            raise RuntimeError(f"index {relnode} has no valid metapage")
+        return root, level
+
+    # ------------------------------------------------------------------ descent
+    def _descend(self, dboid: int, relnode: int, entry: bytes) -> list[int]:
+        """Blocks from root to the leaf where ``entry`` belongs (caller holds the index lock)."""
+        root, _level = self._meta(dboid, relnode)
+        path = []
+        blk = root
+        bm = self.bm
+        while True:
+            path.append(blk)
+            b = bm.read_buffer(dboid, relnode, 0, blk)
+            try:
+                with bm.content_lock(b):
+                    page = bm.page(b)
+                    right, level, flags = _special(page)
+                    if flags & LEAF:
+                        return path
+                    _, child = _internal_search(page, entry)
+            finally:
+                bm.release(b)
+            blk = child
+
+    # ------------------------------------------------------------------ insert
+    def insert(self, dboid: int, relnode: int, key: bytes, tid: TID, xid: int,
+               unique_check: Any = None) -> None:
+        """Add ``key || tid``.  ``unique_check(tid) -> 'live' | 'dead' | ('wait', xid)``
+        is called for each entry with an equal key when the index is unique; a live one
+        raises the caller's error (returned as 'live'), a wait raises :class:`NeedWait`."""
+        entry = key + struct.pack(">IH", tid.block, tid.offset)
+        bm = self.bm
+        with self._lock(dboid, relnode):
+            if unique_check is not None:
+                self._check_unique(dboid, relnode, key, unique_check)
+            path = self._descend(dboid, relnode, entry)
+            leaf = path[-1]
+            b = bm.read_buffer(dboid, relnode, 0, leaf)
+            try:
+                with bm.content_lock(b):
+                    page = bm.page(b)
+                    pos = _leaf_search(page, entry)
+                    if _insert_at(page, pos, entry):
+                        rec = BlockRef(dboid, relnode, 0, leaf, page, _POS.pack(pos) + entry)
+                        lsn = self.xlog.insert(RM_BTREE, XLOG_BTREE_INSERT_LEAF, xid, [rec])
+                        P.set_lsn(page, lsn)
+                        bm.mark_dirty(b)
+                        return
+            finally:
+                bm.release(b)
+            self._split_insert(dboid, relnode, path, entry, None, xid)
+
+    def _check_unique(self, dboid: int, relnode: int, key: bytes, check: Any) -> None:
+        for tid in self._scan_range(dboid, relnode, key, key + b"\xff\xff", locked=True):
+            r = check(tid)
+            if r == "live":
+                raise _Duplicate()
+            if isinstance(r, tuple):
+                raise NeedWait(r[1])
+
+    def _split_insert(self, dboid: int, relnode: int, path: list[int], item: bytes, child: int | None,
+                      xid: int) -> None:
+        """Insert ``item`` into path[-1] which is full: split it and push a separator up."""
+        bm = self.bm
+        blk = path[-1]
+        b = bm.read_buffer(dboid, relnode, 0, blk)
+        newblk, nb = bm.extend(dboid, relnode)
+        try:
+            with bm.lock_two(b, nb):
+                page = bm.page(b)
+                right, level, flags = _special(page)
+                items = _items(page)
+                if flags & LEAF:
+                    pos = _leaf_search(page, item)
+                    items.insert(pos, item)
+                else:
+                    idx, _ = _internal_search(page, item[4:])
+                    items.insert(idx + 1, item)
+                half = _split_point(items)
+                left_items, right_items = items[:half], items[half:]
+                if flags & LEAF:
+                    sep = right_items[0]
+                else:
+                    sep = right_items[0][4:]
+                    right_items[0] = right_items[0][:4]  # first internal item: minus infinity
+                is_root = bool(flags & ROOT)
+                new_flags = flags & ~ROOT
+                rpage = bm.page(nb)
+                _write_items(rpage, right_items, right, level, new_flags)
+                _write_items(page, left_items, newblk, level, new_flags)
+                self._log_images(dboid, relnode, xid, [(blk, b), (newblk, nb)])
+        finally:
+            bm.release(b)
+            bm.release(nb)
+        sep_item = _U32.pack(newblk) + sep
+        if is_root:
+            self._new_root(dboid, relnode, blk, sep_item, level + 1, xid)
+            return
+        parent_path = path[:-1]
+        pblk = parent_path[-1]
+        pb = bm.read_buffer(dboid, relnode, 0, pblk)
+        try:
+            with bm.content_lock(pb):
+                ppage = bm.page(pb)
+                idx, _ = _internal_search(ppage, sep)
+                if _insert_at(ppage, idx + 1, sep_item):
+                    self._log_images(dboid, relnode, xid, [(pblk, pb)])
+                    return
+        finally:
+            bm.release(pb)
+        self._split_insert(dboid, relnode, parent_path, sep_item, newblk, xid)
+
+    def _new_root(self, dboid: int, relnode: int, left: int, sep_item: bytes, level: int, xid: int) -> None:
+        bm = self.bm
+        rblk, rb = bm.extend(dboid, relnode)
+        mb = bm.read_buffer(dboid, relnode, 0, 0)
+        try:
+            with bm.content_lock(rb):
+                _write_items(bm.page(rb), [_U32.pack(left), sep_item], NONE, level, ROOT)
+                self._log_images(dboid, relnode, xid, [(rblk, rb)])
+            with bm.content_lock(mb):
+                _META.pack_into(bm.page(mb), P.PH_SIZE, MAGIC, rblk, level)
+                self._log_images(dboid, relnode, xid, [(0, mb)])
+        finally:
+            bm.release(rb)
+            bm.release(mb)
+
+    # ------------------------------------------------------------------ scans
+    def _scan_range(self, dboid: int, relnode: int, start: bytes, stop: bytes, *, locked: bool = False,
+                    stop_inclusive: bool = False) -> Iterator[TID]:
+        """TIDs of entries in [start, stop) (or [start, stop] prefix-wise), in order."""
+        bm = self.bm
+        last: bytes | None = None
+        while True:
+            batch: list[bytes] = []
+            more = False
+            lock = None if locked else self._lock(dboid, relnode)
+            if lock is not None:
+                lock.acquire()
+            try:
+                seek = start if last is None else last + b"\x00"
+                path = self._descend(dboid, relnode, seek)
+                blk = path[-1]
+                while True:
+                    b = bm.read_buffer(dboid, relnode, 0, blk)
+                    try:
+                        with bm.content_lock(b):
+                            page = bm.page(b)
+                            right, _lvl, _fl = _special(page)
+                            n = _nitems(page)
+                            i = _leaf_search(page, seek)
+                            done = False
+                            while i < n:
+                                it = _item_at(page, i)
+                                if it >= stop and not (stop_inclusive and it.startswith(stop)):
+                                    done = True
+                                    break
+                                batch.append(it)
+                                i += 1
+                    finally:
+                        bm.release(b)
+                    if done or right == NONE:
+                        break
+                    if batch:
+                        more = True
+                        break
+                    blk = right
+            finally:
+                if lock is not None:
+                    lock.release()
+            for it in batch:
+                blk_, off_ = struct.unpack_from(">IH", it, len(it) - _TIDLEN)
+                yield TID(blk_, off_)
+            if not more:
+                return
+            last = batch[-1]
+
+    def scan(self, dboid: int, relnode: int, lower: bytes | None, lower_incl: bool, upper: bytes | None,
+             upper_incl: bool) -> Iterator[TID]:
+        start = b"" if lower is None else (lower if lower_incl else lower + b"\xff\xff")
+        if upper is None:
+            stop, incl = b"\xff" * 16, False
+        elif upper_incl:
+            stop, incl = upper + b"\xff\xff", False
+        else:
+            stop, incl = upper, False
+        return self._scan_range(dboid, relnode, start, stop, stop_inclusive=incl)
+
+    # ------------------------------------------------------------------ vacuum
+    def bulk_delete(self, dboid: int, relnode: int, dead: set[TID], xid: int) -> int:
+        """Remove every leaf entry pointing at a tid in ``dead``; returns entries removed."""
+        if not dead:
+            return 0
+        bm = self.bm
+        removed = 0
+        dead_b = {struct.pack(">IH", t.block, t.offset) for t in dead}
+        with self._lock(dboid, relnode):
+            nblocks = bm.nblocks(dboid, relnode)
+            for blk in range(1, nblocks):
+                self.env.check_for_interrupts()
+                b = bm.read_buffer(dboid, relnode, 0, blk)
+                try:
+                    with bm.content_lock(b):
+                        page = bm.page(b)
+                        if P.is_new(page):
+                            continue
+                        right, level, flags = _special(page)
+                        if not flags & LEAF:
+                            continue
+                        items = _items(page)
+                        keep = [it for it in items if it[-_TIDLEN:] not in dead_b]
+                        if len(keep) != len(items):
+                            removed += len(items) - len(keep)
+                            _write_items(page, keep, right, level, flags)
+                            self._log_images(dboid, relnode, xid, [(blk, b)])
+                finally:
+                    bm.release(b)
+        return removed
+
+    def count_entries(self, dboid: int, relnode: int) -> int:
+        return sum(1 for _ in self.scan(dboid, relnode, None, True, None, True))
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _split_point(items: list[bytes]) -> int:
+    total = sum(len(i) + 4 for i in items)
+    acc = 0
+    for i, it in enumerate(items):
+        acc += len(it) + 4
+        if acc >= total // 2:
+            return max(1, min(i + 1, len(items) - 1))
+    return len(items) // 2
+
+
+def redo(rec: Any, bm: Any) -> None:
+    for dboid, relnode, fork, block, flags, image, data in rec.blocks:
+        b = bm.read_buffer(dboid, relnode, fork, block)
+        try:
+            with bm.content_lock(b):
+                page = bm.page(b)
+                if image is not None:
+                    page[:] = image
+                elif P.page_lsn(page) >= rec.end:
+                    continue
+                else:
+                    pos = _POS.unpack_from(data, 0)[0]
+                    if not _insert_at(page, pos, data[2:]):
+                        raise RuntimeError(f"btree redo: item did not fit in block {block}")
+                P.set_lsn(page, rec.end)
+                bm.mark_dirty(b)
+        finally:
+            bm.release(b)
