@@ -153,7 +153,11 @@ class Pooler:
                 return False
             raise
         self.auth.remember(client.user, creds.password)
-        if not forced and real.server_count < real.server_limit() and not self.shutting_down:
+        if not forced and real.welcome is None:
+            real.welcome = dict(server.params)
+            real.welcome_ready.set()
+        if not forced and real.server_count < real.server_limit() and not self.shutting_down \
+                and self.may_open_server(real):
             real.login.add(server)
             self.servers.add(server)
             self.nursery.start_soon(self._server_task, server, creds, True)

@@ -144,7 +144,7 @@ class PgCluster:
 
     def dsn(self, user: str = "postgres", dbname: str = "postgres", password: str | None = None) -> str:
         s = f"host=127.0.0.1 port={self.port} user={user} dbname={dbname}"
-        return s + (f" password={password}" if password else "")
+        return s + (f" password='{password}'" if password else "")
 
     def sql(self, query: str, dbname: str = "postgres") -> str:
         """Run ``query`` with psql as postgres; return its unaligned output."""
@@ -191,7 +191,7 @@ class PoolerProcess:
 
     def dsn(self, user: str = "postgres", dbname: str = "postgres", password: str | None = None) -> str:
         s = f"host=127.0.0.1 port={self.port} user={user} dbname={dbname}"
-        return s + (f" password={password}" if password else "")
+        return s + (f" password='{password}'" if password else "")
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
