@@ -270,6 +270,11 @@ class Client:
                 except ConnectionLost:
                     raise PoolerError("server conn crashed?", sqlstate.CONNECTION_FAILURE) from None
             if terminate:
+                server = self.server
+                if server is not None and server.pending_z:
+                    # Requests sent just before Terminate still get their answers.
+                    server.drained = trio.Event()
+                    await server.drained.wait()
                 return
 
     # ------------------------------------------------------------------ being told to stop

@@ -92,6 +92,7 @@ class Server:
         self.cancel_hold = False
         self.scope: trio.CancelScope | None = None
         self.release_now = False
+        self.drained: trio.Event | None = None  # set when pending_z drops to 0 (a terminating client waits)
         self.query_start = 0.0
         self.xact_start = 0.0
 
@@ -310,6 +311,8 @@ class Server:
                 if self.pending_z:
                     self.pending_z -= 1
                 if self.pending_z == 0:
+                    if self.drained is not None:
+                        self.drained.set()
                     if self.scope is not None and pool.query_timeout:
                         self.scope.deadline = _INF
                     now = time.monotonic()
@@ -365,6 +368,8 @@ class Server:
         self._close_socket()
         if self._internal_done is not None:
             self._internal_done.set()
+        if self.drained is not None:
+            self.drained.set()
         if client is not None:
             client.server_died(self, reason)
         pool.forget(self)

@@ -142,6 +142,8 @@ def decode_startup(payload: bytes) -> m.Message:
             raise RemoteProtocolError("invalid length of cancel request packet")
         return m.CancelRequest(pid, key)
     params: dict[str, str] = {}
+    if code >> 16 != 3:  # another protocol: the caller refuses it before reading any parameter
+        return m.StartupMessage(code, params)
     while True:
         if r.pos >= len(payload):
             raise RemoteProtocolError("invalid startup packet layout: expected terminator as last byte")

@@ -1,0 +1,111 @@
+"""Client auth (trust, plain, md5, scram-sha-256 from an auth_file; zero-config upstream-verified),
+server login with whatever the server asks, and the errors: 28P01, 3D000."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.conftest import MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER
+
+from .conftest import base_args, error_of, raw_exchange, startup_bytes
+
+
+def _userlist(tmp_path, entries: dict[str, str]):
+    path = tmp_path / "userlist.txt"
+    path.write_text("".join(f'"{u}" "{p}"\n' for u, p in entries.items()))
+    return str(path)
+
+
+def _query(p, user, password, sql="select current_user"):
+    with psycopg.connect(p.dsn(user=user, password=password), autocommit=True, connect_timeout=10) as c:
+        return c.execute(sql).fetchone()[0]
+
+
+@pytest.mark.parametrize("auth_type", ["md5", "scram-sha-256", "plain"])
+def test_auth_file_plain_secrets_against_scram_and_md5_server(pg, pooler_factory, tmp_path, auth_type):
+    af = _userlist(tmp_path, {SCRAM_USER: SCRAM_PASSWORD, MD5_USER: MD5_PASSWORD})
+    p = pooler_factory(base_args(pg, "--auth-file", af, "--auth-type", auth_type))
+    assert _query(p, SCRAM_USER, SCRAM_PASSWORD) == SCRAM_USER  # server demands SCRAM
+    assert _query(p, MD5_USER, MD5_PASSWORD) == MD5_USER  # server demands md5
+    with pytest.raises(psycopg.OperationalError) as ei:
+        _query(p, SCRAM_USER, "wrong")
+    assert f'password authentication failed for user "{SCRAM_USER}"' in str(ei.value)
+
+
+def test_scram_secret_pass_through(pg, pooler_factory, tmp_path):
+    """auth_file holds the server's own SCRAM secret: the client's SCRAM proof lets the pooler in."""
+    secret = pg.sql(f"select rolpassword from pg_authid where rolname = '{SCRAM_USER}'")
+    assert secret.startswith("SCRAM-SHA-256$")
+    af = _userlist(tmp_path, {SCRAM_USER: secret})
+    p = pooler_factory(base_args(pg, "--auth-file", af, "--auth-type", "scram-sha-256"))
+    assert _query(p, SCRAM_USER, SCRAM_PASSWORD) == SCRAM_USER
+    # md5 auth_type switches to SCRAM for a SCRAM secret (pgbouncer's rule)
+    p2 = pooler_factory(base_args(pg, "--auth-file", af, "--auth-type", "md5"))
+    assert _query(p2, SCRAM_USER, SCRAM_PASSWORD) == SCRAM_USER
+    with pytest.raises(psycopg.OperationalError):
+        _query(p2, SCRAM_USER, "wrong")
+
+
+def test_md5_secret_in_auth_file(pg, pooler_factory, tmp_path):
+    secret = pg.sql(f"select rolpassword from pg_authid where rolname = '{MD5_USER}'")
+    assert secret.startswith("md5")
+    af = _userlist(tmp_path, {MD5_USER: secret})
+    p = pooler_factory(base_args(pg, "--auth-file", af, "--auth-type", "md5"))
+    assert _query(p, MD5_USER, MD5_PASSWORD) == MD5_USER
+
+
+def test_wrong_password_sqlstate(pg, pooler_factory, tmp_path):
+    af = _userlist(tmp_path, {MD5_USER: MD5_PASSWORD})
+    p = pooler_factory(base_args(pg, "--auth-file", af, "--auth-type", "plain"))
+    from pgbundle.shared.protocol import encode, messages as m
+
+    msgs = raw_exchange(p.port, startup_bytes(MD5_USER) + encode(m.PasswordMessage(b"nope\0")))
+    err = error_of(msgs)
+    assert err.sqlstate == "28P01"
+    # an unknown user fails the same way (no hint that it does not exist)
+    msgs = raw_exchange(p.port, startup_bytes("ghost") + encode(m.PasswordMessage(b"nope\0")))
+    assert error_of(msgs).sqlstate == "28P01"
+
+
+def test_trust_needs_listed_user(pg, pooler_factory, tmp_path):
+    af = _userlist(tmp_path, {"postgres": ""})
+    p = pooler_factory(base_args(pg, "--auth-file", af, "--auth-type", "trust"))
+    assert _query(p, "postgres", None) == "postgres"
+    with pytest.raises(psycopg.OperationalError):
+        _query(p, MD5_USER, None)
+
+
+def test_unknown_database(pg, pooler_factory, tmp_path):
+    af = _userlist(tmp_path, {"postgres": ""})
+    cfg = tmp_path / "pgbouncer.ini"
+    cfg.write_text(f"[databases]\npostgres = host=127.0.0.1 port={pg.port}\n[pgbouncer]\nauth_type = trust\n"
+                   f"auth_file = {af}\nunix_socket_dir =\n")
+    p = pooler_factory(["--config", str(cfg)])
+    err = error_of(raw_exchange(p.port, startup_bytes(database="nope")))
+    assert (err.sqlstate, err.message) == ("3D000", "no such database: nope")
+    with pytest.raises(psycopg.OperationalError) as ei:
+        psycopg.connect(p.dsn(dbname="nope"), connect_timeout=5)
+    assert "no such database: nope" in str(ei.value)
+
+
+def test_zero_config_upstream_verified(pg, pooler_factory):
+    """No auth_file: the upstream decides.  Trust users pass; password users are asked in clear
+    (loopback only) and checked upstream; the password then serves later logins and servers."""
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction"))
+    assert _query(p, "postgres", None) == "postgres"
+    assert _query(p, SCRAM_USER, SCRAM_PASSWORD) == SCRAM_USER
+    assert _query(p, SCRAM_USER, SCRAM_PASSWORD) == SCRAM_USER  # checked locally now
+    assert _query(p, MD5_USER, MD5_PASSWORD) == MD5_USER
+    with pytest.raises(psycopg.OperationalError) as ei:
+        _query(p, SCRAM_USER, "wrong")
+    assert "password authentication failed" in str(ei.value)
+    with pytest.raises(psycopg.OperationalError):
+        _query(p, "no_such_role", "x")
+
+
+def test_unknown_upstream_database(pg, pooler_factory):
+    p = pooler_factory(base_args(pg))  # '*' fallback: the name goes upstream as it is
+    with pytest.raises(psycopg.OperationalError) as ei:
+        psycopg.connect(p.dsn(dbname="no_such_db"), connect_timeout=10).execute("select 1")
+    assert 'database "no_such_db" does not exist' in str(ei.value)

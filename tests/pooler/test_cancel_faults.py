@@ -1,0 +1,134 @@
+"""Cancel, and faults: a vanished client, a killed server backend, the upstream going away."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+from .conftest import base_args, connect
+from .test_limits import wait_for
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_cancel_long_query(pg, pooler_factory, mode):
+    p = pooler_factory(base_args(pg, "--pool-mode", mode))
+    with connect(p) as c:
+        t = threading.Timer(0.5, c.cancel)
+        t.start()
+        with pytest.raises(psycopg.errors.QueryCanceled) as ei:
+            c.execute("select pg_sleep(30)")
+        assert ei.value.sqlstate == "57014"
+        t.join()
+        assert c.execute("select 1").fetchone() == (1,)  # the session goes on
+
+
+def test_cancel_of_idle_client_hits_nobody(pg, pooler_factory):
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "1"))
+    idle = connect(p)
+    busy = connect(p)
+    try:
+        idle.cancel()  # nothing running for it: dropped
+        assert busy.execute("select count(*) from pg_sleep(0.3)").fetchone() == (1,)
+    finally:
+        idle.close()
+        busy.close()
+
+
+CLIENT = """
+import sys, time, psycopg
+conn = psycopg.connect(sys.argv[1])
+conn.execute("insert into vanish values (1)")
+conn.execute("select * from vanish for update")
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_client_killed_mid_transaction(pg, pooler_factory, mode):
+    pg.sql("drop table if exists vanish; create table vanish(x int)")
+    p = pooler_factory(base_args(pg, "--pool-mode", mode, "--pool-size", "1"))
+    proc = subprocess.Popen([sys.executable, "-c", CLIENT, p.dsn()], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.kill()  # no Terminate, no rollback: the socket just goes away
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with connect(p) as c:
+        # the only server connection must not be inside the dead client's transaction
+        assert c.execute("select count(*) from vanish").fetchone() == (0,)
+        with c.transaction():
+            c.execute("set local lock_timeout = '2s'")
+            c.execute("lock table vanish in access exclusive mode")  # nobody holds a lock any more
+
+
+def test_server_backend_terminated_under_client(pg, pooler_factory):
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "2"))
+    c = connect(p, autocommit=False)
+    pid = c.execute("select pg_backend_pid()").fetchone()[0]
+    pg.sql(f"select pg_terminate_backend({pid})")
+    with pytest.raises(psycopg.OperationalError):
+        c.execute("select 1")
+    c.close()
+    with connect(p) as c2:  # the pool replaced the dead connection
+        pid2 = c2.execute("select pg_backend_pid()").fetchone()[0]
+        assert pid2 != pid
+        assert c2.execute("select 1").fetchone() == (1,)
+
+
+def test_upstream_stopped_and_restarted(pg_private, pooler_factory):
+    pg = pg_private
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "-s", "server_login_retry=0.5",
+                                 "-s", "query_wait_timeout=5"))
+    with connect(p) as c:
+        assert c.execute("select 1").fetchone() == (1,)
+    pg.stop("fast")
+    start = time.monotonic()
+    with pytest.raises(psycopg.OperationalError) as ei:
+        with connect(p) as c:
+            c.execute("select 1")
+    assert time.monotonic() - start < 30  # a hang guard, not a timing claim
+    assert "cannot connect to server" in str(ei.value) or "server login has been failing" in str(ei.value) \
+        or "query_wait_timeout" in str(ei.value), str(ei.value)
+    pg.start()
+
+    def works():
+        try:
+            with connect(p) as c:
+                return c.execute("select 42").fetchone() == (42,)
+        except psycopg.OperationalError:
+            return False
+
+    wait_for(works, 20, "the pool to recover")
+    assert p.alive()
+
+
+def test_pooler_survives_sigkilled_upstream_backends(pg_private, pooler_factory):
+    pg = pg_private
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "3"))
+    conns = [connect(p) for _ in range(3)]
+    for c in conns:
+        c.execute("select 1")
+    for pid in pg.sql("select pid from pg_stat_activity where backend_type='client backend' "
+                      "and pid <> pg_backend_pid()").split():
+        os.kill(int(pid), signal.SIGKILL)  # the postmaster restarts everything
+    for c in conns:
+        c.close()
+
+    def works():
+        try:
+            with connect(p) as c:
+                return c.execute("select 1").fetchone() == (1,)
+        except psycopg.OperationalError:
+            return False
+
+    wait_for(works, 30, "recovery")
