@@ -1660,3 +1660,119 @@ def comparison(sym: str, t: int) -> Callable[[Any, Any], Any]:
             return c.impl
     return {"=": _op.eq, "<>": _op.ne, "<": _op.lt, ">": _op.gt, "<=": _op.le, ">=": _op.ge}[sym]
 
+
+
+# ----------------------------------------------------------------------------- set-returning functions
+
+SRF_IMPLS: set = set()
+SRF_COLS: dict[Any, list[tuple[str, int]]] = {}
+
+
+def srf(name: str, args: str, ret: str, cols: list[tuple[str, str]] | None = None, strict: bool = True):
+    def deco(f):
+        fn(name, args, ret, strict=strict, retset=True)(f)
+        SRF_IMPLS.add(f)
+        if cols:
+            SRF_COLS[f] = [(n, _ty(t)) for n, t in cols]
+        return f
+    return deco
+
+
+@srf("generate_series", "int4,int4", "int4")
+def _gs_int4(a: int, b: int):
+    return range(a, b + 1)
+
+
+@srf("generate_series", "int4,int4,int4", "int4")
+def _gs_int4_step(a: int, b: int, s: int):
+    if s == 0:
+        raise PgError("22023", "step size cannot equal zero")
+    return range(a, b + (1 if s > 0 else -1), s)
+
+
+@srf("generate_series", "int8,int8", "int8")
+def _gs_int8(a: int, b: int):
+    return range(a, b + 1)
+
+
+@srf("generate_series", "int8,int8,int8", "int8")
+def _gs_int8_step(a: int, b: int, s: int):
+    if s == 0:
+        raise PgError("22023", "step size cannot equal zero")
+    return range(a, b + (1 if s > 0 else -1), s)
+
+
+@srf("generate_series", "numeric,numeric", "numeric")
+def _gs_num(a: Decimal, b: Decimal):
+    out = []
+    while a <= b:
+        out.append(a)
+        a += 1
+    return out
+
+
+@srf("generate_series", "timestamptz,timestamptz,interval", "timestamptz", strict=True)
+def _gs_ts(a, b, step: Interval):
+    out = []
+    if step.months == 0 and step.days == 0 and step.microseconds == 0:
+        raise PgError("22023", "step size cannot equal zero")
+    cur = a
+    while (cur <= b) if step > Interval() else (cur >= b):
+        out.append(cur)
+        cur = ts_plus_interval(cur, step)
+        if len(out) > 10_000_000:
+            break
+    return out
+
+
+@srf("generate_series", "timestamp,timestamp,interval", "timestamp")
+def _gs_ts2(a, b, step: Interval):
+    return _gs_ts(a, b, step)
+
+
+@srf("unnest", "anyarray", "anyelement")
+def _unnest(a: list):
+    from .expr import _flat
+    return _flat(a)
+
+
+@srf("generate_subscripts", "anyarray,int4", "int4")
+def _generate_subscripts(a: list, dim: int):
+    n = _array_length(a, dim) or 0
+    return range(1, n + 1)
+
+
+@srf("regexp_split_to_table", "text,text", "text")
+def _regexp_split_to_table(s: str, p: str):
+    return pg_regex(p).split(s)
+
+
+@srf("jsonb_array_elements|json_array_elements", "jsonb", "jsonb", cols=[("value", "jsonb")])
+def _jsonb_array_elements(j: str):
+    o = _jload(j)
+    if not isinstance(o, list):
+        raise PgError("22023", "cannot extract elements from an object")
+    return [_jdump(x) for x in o]
+
+
+@srf("jsonb_array_elements_text|json_array_elements_text", "jsonb", "text", cols=[("value", "text")])
+def _jsonb_array_elements_text(j: str):
+    o = _jload(j)
+    return [_jtext(x) for x in o]
+
+
+@srf("jsonb_each|json_each", "jsonb", "record", cols=[("key", "text"), ("value", "jsonb")])
+def _jsonb_each(j: str):
+    o = _jload(j)
+    return [(k, _jdump(v)) for k, v in o.items()]
+
+
+@srf("jsonb_each_text|json_each_text", "jsonb", "record", cols=[("key", "text"), ("value", "text")])
+def _jsonb_each_text(j: str):
+    o = _jload(j)
+    return [(k, _jtext(v)) for k, v in o.items()]
+
+
+@srf("jsonb_object_keys|json_object_keys", "jsonb", "text")
+def _jsonb_object_keys(j: str):
+    return list(_jload(j).keys())

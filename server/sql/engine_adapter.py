@@ -1,0 +1,156 @@
+"""The SQL layer's :class:`~.storage.Storage` over the engine API
+(:mod:`pgbundle.server.access.api`).
+
+Converts the engine's relation descriptors (attnum-based, frozen) into the SQL
+layer's (0-based column positions), turns index range scans into
+``IndexBound`` pairs, and runs PostgreSQL's READ COMMITTED update rule: when
+``update``/``delete`` get a ``Conflict("updated", tid, row)`` the caller's
+``recheck`` decides on the newest version and the operation is retried there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from pgbundle.server.errors import PgError
+
+from .storage import ColumnInfo, ConstraintInfo, IndexInfo, RelationInfo
+
+
+class EngineStorage:
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._api = None
+        self._rels: dict[int, tuple[Any, RelationInfo]] = {}
+
+    @property
+    def api(self):
+        if self._api is None:
+            from pgbundle.server.access import api
+            self._api = api
+        return self._api
+
+    # ------------------------------------------------------------------ conversion
+
+    def convert(self, er: Any) -> RelationInfo:
+        hit = self._rels.get(er.oid)
+        if hit is not None and hit[0] is er:
+            return hit[1]
+        cols = [ColumnInfo(c.name, c.type_oid, c.typmod, c.not_null, c.default, c.attnum,
+                           getattr(c, "identity", ""), c.dropped) for c in er.columns]
+        idxs = [IndexInfo(i.oid, i.name, tuple(a - 1 for a in i.columns), i.unique, i.primary, er.oid)
+                for i in er.indexes if getattr(i, "valid", True)]
+        cons = [ConstraintInfo(c.oid, c.name, c.kind, tuple(a - 1 for a in c.columns), c.index_oid,
+                               c.expression) for c in er.constraints]
+        kind = er.kind.value if hasattr(er.kind, "value") else str(er.kind)
+        rel = RelationInfo(er.oid, er.name, er.namespace, kind, cols, idxs, cons, er.namespace_oid,
+                           er.owner, {}, er.tuples, er.pages, er.persistence)
+        rel.engine_rel = er  # type: ignore[attr-defined]
+        self._rels[er.oid] = (er, rel)
+        return rel
+
+    def _er(self, rel: RelationInfo) -> Any:
+        return getattr(rel, "engine_rel", None) or self.engine.relation(rel.oid)
+
+    def _ei(self, index: IndexInfo, rel: RelationInfo) -> Any:
+        er = self._er(rel)
+        for i in er.indexes:
+            if i.oid == index.oid:
+                return i
+        raise PgError("XX000", f"index {index.name} not found")
+
+    # ------------------------------------------------------------------ transactions
+
+    def begin(self, isolation: str | None = None, read_only: bool | None = None) -> None:
+        iso = None if isolation is None else self.api.Isolation(isolation)
+        self.engine.begin(iso, read_only)
+
+    def commit(self) -> None:
+        self.engine.commit()
+
+    def rollback(self) -> None:
+        self.engine.rollback()
+
+    def savepoint(self, name: str) -> None:
+        self.engine.savepoint(name)
+
+    def release_savepoint(self, name: str) -> None:
+        self.engine.release_savepoint(name)
+
+    def rollback_to_savepoint(self, name: str) -> None:
+        self.engine.rollback_to_savepoint(name)
+
+    def start_command(self) -> None:
+        self.engine.start_statement()
+
+    def end_command(self) -> None:
+        self.engine.end_statement()
+
+    # ------------------------------------------------------------------ catalog
+
+    def lookup_relation(self, schema: str | None, name: str) -> RelationInfo | None:
+        er = self.engine.lookup_relation(name, schema)
+        return None if er is None else self.convert(er)
+
+    def relation_by_oid(self, oid: int) -> RelationInfo | None:
+        try:
+            return self.convert(self.engine.relation(oid))
+        except PgError:
+            return None
+
+    def relations(self, kinds: str = "rivSmpcf") -> list[RelationInfo]:
+        return [self.convert(r) for r in self.engine.relations(kinds)]
+
+    # ------------------------------------------------------------------ rows
+
+    def scan(self, rel: RelationInfo) -> Iterator[tuple[Any, tuple]]:
+        return self.engine.seq_scan(self._er(rel))
+
+    def index_scan(self, index: IndexInfo, rel: RelationInfo, lo: tuple | None, lo_inclusive: bool,
+                   hi: tuple | None, hi_inclusive: bool) -> Iterator[tuple[Any, tuple]]:
+        B = self.api.IndexBound
+        return self.engine.index_scan(self._ei(index, rel), None if lo is None else B(lo, lo_inclusive),
+                                      None if hi is None else B(hi, hi_inclusive))
+
+    def insert(self, rel: RelationInfo, row: tuple) -> Any:
+        return self.engine.insert(self._er(rel), row)
+
+    def insert_many(self, rel: RelationInfo, rows: Iterable[tuple]) -> int:
+        rows = list(rows)
+        self.engine.insert_many(self._er(rel), rows)
+        return len(rows)
+
+    def update(self, rel: RelationInfo, tid: Any, row: tuple,
+               recheck: Callable[[tuple], tuple | None] | None = None) -> bool:
+        er = self._er(rel)
+        Conflict = self.api.Conflict
+        while True:
+            r = self.engine.update(er, tid, row)
+            if not isinstance(r, Conflict):
+                return True
+            if r.kind != "updated" or recheck is None:
+                return False
+            new = recheck(r.row)
+            if new is None:
+                return False
+            tid, row = r.tid, new
+
+    def delete(self, rel: RelationInfo, tid: Any, recheck: Callable[[tuple], bool] | None = None) -> bool:
+        er = self._er(rel)
+        Conflict = self.api.Conflict
+        while True:
+            r = self.engine.delete(er, tid)
+            if not isinstance(r, Conflict):
+                return bool(r)
+            if r.kind != "updated" or recheck is None:
+                return False
+            if not recheck(r.row):
+                return False
+            tid = r.tid
+
+    def truncate(self, rels: list[RelationInfo]) -> None:
+        self.engine.truncate([r.oid for r in rels])
+
+    def check_for_interrupts(self) -> None:
+        self.engine.check_for_interrupts()

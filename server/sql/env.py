@@ -1,0 +1,288 @@
+"""The session environment: what analysis and compiled expressions ask the
+session for (time zone, settings, user, transaction timestamp, relation and
+type lookups, regclass/regtype input and output, sequences).
+
+One :class:`SessionEnv` per Session; compiled plans keep a reference to it, so
+values that change (TimeZone, search_path) are read at run time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from typing import Any
+
+from pgbundle.server.errors import PgError
+from pgbundle.shared.types import oids as T
+from pgbundle.shared.types.oids import TYPES
+
+from .coerce import TYPE_ALIASES, format_type
+
+UTC = _dt.timezone.utc
+_tz_cache: dict[str, _dt.tzinfo] = {}
+
+
+def tz_from_name(name: str) -> _dt.tzinfo:
+    z = _tz_cache.get(name)
+    if z is not None:
+        return z
+    if name.upper() in ("UTC", "ETC/UTC", "GMT", "Z", "UCT", "ETC/GMT"):
+        z = UTC
+    else:
+        try:
+            from zoneinfo import ZoneInfo
+            z = ZoneInfo(name)
+        except Exception:
+            from pgbundle.shared.types.text import _tz_from_text
+            try:
+                z = _tz_from_text(name, name)
+            except Exception:
+                raise PgError("22023", f'invalid value for parameter "TimeZone": "{name}"') from None
+    _tz_cache[name] = z
+    return z
+
+
+class SessionEnv:
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.storage = session.storage
+        self.engine = session.engine
+        self.settings = session.settings
+        self.user = session.user
+        self.session_user = session.user
+        self.database = session.database
+        self.default_cache: dict = {}
+        self._xact_ts: _dt.datetime | None = None
+        self._stmt_ts: _dt.datetime | None = None
+        self._tzname = None
+        self._tz: _dt.tzinfo = UTC
+        self.enum_types: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ time
+
+    @property
+    def tz(self) -> _dt.tzinfo:
+        name = self.settings.get("TimeZone")
+        if name != self._tzname:
+            self._tz = tz_from_name(name)
+            self._tzname = name
+        return self._tz
+
+    def xact_timestamp(self) -> _dt.datetime:
+        if self._xact_ts is None:
+            self._xact_ts = _dt.datetime.now(UTC)
+        return self._xact_ts
+
+    def statement_timestamp(self) -> _dt.datetime:
+        return self._stmt_ts or self.xact_timestamp()
+
+    def start_statement(self, new_xact: bool) -> None:
+        now = _dt.datetime.now(UTC)
+        self._stmt_ts = now
+        if new_xact or self._xact_ts is None:
+            self._xact_ts = now
+
+    def end_xact(self) -> None:
+        self._xact_ts = None
+
+    def sleep(self, secs: float) -> None:
+        end = time.monotonic() + max(secs, 0)
+        while True:
+            self.session.check_interrupts()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
+
+    # ------------------------------------------------------------------ lookups
+
+    def lookup_relation(self, schema: str | None, name: str) -> Any:
+        return self.storage.lookup_relation(schema, name)
+
+    def virtual_table(self, schema: str | None, name: str) -> Any:
+        from .catalog_views import virtual_table
+        return virtual_table(self, schema, name)
+
+    def lookup_type(self, name: str, schema: str | None) -> int | None:
+        return None
+
+    def special_function(self, name: str, schema: str | None) -> Any:
+        from .catalog_views import SPECIAL
+        return SPECIAL.get(name)
+
+    def is_enum(self, oid: int) -> bool:
+        return oid in self.enum_types
+
+    def enum_input(self, oid: int):
+        labels = self.enum_types[oid]
+
+        def f(v: str) -> str:
+            if v not in labels:
+                raise PgError("22P02", f'invalid input value for enum {format_type(oid, -1, self.type_names())}: "{v}"')
+            return v
+        return f
+
+    def enum_output(self, oid: int):
+        return lambda v: v
+
+    def type_names(self) -> dict[int, str]:
+        return {}
+
+    def type_display_name(self, oid: int) -> str:
+        return format_type(oid, -1, self.type_names()) or str(oid)
+
+    def current_schema(self) -> str:
+        sp = self.search_path()
+        return sp[0] if sp else None
+
+    def search_path(self) -> list[str]:
+        try:
+            return [s for s in self.engine.search_path if s != "pg_catalog"]
+        except Exception:
+            raw = self.settings.get("search_path")
+            out = []
+            for part in raw.split(","):
+                p = part.strip().strip('"')
+                if p == "$user":
+                    continue
+                out.append(p)
+            return out
+
+    # ------------------------------------------------------------------ reg* types
+
+    def reg_in(self, t: int, text: str) -> int:
+        s = text.strip()
+        if s.isdigit():
+            return int(s)
+        if t == T.REGCLASS:
+            schema, name = _split_qualified(s)
+            rel = self.storage.lookup_relation(schema, name)
+            if rel is None:
+                from .catalog_views import virtual_oid
+                vo = virtual_oid(schema, name)
+                if vo:
+                    return vo
+                raise PgError("42P01", f'relation "{s}" does not exist')
+            return rel.oid
+        if t == T.REGTYPE:
+            oid = self.type_oid(s)
+            if oid is None:
+                raise PgError("42704", f'type "{s}" does not exist')
+            return oid
+        if t == T.REGNAMESPACE:
+            oid = self.namespace_oid(s)
+            if oid is None:
+                raise PgError("3F000", f'schema "{s}" does not exist')
+            return oid
+        if t == T.REGROLE:
+            r = self.engine.role_by_name(s)
+            if r is None:
+                raise PgError("42704", f'role "{s}" does not exist')
+            return r.oid
+        if t in (T.REGPROC, T.REGPROCEDURE):
+            from .catalog_views import proc_oid
+            return proc_oid(s)
+        raise PgError("22P02", f'invalid input syntax for type {format_type(t)}: "{s}"')
+
+    def reg_out(self, t: int, oid: int) -> str:
+        if oid == 0:
+            return "-"
+        if t == T.REGCLASS:
+            rel = self.storage.relation_by_oid(oid)
+            if rel is None:
+                from .catalog_views import virtual_name
+                return virtual_name(oid) or str(oid)
+            from .functions import quote_ident
+            if rel.schema not in self.search_path() and rel.schema != "pg_catalog":
+                return f"{quote_ident(rel.schema)}.{quote_ident(rel.name)}"
+            return quote_ident(rel.name)
+        if t == T.REGTYPE:
+            return format_type(oid, -1, self.type_names()) if oid in TYPES or oid in self.type_names() else str(oid)
+        if t == T.REGNAMESPACE:
+            for o, n, _own in self.namespaces():
+                if o == oid:
+                    return n
+            return str(oid)
+        if t == T.REGROLE:
+            for r in self.engine.roles():
+                if r.oid == oid:
+                    return r.name
+            return str(oid)
+        if t in (T.REGPROC, T.REGPROCEDURE):
+            from .catalog_views import proc_name
+            return proc_name(oid) or str(oid)
+        return str(oid)
+
+    def type_oid(self, s: str) -> int | None:
+        name = s.strip().lower()
+        if name.startswith("pg_catalog."):
+            name = name[11:]
+        arr = name.endswith("[]")
+        if arr:
+            name = name[:-2]
+        import re
+        m = re.match(r"^(character varying|varchar|character|char|numeric|decimal|timestamp|bit varying)\s*\(.*\)$",
+                     name)
+        if m:
+            name = m.group(1)
+        oid = TYPE_ALIASES.get(name)
+        if oid is None:
+            ti = T.TYPES_BY_NAME.get(name)
+            oid = ti.oid if ti else None
+        if oid is None:
+            names = {v: k for k, v in self.type_names().items()}
+            oid = names.get(name)
+        if oid is not None and arr:
+            oid = T.array_of(oid) or None
+        if oid is None and name in ("timestamp with time zone",):
+            oid = T.TIMESTAMPTZ
+        if oid is None and name in ("timestamp without time zone",):
+            oid = T.TIMESTAMP
+        return oid
+
+    def namespaces(self) -> list[tuple[int, str, int]]:
+        try:
+            return list(self.engine.namespaces())
+        except Exception:
+            return [(11, "pg_catalog", 10), (2200, "public", 10), (99, "pg_toast", 10),
+                    (13000, "information_schema", 10)]
+
+    def namespace_oid(self, name: str) -> int | None:
+        for o, n, _own in self.namespaces():
+            if n == name:
+                return o
+        return None
+
+    # ------------------------------------------------------------------ sequences
+
+    def sequence_row(self, rel: Any) -> tuple:
+        try:
+            last = self.engine.sequence_state(rel.oid)
+            return tuple(last)
+        except Exception:
+            return (None, 0, False)
+
+
+def _split_qualified(s: str) -> tuple[str | None, str]:
+    parts = []
+    cur = ""
+    q = False
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == '"':
+            if q and i + 1 < len(s) and s[i + 1] == '"':
+                cur += '"'
+                i += 2
+                continue
+            q = not q
+        elif c == "." and not q:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c if q else c.lower()
+        i += 1
+    parts.append(cur)
+    if len(parts) >= 2:
+        return parts[-2], parts[-1]
+    return None, parts[0]

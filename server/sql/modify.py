@@ -1,0 +1,281 @@
+"""INSERT, UPDATE and DELETE execution (ModifyTable).
+
+:func:`prepare_dml` compiles everything once per plan: the scan of the
+target (with its tid), SET expressions, column defaults (parsed from their
+SQL text and cached per relation), NOT NULL checks, RETURNING; :func:`run_dml`
+runs it and returns ``(row count, RETURNING rows)``.
+
+Concurrency: UPDATE/DELETE hand the storage a ``recheck`` callback which
+re-evaluates the WHERE clause and the SET list on the newest version of a row
+updated concurrently (READ COMMITTED), as PostgreSQL's EvalPlanQual does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgbundle.server.errors import PgError
+from pgbundle.shared.types import oids as T
+
+from .expr import Const, ExecState, Layout, compile_expr
+
+
+def _default_fns(env: Any, rel: Any) -> list:
+    """Compiled default expression (or None) of every column of ``rel``."""
+    cache = env.default_cache
+    key = (rel.oid, tuple(c.default for c in rel.columns))
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    from .analyze import Analyzer, ParamTypes, PState, Query
+    from .parse import parse
+    out = []
+    for c in rel.columns:
+        if not c.default:
+            out.append(None)
+            continue
+        stmts = parse(f"SELECT {c.default}")
+        node = stmts[0].node["targetList"][0]["ResTarget"]["val"]
+        an = Analyzer(env, ParamTypes())
+        ps = PState(None, Query("select"))
+        e = an.expr(node, ps)
+        e = an.coerce_assign(e, c.type_oid, c.typmod, c.name, None)
+        out.append(compile_expr(e, Layout()))
+    cache[key] = out
+    return out
+
+
+def prepare_dml(p: Any, env: Any, q: Any, outer: list, cte_plans: dict) -> None:
+    from .plan import Planner
+    rel = q.target
+    p.rel = rel
+    ncols = len(rel.columns)
+    p.ncols = ncols
+    p.defaults = _default_fns(env, rel)
+    p.notnull = [i for i, c in enumerate(rel.columns) if c.not_null and not c.dropped]
+    p.scan = None
+    p.kind = q.kind
+    p.tag_kind = q.kind
+    planner = Planner(env, outer, cte_plans)
+    planner._plan_ctes(q)
+    if q.kind == "insert":
+        p.cols = list(q.insert_cols)
+        if q.insert_rows is not None:
+            lay = Layout({}, outer)
+            p.value_rows = [[compile_expr(e, lay, planner) if e is not None else None for e in row]
+                            for row in q.insert_rows]
+            p.source = None
+        else:
+            p.value_rows = None
+            p.source = planner.plan_select(q.source)
+        ret_lay = Layout({q.target_rt: 0}, outer)
+        p.returning = [compile_expr(t.expr, ret_lay, planner) for t in q.returning]
+        p.on_conflict = None
+        if q.on_conflict is not None:
+            oc = q.on_conflict
+            if oc[0] == "nothing":
+                p.on_conflict = ("nothing", oc[1], None, None)
+            else:
+                _, cols, sets, where, ert = oc
+                lay = Layout({q.target_rt: 0, ert: ncols}, outer)
+                p.on_conflict = ("update", cols,
+                                 [(i, compile_expr(e, lay, planner) if e is not None else None) for i, e in sets],
+                                 compile_expr(where, lay, planner) if where is not None else None)
+        return
+    # UPDATE / DELETE: scan target (+ FROM/USING items) with tid
+    node, layout = planner.plan_from_where(q, dml_target=q.target_rt)
+    p.scan = node
+    p.layout = layout
+    base = layout.offsets[q.target_rt]
+    p.base = base
+    p.tid_pos = base + ncols
+    p.single = not q.from_
+    if q.kind == "update":
+        p.sets = [(i, compile_expr(e, layout, planner) if e is not None else None) for i, e in q.set_cols]
+    # recheck: WHERE evaluated on a row made of the newest version alone (single-table statements)
+    p.recheck_where = None
+    if p.single and q.where is not None:
+        p.recheck_where = compile_expr(q.where, Layout({q.target_rt: 0}, outer), planner)
+        if q.kind == "update":
+            p.recheck_sets = [(i, compile_expr(e, Layout({q.target_rt: 0}, outer), planner) if e is not None
+                               else None) for i, e in q.set_cols]
+    elif q.kind == "update":
+        p.recheck_sets = None
+    p.returning = [compile_expr(t.expr, layout, planner) for t in q.returning]
+
+
+def _check_notnull(p: Any, row: tuple) -> None:
+    for i in p.notnull:
+        if row[i] is None:
+            c = p.rel.columns[i]
+            from pgbundle.shared.types.text import text_encoder
+            vals = ", ".join("null" if v is None else _fmt(v, cc.type_oid) for v, cc in zip(row, p.rel.columns)
+                             if not cc.dropped)
+            raise PgError("23502", f'null value in column "{c.name}" of relation "{p.rel.name}" violates '
+                                   f'not-null constraint', detail=f"Failing row contains ({vals}).",
+                          schema=p.rel.schema, table=p.rel.name, column=c.name)
+            del text_encoder
+
+
+def _fmt(v: Any, oid: int) -> str:
+    from pgbundle.shared.types.text import text_encoder
+    try:
+        return text_encoder(oid)(v)
+    except Exception:
+        return str(v)
+
+
+def _build_insert_row(p: Any, st: ExecState, values: list, cols: list[int]) -> tuple:
+    row = [None] * p.ncols
+    given = [False] * p.ncols
+    for i, v in zip(cols, values):
+        row[i] = v
+        given[i] = True
+    for i, d in enumerate(p.defaults):
+        if not given[i] and d is not None:
+            row[i] = d((), st)
+    return tuple(row)
+
+
+def run_dml(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
+    if p.kind == "insert":
+        return _run_insert(p, st)
+    if p.kind == "update":
+        return _run_update(p, st)
+    return _run_delete(p, st)
+
+
+def _run_insert(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
+    storage = st.storage
+    rel = p.rel
+    n = 0
+    out = []
+    ret = p.returning
+    cols = p.cols
+    if p.value_rows is not None:
+        source = ([None if f is None else f((), st) for f in fns] for fns in p.value_rows)
+        defaults_mask = [[f is None for f in fns] for fns in p.value_rows]
+    else:
+        source = (list(r) for r in p.source.rows(st, None))
+        defaults_mask = None
+    for k, vals in enumerate(source):
+        if defaults_mask is not None and any(defaults_mask[k]):
+            use_cols = [c for c, d in zip(cols, defaults_mask[k]) if not d]
+            use_vals = [v for v, d in zip(vals, defaults_mask[k]) if not d]
+            row = _build_insert_row(p, st, use_vals, use_cols)
+        else:
+            row = _build_insert_row(p, st, vals, cols)
+        _check_notnull(p, row)
+        if p.on_conflict is not None:
+            existing = _find_conflict(p, st, row)
+            if existing is not None:
+                if p.on_conflict[0] == "nothing":
+                    continue
+                tid, old = existing
+                _, _, sets, where = p.on_conflict
+                comb = old + row
+                if where is not None and where(comb, st) is not True:
+                    continue
+                new = list(old)
+                for i, f in sets:
+                    new[i] = f(comb, st) if f is not None else (p.defaults[i]((), st) if p.defaults[i] else None)
+                new = tuple(new)
+                _check_notnull(p, new)
+                storage.update(rel, tid, new, None)
+                n += 1
+                if ret:
+                    out.append(tuple(f(new, st) for f in ret))
+                continue
+        storage.insert(rel, row)
+        n += 1
+        if ret:
+            out.append(tuple(f(row, st) for f in ret))
+    return n, out
+
+
+def _find_conflict(p: Any, st: ExecState, row: tuple):
+    cols = p.on_conflict[1]
+    for index in p.rel.indexes:
+        if not index.unique:
+            continue
+        if cols and tuple(sorted(index.columns)) != tuple(sorted(cols)):
+            continue
+        key = tuple(row[i] for i in index.columns)
+        if None in key:
+            continue
+        for tid, old in st.storage.index_scan(index, p.rel, key, True, key, True):
+            return tid, old
+    return None
+
+
+def _run_update(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
+    storage = st.storage
+    rel = p.rel
+    base, ncols, tidpos = p.base, p.ncols, p.tid_pos
+    sets = p.sets
+    ret = p.returning
+    rows = list(p.scan.rows(st, None))
+    n = 0
+    out = []
+    seen: set = set()
+    rw, rs = p.recheck_where, getattr(p, "recheck_sets", None)
+    for r in rows:
+        tid = r[tidpos]
+        if tid in seen:
+            continue
+        seen.add(tid)
+        old = r[base:base + ncols]
+        new = list(old)
+        for i, f in sets:
+            new[i] = f(r, st) if f is not None else (p.defaults[i]((), st) if p.defaults[i] else None)
+        new = tuple(new)
+        _check_notnull(p, new)
+        final = [new]
+
+        def recheck(latest: tuple, _final=final) -> tuple | None:
+            lrow = latest + (tid,)
+            if rw is not None and rw(lrow, st) is not True:
+                return None
+            if rs is None:
+                return _final[0]
+            nv = list(latest)
+            for i, f in rs:
+                nv[i] = f(lrow, st) if f is not None else (p.defaults[i]((), st) if p.defaults[i] else None)
+            nv = tuple(nv)
+            _check_notnull(p, nv)
+            _final[0] = nv
+            return nv
+        if storage.update(rel, tid, new, recheck):
+            n += 1
+            if ret:
+                rr = r[:base] + final[0] + r[base + ncols:]
+                out.append(tuple(f(rr, st) for f in ret))
+    return n, out
+
+
+def _run_delete(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
+    storage = st.storage
+    rel = p.rel
+    base, ncols, tidpos = p.base, p.ncols, p.tid_pos
+    ret = p.returning
+    rows = list(p.scan.rows(st, None))
+    n = 0
+    out = []
+    seen: set = set()
+    rw = p.recheck_where
+    for r in rows:
+        tid = r[tidpos]
+        if tid in seen:
+            continue
+        seen.add(tid)
+
+        def recheck(latest: tuple) -> bool:
+            return rw is None or rw(latest + (tid,), st) is True
+        if storage.delete(rel, tid, recheck):
+            n += 1
+            if ret:
+                out.append(tuple(f(r, st) for f in ret))
+    return n, out
+
+
+__all__ = ["prepare_dml", "run_dml", "Const", "T"]

@@ -1,0 +1,622 @@
+"""The planner: analysed :class:`~.analyze.Query` -> tree of plan nodes.
+
+Strategy (simple, predictable, PostgreSQL-shaped):
+
+* WHERE is split into conjuncts; each goes to the lowest place where every
+  column it uses is available (a scan, a join, or a filter on top), never
+  below the nullable side of an outer join.
+* A base table uses an **index scan** when a pushed conjunct is ``col = expr``
+  (or a range ``<, <=, >, >=``) on the leading column(s) of an index and
+  ``expr`` does not use the table itself; otherwise a sequential scan.
+* Joins are built left to right as written.  An equality between the two
+  sides becomes an **index nested loop** when the right side is a table with
+  an index on that column, else a **hash join**; anything else is a nested
+  loop.
+* Then aggregation, window functions, projection, DISTINCT, sort, limit.
+
+Rows of a query level are the concatenation of its range-table entries'
+columns in FROM order; :class:`~.expr.Layout` records each entry's offset so
+expressions compile to direct tuple indexing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgbundle.server.errors import PgError
+from pgbundle.shared.types import oids as T
+
+from . import execute as X
+from . import functions as F
+from .analyze import CTE, RTE, JoinNode, Query, RangeRef
+from .expr import (Aggref, BoolOp, Const, Expr, Func, Layout, Param, Slot, SubLink, Var, WindowRef, compile_expr,
+                   is_constant, rts_of, walk)
+
+_CMP = {"=", "<", "<=", ">", ">="}
+_FLIP = {"=": "=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def conjuncts(e: Expr | None) -> list[Expr]:
+    if e is None:
+        return []
+    if isinstance(e, BoolOp) and e.op == "and":
+        out: list[Expr] = []
+        for a in e.args:
+            out.extend(conjuncts(a))
+        return out
+    return [e]
+
+
+def and_all(es: list[Expr]) -> Expr | None:
+    if not es:
+        return None
+    if len(es) == 1:
+        return es[0]
+    return BoolOp("and", tuple(es))
+
+
+class Planner:
+    """Plans one statement.  ``outer`` is the stack of layouts of enclosing
+    query levels (for correlated subqueries)."""
+
+    def __init__(self, env: Any, outer: list[Layout] | None = None, cte_plans: dict | None = None) -> None:
+        self.env = env
+        self.outer = outer or []
+        self.cte_plans: dict[str, tuple[Any, CTE]] = dict(cte_plans or {})
+
+    # ------------------------------------------------------------------ entry points
+
+    def plan_select(self, q: Query) -> X.PlanNode:
+        self._plan_ctes(q)
+        if q.kind == "setop":
+            return self._plan_setop(q)
+        node, layout = self.plan_from_where(q, dml_target=-1)
+        return self._finish_select(q, node, layout)
+
+    def _plan_ctes(self, q: Query) -> None:
+        for cte in q.ctes:
+            key = (id(cte), cte.name)
+            if getattr(cte.query, "recursive_name", None):
+                sub = cte.query
+                left = Planner(self.env, self.outer, self.cte_plans).plan_select(sub.larg)
+                inner = Planner(self.env, self.outer, self.cte_plans)
+                inner.cte_plans[cte.name] = (("work", key), cte)
+                right = inner.plan_select(sub.rarg)
+                plan = X.RecursiveUnion(("work", key), left, right, sub.setop_all)
+            else:
+                sub = cte.query
+                if sub.kind in ("insert", "update", "delete"):
+                    plan = DMLPlan(self.env, sub, self.outer, self.cte_plans)
+                else:
+                    plan = Planner(self.env, self.outer, self.cte_plans).plan_select(sub)
+            self.cte_plans[cte.name] = (plan, cte)
+            setattr(cte, "plan", plan)
+            setattr(cte, "key", key)
+
+    def _plan_setop(self, q: Query) -> X.PlanNode:
+        left = Planner(self.env, self.outer, self.cte_plans).plan_select(q.larg)
+        right = Planner(self.env, self.outer, self.cte_plans).plan_select(q.rarg)
+        node: X.PlanNode = X.SetOp(q.setop, q.setop_all, left, right)
+        layout = Layout(outer=self.outer)
+        if q.sort:
+            node = X.Sort(node, [(s.expr.index, s.desc, s.nulls_first) for s in q.sort])
+        if q.limit is not None or q.offset is not None:
+            node = X.Limit(node, self._const_fn(q.offset), self._const_fn(q.limit))
+        del layout
+        return node
+
+    def _const_fn(self, e: Expr | None):
+        if e is None:
+            return None
+        return compile_expr(e, Layout(outer=self.outer), self)
+
+    # ------------------------------------------------------------------ FROM / WHERE
+
+    def plan_from_where(self, q: Query, dml_target: int) -> tuple[X.PlanNode, Layout]:
+        """Scan/join tree for q.from_ (plus the DML target relation when
+        ``dml_target`` >= 0, scanned with its tid as an extra column)."""
+        self.q = q
+        self.dml_target = dml_target
+        pool = conjuncts(q.where)
+        self.pool = [(c, rts_of(c)) for c in pool]
+        items: list[Any] = []
+        if dml_target >= 0:
+            items.append(RangeRef(dml_target))
+        items.extend(q.from_)
+        # offsets in FROM order
+        self.layout = Layout(outer=self.outer)
+        self.widths: dict[int, int] = {}
+        off = 0
+        for rt in self._leaves(items):
+            self.layout.offsets[rt] = off
+            w = q.rtable[rt].width + (1 if rt == dml_target else 0)
+            self.widths[rt] = w
+            off += w
+        self.nullable: set[int] = set()
+        self._find_nullable(items)
+        if not items:
+            node: X.PlanNode = X.Result()
+            rts: set[int] = set()
+        else:
+            node, rts = self._build(items[0])
+            for it in items[1:]:
+                right, rrts = self._build(it)
+                node, rts = self._join(node, rts, right, rrts, "cross", [])
+        rest = [c for c, _ in self.pool]
+        self.pool = []
+        if rest:
+            node = X.Filter(node, compile_expr(and_all(rest), self.layout, self))
+        return node, self.layout
+
+    def _leaves(self, items: list[Any]) -> list[int]:
+        out: list[int] = []
+        for it in items:
+            if isinstance(it, RangeRef):
+                out.append(it.rt)
+            else:
+                out.extend(self._leaves([it.left, it.right]))
+        return out
+
+    def _find_nullable(self, items: list[Any]) -> None:
+        for it in items:
+            if isinstance(it, JoinNode):
+                if it.kind in ("left", "full"):
+                    self.nullable |= set(self._leaves([it.right]))
+                if it.kind in ("right", "full"):
+                    self.nullable |= set(self._leaves([it.left]))
+                self._find_nullable([it.left, it.right])
+
+    def _take(self, avail: set[int], allow_nullable: bool = False) -> list[Expr]:
+        """Remove and return pool conjuncts whose columns are all in ``avail``."""
+        took, keep = [], []
+        for c, rts in self.pool:
+            if rts and rts <= avail and (allow_nullable or not (rts & self.nullable)):
+                took.append(c)
+            else:
+                keep.append((c, rts))
+        self.pool = keep
+        return took
+
+    def _build(self, item: Any) -> tuple[X.PlanNode, set[int]]:
+        if isinstance(item, RangeRef):
+            rt = item.rt
+            quals = self._take({rt})
+            return self._scan(rt, quals), {rt}
+        left, lrts = self._build(item.left)
+        right, rrts = self._build(item.right)
+        quals = list(conjuncts(item.quals))
+        return self._join(left, lrts, right, rrts, item.kind, quals)
+
+    def _local_layout(self, rts: set[int]) -> Layout:
+        base = min(self.layout.offsets[r] for r in rts)
+        return Layout({r: self.layout.offsets[r] - base for r in rts}, self.outer)
+
+    def _scan(self, rt: int, quals: list[Expr], param_keys: list[tuple[int, str, Expr]] | None = None
+              ) -> X.PlanNode:
+        rte = self.q.rtable[rt]
+        lay = Layout({rt: 0}, self.outer)
+        with_tid = rt == self.dml_target
+        qual = compile_expr(and_all(quals), lay, self) if quals else None
+        if rte.kind == "relation":
+            rel = rte.rel
+            if rel.kind == "S":
+                return X.VirtualScan(_SequenceRow(rel), qual)
+            idx = self._choose_index(rt, rte, quals)
+            if idx is not None:
+                index, eq, lo, hi = idx
+                const_lay = Layout({}, self.outer)
+                eqf = [compile_expr(e, const_lay, self) for e in eq]
+                lof = (compile_expr(lo[0], const_lay, self), lo[1]) if lo else None
+                hif = (compile_expr(hi[0], const_lay, self), hi[1]) if hi else None
+                return X.IndexScan(rel, index, eqf, lof, hif, qual, with_tid, rte.alias)
+            return X.SeqScan(rel, qual, with_tid, rte.alias)
+        if rte.kind == "virtual":
+            return X.VirtualScan(rte.virtual, qual)
+        if rte.kind == "values":
+            full = self.layout
+            fns = [[compile_expr(e, full, self) for e in row] for row in rte.values]
+            return X.ValuesScan(fns, qual, rte.width)
+        if rte.kind == "function":
+            full = self.layout
+            funcs = []
+            for e in rte.funcs:
+                scols = F.SRF_COLS.get(getattr(e, "impl", None))
+                n = len(scols) if scols else 1
+                f = compile_expr(e, full, self)
+                if getattr(e, "impl", None) not in F.SRF_IMPLS:
+                    f = (lambda g: (lambda r, st: [g(r, st)]))(f)
+                funcs.append((f, n))
+            return X.FunctionScan(funcs, rte.ordinality, qual)
+        if rte.kind == "subquery":
+            outer = [self.layout] + self.outer if rte.lateral else self.outer
+            sub = Planner(self.env, outer, self.cte_plans).plan_select(rte.query)
+            node = X.SubqueryScan(sub, qual, rte.width)
+            node.lateral = rte.lateral
+            return node
+        if rte.kind == "cte":
+            entry = self.cte_plans.get(rte.cte_name)
+            if entry is None:
+                raise PgError("XX000", f"CTE {rte.cte_name} not planned")
+            plan, cte = entry
+            if isinstance(plan, tuple) and plan[0] == "work":
+                return X.WorkTableScan(plan, qual, rte.width)
+            key = getattr(cte, "key", id(cte))
+            return X.CteScan(key, plan, qual, rte.width, rte.cte_name)
+        raise PgError("XX000", f"cannot scan {rte.kind}")
+
+    def _index_pred(self, rt: int, e: Expr, avail_other: bool = False) -> tuple[int, str, Expr] | None:
+        """(column, operator, other side) when ``e`` is ``col op expr`` usable
+        by a B-tree on column ``col`` of ``rt``."""
+        if not isinstance(e, Func) or e.name not in _CMP or len(e.args) != 2:
+            return None
+        a, b = e.args
+        for x, y, opname in ((a, b, e.name), (b, a, _FLIP[e.name])):
+            if isinstance(x, Var) and x.rt == rt and x.levelsup == 0 and rt not in rts_of(y):
+                if not avail_other and not is_constant(y):
+                    continue
+                if any(isinstance(n, (Var,)) and n.levelsup > 0 for n in walk(y)):
+                    continue
+                if e.impl is not F.comparison(e.name, x.type) and x.type == y.type:
+                    pass
+                if y.type != x.type:
+                    # the comparison runs in another type (e.g. int4 column vs numeric): no index
+                    if not (x.type in (T.INT2, T.INT4, T.INT8) and y.type in (T.INT2, T.INT4, T.INT8)):
+                        continue
+                return x.col, opname, y
+        return None
+
+    def _choose_index(self, rt: int, rte: RTE, quals: list[Expr]):
+        rel = rte.rel
+        if not rel.indexes:
+            return None
+        preds = []
+        for q in quals:
+            p = self._index_pred(rt, q)
+            if p is not None:
+                preds.append(p)
+        return self._match_index(rel, preds)
+
+    def _match_index(self, rel: Any, preds: list[tuple[int, str, Expr]]):
+        best = None
+        best_score = 0
+        for index in rel.indexes:
+            eq: list[Expr] = []
+            lo = hi = None
+            for col in index.columns:
+                e = next((y for c, o, y in preds if c == col and o == "="), None)
+                if e is not None:
+                    eq.append(e)
+                    continue
+                for c, o, y in preds:
+                    if c != col:
+                        continue
+                    if o in (">", ">=") and lo is None:
+                        lo = (y, o == ">=")
+                    elif o in ("<", "<=") and hi is None:
+                        hi = (y, o == "<=")
+                break
+            score = len(eq) * 10 + (2 if lo else 0) + (2 if hi else 0)
+            if eq and len(eq) == len(index.columns) and index.unique:
+                score += 100
+            if score > best_score:
+                best_score = score
+                best = (index, eq, lo, hi)
+        return best
+
+    def _join(self, left: X.PlanNode, lrts: set[int], right: X.PlanNode, rrts: set[int], kind: str,
+              quals: list[Expr]) -> tuple[X.PlanNode, set[int]]:
+        allrts = lrts | rrts
+        if kind in ("inner", "cross"):
+            quals = quals + self._take(allrts)
+            kind = "inner"
+        full = self._local_layout(allrts)
+        # lateral: the right side uses columns of the left side
+        lateral = self._is_lateral(right, rrts, lrts)
+        if lateral:
+            qual = compile_expr(and_all(quals), full, self) if quals else None
+            node = X.NestLoop(left, right, kind if kind != "inner" else "inner", qual, True)
+            return self._post_join(node, allrts), allrts
+        # index nested loop: right is a single table with an index on an equi-join column
+        if len(rrts) == 1 and kind in ("inner", "left"):
+            (rrt,) = tuple(rrts)
+            rte = self.q.rtable[rrt]
+            if rte.kind == "relation" and rte.rel.indexes and isinstance(right, (X.SeqScan, X.IndexScan)):
+                preds = []
+                used = []
+                for c in quals:
+                    p = self._index_pred(rrt, c, avail_other=True)
+                    if p is not None and rts_of(p[2]) <= lrts and not any(
+                            isinstance(n, (SubLink, Aggref)) for n in walk(p[2])):
+                        preds.append(p)
+                        used.append(c)
+                if preds:
+                    m = self._match_index(rte.rel, preds)
+                    if m is not None and m[1]:
+                        index, eq, lo, hi = m
+                        keylay = self._local_layout(lrts)
+                        eqf = [compile_expr(e, keylay, self) for e in eq]
+                        lof = (compile_expr(lo[0], keylay, self), lo[1]) if lo else None
+                        hif = (compile_expr(hi[0], keylay, self), hi[1]) if hi else None
+                        inner = X.IndexScan(rte.rel, index, eqf, lof, hif, right.qual, right.with_tid, rte.alias)
+                        qual = compile_expr(and_all(quals), full, self) if quals else None
+                        node = X.NestLoop(left, inner, kind, qual, True)
+                        return self._post_join(node, allrts), allrts
+        # hash join on equalities between the sides
+        lkeys, rkeys, rest = [], [], []
+        for c in quals:
+            if isinstance(c, Func) and c.name == "=" and len(c.args) == 2 and c.args[0].type == c.args[1].type:
+                a, b = c.args
+                ra, rb = rts_of(a), rts_of(b)
+                if ra and rb and ra <= lrts and rb <= rrts and _hashable(a) and _hashable(b):
+                    lkeys.append(a)
+                    rkeys.append(b)
+                    continue
+                if ra and rb and ra <= rrts and rb <= lrts and _hashable(a) and _hashable(b):
+                    lkeys.append(b)
+                    rkeys.append(a)
+                    continue
+            rest.append(c)
+        if lkeys:
+            llay = self._local_layout(lrts)
+            rlay = self._local_layout(rrts)
+            node = X.HashJoin(left, right, kind, [compile_expr(e, llay, self) for e in lkeys],
+                              [compile_expr(e, rlay, self) for e in rkeys],
+                              compile_expr(and_all(rest), full, self) if rest else None)
+            return self._post_join(node, allrts), allrts
+        qual = compile_expr(and_all(quals), full, self) if quals else None
+        node = X.NestLoop(left, right, kind, qual, False)
+        return self._post_join(node, allrts), allrts
+
+    def _post_join(self, node: X.PlanNode, allrts: set[int]) -> X.PlanNode:
+        """Conjuncts that became evaluable above an outer join."""
+        extra = self._take(allrts, allow_nullable=True) if self._outer_complete(allrts) else []
+        if extra:
+            node = X.Filter(node, compile_expr(and_all(extra), self._local_layout(allrts), self))
+        return node
+
+    def _outer_complete(self, rts: set[int]) -> bool:
+        return bool(self.nullable & rts)
+
+    def _is_lateral(self, right: X.PlanNode, rrts: set[int], lrts: set[int]) -> bool:
+        for rt in rrts:
+            rte = self.q.rtable[rt]
+            if rte.kind == "function":
+                for e in rte.funcs:
+                    if rts_of(e) & lrts:
+                        return True
+            if rte.kind == "values":
+                for row in rte.values:
+                    for e in row:
+                        if rts_of(e) & lrts:
+                            return True
+            if rte.kind == "subquery" and rte.lateral and rte.query.correlated:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ select tail
+
+    def _finish_select(self, q: Query, node: X.PlanNode, layout: Layout) -> X.PlanNode:
+        ntargets = len(q.targets)
+        target_exprs = [t.expr for t in q.targets]
+        if q.has_aggs or q.aggs:
+            node, layout = self._plan_agg(q, node, layout)
+            if q.having is not None:
+                node = X.Filter(node, compile_expr(q.having, layout, self))
+        if q.windows:
+            node, layout = self._plan_windows(q, node, layout)
+        # sort keys not in the select list are computed as extra columns
+        extra: list[Expr] = []
+        sort_idx: list[tuple[int, bool, bool | None]] = []
+        for s in q.sort:
+            if isinstance(s.expr, Slot) and q.kind == "select" and s.expr.index < ntargets and \
+                    target_exprs and s.expr in ():
+                pass
+            try:
+                pos = target_exprs.index(s.expr)
+            except ValueError:
+                pos = -1
+            if pos < 0:
+                pos = ntargets + len(extra)
+                extra.append(s.expr)
+            sort_idx.append((pos, s.desc, s.nulls_first))
+        don_idx = []
+        for e in q.distinct_on:
+            try:
+                don_idx.append(target_exprs.index(e))
+            except ValueError:
+                don_idx.append(ntargets + len(extra))
+                extra.append(e)
+        fns = [compile_expr(e, layout, self) for e in target_exprs + extra]
+        srf = [_is_srf(e) for e in target_exprs + extra]
+        if any(srf):
+            node = X.ProjectSet(node, fns, srf)
+        else:
+            node = X.Project(node, fns)
+        if q.distinct_on:
+            node = X.Sort(node, [(i, False, None) for i in don_idx] + sort_idx)
+            node = X.Unique(node, ntargets, don_idx)
+        elif q.distinct:
+            if extra:
+                raise PgError("42P10", "for SELECT DISTINCT, ORDER BY expressions must appear in select list")
+            node = X.Unique(node, ntargets)
+            if sort_idx:
+                node = X.Sort(node, sort_idx)
+        elif sort_idx:
+            node = X.Sort(node, sort_idx)
+        if q.limit is not None or q.offset is not None:
+            node = X.Limit(node, self._const_fn(q.offset), self._const_fn(q.limit))
+        if extra:
+            node = X.Trim(node, ntargets)
+        return node
+
+    def _plan_agg(self, q: Query, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
+        keys = [compile_expr(g, layout, self) for g in q.group]
+        specs = []
+        for a in q.aggs:
+            specs.append(X.AggSpec(a.agg, [compile_expr(x, layout, self) for x in a.args], a.distinct,
+                                   compile_expr(a.filter, layout, self) if a.filter is not None else None,
+                                   [(compile_expr(s.expr, layout, self), s.desc, s.nulls_first) for s in a.order],
+                                   a.star))
+        agg = X.Agg(node, keys, specs)
+        slots: dict[Any, int] = {}
+        for i, g in enumerate(q.group):
+            try:
+                slots.setdefault(g, i)
+            except TypeError:
+                pass
+        for j, a in enumerate(q.aggs):
+            slots[a] = len(q.group) + j
+        newlay = Layout({}, self.outer, slots)
+        newlay.grouped = True
+        return agg, newlay
+
+    def _plan_windows(self, q: Query, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
+        wins = []
+        for w in q.windows:
+            wins.append((w.func, [compile_expr(a, layout, self) for a in w.args],
+                         [compile_expr(p, layout, self) for p in w.partition],
+                         [(compile_expr(s.expr, layout, self), s.desc, s.nulls_first) for s in w.order]))
+        base = node.width
+        newnode = X.WindowAgg(node, wins)
+        slots = dict(layout.slots)
+        for i, w in enumerate(q.windows):
+            slots[w] = base + i
+        newlay = Layout(dict(layout.offsets), self.outer, slots)
+        return newnode, newlay
+
+    # ------------------------------------------------------------------ subqueries in expressions
+
+    def compile_sublink(self, e: SubLink, cc: Any):
+        layout = cc.layout
+        outer = [layout] + layout.outer
+        sub = Planner(self.env, outer, self.cte_plans).plan_select(e.query)
+        kind = e.kind
+        correlated = e.correlated
+        key = ("sublink", id(e), id(sub))
+
+        def run(r: tuple, st: Any) -> list[tuple]:
+            st.outer.append(r)
+            try:
+                return list(sub.rows(st, None))
+            finally:
+                st.outer.pop()
+
+        if kind == "exists":
+            def f_exists(r, st):
+                if not correlated:
+                    v = st.extra.get(key)
+                    if v is not None:
+                        return v
+                st.outer.append(r)
+                try:
+                    for _ in sub.rows(st, None):
+                        res = True
+                        break
+                    else:
+                        res = False
+                finally:
+                    st.outer.pop()
+                if not correlated:
+                    st.extra[key] = res
+                return res
+            return f_exists
+        if kind == "expr":
+            def f_expr(r, st):
+                if not correlated and key in st.extra:
+                    return st.extra[key]
+                st.outer.append(r)
+                try:
+                    it = sub.rows(st, None)
+                    first = next(it, None)
+                    if first is not None and next(it, None) is not None:
+                        raise PgError("21000", "more than one row returned by a subquery used as an expression")
+                finally:
+                    st.outer.pop()
+                v = None if first is None else first[0]
+                if not correlated:
+                    st.extra[key] = v
+                return v
+            return f_expr
+        if kind == "array":
+            def f_array(r, st):
+                return [x[0] for x in run(r, st)]
+            return f_array
+        left = compile_expr(e.left, layout, self)
+        test = e.test
+        use_or = kind == "any"
+
+        def f_quant(r, st):
+            x = left(r, st)
+            if not correlated and key in st.extra:
+                vals = st.extra[key]
+            else:
+                vals = [row[0] for row in run(r, st)]
+                if not correlated:
+                    st.extra[key] = vals
+            if not vals:
+                return not use_or
+            if x is None:
+                return None
+            null = False
+            for y in vals:
+                if y is None:
+                    null = True
+                    continue
+                res = test(x, y)
+                if res is None:
+                    null = True
+                elif use_or and res:
+                    return True
+                elif not use_or and not res:
+                    return False
+            return None if null else (not use_or)
+        return f_quant
+
+
+def _hashable(e: Expr) -> bool:
+    return e.type not in (T.FLOAT4, T.FLOAT8, T.BPCHAR, T.JSON) and not T.element_of(e.type)
+
+
+def _is_srf(e: Expr) -> bool:
+    return isinstance(e, Func) and e.impl in F.SRF_IMPLS
+
+
+class _SequenceRow:
+    """SELECT * FROM a sequence: last_value, log_cnt, is_called."""
+
+    def __init__(self, rel: Any) -> None:
+        self.rel = rel
+        self.colnames = [c.name for c in rel.columns]
+        self.name = rel.name
+
+    def rows(self, env: Any):
+        yield env.sequence_row(self.rel)
+
+
+# ----------------------------------------------------------------------------- DML
+
+
+class DMLPlan:
+    """INSERT / UPDATE / DELETE, executed by :mod:`.modify`."""
+
+    def __init__(self, env: Any, q: Query, outer: list[Layout] | None = None, cte_plans: dict | None = None) -> None:
+        from .modify import prepare_dml
+        self.q = q
+        self.width = len(q.returning)
+        prepare_dml(self, env, q, outer or [], cte_plans or {})
+
+    def rows(self, st: Any, prow: tuple | None = None):
+        from .modify import run_dml
+        count, rows = run_dml(self, st)
+        st.extra[("dmlcount", id(self))] = count
+        return iter(rows)
+
+    def explain(self, depth: int = 0) -> list[str]:
+        pad = "  " * depth
+        out = [pad + f"{self.q.kind.capitalize()} on {self.q.target.name}"]
+        if getattr(self, "scan", None) is not None:
+            out.extend(self.scan.explain(depth + 1))
+        return out
+
+
+__all__ = ["Planner", "DMLPlan", "conjuncts", "Param", "Const"]

@@ -1,0 +1,890 @@
+"""Utility statements: transaction control, SET/SHOW/RESET, DDL, VACUUM,
+CHECKPOINT, COPY, DEALLOCATE, ... — each a call into the engine.
+
+:func:`describe_utility` gives the result columns a utility statement will
+return (SHOW, EXPLAIN) or None; :func:`run_utility` runs it and returns a
+:class:`~.session.Result` (or a :class:`~.session.CopyIn` for COPY FROM
+STDIN).  Command tags are PostgreSQL's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pgbundle.server.errors import PgError
+from pgbundle.shared.protocol import messages as M
+from pgbundle.shared.types import oids as T
+
+from .coerce import SERIAL_TYPES, resolve_type
+from .parse import RawStmt, const_value, names
+
+
+def _session_types():
+    from .session import Column, CopyIn, Result
+    return Column, CopyIn, Result
+
+
+# ----------------------------------------------------------------------------- deparse (DDL defaults)
+
+def to_ast(x: Any) -> Any:
+    from pglast import ast
+    if isinstance(x, dict):
+        if len(x) == 1:
+            (k, v), = x.items()
+            if k == "A_Const" and isinstance(v, dict):
+                kw = {}
+                for key, cls in (("ival", "Integer"), ("fval", "Float"), ("sval", "String"), ("boolval", "Boolean"),
+                                 ("bsval", "BitString")):
+                    if key in v:
+                        kw["val"] = getattr(ast, cls)(v[key].get(key, 0 if key == "ival" else
+                                                                 (False if key == "boolval" else "")))
+                if v.get("isnull"):
+                    kw["isnull"] = True
+                return ast.A_Const(**kw)
+            if hasattr(ast, k) and isinstance(v, dict):
+                cls = getattr(ast, k)
+                return cls(**{kk: to_ast(vv) for kk, vv in v.items() if kk != "location"})
+        return {k: to_ast(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return tuple(to_ast(i) for i in x)
+    return x
+
+
+def deparse_expr(node: dict) -> str:
+    from pglast.stream import RawStream
+    return RawStream()(to_ast(node))
+
+
+# ----------------------------------------------------------------------------- describe
+
+
+def describe_utility(session: Any, raw: RawStmt) -> list | None:
+    Column, _, _ = _session_types()
+    k, n = raw.kind, raw.node
+    if k == "VariableShowStmt":
+        name = n["name"]
+        if name.lower() == "all":
+            return [Column("name", T.TEXT), Column("setting", T.TEXT), Column("description", T.TEXT)]
+        return [Column(_show_name(session, name), T.TEXT)]
+    if k == "ExplainStmt":
+        return [Column("QUERY PLAN", T.TEXT)]
+    if k == "ExecuteStmt":
+        prep = session.sql_prepared.get(n["name"])
+        return prep.columns if prep is not None else None
+    if k == "FetchStmt":
+        cur = session.cursors.get(n.get("portalname"))
+        return cur[0].columns if cur is not None else None
+    return None
+
+
+def _show_name(session: Any, name: str) -> str:
+    low = name.lower()
+    if low in ("transaction_isolation", "transaction isolation level"):
+        return "transaction_isolation"
+    if low == "timezone":
+        return "TimeZone"
+    try:
+        return session.settings.definition(name).name
+    except Exception:
+        return low
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run_utility(session: Any, raw: RawStmt, prep: Any, params: list) -> Any:
+    fn = _HANDLERS.get(raw.kind)
+    if fn is None:
+        raise PgError("0A000", f"{_stmt_name(raw.kind)} is not supported")
+    return fn(session, raw.node, raw, params)
+
+
+def _stmt_name(kind: str) -> str:
+    return kind[:-4] if kind.endswith("Stmt") else kind
+
+
+def _R(tag: str, columns: list | None = None, rows: Any = None):
+    _, _, Result = _session_types()
+    return Result(tag, columns, rows)
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def _opts(n: dict) -> dict[str, Any]:
+    out = {}
+    for o in n.get("options", []) or []:
+        d = o.get("DefElem", {})
+        arg = d.get("arg")
+        if arg is not None and "A_Const" in arg:
+            out[d["defname"]] = const_value(arg["A_Const"])
+        elif arg is not None and "String" in arg:
+            out[d["defname"]] = arg["String"]["sval"]
+        elif arg is not None and "Integer" in arg:
+            out[d["defname"]] = arg["Integer"].get("ival", 0)
+        elif arg is not None and "Boolean" in arg:
+            out[d["defname"]] = arg["Boolean"].get("boolval", False)
+        elif arg is not None and "TypeName" in arg:
+            out[d["defname"]] = arg["TypeName"]
+        elif arg is not None and "List" in arg:
+            out[d["defname"]] = arg["List"]
+        else:
+            out[d["defname"]] = True if arg is None else arg
+    return out
+
+
+def _transaction(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    kind = n["kind"]
+    eng = s.engine
+    in_block = eng.in_transaction_block
+    if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
+        if in_block:
+            s.notice("there is already a transaction in progress", "25001", "WARNING")
+            return _R("BEGIN" if kind == "TRANS_STMT_BEGIN" else "START TRANSACTION")
+        o = _opts(n)
+        iso = o.get("transaction_isolation")
+        ro = o.get("transaction_read_only")
+        s.storage.begin(iso if iso is None else str(iso), None if ro is None else bool(ro))
+        s.env.start_statement(True)
+        return _R("BEGIN" if kind == "TRANS_STMT_BEGIN" else "START TRANSACTION")
+    if kind == "TRANS_STMT_COMMIT":
+        if not in_block:
+            s.notice("there is no transaction in progress", "25P01", "WARNING")
+            if eng.in_transaction:
+                eng.commit()
+            s._end_xact()
+            return _R("COMMIT")
+        if s.failed:
+            eng.rollback()
+            s.failed = False
+            s._end_xact()
+            return _R("ROLLBACK")
+        eng.commit()
+        s._end_xact()
+        return _R("COMMIT")
+    if kind == "TRANS_STMT_ROLLBACK":
+        if not in_block:
+            s.notice("there is no transaction in progress", "25P01", "WARNING")
+        eng.rollback()
+        s.failed = False
+        s._end_xact()
+        return _R("ROLLBACK")
+    name = n.get("savepoint_name")
+    if kind == "TRANS_STMT_SAVEPOINT":
+        if not in_block:
+            raise PgError("25P01", "SAVEPOINT can only be used in transaction blocks")
+        eng.savepoint(name)
+        return _R("SAVEPOINT")
+    if kind == "TRANS_STMT_RELEASE":
+        if not in_block:
+            raise PgError("25P01", "RELEASE SAVEPOINT can only be used in transaction blocks")
+        eng.release_savepoint(name)
+        return _R("RELEASE")
+    if kind == "TRANS_STMT_ROLLBACK_TO":
+        if not in_block:
+            raise PgError("25P01", "ROLLBACK TO SAVEPOINT can only be used in transaction blocks")
+        eng.rollback_to_savepoint(name)
+        s.failed = False
+        return _R("ROLLBACK")
+    raise PgError("0A000", "prepared transactions are not supported")
+
+
+# ---------------------------------------------------------------- SET / SHOW
+
+
+def _set_value(args: list[dict] | None) -> str | None:
+    if not args:
+        return None
+    parts = []
+    for a in args:
+        k, v = next(iter(a.items()))
+        if k == "A_Const":
+            x = const_value(v)
+            parts.append("" if x is None else str(x).lower() if isinstance(x, bool) else str(x))
+        elif k == "TypeCast":
+            x = const_value(v["arg"].get("A_Const", {}))
+            parts.append(str(x))
+        else:
+            parts.append(str(v))
+    return ", ".join(parts)
+
+
+def _set(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    kind = n["kind"]
+    name = n.get("name", "")
+    local = bool(n.get("is_local"))
+    st = s.settings
+    if kind == "VAR_RESET_ALL":
+        st.reset_all()
+        return _R("RESET")
+    if kind == "VAR_RESET":
+        if name.lower() in ("transaction_isolation",):
+            return _R("RESET")
+        st.reset(name)
+        return _R("RESET")
+    if kind == "VAR_SET_MULTI":
+        if name in ("TRANSACTION", "SESSION CHARACTERISTICS"):
+            o = _opts({"options": n.get("args", [])})
+            iso = o.get("transaction_isolation")
+            if iso is not None:
+                if name == "TRANSACTION":
+                    _set_isolation(s, str(iso))
+                else:
+                    st.set("default_transaction_isolation", str(iso), local)
+            ro = o.get("transaction_read_only")
+            if ro is not None and name != "TRANSACTION":
+                st.set("default_transaction_read_only", "on" if ro else "off", local)
+            return _R("SET")
+        return _R("SET")
+    if kind == "VAR_SET_DEFAULT":
+        st.set(name, None, local)
+        return _R("SET")
+    if kind == "VAR_SET_CURRENT":
+        return _R("SET")
+    value = _set_value(n.get("args"))
+    low = name.lower()
+    if low == "transaction_isolation":
+        _set_isolation(s, value or "read committed")
+        return _R("SET")
+    if low == "client_encoding" and value is not None:
+        v = value.strip("'\"")
+        if v.lower().replace("-", "").replace("_", "") not in ("utf8", "unicode", "sqlascii"):
+            raise PgError("0A000", f'conversion between {v} and UTF8 is not supported')
+        value = "UTF8" if v.lower().replace("-", "") in ("utf8", "unicode") else v
+    if low == "timezone" and value is not None:
+        from .env import tz_from_name
+        tz_from_name(value)
+    if low == "search_path" and value is not None:
+        # quote-preserving list
+        vals = []
+        for a in n.get("args", []):
+            x = const_value(a.get("A_Const", {}))
+            vals.append(str(x))
+        value = ", ".join(vals)
+    st.set(name, value, local)
+    return _R("SET")
+
+
+def _set_isolation(s: Any, iso: str) -> None:
+    from pgbundle.server.access import api
+    try:
+        s.engine.set_isolation(api.Isolation(iso.lower()))
+    except ValueError:
+        raise PgError("22023", f'invalid value for parameter "transaction_isolation": "{iso}"') from None
+
+
+def _show(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    Column, _, _ = _session_types()
+    name = n["name"]
+    low = name.lower()
+    if low == "all":
+        rows = [tuple(r) for r in s.settings.show_all()]
+        return _R("SHOW", [Column("name", T.TEXT), Column("setting", T.TEXT), Column("description", T.TEXT)], rows)
+    if low in ("transaction_isolation", "transaction isolation level"):
+        try:
+            iso = s.engine.isolation.value
+        except Exception:
+            iso = s.settings.get("default_transaction_isolation")
+        return _R("SHOW", [Column("transaction_isolation", T.TEXT)], [(iso,)])
+    if low == "is_superuser":
+        val = s.settings.get("is_superuser") if s.settings.exists("is_superuser") else "on"
+        return _R("SHOW", [Column("is_superuser", T.TEXT)], [(val,)])
+    val = s.settings.get(name)
+    if low == "server_version":
+        from pgbundle.server.utils import guc
+        val = getattr(guc, "SERVER_VERSION", val)
+    return _R("SHOW", [Column(_show_name(s, name), T.TEXT)], [(val,)])
+
+
+# ---------------------------------------------------------------- DDL
+
+
+def _rangevar(rv: dict) -> tuple[str | None, str]:
+    return rv.get("schemaname"), rv["relname"]
+
+
+def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    from pgbundle.server.access import api
+    schema, name = _rangevar(n["relation"])
+    eng = s.engine
+    if n.get("if_not_exists") and s.storage.lookup_relation(schema, name) is not None:
+        s.notice(f'relation "{name}" already exists, skipping', "42P07")
+        return _R("CREATE TABLE")
+    if n.get("inhRelations") or n.get("partspec"):
+        raise PgError("0A000", "table inheritance and partitioning are not supported")
+    cols: list[Any] = []
+    pk: list[str] | None = None
+    uniques: list[list[str]] = []
+    cnames: dict[tuple[str, ...], str] = {}
+    serials: list[tuple[str, int]] = []
+    checks: list = []
+    seen = set()
+    for elt in n.get("tableElts", []) or []:
+        k, e = next(iter(elt.items()))
+        if k == "ColumnDef":
+            cname = e["colname"]
+            if cname in seen:
+                raise PgError("42701", f'column "{cname}" specified more than once')
+            seen.add(cname)
+            tn = e["typeName"]
+            written = names(tn.get("names"))[-1]
+            oid, typmod, _ = resolve_type(tn, s.env.lookup_type)
+            not_null = False
+            default = None
+            if written in SERIAL_TYPES and len(names(tn.get("names"))) == 1:
+                serials.append((cname, oid))
+                not_null = True
+                seqname = f"{name}_{cname}_seq"
+                default = f"nextval('{seqname}'::regclass)"
+            for c in e.get("constraints", []) or []:
+                con = c["Constraint"]
+                ct = con["contype"]
+                if ct == "CONSTR_NOTNULL":
+                    not_null = True
+                elif ct == "CONSTR_NULL":
+                    not_null = False
+                elif ct == "CONSTR_DEFAULT":
+                    default = deparse_expr(con["raw_expr"])
+                elif ct == "CONSTR_PRIMARY":
+                    if pk is not None:
+                        raise PgError("42P16", f'multiple primary keys for table "{name}" are not allowed')
+                    pk = [cname]
+                    not_null = True
+                    if con.get("conname"):
+                        cnames[(cname,)] = con["conname"]
+                elif ct == "CONSTR_UNIQUE":
+                    uniques.append([cname])
+                    if con.get("conname"):
+                        cnames[(cname,)] = con["conname"]
+                elif ct == "CONSTR_CHECK":
+                    checks.append((con.get("conname"), con["raw_expr"]))
+                elif ct == "CONSTR_IDENTITY":
+                    not_null = True
+                elif ct == "CONSTR_FOREIGN":
+                    pass
+            cols.append(api.ColumnDef(cname, oid, typmod, not_null, default))
+        elif k == "Constraint":
+            ct = e["contype"]
+            keys = names(e.get("keys"))
+            if ct == "CONSTR_PRIMARY":
+                if pk is not None:
+                    raise PgError("42P16", f'multiple primary keys for table "{name}" are not allowed')
+                pk = keys
+            elif ct == "CONSTR_UNIQUE":
+                uniques.append(keys)
+            elif ct == "CONSTR_CHECK":
+                checks.append((e.get("conname"), e["raw_expr"]))
+            if e.get("conname") and keys:
+                cnames[tuple(keys)] = e["conname"]
+        else:
+            raise PgError("0A000", f"CREATE TABLE element {k} is not supported")
+    if pk:
+        for kcol in pk:
+            if kcol not in seen:
+                raise PgError("42703", f'column "{kcol}" named in key does not exist')
+        cols = [api.ColumnDef(c.name, c.type_oid, c.typmod, True if c.name in pk else c.not_null, c.default)
+                for c in cols]
+    options = []
+    for o in n.get("options", []) or []:
+        d = o["DefElem"]
+        arg = d.get("arg")
+        v = const_value(arg["A_Const"]) if arg and "A_Const" in arg else (
+            arg.get("Integer", {}).get("ival") if arg and "Integer" in arg else arg)
+        options.append(f"{d['defname']}={v}")
+    persistence = {"RELPERSISTENCE_TEMP": "t", "RELPERSISTENCE_UNLOGGED": "u"}.get(
+        n["relation"].get("relpersistence", "p"), "p")
+    if n["relation"].get("relpersistence") == "t":
+        persistence = "t"
+    seqs = []
+    for cname, oid in serials:
+        seq = eng.create_sequence(f"{name}_{cname}_seq", schema=schema, type_oid=oid)
+        seqs.append((seq, cname))
+    rel = eng.create_table(name, cols, schema=schema, primary_key=pk, unique=uniques,
+                           constraint_names=cnames or None, if_not_exists=bool(n.get("if_not_exists")),
+                           persistence=persistence if persistence in ("p", "u") else "p", options=options)
+    if rel is not None:
+        for seq, cname in seqs:
+            col = rel.column(cname)
+            eng.set_sequence_owner(seq.oid, rel.oid, col.attnum)
+        for cname_, expr in checks:
+            text = deparse_expr(expr)
+            eng.add_constraint(rel.oid, api.ConstraintInfo(0, cname_ or f"{name}_check", "c", rel.oid, (), 0, text))
+    return _R("CREATE TABLE")
+
+
+_DROP_KIND = {"OBJECT_TABLE": ("table", "DROP TABLE"), "OBJECT_INDEX": ("index", "DROP INDEX"),
+              "OBJECT_SEQUENCE": ("sequence", "DROP SEQUENCE"), "OBJECT_VIEW": ("view", "DROP VIEW"),
+              "OBJECT_TYPE": ("type", "DROP TYPE"), "OBJECT_SCHEMA": ("schema", "DROP SCHEMA"),
+              "OBJECT_MATVIEW": ("materialized view", "DROP MATERIALIZED VIEW")}
+_KIND_LETTER = {"table": "r", "index": "i", "sequence": "S", "view": "v"}
+
+
+def _drop(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    rt = n["removeType"]
+    what, tag = _DROP_KIND.get(rt, (None, None))
+    if what is None:
+        raise PgError("0A000", f"DROP {rt[7:]} is not supported")
+    missing_ok = bool(n.get("missing_ok"))
+    cascade = n.get("behavior") == "DROP_CASCADE"
+    eng = s.engine
+    if what == "schema":
+        for obj in n.get("objects", []):
+            nm = obj["String"]["sval"] if "String" in obj else names(obj["List"]["items"])[-1]
+            eng.drop_namespace(nm, cascade=cascade, missing_ok=missing_ok)
+        return _R(tag)
+    if what == "type":
+        for obj in n.get("objects", []):
+            tn = obj.get("TypeName", obj)
+            nm = names(tn.get("names"))[-1]
+            drop_type = getattr(s.env, "drop_type", None)
+            if drop_type is None or not drop_type(nm, missing_ok, cascade):
+                if missing_ok:
+                    s.notice(f'type "{nm}" does not exist, skipping')
+                else:
+                    raise PgError("42704", f'type "{nm}" does not exist')
+        return _R(tag)
+    targets = []
+    for obj in n.get("objects", []):
+        parts = names(obj["List"]["items"]) if "List" in obj else [obj["String"]["sval"]]
+        schema = parts[-2] if len(parts) > 1 else None
+        nm = parts[-1]
+        rel = s.storage.lookup_relation(schema, nm)
+        full = ".".join(parts)
+        if rel is None:
+            if missing_ok:
+                s.notice(f'{what} "{full}" does not exist, skipping')
+                continue
+            raise PgError("42P01" if what != "index" or True else "42704", f'{what} "{full}" does not exist')
+        if rel.kind != _KIND_LETTER[what]:
+            kindname = {"r": "table", "i": "index", "S": "sequence", "v": "view"}.get(rel.kind, "relation")
+            raise PgError("42809", f'"{full}" is not a{"n" if what[0] in "aeiou" else ""} {what}',
+                          hint=f"Use DROP {kindname.upper()} to remove a {kindname}.")
+        targets.append(rel)
+    for rel in targets:
+        eng.drop_relation(rel.oid, cascade=cascade)
+    return _R(tag)
+
+
+def _index(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    schema, tname = _rangevar(n["relation"])
+    rel = s.storage.lookup_relation(schema, tname)
+    if rel is None:
+        raise PgError("42P01", f'relation "{tname}" does not exist')
+    cols = []
+    for p in n.get("indexParams", []):
+        ie = p["IndexElem"]
+        cname = ie.get("name")
+        if cname is None:
+            raise PgError("0A000", "indexes on expressions are not supported")
+        i = rel.column_index(cname)
+        if i < 0:
+            raise PgError("42703", f'column "{cname}" does not exist')
+        cols.append(rel.columns[i].attnum)
+    if n.get("accessMethod", "btree") not in ("btree",):
+        s.notice(f'access method "{n["accessMethod"]}" is not supported; a B-tree index is built instead')
+    s.engine.create_index(rel.oid, n.get("idxname"), cols, unique=bool(n.get("unique")),
+                          primary=bool(n.get("primary")), if_not_exists=bool(n.get("if_not_exists")))
+    return _R("CREATE INDEX")
+
+
+def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    from pgbundle.server.access import api
+    schema, tname = _rangevar(n["relation"])
+    rel = s.storage.lookup_relation(schema, tname)
+    eng = s.engine
+    if rel is None:
+        if n.get("missing_ok"):
+            s.notice(f'relation "{tname}" does not exist, skipping')
+            return _R("ALTER TABLE")
+        raise PgError("42P01", f'relation "{tname}" does not exist')
+    for c in n.get("cmds", []):
+        cmd = c["AlterTableCmd"]
+        st = cmd["subtype"]
+        if st == "AT_AddConstraint":
+            con = cmd["def"]["Constraint"]
+            ct = con["contype"]
+            keys = names(con.get("keys"))
+            attnums = []
+            for k in keys:
+                i = rel.column_index(k)
+                if i < 0:
+                    raise PgError("42703", f'column "{k}" of relation "{tname}" does not exist')
+                attnums.append(rel.columns[i].attnum)
+            if ct == "CONSTR_PRIMARY":
+                if any(i.primary for i in rel.indexes):
+                    raise PgError("42P16", f'multiple primary keys for table "{tname}" are not allowed')
+                for a in attnums:
+                    eng.set_column_not_null(rel.oid, a, True)
+                eng.create_index(rel.oid, con.get("conname") or f"{tname}_pkey", attnums, unique=True,
+                                 primary=True, constraint=True)
+            elif ct == "CONSTR_UNIQUE":
+                eng.create_index(rel.oid, con.get("conname") or f"{tname}_{'_'.join(keys)}_key", attnums,
+                                 unique=True, constraint=True)
+            elif ct == "CONSTR_CHECK":
+                eng.add_constraint(rel.oid, api.ConstraintInfo(0, con.get("conname") or f"{tname}_check", "c",
+                                                               rel.oid, (), 0, deparse_expr(con["raw_expr"])))
+            elif ct == "CONSTR_FOREIGN":
+                pass
+            else:
+                raise PgError("0A000", f"ALTER TABLE ADD {ct[7:]} is not supported")
+        elif st == "AT_AddColumn":
+            cd = cmd["def"]["ColumnDef"]
+            oid, typmod, _ = resolve_type(cd["typeName"], s.env.lookup_type)
+            not_null = False
+            default = None
+            for cc in cd.get("constraints", []) or []:
+                con = cc["Constraint"]
+                if con["contype"] == "CONSTR_NOTNULL":
+                    not_null = True
+                elif con["contype"] == "CONSTR_DEFAULT":
+                    default = deparse_expr(con["raw_expr"])
+            if rel.column_index(cd["colname"]) >= 0:
+                if cmd.get("missing_ok"):
+                    s.notice(f'column "{cd["colname"]}" of relation "{tname}" already exists, skipping', "42701")
+                    continue
+                raise PgError("42701", f'column "{cd["colname"]}" of relation "{tname}" already exists')
+            missing = None
+            if default is not None:
+                missing = _eval_default(s, default, oid, typmod, cd["colname"])
+            eng.add_column(rel.oid, api.ColumnDef(cd["colname"], oid, typmod, not_null, default),
+                           missing_value=missing)
+        elif st == "AT_DropColumn":
+            i = rel.column_index(cmd["name"])
+            if i < 0:
+                if cmd.get("missing_ok"):
+                    s.notice(f'column "{cmd["name"]}" of relation "{tname}" does not exist, skipping')
+                    continue
+                raise PgError("42703", f'column "{cmd["name"]}" of relation "{tname}" does not exist')
+            eng.drop_column(rel.oid, rel.columns[i].attnum)
+        elif st in ("AT_SetNotNull", "AT_DropNotNull"):
+            i = rel.column_index(cmd["name"])
+            if i < 0:
+                raise PgError("42703", f'column "{cmd["name"]}" of relation "{tname}" does not exist')
+            eng.set_column_not_null(rel.oid, rel.columns[i].attnum, st == "AT_SetNotNull")
+        elif st == "AT_ColumnDefault":
+            i = rel.column_index(cmd["name"])
+            if i < 0:
+                raise PgError("42703", f'column "{cmd["name"]}" of relation "{tname}" does not exist')
+            d = cmd.get("def")
+            eng.set_column_default(rel.oid, rel.columns[i].attnum, deparse_expr(d) if d else None)
+        elif st == "AT_DropConstraint":
+            eng.drop_constraint(rel.oid, cmd["name"])
+        else:
+            raise PgError("0A000", f"ALTER TABLE {st[3:]} is not supported")
+        rel = s.storage.lookup_relation(schema, tname)
+    return _R("ALTER TABLE")
+
+
+def _eval_default(s: Any, text: str, oid: int, typmod: int, cname: str) -> Any:
+    from .analyze import Analyzer, ParamTypes, PState, Query
+    from .expr import ExecState, Layout, compile_expr, is_constant
+    from .parse import parse
+    node = parse(f"SELECT {text}")[0].node["targetList"][0]["ResTarget"]["val"]
+    an = Analyzer(s.env, ParamTypes())
+    e = an.coerce_assign(an.expr(node, PState(None, Query("select"))), oid, typmod, cname, None)
+    if not is_constant(e):
+        # volatile defaults (nextval, clock_timestamp) are evaluated once for existing rows too
+        pass
+    return compile_expr(e, Layout())((), ExecState([], s.env, s.storage, s))
+
+
+def _rename(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    if n.get("renameType") in ("OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_SEQUENCE"):
+        schema, tname = _rangevar(n["relation"])
+        rel = s.storage.lookup_relation(schema, tname)
+        if rel is None:
+            raise PgError("42P01", f'relation "{tname}" does not exist')
+        s.engine.rename_relation(rel.oid, n["newname"])
+        return _R({"OBJECT_TABLE": "ALTER TABLE", "OBJECT_INDEX": "ALTER INDEX"}.get(n["renameType"],
+                                                                                    "ALTER SEQUENCE"))
+    raise PgError("0A000", "this kind of RENAME is not supported")
+
+
+def _truncate(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    rels = []
+    for r in n.get("relations", []):
+        schema, tname = _rangevar(r["RangeVar"])
+        rel = s.storage.lookup_relation(schema, tname)
+        if rel is None:
+            raise PgError("42P01", f'relation "{tname}" does not exist')
+        rels.append(rel)
+    s.storage.truncate(rels)
+    return _R("TRUNCATE TABLE")
+
+
+def _create_seq(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    schema, name = _rangevar(n["sequence"])
+    o = _opts(n)
+    typ = T.INT8
+    if "as" in o and isinstance(o["as"], dict):
+        typ = resolve_type(o["as"])[0]
+    s.engine.create_sequence(name, schema=schema, type_oid=typ, start=o.get("start"),
+                             increment=o.get("increment", 1), min_value=o.get("minvalue"),
+                             max_value=o.get("maxvalue"), cache=o.get("cache", 1), cycle=bool(o.get("cycle")),
+                             if_not_exists=bool(n.get("if_not_exists")))
+    return _R("CREATE SEQUENCE")
+
+
+def _create_schema(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    s.engine.create_namespace(n["schemaname"], if_not_exists=bool(n.get("if_not_exists")))
+    return _R("CREATE SCHEMA")
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def _no_block(s: Any, what: str) -> None:
+    if s.engine.in_transaction_block:
+        raise PgError("25001", f"{what} cannot run inside a transaction block")
+    if s.engine.in_transaction:
+        s.engine.commit()
+        s._end_xact()
+
+
+def _vacuum(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    is_vacuum = n.get("is_vacuumcmd", False)
+    o = _opts(n)
+    analyze = bool(o.get("analyze")) or not is_vacuum
+    tag = "VACUUM" if is_vacuum else "ANALYZE"
+    if is_vacuum:
+        _no_block(s, "VACUUM")
+    rels = []
+    for r in n.get("rels", []) or []:
+        rv = r["VacuumRelation"]["relation"]
+        schema, tname = _rangevar(rv)
+        rel = s.storage.lookup_relation(schema, tname)
+        if rel is None:
+            raise PgError("42P01", f'relation "{tname}" does not exist')
+        rels.append(rel)
+    eng = s.engine
+    targets = [getattr(r, "engine_rel", None) for r in rels] or [None]
+    for er in targets:
+        if is_vacuum:
+            eng.vacuum(er, full=bool(o.get("full")), freeze=bool(o.get("freeze")), analyze=analyze,
+                       verbose=bool(o.get("verbose")))
+        else:
+            eng.analyze(er)
+    return _R(tag)
+
+
+def _checkpoint(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    _no_block_ok = True
+    del _no_block_ok
+    s.engine.checkpoint()
+    return _R("CHECKPOINT")
+
+
+# ---------------------------------------------------------------- session housekeeping
+
+
+def _deallocate(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    name = n.get("name")
+    if name is None or n.get("isall"):
+        s.sql_prepared.clear()
+        return _R("DEALLOCATE ALL")
+    if name not in s.sql_prepared:
+        raise PgError("26000", f'prepared statement "{name}" does not exist')
+    del s.sql_prepared[name]
+    return _R("DEALLOCATE")
+
+
+def _close(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    name = n.get("portalname")
+    if name is None:
+        s.cursors.clear()
+        return _R("CLOSE CURSOR ALL")
+    if s.cursors.pop(name, None) is None:
+        raise PgError("34000", f'cursor "{name}" does not exist')
+    return _R("CLOSE CURSOR")
+
+
+def _listen(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    s.listening.add(n["conditionname"])
+    return _R("LISTEN")
+
+
+def _unlisten(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    if n.get("conditionname") is None:
+        s.listening.clear()
+    else:
+        s.listening.discard(n["conditionname"])
+    return _R("UNLISTEN")
+
+
+def _notify(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    return _R("NOTIFY")
+
+
+def _discard(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    t = n.get("target")
+    if t == "DISCARD_ALL":
+        if s.engine.in_transaction_block:
+            raise PgError("25001", "DISCARD ALL cannot run inside a transaction block")
+        s.settings.reset_all()
+        s.sql_prepared.clear()
+        s.cursors.clear()
+        s.listening.clear()
+        return _R("DISCARD ALL")
+    if t == "DISCARD_PLANS":
+        s.plan_cache.clear()
+        return _R("DISCARD PLANS")
+    return _R("DISCARD " + {"DISCARD_SEQUENCES": "SEQUENCES", "DISCARD_TEMP": "TEMP"}.get(t, "ALL"))
+
+
+def _lock(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    if not s.engine.in_transaction_block:
+        raise PgError("25P01", "LOCK TABLE can only be used in transaction blocks")
+    return _R("LOCK TABLE")
+
+
+def _comment(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    return _R("COMMENT")
+
+
+# ---------------------------------------------------------------- roles and databases
+
+
+def _role_opts(n: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for o in n.get("options", []) or []:
+        d = o["DefElem"]
+        name = d["defname"]
+        arg = d.get("arg")
+        val: Any = True
+        if arg is not None:
+            k, v = next(iter(arg.items()))
+            if k == "Boolean":
+                val = v.get("boolval", False)
+            elif k == "Integer":
+                val = v.get("ival", 0)
+            elif k == "String":
+                val = v.get("sval", "")
+            elif k == "A_Const":
+                val = const_value(v)
+            elif k == "List":
+                val = [x["String"]["sval"] for x in v.get("items", []) if "String" in x]
+        key = {"password": "password", "canlogin": "login", "superuser": "superuser", "createdb": "create_db",
+               "createrole": "create_role", "inherit": "inherit", "isreplication": "replication",
+               "bypassrls": "bypass_rls", "connectionlimit": "connection_limit",
+               "validUntil": "valid_until"}.get(name)
+        if key is not None:
+            out[key] = val
+    return out
+
+
+def _create_role(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    o = _role_opts(n)
+    if n.get("stmt_type") == "ROLESTMT_USER" and "login" not in o:
+        o["login"] = True
+    s.engine.create_role(n["role"], **o)
+    return _R("CREATE ROLE")
+
+
+def _alter_role(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    name = n["role"]["RoleSpec"].get("rolename")
+    s.engine.alter_role(name, **_role_opts(n))
+    return _R("ALTER ROLE")
+
+
+def _drop_role(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    for r in n.get("roles", []):
+        s.engine.drop_role(r["RoleSpec"]["rolename"], if_exists=bool(n.get("missing_ok")))
+    return _R("DROP ROLE")
+
+
+def _createdb(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    if s.engine.in_transaction_block:
+        raise PgError("25001", "CREATE DATABASE cannot run inside a transaction block")
+    o = _opts(n)
+    kw = {}
+    if "owner" in o:
+        kw["owner"] = o["owner"]
+    if "template" in o:
+        kw["template"] = o["template"]
+    s.engine.create_database(n["dbname"], **kw)
+    return _R("CREATE DATABASE")
+
+
+def _dropdb(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    if s.engine.in_transaction_block:
+        raise PgError("25001", "DROP DATABASE cannot run inside a transaction block")
+    force = any(o["DefElem"]["defname"] == "force" for o in n.get("options", []) or [])
+    s.engine.drop_database(n["dbname"], if_exists=bool(n.get("missing_ok")), force=force)
+    return _R("DROP DATABASE")
+
+
+# ---------------------------------------------------------------- EXPLAIN / PREPARE / EXECUTE
+
+
+def _explain(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    Column, _, _ = _session_types()
+    k, q = next(iter(n["query"].items()))
+    from .parse import RawStmt as RS
+    inner = RS(k, q, raw.text, raw.location)
+    if k not in ("SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt"):
+        raise PgError("0A000", f"EXPLAIN {k} is not supported")
+    prep = s._prepare(raw.text, inner, ())
+    lines = prep.plan.explain()
+    o = _opts(n)
+    if o.get("analyze"):
+        res = s._run(prep, [None] * len(prep.param_types))
+        if res.rows is not None:
+            for _ in res.rows:
+                pass
+    return _R("EXPLAIN", [Column("QUERY PLAN", T.TEXT)], [(ln,) for ln in lines])
+
+
+def _prepare_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    name = n["name"]
+    if name in s.sql_prepared:
+        raise PgError("42P05", f'prepared statement "{name}" already exists')
+    types = []
+    for tn in n.get("argtypes", []) or []:
+        types.append(resolve_type(tn["TypeName"], s.env.lookup_type)[0])
+    k, q = next(iter(n["query"].items()))
+    from .parse import RawStmt as RS
+    s.sql_prepared[name] = s._prepare(raw.text, RS(k, q, raw.text, raw.location), tuple(types))
+    return _R("PREPARE")
+
+
+def _execute_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    from .analyze import Analyzer, ParamTypes, PState, Query
+    from .expr import ExecState, Layout, compile_expr
+    prep = s.sql_prepared.get(n["name"])
+    if prep is None:
+        raise PgError("26000", f'prepared statement "{n["name"]}" does not exist')
+    vals = []
+    an = Analyzer(s.env, ParamTypes())
+    for i, p in enumerate(n.get("params", []) or []):
+        e = an.coerce(an.expr(p, PState(None, Query("select"))), prep.param_types[i], -1, "a", "")
+        vals.append(compile_expr(e, Layout())((), ExecState([], s.env, s.storage, s)))
+    s._begin_command(prep.raw)
+    return s._run(prep, vals)
+
+
+# ---------------------------------------------------------------- COPY
+
+
+def _copy(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    from .copy import run_copy
+    return run_copy(s, n, raw)
+
+
+def _do(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    raise PgError("0A000", "DO blocks are not supported")
+
+
+_HANDLERS = {
+    "TransactionStmt": _transaction, "VariableSetStmt": _set, "VariableShowStmt": _show,
+    "CreateStmt": _create_table, "DropStmt": _drop, "IndexStmt": _index, "AlterTableStmt": _alter_table,
+    "TruncateStmt": _truncate, "VacuumStmt": _vacuum, "CheckPointStmt": _checkpoint,
+    "CreateSeqStmt": _create_seq, "CreateSchemaStmt": _create_schema, "DeallocateStmt": _deallocate,
+    "ClosePortalStmt": _close, "ListenStmt": _listen, "UnlistenStmt": _unlisten, "NotifyStmt": _notify,
+    "DiscardStmt": _discard, "LockStmt": _lock, "CommentStmt": _comment, "CreateRoleStmt": _create_role,
+    "AlterRoleStmt": _alter_role, "DropRoleStmt": _drop_role, "CreatedbStmt": _createdb, "DropdbStmt": _dropdb,
+    "ExplainStmt": _explain, "PrepareStmt": _prepare_stmt, "ExecuteStmt": _execute_stmt, "CopyStmt": _copy,
+    "DoStmt": _do, "RenameStmt": _rename,
+}
+
+__all__ = ["describe_utility", "run_utility", "deparse_expr", "json", "M"]
