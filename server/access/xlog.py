@@ -109,6 +109,7 @@ class XLog:
         self._redo = self.ctl.offset("redo_ptr")
         self._prev = self.ctl.offset("prev_record")
         self._fds: dict[int, int] = {}
+        self.last_insert_start = 0
         self.on_segment_switch: Any = None  # callback(segments since checkpoint)
 
     # ------------------------------------------------------------------ positions
@@ -184,6 +185,7 @@ class XLog:
                     crc = zlib.crc32(body, zlib.crc32(memoryview(hdr)[_CRC_FROM:]))
                     _U32.pack_into(hdr, 4, crc)
                     self._copy_in(start, bytes(hdr) + body)
+                    self.last_insert_start = start
                     self._set(self._ins, end)
                     self._store_prev(start)
                     self.ctl.add("wal_records", 1)

@@ -36,6 +36,7 @@ class Smgr:
     def __init__(self, datadir: str) -> None:
         self.datadir = datadir
         self._fds: dict[tuple[int, int, int], int] = {}
+        self.recovery = False  # during redo, missing files are created (their creation was not logged)
 
     def path(self, dboid: int, relnode: int, fork: int = MAIN_FORK) -> str:
         return os.path.join(self.datadir, relpath(dboid, relnode, fork))
@@ -46,6 +47,7 @@ class Smgr:
         if fd is not None:
             return fd
         p = self.path(dboid, relnode, fork)
+        create = create or self.recovery
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         try:
             fd = os.open(p, flags, 0o600)
@@ -106,11 +108,13 @@ class Smgr:
         os.ftruncate(fd, nblocks * BLCKSZ)
 
     def fsync(self, dboid: int, relnode: int, fork: int) -> None:
+        if not os.path.exists(self.path(dboid, relnode, fork)):
+            return
         try:
             fd = self._fd(dboid, relnode, fork)
-        except PgError:
+            os.fsync(fd)
+        except (PgError, OSError):
             return
-        os.fsync(fd)
 
     def unlink(self, dboid: int, relnode: int) -> None:
         for fork in range(len(FORK_SUFFIX)):

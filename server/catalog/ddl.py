@@ -1,0 +1,770 @@
+"""Catalog lookups and DDL as engine methods (mixed into BackendEngine).
+
+Every DDL step writes catalog rows with the backend's current xid through the heap,
+so it is WAL-logged, crash-safe and rolled back with the transaction.  Relation files
+created by a transaction are removed if it aborts; files of dropped relations are
+removed when it commits (listed in its commit record, so redo removes them too).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pgbundle.server.access import api
+from pgbundle.server.access.api import TID, ColumnDef, ConstraintInfo, IndexInfo, RelationInfo
+from pgbundle.server.access.tupdesc import encode_row
+from pgbundle.server.catalog import cache as CC
+from pgbundle.server.catalog import defs as D
+from pgbundle.server.errors import PgError
+
+XLOG_NEXTOID = 0x30
+RM_XLOG = 0
+RM_DBASE = 4
+XLOG_DBASE_CREATE = 0x00
+_U32 = struct.Struct("<I")
+_DB = struct.Struct("<II")
+
+SEQ_LIMITS = {21: (-32768, 32767), 23: (-2147483648, 2147483647), 20: (-(2**63), 2**63 - 1)}
+
+
+class CatalogMixin:
+    """Catalog half of BackendEngine (relies on its heap/xact attributes)."""
+
+    env: Any
+    database: api.DatabaseInfo
+    role: api.RoleInfo
+    settings: Any
+    notices: list
+
+    # ------------------------------------------------------------------ low-level catalog rows
+    def _cat_loc(self, name: str) -> tuple[D.CatalogDef, int]:
+        cat = D.BY_NAME[name]
+        return cat, 0 if cat.shared else self.database.oid
+
+    def _cat_insert(self, name: str, row: tuple) -> TID:
+        cat, dboid = self._cat_loc(name)
+        if len(row) != len(cat.columns):
+            raise AssertionError(f"{name}: row has {len(row)} fields, catalog {len(cat.columns)}")
+        xid, cid = self._write_ctx()  # type: ignore[attr-defined]
+        tid = self.heap.insert(dboid, cat.oid, encode_row(row), xid, cid)  # type: ignore[attr-defined]
+        self._undo("ins", dboid, cat.oid, tid)  # type: ignore[attr-defined]
+        self._mark_catalog_changed()  # type: ignore[attr-defined]
+        return tid
+
+    def _cat_rows(self, name: str) -> list[tuple[TID, tuple]]:
+        return self._scan_catalog(D.BY_NAME[name])  # type: ignore[attr-defined]
+
+    def _cat_delete(self, name: str, pred: Callable[[tuple], bool]) -> int:
+        cat, dboid = self._cat_loc(name)
+        n = 0
+        for tid, row in self._cat_rows(name):
+            if pred(row):
+                rel = CC.bootstrap_relation(cat)
+                r = self.delete(rel, tid)  # type: ignore[attr-defined]
+                if r is True:
+                    n += 1
+                elif isinstance(r, api.Conflict) and r.kind != "self":
+                    raise PgError("XX000", "tuple concurrently updated")
+        if n:
+            self._mark_catalog_changed()  # type: ignore[attr-defined]
+        return n
+
+    def _cat_update(self, name: str, pred: Callable[[tuple], bool], fn: Callable[[tuple], tuple],
+                    invalidate: bool = True) -> int:
+        cat, dboid = self._cat_loc(name)
+        n = 0
+        for tid, row in self._cat_rows(name):
+            if pred(row):
+                rel = CC.bootstrap_relation(cat)
+                r = self.update(rel, tid, fn(row))  # type: ignore[attr-defined]
+                if isinstance(r, api.Conflict):
+                    if r.kind == "self":
+                        continue
+                    raise PgError("XX000", "tuple concurrently updated")
+                n += 1
+        if n and invalidate:
+            self._mark_catalog_changed()  # type: ignore[attr-defined]
+        return n
+
+    def allocate_oid(self) -> int:
+        ctl = self.env.ctl
+        with self.env.locks.OidGenLock:
+            oid = ctl.get("next_oid")
+            if oid < D.FIRST_NORMAL_OID:
+                oid = D.FIRST_NORMAL_OID
+            limit = ctl.get("oid_limit")
+            if oid >= limit:
+                limit = oid + 8192
+                self.env.xlog.insert(RM_XLOG, XLOG_NEXTOID, 0, (), _U32.pack(limit))
+                ctl.set("oid_limit", limit)
+            ctl.set("next_oid", oid + 1)
+        return oid
+
+    # ------------------------------------------------------------------ lookups
+    @property
+    def search_path(self) -> list[str]:
+        raw = str(self.settings.value("search_path"))
+        out = []
+        for part in raw.split(","):
+            p = part.strip()
+            if p.startswith('"') and p.endswith('"'):
+                p = p[1:-1]
+            if p == "$user":
+                p = self.role.name
+            if p:
+                out.append(p)
+        return out
+
+    def lookup_namespace(self, name: str) -> int | None:
+        return self.catalog().ns_by_name.get(name)  # type: ignore[attr-defined]
+
+    def namespaces(self) -> list[tuple[int, str, int]]:
+        return [(oid, n, owner) for oid, (n, owner) in self.catalog().namespaces.items()]  # type: ignore
+
+    def lookup_relation(self, name: str, schema: str | None = None) -> RelationInfo | None:
+        cache = self.catalog()  # type: ignore[attr-defined]
+        if schema is not None:
+            ns = cache.ns_by_name.get(schema)
+            if ns is None:
+                return None
+            oid = cache.by_name.get((ns, name))
+            return cache.relations.get(oid) if oid is not None else None
+        path = self.search_path
+        if "pg_catalog" not in path:
+            path = ["pg_catalog", *path]
+        for s in path:
+            ns = cache.ns_by_name.get(s)
+            if ns is None:
+                continue
+            oid = cache.by_name.get((ns, name))
+            if oid is not None:
+                return cache.relations[oid]
+        return None
+
+    def relation(self, oid: int) -> RelationInfo:
+        r = self.catalog().relations.get(oid)  # type: ignore[attr-defined]
+        if r is None:
+            raise PgError("42P01", f"could not open relation with OID {oid}")
+        return r
+
+    def relations(self, kinds: str = "rivSmpcf") -> list[RelationInfo]:
+        return [r for r in self.catalog().relations.values() if r.kind.value in kinds]  # type: ignore
+
+    def _creation_namespace(self, schema: str | None) -> tuple[int, str]:
+        cache = self.catalog()  # type: ignore[attr-defined]
+        if schema is not None:
+            ns = cache.ns_by_name.get(schema)
+            if ns is None:
+                raise PgError("3F000", f'schema "{schema}" does not exist')
+            return ns, schema
+        for s in self.search_path:
+            ns = cache.ns_by_name.get(s)
+            if ns is not None and s != "pg_catalog":
+                return ns, s
+        raise PgError("3F000", "no schema has been selected to create in")
+
+    def _choose_name(self, base: str, ns: int) -> str:
+        cache = self.catalog()  # type: ignore[attr-defined]
+        name = base[:63]
+        n = 0
+        while (ns, name) in cache.by_name:
+            n += 1
+            suffix = str(n)
+            name = base[: 63 - len(suffix)] + suffix
+        return name
+
+    # ------------------------------------------------------------------ relations
+    def _new_relation_file(self, oid: int, shared: bool = False) -> None:
+        dboid = 0 if shared else self.database.oid
+        self.env.smgr.create(dboid, oid)
+        self.x.created.append((dboid, oid))  # type: ignore[attr-defined]
+
+    def create_table(self, name: str, columns: Sequence[ColumnDef], *, schema: str | None = None,
+                     primary_key: Sequence[str] | None = None, unique: Sequence[Sequence[str]] = (),
+                     constraint_names: dict[tuple[str, ...], str] | None = None, if_not_exists: bool = False,
+                     persistence: str = "p", options: Sequence[str] = ()) -> RelationInfo | None:
+        ns, nsname = self._creation_namespace(schema)
+        cache = self.catalog()  # type: ignore[attr-defined]
+        if (ns, name) in cache.by_name:
+            if if_not_exists:
+                self.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
+                return None
+            raise PgError("42P07", f'relation "{name}" already exists')
+        seen = set()
+        for c in columns:
+            if c.name in seen:
+                raise PgError("42701", f'column "{c.name}" specified more than once')
+            seen.add(c.name)
+        pk = tuple(primary_key or ())
+        for col in pk:
+            if col not in seen:
+                raise PgError("42703", f'column "{col}" named in key does not exist')
+        oid = self.allocate_oid()
+        typoid = self.allocate_oid()
+        self._new_relation_file(oid)
+        self._cat_insert("pg_class", CC.class_row(oid, name, ns, "r", len(columns), reltype=typoid,
+                                                  owner=self.role.oid, persistence=persistence, relam=2,
+                                                  options=list(options) or None))
+        self._cat_insert("pg_type", _type_row(typoid, name, ns, self.role.oid, relid=oid))
+        for i, c in enumerate(columns):
+            notnull = c.not_null or c.name in pk
+            self._cat_insert("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod,
+                                                         notnull=notnull, hasdef=c.default is not None,
+                                                         identity=c.identity))
+            if c.default is not None:
+                self._cat_insert("pg_attrdef", (self.allocate_oid(), oid, i + 1, c.default))
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        names = constraint_names or {}
+        colnum = {c.name: i + 1 for i, c in enumerate(columns)}
+        if pk:
+            self.create_index(oid, names.get(pk, f"{name}_pkey"), [colnum[c] for c in pk], unique=True,
+                              primary=True, constraint=True)
+        for u in unique:
+            u = tuple(u)
+            for col in u:
+                if col not in colnum:
+                    raise PgError("42703", f'column "{col}" named in key does not exist')
+            iname = names.get(u) or self._choose_name(f"{name}_{'_'.join(u)}_key", ns)
+            self.create_index(oid, iname, [colnum[c] for c in u], unique=True, constraint=True)
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        return self.relation(oid)
+
+    def create_index(self, table_oid: int, name: str | None, columns: Sequence[int], *, unique: bool = False,
+                     primary: bool = False, if_not_exists: bool = False, constraint: bool = False) -> IndexInfo | None:
+        table = self.relation(table_oid)
+        self.lock_relation(table_oid, 5)  # type: ignore[attr-defined]
+        if table.kind != api.RelKind.TABLE:
+            raise PgError("42809", f'"{table.name}" is not a table')
+        cols = list(columns)
+        for a in cols:
+            if a < 1 or a > len(table.columns) or table.columns[a - 1].dropped:
+                raise PgError("42703", f"column number {a} does not exist")
+        if primary and table.primary_key is not None:
+            raise PgError("42P16", f'multiple primary keys for table "{table.name}" are not allowed')
+        ns = table.namespace_oid
+        if name is None:
+            name = self._choose_name(f"{table.name}_{'_'.join(table.columns[a - 1].name for a in cols)}_idx", ns)
+        cache = self.catalog()  # type: ignore[attr-defined]
+        if (ns, name) in cache.by_name:
+            if if_not_exists:
+                self.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
+                return None
+            raise PgError("42P07", f'relation "{name}" already exists')
+        oid = self.allocate_oid()
+        self._new_relation_file(oid)
+        xid, _cid = self._write_ctx()  # type: ignore[attr-defined]
+        self.btree.create_empty(self.database.oid, oid, xid)  # type: ignore[attr-defined]
+        self._cat_insert("pg_class", CC.class_row(oid, name, ns, "i", len(cols), owner=table.owner, relam=403))
+        for i, a in enumerate(cols):
+            c = table.columns[a - 1]
+            self._cat_insert("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod))
+        self._cat_insert("pg_index", (oid, table_oid, len(cols), len(cols), unique, False, primary, False, True,
+                                      False, True, False, True, True, False, cols, [0] * len(cols),
+                                      [0] * len(cols), [0] * len(cols), None, None))
+        if primary:
+            pkset = set(cols)
+            self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] in pkset and not r[13],
+                             lambda r: r[:13] + (True,) + r[14:])
+        if constraint:
+            self._cat_insert("pg_constraint", _constraint_row(self.allocate_oid(), name, ns,
+                                                              "p" if primary else "u", table_oid, cols, oid))
+        self._cat_update("pg_class", lambda r: r[0] == table_oid and not r[13], lambda r: r[:13] + (True,) + r[14:])
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        self._build_index(table_oid, oid, cols, unique, name)
+        info = self.relation(oid).index_info
+        assert info is not None
+        return info
+
+    def _build_index(self, table_oid: int, index_oid: int, cols: list[int], unique: bool, name: str) -> None:
+        from pgbundle.server.access import page as P
+        from pgbundle.server.access.nbtkey import encode_key, has_null
+        from pgbundle.server.storage import clog as C
+
+        table = self.relation(table_oid)
+        rt = self._runtime(table)  # type: ignore[attr-defined]
+        types = tuple(table.columns[a - 1].type_oid for a in cols)
+        heap = self.heap  # type: ignore[attr-defined]
+        bm = self.env.bm
+        xid = self.x.xid  # type: ignore[attr-defined]
+        if unique:
+            seen: dict[bytes, tuple] = {}
+            snap = self._catalog_snapshot()  # type: ignore[attr-defined]
+            for _tid, row in heap.scan(rt.dboid, rt.relnode, snap, rt.codec.decode):
+                vals = tuple(row[a - 1] for a in cols)
+                if has_null(vals):
+                    continue
+                k = encode_key(vals, types)
+                if k in seen:
+                    from pgbundle.server.access.engine import _fmt
+
+                    names = ", ".join(table.columns[a - 1].name for a in cols)
+                    raise PgError("23505", f'could not create unique index "{name}"',
+                                  detail=f"Key ({names})=({', '.join(_fmt(v) for v in vals)}) is duplicated.")
+                seen[k] = vals
+        entries = []
+        nblocks = bm.nblocks(rt.dboid, rt.relnode)
+        for block in range(nblocks):
+            self.check_for_interrupts()  # type: ignore[attr-defined]
+            b = bm.read_buffer(rt.dboid, rt.relnode, 0, block)
+            try:
+                with bm.content_lock(b):
+                    page = bm.page(b)
+                    if P.is_new(page):
+                        continue
+                    for i, v in enumerate(P.line_pointers(page)):
+                        off, fl, ln = P.lp_unpack(v)
+                        if fl != P.LP_NORMAL:
+                            continue
+                        h = P.TH.unpack_from(page, off)
+                        entries.append((TID(block, i + 1), h, bytes(page[off + 24: off + ln])))
+            finally:
+                bm.release(b)
+        keyed = []
+        for tid, h, data in entries:
+            xmin, mask = h[0], h[6]
+            if mask & P.XMIN_INVALID:
+                continue
+            if not mask & P.XMIN_COMMITTED and xmin != xid and not self.procs.is_running(xmin) and \
+                    self.clog.status(xmin) != C.COMMITTED:  # type: ignore[attr-defined]
+                continue
+            row = rt.codec.decode(data)
+            keyed.append((encode_key(tuple(row[a - 1] for a in cols), types), tid))
+        keyed.sort()
+        irel = self.relation(index_oid)
+        for key, tid in keyed:
+            self.btree.insert(rt.dboid, irel.relfilenode, key, tid, xid)  # type: ignore[attr-defined]
+
+    def drop_relation(self, oid: int, *, cascade: bool = False) -> None:
+        rel = self.relation(oid)
+        if rel.namespace == "pg_catalog":
+            raise PgError("42501", f'permission denied: "{rel.name}" is a system catalog')
+        self.lock_relation(oid, 8)  # type: ignore[attr-defined]
+        cache = self.catalog()  # type: ignore[attr-defined]
+        if rel.kind == api.RelKind.INDEX:
+            for c in self._constraints_using_index(oid):
+                if not cascade:
+                    table = cache.relations.get(c.table_oid)
+                    raise PgError("2BP01", f'cannot drop index {rel.name} because constraint {c.name} on table '
+                                           f"{table.name if table else '?'} requires it",
+                                  hint=f"You can drop constraint {c.name} on table "
+                                       f"{table.name if table else '?'} instead.")
+        victims = [rel]
+        if rel.kind == api.RelKind.TABLE:
+            for idx in rel.indexes:
+                r = cache.relations.get(idx.oid)
+                if r is not None:
+                    victims.append(r)
+            for seq_oid, (tab, _att) in cache.seq_owned.items():
+                if tab == oid and seq_oid in cache.relations:
+                    victims.append(cache.relations[seq_oid])
+        ids = {v.oid for v in victims}
+        self._cat_delete("pg_class", lambda r: r[0] in ids)
+        self._cat_delete("pg_attribute", lambda r: r[0] in ids)
+        self._cat_delete("pg_attrdef", lambda r: r[1] in ids)
+        self._cat_delete("pg_index", lambda r: r[0] in ids or r[1] in ids)
+        self._cat_delete("pg_constraint", lambda r: r[7] in ids or r[9] in ids)
+        self._cat_delete("pg_sequence", lambda r: r[0] in ids)
+        self._cat_delete("pg_depend", lambda r: r[1] in ids or r[4] in ids)
+        self._cat_delete("pg_type", lambda r: r[11] in ids)
+        self._cat_delete("pg_description", lambda r: r[0] in ids)
+        if rel.kind == api.RelKind.INDEX and rel.index_info is not None:
+            tab = rel.index_info.table_oid
+            remaining = [i for i in cache.relations[tab].indexes if i.oid != oid] if tab in cache.relations else []
+            if not remaining:
+                self._cat_update("pg_class", lambda r: r[0] == tab and r[13], lambda r: r[:13] + (False,) + r[14:])
+        for v in victims:
+            self.x.drop_on_commit.append((self.database.oid, v.relfilenode))  # type: ignore[attr-defined]
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def _constraints_using_index(self, index_oid: int) -> list[ConstraintInfo]:
+        out = []
+        for r in self.catalog().relations.values():  # type: ignore[attr-defined]
+            for c in r.constraints:
+                if c.index_oid == index_oid:
+                    out.append(c)
+        return out
+
+    def truncate(self, oids: Sequence[int]) -> None:
+        for oid in oids:
+            rel = self.relation(oid)
+            self.lock_relation(oid, 8)  # type: ignore[attr-defined]
+            targets = [rel] + [self.relation(i.oid) for i in rel.indexes]
+            for t in targets:
+                new = self.allocate_oid()
+                self._new_relation_file(new)
+                if t.kind == api.RelKind.INDEX:
+                    xid, _ = self._write_ctx()  # type: ignore[attr-defined]
+                    self.btree.create_empty(self.database.oid, new, xid)  # type: ignore[attr-defined]
+                self.x.drop_on_commit.append((self.database.oid, t.relfilenode))  # type: ignore[attr-defined]
+                toid = t.oid
+                self._cat_update("pg_class", lambda r, toid=toid: r[0] == toid,
+                                 lambda r, new=new: r[:7] + (new,) + r[8:9] + (0, -1.0) + r[11:])
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def rename_relation(self, oid: int, new_name: str) -> None:
+        rel = self.relation(oid)
+        if (rel.namespace_oid, new_name) in self.catalog().by_name:  # type: ignore[attr-defined]
+            raise PgError("42P07", f'relation "{new_name}" already exists')
+        self._cat_update("pg_class", lambda r: r[0] == oid, lambda r: (r[0], new_name) + r[2:])
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def add_column(self, table_oid: int, column: ColumnDef, *, missing_value: Any = None) -> None:
+        rel = self.relation(table_oid)
+        self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
+        if rel.column(column.name) is not None:
+            raise PgError("42701", f'column "{column.name}" of relation "{rel.name}" already exists')
+        num = len(rel.columns) + 1
+        if column.not_null and missing_value is None and self._has_rows(rel):
+            raise PgError("23502", f'column "{column.name}" of relation "{rel.name}" contains null values')
+        self._cat_insert("pg_attribute", CC.attr_row(table_oid, column.name, column.type_oid, num,
+                                                     typmod=column.typmod, notnull=column.not_null,
+                                                     hasdef=column.default is not None, identity=column.identity,
+                                                     missing=missing_value))
+        if column.default is not None:
+            self._cat_insert("pg_attrdef", (self.allocate_oid(), table_oid, num, column.default))
+        self._cat_update("pg_class", lambda r: r[0] == table_oid, lambda r: r[:17] + (num,) + r[18:])
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def _has_rows(self, rel: RelationInfo) -> bool:
+        for _ in self.seq_scan(rel):  # type: ignore[attr-defined]
+            return True
+        return False
+
+    def drop_column(self, table_oid: int, attnum: int) -> None:
+        rel = self.relation(table_oid)
+        self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
+        col = rel.columns[attnum - 1]
+        for idx in list(rel.indexes):
+            if attnum in idx.columns:
+                for c in self._constraints_using_index(idx.oid):
+                    self._cat_delete("pg_constraint", lambda r, c=c: r[0] == c.oid)
+                self.drop_relation(idx.oid, cascade=True)
+        dropped_name = f"........pg.dropped.{attnum}........"
+        self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
+                         lambda r: (r[0], dropped_name, 0) + r[3:13] + (False, False) + r[15:18] + (True,) + r[19:])
+        self._cat_delete("pg_attrdef", lambda r: r[1] == table_oid and r[2] == attnum)
+        _ = col
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def set_column_default(self, table_oid: int, attnum: int, default: str | None) -> None:
+        self._cat_delete("pg_attrdef", lambda r: r[1] == table_oid and r[2] == attnum)
+        if default is not None:
+            self._cat_insert("pg_attrdef", (self.allocate_oid(), table_oid, attnum, default))
+        self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
+                         lambda r: r[:14] + (default is not None,) + r[15:])
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def set_column_not_null(self, table_oid: int, attnum: int, not_null: bool) -> None:
+        rel = self.relation(table_oid)
+        if not_null:
+            for _tid, row in self.seq_scan(rel):  # type: ignore[attr-defined]
+                if attnum - 1 >= len(row) or row[attnum - 1] is None:
+                    raise PgError("23502", f'column "{rel.columns[attnum - 1].name}" of relation "{rel.name}" '
+                                           f"contains null values")
+        self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
+                         lambda r: r[:13] + (not_null,) + r[14:])
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def add_constraint(self, table_oid: int, constraint: ConstraintInfo) -> ConstraintInfo:
+        rel = self.relation(table_oid)
+        oid = self.allocate_oid()
+        row = list(_constraint_row(oid, constraint.name, rel.namespace_oid, constraint.kind, table_oid,
+                                   list(constraint.columns), constraint.index_oid))
+        row[11] = constraint.ref_table_oid
+        row[19] = list(constraint.ref_columns) or None
+        row[25] = constraint.expression
+        self._cat_insert("pg_constraint", tuple(row))
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        return ConstraintInfo(oid, constraint.name, constraint.kind, table_oid, constraint.columns,
+                              constraint.index_oid, constraint.expression, constraint.ref_table_oid,
+                              constraint.ref_columns)
+
+    def drop_constraint(self, table_oid: int, name: str) -> None:
+        rel = self.relation(table_oid)
+        for c in rel.constraints:
+            if c.name == name:
+                self._cat_delete("pg_constraint", lambda r: r[0] == c.oid)
+                if c.index_oid:
+                    self.command_counter_increment()  # type: ignore[attr-defined]
+                    self.drop_relation(c.index_oid, cascade=True)
+                self.command_counter_increment()  # type: ignore[attr-defined]
+                return
+        raise PgError("42704", f'constraint "{name}" of relation "{rel.name}" does not exist')
+
+    def create_namespace(self, name: str, *, if_not_exists: bool = False) -> int:
+        ns = self.lookup_namespace(name)
+        if ns is not None:
+            if if_not_exists:
+                self.notices.append(api.Notice("NOTICE", "42P06", f'schema "{name}" already exists, skipping'))
+                return ns
+            raise PgError("42P06", f'schema "{name}" already exists')
+        oid = self.allocate_oid()
+        self._cat_insert("pg_namespace", (oid, name, self.role.oid, None))
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        return oid
+
+    def drop_namespace(self, name: str, *, cascade: bool = False, missing_ok: bool = False) -> None:
+        ns = self.lookup_namespace(name)
+        if ns is None:
+            if missing_ok:
+                self.notices.append(api.Notice("NOTICE", "00000", f'schema "{name}" does not exist, skipping'))
+                return
+            raise PgError("3F000", f'schema "{name}" does not exist')
+        members = [r for r in self.relations("rS") if r.namespace_oid == ns]
+        if members and not cascade:
+            raise PgError("2BP01", f"cannot drop schema {name} because other objects depend on it",
+                          detail="\n".join(f"table {r.name} depends on schema {name}" for r in members),
+                          hint="Use DROP ... CASCADE to drop the dependent objects too.")
+        for r in members:
+            if r.oid in self.catalog().relations:  # type: ignore[attr-defined]
+                self.drop_relation(r.oid, cascade=True)
+        self._cat_delete("pg_namespace", lambda r: r[0] == ns)
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ sequences
+    def create_sequence(self, name: str, *, schema: str | None = None, type_oid: int = 20, start: int | None = None,
+                        increment: int = 1, min_value: int | None = None, max_value: int | None = None,
+                        cache: int = 1, cycle: bool = False, if_not_exists: bool = False) -> RelationInfo | None:
+        from pgbundle.server.access import sequence
+
+        ns, _ = self._creation_namespace(schema)
+        if (ns, name) in self.catalog().by_name:  # type: ignore[attr-defined]
+            if if_not_exists:
+                self.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
+                return None
+            raise PgError("42P07", f'relation "{name}" already exists')
+        if increment == 0:
+            raise PgError("22023", "INCREMENT must not be zero")
+        lo, hi = SEQ_LIMITS.get(type_oid, SEQ_LIMITS[20])
+        if min_value is None:
+            min_value = 1 if increment > 0 else lo
+        if max_value is None:
+            max_value = hi if increment > 0 else -1
+        if start is None:
+            start = min_value if increment > 0 else max_value
+        if start < min_value:
+            raise PgError("22023", f"START value ({start}) cannot be less than MINVALUE ({min_value})")
+        if start > max_value:
+            raise PgError("22023", f"START value ({start}) cannot be greater than MAXVALUE ({max_value})")
+        oid = self.allocate_oid()
+        self._new_relation_file(oid)
+        self._cat_insert("pg_class", CC.class_row(oid, name, ns, "S", 3, owner=self.role.oid))
+        for i, (col, typ) in enumerate((("last_value", 20), ("log_cnt", 20), ("is_called", 16))):
+            self._cat_insert("pg_attribute", CC.attr_row(oid, col, typ, i + 1, notnull=True))
+        self._cat_insert("pg_sequence", (oid, type_oid, start, increment, max_value, min_value, cache, cycle))
+        xid, _ = self._write_ctx()  # type: ignore[attr-defined]
+        sequence.init_relation(self, oid, start, xid)
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        return self.relation(oid)
+
+    def set_sequence_owner(self, seq_oid: int, table_oid: int, attnum: int) -> None:
+        self._cat_delete("pg_depend", lambda r: r[1] == seq_oid and r[6] == "a")
+        self._cat_insert("pg_depend", (1259, seq_oid, 0, 1259, table_oid, attnum, "a"))
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ databases
+    def _database_from_row(self, r: tuple) -> api.DatabaseInfo:
+        return api.DatabaseInfo(r[0], r[1], r[2], "UTF8", r[11] or "C", r[12] or "C", r[6], r[5], r[7])
+
+    def database_by_name(self, name: str) -> api.DatabaseInfo | None:
+        for _tid, r in self._cat_rows("pg_database"):
+            if r[1] == name:
+                return self._database_from_row(r)
+        return None
+
+    def databases(self) -> list[api.DatabaseInfo]:
+        return [self._database_from_row(r) for _tid, r in self._cat_rows("pg_database")]
+
+    def create_database(self, name: str, *, owner: str | None = None, template: str = "template1") -> api.DatabaseInfo:
+        if self.x.block:  # type: ignore[attr-defined]
+            raise PgError("25001", "CREATE DATABASE cannot run inside a transaction block")
+        if not (self.role.superuser or self.role.create_db):
+            raise PgError("42501", "permission denied to create database")
+        if self.database_by_name(name) is not None:
+            raise PgError("42P04", f'database "{name}" already exists')
+        tmpl = self.database_by_name(template)
+        if tmpl is None:
+            raise PgError("3D000", f'template database "{template}" does not exist')
+        others = self.procs.count_db(tmpl.oid, exclude_pid=os.getpid())  # type: ignore[attr-defined]
+        if others or tmpl.oid == self.database.oid:
+            raise PgError("55006", f'source database "{template}" is being accessed by other users',
+                          detail=f"There {'is' if others <= 1 else 'are'} {max(others, 1)} other "
+                                 f"session{'' if others <= 1 else 's'} using the database.")
+        owner_oid = self.role.oid
+        if owner is not None:
+            r = self.role_by_name(owner)
+            if r is None:
+                raise PgError("42704", f'role "{owner}" does not exist')
+            owner_oid = r.oid
+        oid = self.allocate_oid()
+        env = self.env
+        env.bm.sync_all(dboid=tmpl.oid)
+        src = os.path.join(env.datadir, "base", str(tmpl.oid))
+        dst = os.path.join(env.datadir, "base", str(oid))
+        xid, _ = self._write_ctx()  # type: ignore[attr-defined]
+        lsn = env.xlog.insert(RM_DBASE, XLOG_DBASE_CREATE, xid, (), _DB.pack(tmpl.oid, oid))
+        env.xlog.flush(lsn)
+        copy_database_dir(src, dst)
+        self.x.drop_db_on_abort = getattr(self.x, "drop_db_on_abort", []) + [oid]  # type: ignore[attr-defined]
+        self._cat_insert("pg_database", (oid, name, owner_oid, 6, "c", False, True, -1, 3, 1, 1663, "C", "C", None,
+                                         None, None))
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        return api.DatabaseInfo(oid, name, owner_oid)
+
+    def drop_database(self, name: str, *, if_exists: bool = False, force: bool = False) -> None:
+        if self.x.block:  # type: ignore[attr-defined]
+            raise PgError("25001", "DROP DATABASE cannot run inside a transaction block")
+        db = self.database_by_name(name)
+        if db is None:
+            if if_exists:
+                self.notices.append(api.Notice("NOTICE", "00000", f'database "{name}" does not exist, skipping'))
+                return
+            raise PgError("3D000", f'database "{name}" does not exist')
+        if db.oid == self.database.oid:
+            raise PgError("55006", "cannot drop the currently open database")
+        if db.name in ("template1",) and not force:
+            pass
+        others = self.procs.count_db(db.oid)  # type: ignore[attr-defined]
+        if others and force:
+            import signal
+
+            for e in self.procs.entries():  # type: ignore[attr-defined]
+                if e["dboid"] == db.oid and e["backend_type"] == "client backend":
+                    try:
+                        os.kill(e["pid"], signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            import time
+
+            deadline = time.monotonic() + 5
+            while self.procs.count_db(db.oid) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                time.sleep(0.05)
+            others = self.procs.count_db(db.oid)  # type: ignore[attr-defined]
+        if others:
+            raise PgError("55006", f'database "{name}" is being accessed by other users',
+                          detail=f"There {'is' if others == 1 else 'are'} {others} other "
+                                 f"session{'' if others == 1 else 's'} using the database.")
+        self._cat_delete("pg_database", lambda r: r[0] == db.oid)
+        self.x.drop_db_on_commit.append(db.oid)  # type: ignore[attr-defined]
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def _remove_database_files(self, dboid: int) -> None:
+        self.env.bm.drop_database_buffers(dboid)
+        self.env.smgr.close_all()
+        shutil.rmtree(os.path.join(self.env.datadir, "base", str(dboid)), ignore_errors=True)
+
+    # ------------------------------------------------------------------ roles
+    @staticmethod
+    def _role_from_row(r: tuple) -> api.RoleInfo:
+        return api.RoleInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+
+    def role_by_name(self, name: str) -> api.RoleInfo | None:
+        for _tid, r in self._cat_rows("pg_authid"):
+            if r[1] == name:
+                return self._role_from_row(r)
+        return None
+
+    def roles(self) -> list[api.RoleInfo]:
+        return [self._role_from_row(r) for _tid, r in self._cat_rows("pg_authid")]
+
+    def _secret(self, name: str, password: str | None) -> str | None:
+        from pgbundle.shared.auth import md5, scram
+
+        if password is None:
+            return None
+        if md5.is_md5_secret(password) or scram.is_scram_secret(password):
+            return password
+        if self.settings.value("password_encryption") == "md5":
+            return md5.md5_secret(name, password)
+        return str(scram.make_secret(password))
+
+    def create_role(self, name: str, *, password: str | None = None, login: bool = False, superuser: bool = False,
+                    create_db: bool = False, create_role: bool = False, inherit: bool = True,
+                    replication: bool = False, bypass_rls: bool = False, connection_limit: int = -1,
+                    valid_until: Any = None) -> api.RoleInfo:
+        if not (self.role.superuser or self.role.create_role):
+            raise PgError("42501", "permission denied to create role")
+        if self.role_by_name(name) is not None:
+            raise PgError("42710", f'role "{name}" already exists')
+        oid = self.allocate_oid()
+        row = (oid, name, superuser, inherit, create_role, create_db, login, replication, bypass_rls,
+               connection_limit, self._secret(name, password), valid_until)
+        self._cat_insert("pg_authid", row)
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        return self._role_from_row(row)
+
+    def alter_role(self, name: str, **changes: Any) -> api.RoleInfo:
+        r = self.role_by_name(name)
+        if r is None:
+            raise PgError("42704", f'role "{name}" does not exist')
+        if not (self.role.superuser or self.role.create_role or (r.oid == self.role.oid and set(changes) <= {
+                "password"})):
+            raise PgError("42501", "permission denied")
+        fields = {"superuser": 2, "inherit": 3, "create_role": 4, "create_db": 5, "login": 6, "replication": 7,
+                  "bypass_rls": 8, "connection_limit": 9, "password": 10, "valid_until": 11}
+        new_name = changes.pop("rename", None)
+        if new_name is not None and self.role_by_name(new_name) is not None:
+            raise PgError("42710", f'role "{new_name}" already exists')
+
+        def fn(row: tuple) -> tuple:
+            out = list(row)
+            for k, v in changes.items():
+                if k == "password":
+                    v = self._secret(new_name or name, v)
+                out[fields[k]] = v
+            if new_name is not None:
+                out[1] = new_name
+            return tuple(out)
+
+        self._cat_update("pg_authid", lambda row: row[0] == r.oid, fn)
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        r2 = self.role_by_name(new_name or name)
+        assert r2 is not None
+        return r2
+
+    def drop_role(self, name: str, *, if_exists: bool = False) -> None:
+        r = self.role_by_name(name)
+        if r is None:
+            if if_exists:
+                self.notices.append(api.Notice("NOTICE", "00000", f'role "{name}" does not exist, skipping'))
+                return
+            raise PgError("42704", f'role "{name}" does not exist')
+        if r.oid == self.role.oid:
+            raise PgError("55006", "current user cannot be dropped")
+        if r.oid == D.BOOTSTRAP_SUPERUSER:
+            raise PgError("55006", f'cannot drop role {name} because it is required by the database system')
+        self._cat_delete("pg_authid", lambda row: row[0] == r.oid)
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+
+def _type_row(oid: int, name: str, ns: int, owner: int, relid: int = 0, typtype: str = "c",
+              category: str = "C") -> tuple:
+    return (oid, name, ns, owner, -1, False, typtype, category, False, True, ",", relid, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, "d", "x", False, 0, -1, 0, 0, None, None, None)
+
+
+def _constraint_row(oid: int, name: str, ns: int, kind: str, table: int, cols: list[int], index: int) -> tuple:
+    return (oid, name, ns, kind, False, False, True, table, 0, index, 0, 0, " ", " ", " ", True, 0, True, cols, None,
+            None, None, None, None, None, None)
+
+
+def copy_database_dir(src: str, dst: str) -> None:
+    """Copy a database directory and fsync every file (CREATE DATABASE)."""
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    for fn in os.listdir(dst):
+        fd = os.open(os.path.join(dst, fn), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    dfd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
