@@ -45,8 +45,7 @@ class EngineStorage:
                                c.expression) for c in er.constraints]
         kind = er.kind.value if hasattr(er.kind, "value") else str(er.kind)
         rel = RelationInfo(er.oid, er.name, er.namespace, kind, cols, idxs, cons, er.namespace_oid,
-                           er.owner, {}, er.tuples, er.pages, er.persistence)
-        rel.engine_rel = er  # type: ignore[attr-defined]
+                           er.owner, {}, er.tuples, er.pages, er.persistence, er)
         self._rels[er.oid] = (er, rel)
         return rel
 

@@ -126,6 +126,10 @@ class SessionEnv:
         return lambda v: v
 
     def type_names(self) -> dict[int, str]:
+        return {oid: v[0] for oid, v in self.user_types().items()}
+
+    def user_types(self) -> dict[int, Any]:
+        """oid -> (name, namespace oid, {"labels": [...]}) of user-defined (enum) types."""
         return {}
 
     def type_display_name(self, oid: int) -> str:

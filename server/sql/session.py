@@ -55,6 +55,7 @@ from pgbundle.shared.types import InvalidValue, binary_decoder, binary_encoder, 
 from pgbundle.shared.types.binary import LENIENT_INT_DECODER
 from pgbundle.shared.types.oids import TYPES
 
+from . import catalog_views as _catalog_views  # noqa: F401  (registers catalog functions)
 from .analyze import Analyzer, ParamTypes, output_columns
 from .engine_adapter import EngineStorage
 from .env import SessionEnv

@@ -88,6 +88,7 @@ class RelationInfo:
     reltuples: float = -1.0
     relpages: int = 0
     persistence: str = "p"
+    engine_rel: Any = None
 
     def column_index(self, name: str) -> int:
         for i, c in enumerate(self.columns):

@@ -1,0 +1,250 @@
+"""COPY table [(cols)] FROM STDIN / TO STDOUT, and COPY (query) TO STDOUT.
+
+Text format (tab separated, ``\\N`` for NULL, backslash escapes) and CSV
+(``HEADER``, ``DELIMITER``, ``NULL``, ``QUOTE``) are supported; ``FREEZE`` is
+accepted.  COPY FROM hands the session a :class:`~.session.CopyIn` whose
+``feed`` parses complete lines as they arrive and inserts them in batches;
+``finish`` flushes and returns the row count.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from pgbundle.server.errors import PgError
+from pgbundle.shared.protocol import messages as M
+from pgbundle.shared.types import InvalidValue, text_decoder, text_encoder
+
+from .parse import const_value, names
+
+BATCH = 1000
+
+_UNESCAPE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+
+
+def _unescape(field: str) -> str:
+    if "\\" not in field:
+        return field
+    out = []
+    i = 0
+    n = len(field)
+    while i < n:
+        c = field[i]
+        if c == "\\" and i + 1 < n:
+            d = field[i + 1]
+            if d in _UNESCAPE:
+                out.append(_UNESCAPE[d])
+                i += 2
+                continue
+            if d.isdigit():
+                j = i + 1
+                while j < n and j < i + 4 and field[j] in "01234567":
+                    j += 1
+                out.append(chr(int(field[i + 1:j], 8)))
+                i = j
+                continue
+            out.append(d)
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _options(n: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for o in n.get("options", []) or []:
+        d = o["DefElem"]
+        arg = d.get("arg")
+        v: Any = True
+        if arg is not None:
+            k, val = next(iter(arg.items()))
+            if k == "String":
+                v = val.get("sval", "")
+            elif k == "A_Const":
+                v = const_value(val)
+            elif k == "Boolean":
+                v = val.get("boolval", False)
+            elif k == "Integer":
+                v = val.get("ival", 0)
+            elif k == "List":
+                v = names(val.get("items"))
+        if isinstance(v, str) and d["defname"] in ("freeze", "header") and v.lower() in ("on", "true", "off",
+                                                                                         "false"):
+            v = v.lower() in ("on", "true")
+        out[d["defname"]] = v
+    return out
+
+
+def run_copy(s: Any, n: dict, raw: Any) -> Any:
+    from .session import Column, CopyIn, Result
+    opts = _options(n)
+    fmt = str(opts.get("format", "text")).lower()
+    if fmt == "binary":
+        raise PgError("0A000", "COPY BINARY is not supported")
+    csv_mode = fmt == "csv"
+    delim = opts.get("delimiter", "," if csv_mode else "\t")
+    null = opts.get("null", "" if csv_mode else "\\N")
+    header = bool(opts.get("header", False))
+    if n.get("filename") is not None:
+        raise PgError("42501", "must be superuser or have privileges of the pg_read_server_files role to COPY "
+                               "from a file", hint="Anyone can COPY to stdout or from stdin. psql's \\copy "
+                                                   "command also works for anyone.")
+    if n.get("is_from"):
+        rv = n["relation"]
+        rel = s.storage.lookup_relation(rv.get("schemaname"), rv["relname"])
+        if rel is None:
+            raise PgError("42P01", f'relation "{rv["relname"]}" does not exist')
+        cols = _columns(rel, n)
+        return CopyIn(M.CopyInResponse(0, tuple(0 for _ in cols)),
+                      *_copy_in(s, rel, cols, csv_mode, delim, null, header))
+    # COPY TO STDOUT
+    if n.get("query") is not None:
+        k, q = next(iter(n["query"].items()))
+        from .parse import RawStmt
+        prep = s._prepare(raw.text, RawStmt(k, q, raw.text, raw.location), ())
+        res = s._run(prep, [])
+        types = [c.type_oid for c in prep.columns]
+        rows = res.rows
+        colnames = [c.name for c in prep.columns]
+    else:
+        rv = n["relation"]
+        rel = s.storage.lookup_relation(rv.get("schemaname"), rv["relname"])
+        if rel is None:
+            raise PgError("42P01", f'relation "{rv["relname"]}" does not exist')
+        cols = _columns(rel, n)
+        types = [rel.columns[i].type_oid for i in cols]
+        colnames = [rel.columns[i].name for i in cols]
+        rows = ((tuple(r[i] for i in cols)) for _tid, r in s.storage.scan(rel))
+    tz = s.env.tz
+    encs = [text_encoder(t, tz) for t in types]
+    out: list = [M.CopyOutResponse(0, tuple(0 for _ in types))]
+    count = 0
+    if header:
+        out.append(M.CopyData((delim.join(colnames) + "\n").encode()))
+    for r in rows:
+        if csv_mode:
+            buf = io.StringIO()
+            w = csv.writer(buf, delimiter=delim, lineterminator="\n")
+            w.writerow([null if v is None else e(v) for e, v in zip(encs, r)])
+            line = buf.getvalue()
+        else:
+            line = delim.join(null if v is None else _escape(e(v)) for e, v in zip(encs, r)) + "\n"
+        out.append(M.CopyData(line.encode()))
+        count += 1
+    out.append(M.CopyDone())
+    return Result(f"COPY {count}", None, out)
+
+
+def _columns(rel: Any, n: dict) -> list[int]:
+    att = n.get("attlist")
+    if not att:
+        return [i for i, c in enumerate(rel.columns) if not c.dropped]
+    out = []
+    for a in att:
+        name = a["String"]["sval"]
+        i = rel.column_index(name)
+        if i < 0:
+            raise PgError("42703", f'column "{name}" of relation "{rel.name}" does not exist')
+        out.append(i)
+    return out
+
+
+def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null: str, header: bool):
+    from .modify import _default_fns
+    tz = s.env.tz
+    decs = []
+    for i in cols:
+        c = rel.columns[i]
+        d = text_decoder(c.type_oid, tz)
+        from .coerce import typmod_fn
+        tm = typmod_fn(c.type_oid, c.typmod, False)
+        decs.append((d, tm))
+    ncols = len(rel.columns)
+    defaults = _default_fns(s.env, rel)
+    missing = [i for i in range(ncols) if i not in cols and defaults[i] is not None]
+    state = {"buf": b"", "n": 0, "line": 0, "batch": [], "header": header}
+    from .expr import ExecState
+    st = ExecState([], s.env, s.storage, s)
+    notnull = [i for i, c in enumerate(rel.columns) if c.not_null]
+
+    def convert(fields: list[str | None]) -> tuple:
+        if len(fields) != len(cols):
+            if len(fields) < len(cols):
+                raise PgError("22P04", f"missing data for column \"{rel.columns[cols[len(fields)]].name}\"")
+            raise PgError("22P04", "extra data after last expected column")
+        row = [None] * ncols
+        for (d, tm), i, f in zip(decs, cols, fields):
+            if f is None:
+                continue
+            try:
+                v = d(f)
+            except InvalidValue as e:
+                raise PgError(e.sqlstate, e.message) from None
+            row[i] = tm(v) if tm is not None else v
+        for i in missing:
+            row[i] = defaults[i]((), st)
+        for i in notnull:
+            if row[i] is None:
+                raise PgError("23502", f'null value in column "{rel.columns[i].name}" of relation "{rel.name}" '
+                                       f'violates not-null constraint')
+        return tuple(row)
+
+    def flush() -> None:
+        if state["batch"]:
+            s.storage.insert_many(rel, state["batch"])
+            state["n"] += len(state["batch"])
+            state["batch"] = []
+
+    def handle_lines(text: str) -> None:
+        lines = text.split("\n")
+        if csv_mode:
+            reader = csv.reader(lines, delimiter=delim)
+            for rec in reader:
+                if state["header"]:
+                    state["header"] = False
+                    continue
+                if not rec:
+                    continue
+                if rec == ["\\."]:
+                    return
+                state["batch"].append(convert([None if f == null else f for f in rec]))
+        else:
+            for line in lines:
+                if state["header"]:
+                    state["header"] = False
+                    continue
+                if line == "\\.":
+                    return
+                if line.endswith("\r"):
+                    line = line[:-1]
+                fields = line.split(delim)
+                state["batch"].append(convert([None if f == null else _unescape(f) for f in fields]))
+        if len(state["batch"]) >= BATCH:
+            flush()
+
+    def feed(data: bytes) -> None:
+        buf = state["buf"] + bytes(data)
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            state["buf"] = buf
+            return
+        state["buf"] = buf[cut + 1:]
+        handle_lines(buf[:cut].decode())
+        s.check_interrupts()
+
+    def finish() -> int:
+        rest = state["buf"]
+        state["buf"] = b""
+        if rest.strip():
+            handle_lines(rest.decode().rstrip("\n"))
+        flush()
+        return state["n"]
+
+    return feed, finish
