@@ -1034,9 +1034,9 @@ class Analyzer:
         if kind == "AEXPR_SIMILAR":
             from .functions import pg_regex  # noqa: F401
             l = self.expr(lexpr, ps)
+            if "FuncCall" in rexpr and names(rexpr["FuncCall"]["funcname"])[-1] == "similar_to_escape":
+                rexpr = rexpr["FuncCall"]["args"][0]
             r = self.expr(rexpr, ps)
-            if isinstance(r, Func) and r.name == "similar_to_escape":
-                r = r.args[0]
             pat = self.coerce(r, T.TEXT, -1, "i", "")
             conv = Func("similar_to_escape", _similar_to_regex, (pat,), T.TEXT)
             e = self.op("~", l, conv, loc)

@@ -883,9 +883,12 @@ def _sqrt(a: float) -> float:
 def _sqrt_n(a: Decimal) -> Decimal:
     if a < 0:
         raise PgError("2201F", "cannot take square root of a negative number")
+    w, _ = _num_weight(a) if a != 0 else (0, 0)
+    sweight = (w + 1) * 4 // 2 - 1
+    rscale = min(max(NUMERIC_MIN_SIG_DIGITS - sweight, _dscale(a), 0), 1000)
     with localcontext() as c:
-        c.prec = 17
-        return a.sqrt()
+        c.prec = rscale + 40
+        return a.sqrt().quantize(Decimal(1).scaleb(-rscale), rounding=ROUND_HALF_UP)
 
 
 @fn("exp", "float8", "float8")
@@ -1369,7 +1372,16 @@ def _to_jsonb(v: Any) -> str | None:
     return json.dumps(_to_text_value(v), ensure_ascii=False)
 
 
-@fn("jsonb_build_object|json_build_object", "any", "jsonb", strict=False, variadic="any")
+@fn("json_build_object", "any", "json", strict=False, variadic="any")
+def _json_build_object(*a: Any) -> str:
+    if len(a) % 2:
+        raise PgError("22023", "argument list must have even number of elements")
+    import json
+    return "{" + ", ".join(json.dumps(_to_text_value(a[i])) + " : " + _to_jsonb(a[i + 1])
+                           for i in range(0, len(a), 2)) + "}"
+
+
+@fn("jsonb_build_object", "any", "jsonb", strict=False, variadic="any")
 def _jsonb_build_object(*a: Any) -> str:
     if len(a) % 2:
         raise PgError("22023", "argument list must have even number of elements")

@@ -53,3 +53,8 @@ class Client:
 @pytest.fixture
 def db() -> Client:
     return Client()
+
+
+@pytest.fixture(scope="session")
+def client_cls() -> type:
+    return Client
