@@ -249,13 +249,21 @@ class CteScan(PlanNode):
     def describe(self) -> str:
         return f"CTE Scan on {self.name}"
 
+    correlated = True
+
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
-        data = st.cte.get(self.key)
+        key = self.key
+        data = None if self.correlated else st.cte.get(key)
         if data is None:
             if self.child is None:
                 raise PgError("XX000", f"CTE {self.name} not materialized")
-            data = list(self.child.rows(st, None))
-            st.cte[self.key] = data
+            st.outer.append(())
+            try:
+                data = list(self.child.rows(st, None))
+            finally:
+                st.outer.pop()
+            if not self.correlated:
+                st.cte[key] = data
         qual = self.qual
         for r in data:
             if qual is None or qual(r, st) is True:

@@ -74,21 +74,26 @@ class Planner:
         return self._finish_select(q, node, layout)
 
     def _plan_ctes(self, q: Query) -> None:
+        # a CTE query is one level below the query owning the WITH (which it cannot reference)
+        outer = [Layout()] + self.outer
         for cte in q.ctes:
             key = (id(cte), cte.name)
             if getattr(cte.query, "recursive_name", None):
                 sub = cte.query
-                left = Planner(self.env, self.outer, self.cte_plans).plan_select(sub.larg)
-                inner = Planner(self.env, self.outer, self.cte_plans)
+                left = Planner(self.env, outer, self.cte_plans).plan_select(sub.larg)
+                inner = Planner(self.env, outer, self.cte_plans)
                 inner.cte_plans[cte.name] = (("work", key), cte)
                 right = inner.plan_select(sub.rarg)
                 plan = X.RecursiveUnion(("work", key), left, right, sub.setop_all)
+                correlated = sub.larg.correlated or sub.rarg.correlated
             else:
                 sub = cte.query
                 if sub.kind in ("insert", "update", "delete"):
-                    plan = DMLPlan(self.env, sub, self.outer, self.cte_plans)
+                    plan = DMLPlan(self.env, sub, outer, self.cte_plans)
                 else:
-                    plan = Planner(self.env, self.outer, self.cte_plans).plan_select(sub)
+                    plan = Planner(self.env, outer, self.cte_plans).plan_select(sub)
+                correlated = sub.correlated
+            setattr(cte, "correlated", correlated)
             self.cte_plans[cte.name] = (plan, cte)
             setattr(cte, "plan", plan)
             setattr(cte, "key", key)
@@ -241,7 +246,9 @@ class Planner:
             if isinstance(plan, tuple) and plan[0] == "work":
                 return X.WorkTableScan(plan, qual, rte.width)
             key = getattr(cte, "key", id(cte))
-            return X.CteScan(key, plan, qual, rte.width, rte.cte_name)
+            node = X.CteScan(key, plan, qual, rte.width, rte.cte_name)
+            node.correlated = getattr(cte, "correlated", True)
+            return node
         raise PgError("XX000", f"cannot scan {rte.kind}")
 
     def _index_pred(self, rt: int, e: Expr, avail_other: bool = False) -> tuple[int, str, Expr] | None:
