@@ -1587,10 +1587,25 @@ def _resolve_poly(cand: Any, actual: list[int]) -> tuple[tuple[int, ...], int] |
     return tuple(out), ret
 
 
+_RESOLVED: dict[tuple, tuple[Any, tuple[int, ...], int]] = {}
+
+
 def resolve(cands: list, actual: list[int], what: str, name: str, nargs_exact: bool = True
             ) -> tuple[Any, tuple[int, ...], int]:
     """Pick a candidate for ``actual`` argument types.  Returns (candidate,
-    coerced argument types, result type); raises 42883 / 42725."""
+    coerced argument types, result type); raises 42883 / 42725.  Results are
+    memoised per (kind, name, candidate set, argument types)."""
+    key = (what, name, len(cands), tuple(actual))
+    hit = _RESOLVED.get(key)
+    if hit is not None and any(c is hit[0] for c in cands):
+        return hit
+    res = _resolve(cands, actual, what, name)
+    if len(_RESOLVED) < 20000:
+        _RESOLVED[key] = res
+    return res
+
+
+def _resolve(cands: list, actual: list[int], what: str, name: str) -> tuple[Any, tuple[int, ...], int]:
     n = len(actual)
     viable = []
     for c in cands:
