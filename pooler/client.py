@@ -83,6 +83,7 @@ class Client:
         self.lost = False
         self.admin = False
         self.scope: trio.CancelScope | None = None
+        self.read_scope: trio.CancelScope | None = None  # carries client_idle / idle_transaction timeouts
         self.frames = FrameBuffer(startup=True, max_length=pooler.config.settings.max_packet_size)
         self.scanner = StreamScanner(CLIENT_WANT, pooler.config.settings.max_packet_size)
 
@@ -200,18 +201,16 @@ class Client:
             if leftover:
                 data, leftover = leftover, b""
             else:
-                timeout = 0.0
-                if server is None:
-                    timeout = pool.client_idle_timeout
-                elif server.status != 73 and server.pending_z == 0:  # in a transaction, idle
-                    timeout = pool.idle_transaction_timeout
-                if timeout:
-                    with trio.move_on_after(timeout) as sc:
+                if pool.client_idle_timeout or pool.idle_transaction_timeout:
+                    with trio.CancelScope(deadline=self.idle_deadline()) as sc:
+                        self.read_scope = sc
                         data = await conn.recv()
+                    self.read_scope = None
                     if sc.cancelled_caught:
-                        if server is None:
-                            raise PoolerError("client_idle_timeout", sqlstate.PROTOCOL_VIOLATION)
-                        raise PoolerError("idle transaction timeout", sqlstate.PROTOCOL_VIOLATION)
+                        server = self.server
+                        if server is not None and server.status != 73:
+                            raise PoolerError("idle transaction timeout", sqlstate.PROTOCOL_VIOLATION)
+                        raise PoolerError("client_idle_timeout", sqlstate.PROTOCOL_VIOLATION)
                 else:
                     data = await conn.recv()
             if not data:
@@ -276,6 +275,19 @@ class Client:
                     server.drained = trio.Event()
                     await server.drained.wait()
                 return
+
+    def idle_deadline(self) -> float:
+        """When an idle client is cut off (trio time): client_idle_timeout outside a transaction,
+        idle_transaction_timeout inside one; no limit while a request is in flight."""
+        server = self.server
+        pool = self.pool
+        if server is None:
+            t = pool.client_idle_timeout
+        elif server.pending_z or server.unsynced:
+            return _INF
+        else:
+            t = pool.idle_transaction_timeout if server.status != 73 else pool.client_idle_timeout
+        return trio.current_time() + t if t else _INF
 
     # ------------------------------------------------------------------ being told to stop
 

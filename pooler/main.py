@@ -297,7 +297,10 @@ class Pooler:
             try:
                 sock, _ = lsock.accept()
             except BlockingIOError:
-                await trio.lowlevel.wait_readable(lsock)
+                try:
+                    await trio.lowlevel.wait_readable(lsock)
+                except trio.ClosedResourceError:
+                    return  # listeners closed: shutting down
                 continue
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):

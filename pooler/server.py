@@ -273,6 +273,8 @@ class Server:
                     if self.release_now:
                         self.release_now = False
                         self._release()
+                    elif client is not None and client.kill_after is not None:
+                        client.kill(client.kill_after)
             except RemoteProtocolError as exc:
                 reason = f"server sent bad data: {exc.message}"
             except (OSError, ConnectionLost) as exc:
@@ -313,6 +315,9 @@ class Server:
                 if self.pending_z == 0:
                     if self.drained is not None:
                         self.drained.set()
+                    client = self.client
+                    if client is not None and client.read_scope is not None:
+                        client.read_scope.deadline = client.idle_deadline()
                     if self.scope is not None and pool.query_timeout:
                         self.scope.deadline = _INF
                     now = time.monotonic()
@@ -331,7 +336,7 @@ class Server:
                             "transaction blocks not allowed in statement pooling mode", sqlstate.PROTOCOL_VIOLATION)
                         self.close_needed = True
                         self.close_reason = "transaction blocks not allowed in statement pooling mode"
-                        continue
+                        return b""  # the client gets the error instead of this reply
             elif t == _S:
                 self._param_status(p, from_client=self.client is not None)
             elif t == _E:
