@@ -1,0 +1,594 @@
+"""The postmaster: the server's supervisor process (PostgreSQL's postmaster.c).
+
+A plain synchronous loop — ``selectors`` on the listening sockets and a self-pipe fed by
+``signal.set_wakeup_fd`` — that never runs trio and only touches shared memory to create
+it (and to leave a reason code before a SIGQUIT).  It:
+
+* writes ``postmaster.pid`` and refuses to start on a directory a live server owns;
+* initialises an empty data directory (initdb), reads postgresql.conf (+ ``-c``);
+* starts the logging collector first and sends its own stderr and every child's there;
+* creates the one anonymous shared mmap and its locks before forking anything;
+* runs the startup process (recovery), then starts checkpointer, background writer,
+  WAL writer, statistics collector and autovacuum launcher;
+* forks one backend per accepted connection (a *dead-end* backend that only reports
+  57P03 while starting, recovering or shutting down); backends enforce
+  ``max_connections`` themselves (FATAL 53300) when they take a slot;
+* reaps children: a child that dies abnormally (a backend or worker exiting with a
+  status other than 0/1, or any auxiliary process dying unexpectedly) makes it send
+  SIGQUIT to every other child (their clients get 57P02), wait for them (SIGKILL after
+  5 s), drop and recreate shared memory, and run the startup process again (crash
+  recovery); connections meanwhile get 57P03 'the database system is in recovery mode';
+* shuts down on SIGTERM (smart: wait for clients), SIGINT (fast: terminate them) and
+  SIGQUIT (immediate: no checkpoint, recovery at next start); smart and fast end with
+  the checkpointer's shutdown checkpoint.
+
+Children notice the postmaster's death through EOF on the postmaster-alive pipe.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from pgbundle.server.postmaster import launch
+from pgbundle.server.utils import elog
+
+PM_INIT = 0
+PM_STARTUP = 1
+PM_RUN = 2
+PM_WAIT_BACKENDS = 3
+PM_SHUTDOWN = 4
+PM_CRASH = 5
+PM_IMMEDIATE = 6
+PM_RECOVERY = 7
+
+SIGKILL_AFTER = 5.0
+
+
+class Child:
+    __slots__ = ("pid", "kind", "started", "dead_end")
+
+    def __init__(self, pid: int, kind: str, dead_end: bool = False) -> None:
+        self.pid = pid
+        self.kind = kind
+        self.started = time.time()
+        self.dead_end = dead_end
+
+
+class Postmaster:
+    def __init__(self, datadir: str, settings: Any) -> None:
+        self.datadir = os.path.abspath(datadir)
+        self.settings = settings
+        self.children: dict[int, Child] = {}
+        self.state = PM_INIT
+        self.shutdown_mode: str | None = None
+        self.crash_started = 0.0
+        self.ctx = launch.ChildContext(self.datadir, settings)
+        self.sel = selectors.DefaultSelector()
+        self.pending_signals: list[int] = []
+        self.syslogger_pid = 0
+        self.av_workers = 0
+        self.clean_start = True
+        self.exit_code = 0
+
+    # ------------------------------------------------------------------ startup
+    def run(self) -> int:
+        from pgbundle.server.catalog import bootstrap
+
+        if not bootstrap.is_initialized(self.datadir):
+            bootstrap.initdb(self.datadir, echo=lambda *a, **k: print(*a, file=sys.stderr))
+        self._load_config()
+        self._create_pidfile()
+        try:
+            return self._run()
+        finally:
+            self._remove_pidfile()
+
+    def _load_config(self) -> None:
+        s = self.settings
+        cmdline = getattr(s, "_cmdline", {})
+        s.load_file(os.path.join(self.datadir, "postgresql.conf"))
+        s.load_file(os.path.join(self.datadir, "postgresql.auto.conf"), strict=False)
+        s.apply_options(cmdline)
+        s.set("data_directory", self.datadir, source="override")
+
+    def _pidfile(self) -> str:
+        return os.path.join(self.datadir, "postmaster.pid")
+
+    def _create_pidfile(self) -> None:
+        path = self._pidfile()
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                try:
+                    with open(path) as f:
+                        other = int(f.readline().strip() or 0)
+                except (OSError, ValueError):
+                    other = 0
+                if other and other != os.getpid() and _alive(other):
+                    raise SystemExit(
+                        f'FATAL:  lock file "postmaster.pid" already exists\n'
+                        f'HINT:  Is another postmaster (PID {other}) running in data directory "{self.datadir}"?')
+                os.unlink(path)
+                continue
+            self._pid_lines = [str(os.getpid()), self.datadir, str(int(time.time())),
+                               str(self.settings.value("port")), str(self.settings.value("unix_socket_directories")),
+                               str(self.settings.value("listen_addresses")), "0", "starting"]
+            os.write(fd, ("\n".join(self._pid_lines) + "\n").encode())
+            os.close(fd)
+            return
+        raise SystemExit(f'FATAL:  could not create lock file "{path}"')
+
+    def _pid_status(self, status: str) -> None:
+        self._pid_lines[-1] = status
+        tmp = self._pidfile() + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(self._pid_lines) + "\n")
+        os.rename(tmp, self._pidfile())
+
+    def _remove_pidfile(self) -> None:
+        try:
+            with open(self._pidfile()) as f:
+                if int(f.readline().strip() or 0) == os.getpid():
+                    os.unlink(self._pidfile())
+        except (OSError, ValueError):
+            pass
+
+    def _listen(self) -> None:
+        port = int(self.settings.value("port"))
+        addrs = [a.strip() for a in str(self.settings.value("listen_addresses")).split(",") if a.strip()]
+        socks = []
+        for a in addrs:
+            host = {"*": "0.0.0.0", "localhost": "127.0.0.1"}.get(a, a)
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                s.close()
+                elog.log(f'could not bind IPv{6 if fam == socket.AF_INET6 else 4} address "{host}": '
+                         f"{os.strerror(exc.errno or errno.EADDRINUSE)}", "LOG",
+                         hint=f"Is another postmaster already running on port {port}? If not, wait a few "
+                              f"seconds and retry.")
+                continue
+            s.listen(512)
+            s.setblocking(False)
+            elog.log(f'listening on IPv{6 if fam == socket.AF_INET6 else 4} address "{host}", port {port}')
+            socks.append(s)
+        sockdir = str(self.settings.value("unix_socket_directories"))
+        for d in [x.strip() for x in sockdir.split(",") if x.strip()]:
+            path = os.path.join(d, f".s.PGSQL.{port}")
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.bind(path)
+            except OSError:
+                s.close()
+                continue
+            s.listen(512)
+            s.setblocking(False)
+            elog.log(f'listening on Unix socket "{path}"')
+            socks.append(s)
+        if not socks:
+            raise SystemExit("FATAL:  could not create any TCP/IP sockets")
+        self.ctx.listen = socks
+        for s in socks:
+            self.sel.register(s, selectors.EVENT_READ, "listen")
+
+    def _start_syslogger(self) -> None:
+        if self.ctx.log_pipe_r < 0:
+            r, w = os.pipe()
+            self.ctx.log_pipe_r = r
+            self._log_pipe_w = w
+        self.syslogger_pid = launch.fork_child(self.ctx, "pgbundle: logger", _syslogger_main,
+                                               keep_fds=(self.ctx.log_pipe_r,))
+        self.children[self.syslogger_pid] = Child(self.syslogger_pid, "syslogger")
+
+    def _run(self) -> int:
+        s = self.settings
+        if s.value("logging_collector"):
+            logdir = str(s.value("log_directory"))
+            print(f"{elog._stamp()} [{os.getpid()}] LOG:  redirecting log output to logging collector process",
+                  file=sys.stderr)
+            print(f"{elog._stamp()} [{os.getpid()}] HINT:  Future log output will appear in directory "
+                  f'"{logdir}".', file=sys.stderr, flush=True)
+            self._start_syslogger()
+            os.dup2(self._log_pipe_w, 2)
+            os.dup2(self._log_pipe_w, 1)
+            sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+            sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+        if os.geteuid() == 0:
+            elog.log("running the server as root: pgbundle does not refuse, but PostgreSQL would "
+                     "(\"root\" execution of the PostgreSQL server is not permitted)", "WARNING")
+        from pgbundle.server.utils.guc import SERVER_VERSION
+
+        elog.log(f"starting PostgreSQL {SERVER_VERSION} compatible pgbundle server")
+        # children exit when this pipe's write end (ours only) closes
+        r, w = os.pipe()
+        self.ctx.pm_alive_fd, self.ctx.pm_alive_w = r, w
+        # signals: handled in the loop via the wakeup pipe
+        wr, ww = os.pipe()
+        os.set_blocking(wr, False)
+        os.set_blocking(ww, False)
+        self._wake_r = wr
+        signal.set_wakeup_fd(ww)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1,
+                    signal.SIGUSR2):
+            signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.sel.register(wr, selectors.EVENT_READ, "signal")
+        self._listen()
+        from pgbundle.server.utils import pgstat
+
+        self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
+        # import what children use so fork shares it copy-on-write
+        import pgbundle.server.access.engine  # noqa: F401
+        import pgbundle.server.tcop.postgres  # noqa: F401
+
+        try:
+            import pgbundle.server.sql.session  # noqa: F401
+        except ImportError as exc:
+            elog.log(f"SQL layer not importable: {exc}", "WARNING")
+        self._init_shmem()
+        self._start_startup(recovery=False)
+        self._pid_status("starting")
+        return self._loop()
+
+    def _init_shmem(self) -> None:
+        from pgbundle.server.storage import bufmgr, clog, lwlock, shmem
+
+        shm = shmem.create(self.settings)
+        bufmgr.init_descriptors(shm)
+        clog.init(shm)
+        shm.control.set("postmaster_pid", os.getpid())
+        shm.control.set("start_time", time.time())
+        shm.control.set("stats_reset", time.time())
+        self.ctx.shm = shm
+        self.ctx.locks = lwlock.Locks()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.pending_signals.append(signum)
+
+    # ------------------------------------------------------------------ children
+    def _fork(self, kind: str, title: str, fn: Any, *args: Any, keep_fds: tuple[int, ...] = ()) -> int:
+        pid = launch.fork_child(self.ctx, title, fn, *args, keep_fds=keep_fds)
+        self.children[pid] = Child(pid, kind)
+        return pid
+
+    def _start_startup(self, recovery: bool) -> None:
+        from pgbundle.server.postmaster import startup
+
+        self.state = PM_RECOVERY if recovery else PM_STARTUP
+        self._fork("startup", "pgbundle: startup", startup.main)
+
+    def _start_aux(self) -> None:
+        from pgbundle.server.postmaster import autovacuum, bgwriter, checkpointer, pgstat_collector, walwriter
+
+        kinds = {c.kind for c in self.children.values()}
+        if "checkpointer" not in kinds:
+            self._fork("checkpointer", "pgbundle: checkpointer", checkpointer.main)
+        if "bgwriter" not in kinds:
+            self._fork("bgwriter", "pgbundle: background writer", bgwriter.main)
+        if "walwriter" not in kinds:
+            self._fork("walwriter", "pgbundle: walwriter", walwriter.main)
+        if "statscollector" not in kinds:
+            self._fork("statscollector", "pgbundle: stats collector", pgstat_collector.main, self.clean_start,
+                       keep_fds=(self.ctx.stats_recv.fileno(),))
+        if "avlauncher" not in kinds and self.settings.value("autovacuum"):
+            self._fork("avlauncher", "pgbundle: autovacuum launcher", autovacuum.launcher_main)
+
+    def _kinds(self, *kinds: str) -> list[Child]:
+        return [c for c in self.children.values() if c.kind in kinds]
+
+    def _signal_children(self, sig: int, kinds: tuple[str, ...] | None = None, *, except_kinds: tuple[str, ...] = (
+            "syslogger",)) -> None:
+        for c in list(self.children.values()):
+            if c.kind in except_kinds:
+                continue
+            if kinds is not None and c.kind not in kinds:
+                continue
+            try:
+                os.kill(c.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    # ------------------------------------------------------------------ main loop
+    def _loop(self) -> int:
+        while True:
+            timeout = 1.0
+            try:
+                events = self.sel.select(timeout)
+            except InterruptedError:
+                events = []
+            for key, _ in events:
+                if key.data == "signal":
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                elif key.data == "listen":
+                    self._accept(key.fileobj)
+            sigs, self.pending_signals = self.pending_signals, []
+            for sig in sigs:
+                self._handle_signal(sig)
+            self._reap()
+            done = self._advance()
+            if done is not None:
+                return done
+
+    def _handle_signal(self, sig: int) -> None:
+        if sig == signal.SIGTERM and self.shutdown_mode is None:
+            elog.log("received smart shutdown request")
+            self.shutdown_mode = "smart"
+            self._begin_shutdown()
+        elif sig == signal.SIGINT and self.shutdown_mode in (None, "smart"):
+            elog.log("received fast shutdown request")
+            self.shutdown_mode = "fast"
+            self._begin_shutdown()
+        elif sig == signal.SIGQUIT:
+            elog.log("received immediate shutdown request")
+            self.shutdown_mode = "immediate"
+            if self.ctx.shm is not None:
+                self.ctx.shm.control.set("pm_state", PM_IMMEDIATE)
+            self._signal_children(signal.SIGQUIT)
+            self.state = PM_IMMEDIATE
+            self.crash_started = time.time()
+        elif sig == signal.SIGHUP:
+            elog.log("received SIGHUP, reloading configuration files")
+            self._signal_children(signal.SIGHUP)
+        elif sig == signal.SIGUSR1:
+            self._pmsignal()
+
+    def _pmsignal(self) -> None:
+        from pgbundle.server.postmaster import autovacuum
+
+        shm = self.ctx.shm
+        if shm is None or self.state != PM_RUN or self.shutdown_mode:
+            return
+        ctl = shm.control
+        with self.ctx.locks.AutovacuumLock:
+            flags = ctl.get("pmsignal")
+            ctl.set("pmsignal", 0)
+            want = ctl.get("av_request_pending")
+            dboid = ctl.get("av_request_db")
+            ctl.set("av_request_pending", 0)
+        if flags & autovacuum.PMSIGNAL_START_AUTOVAC_WORKER and want:
+            if len(self._kinds("avworker")) < int(self.settings.value("autovacuum_max_workers")):
+                self._fork("avworker", "pgbundle: autovacuum worker", autovacuum.worker_main, dboid)
+
+    def _begin_shutdown(self) -> None:
+        if self.state in (PM_STARTUP, PM_RECOVERY):
+            self._signal_children(signal.SIGQUIT, ("startup",))
+        if self.shutdown_mode == "fast":
+            self._signal_children(signal.SIGTERM, ("backend", "avworker"))
+        if self.state in (PM_RUN, PM_STARTUP, PM_RECOVERY):
+            self.state = PM_WAIT_BACKENDS
+        self._pid_status("stopping")
+
+    def _accept(self, ls: Any) -> None:
+        for _ in range(64):
+            try:
+                conn, addr = ls.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                elog.log(f"could not accept new connection: {exc}")
+                return
+            conn.setblocking(True)
+            dead_end = self._dead_end_reason()
+            from pgbundle.server.tcop import postgres
+
+            if dead_end is None and len(self._kinds("backend")) >= 2 * int(self.settings.value("max_connections")):
+                dead_end = ("53300", "sorry, too many clients already")
+            try:
+                pid = launch.fork_child(self.ctx, "pgbundle: startup" if dead_end else "pgbundle: backend",
+                                        postgres.backend_main, conn, addr, dead_end, keep_fds=())
+            except OSError as exc:
+                elog.log(f"could not fork new process for connection: {exc}")
+                conn.close()
+                continue
+            self.children[pid] = Child(pid, "deadend" if dead_end else "backend", dead_end is not None)
+            conn.close()
+
+    def _dead_end_reason(self) -> tuple[str, str] | None:
+        if self.shutdown_mode is not None or self.state in (PM_WAIT_BACKENDS, PM_SHUTDOWN, PM_IMMEDIATE):
+            return ("57P03", "the database system is shutting down")
+        if self.state == PM_STARTUP:
+            return ("57P03", "the database system is starting up")
+        if self.state in (PM_RECOVERY, PM_CRASH):
+            return ("57P03", "the database system is in recovery mode")
+        return None
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            self._child_exited(child, status)
+
+    def _describe(self, child: Child, status: int) -> str:
+        name = {"backend": "server process", "startup": "startup process", "checkpointer": "checkpointer process",
+                "bgwriter": "background writer process", "walwriter": "WAL writer process",
+                "statscollector": "statistics collector process", "avlauncher": "autovacuum launcher process",
+                "avworker": "autovacuum worker process", "syslogger": "system logger process"}.get(child.kind,
+                                                                                                  child.kind)
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            try:
+                sname = signal.Signals(sig).name
+                desc = {"SIGKILL": "Killed", "SIGSEGV": "Segmentation fault", "SIGTERM": "Terminated",
+                        "SIGABRT": "Aborted", "SIGQUIT": "Quit"}.get(sname, sname)
+            except ValueError:
+                desc = str(sig)
+            return f"{name} (PID {child.pid}) was terminated by signal {sig}: {desc}"
+        return f"{name} (PID {child.pid}) exited with exit code {os.WEXITSTATUS(status)}"
+
+    def _child_exited(self, child: Child, status: int) -> None:
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        if child.kind == "syslogger":
+            if self.state not in (PM_SHUTDOWN,) and not (self.shutdown_mode and not self.children):
+                self._start_syslogger()
+            return
+        if child.kind == "deadend":
+            return
+        if child.kind == "startup":
+            if self.state in (PM_CRASH, PM_IMMEDIATE) or self.shutdown_mode:
+                return
+            if code == 0:
+                self.state = PM_RUN
+                self.ctx.shm.control.set("pm_state", PM_RUN)
+                self._start_aux()
+                self._pid_status("ready")
+                elog.log("database system is ready to accept connections")
+                return
+            elog.log(self._describe(child, status))
+            elog.log("aborting startup due to startup process failure")
+            self.exit_code = 1
+            self.shutdown_mode = "abort"
+            self.state = PM_SHUTDOWN
+            return
+        normal = code in (0, 1) and child.kind in ("backend", "avworker")
+        if child.kind in ("checkpointer",) and code == 0 and self.state == PM_SHUTDOWN:
+            normal = True
+        if child.kind in ("bgwriter", "walwriter", "statscollector", "avlauncher") and code == 0 and \
+                self.shutdown_mode:
+            normal = True
+        if self.state in (PM_CRASH, PM_IMMEDIATE):
+            return
+        if normal:
+            return
+        if self.shutdown_mode == "immediate":
+            return
+        # a crash
+        elog.log(self._describe(child, status))
+        if not self.settings.value("restart_after_crash"):
+            elog.log("shutting down because restart_after_crash is off")
+        elog.log("terminating any other active server processes")
+        if self.ctx.shm is not None:
+            self.ctx.shm.control.set("pm_state", PM_CRASH)
+        self._signal_children(signal.SIGQUIT)
+        self.state = PM_CRASH
+        self.crash_started = time.time()
+        self.clean_start = False
+        if not self.settings.value("restart_after_crash"):
+            self.shutdown_mode = "immediate"
+            self.exit_code = 1
+
+    def _others(self) -> list[Child]:
+        return [c for c in self.children.values() if c.kind not in ("syslogger", "deadend")]
+
+    def _advance(self) -> int | None:
+        """State transitions that depend on which children are left."""
+        now = time.time()
+        if self.state in (PM_CRASH, PM_IMMEDIATE):
+            others = self._others()
+            if others and now - self.crash_started > SIGKILL_AFTER:
+                for c in others:
+                    try:
+                        os.kill(c.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            if others:
+                return None
+            if self.state == PM_IMMEDIATE or self.shutdown_mode:
+                return self._finish()
+            elog.log("all server processes terminated; reinitializing")
+            self.ctx.shm = None
+            self.ctx.locks = None
+            gc.collect()
+            from pgbundle.server.utils import pgstat
+
+            self.ctx.stats_recv.close()
+            self.ctx.stats_sock.close()
+            self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
+            self._init_shmem()
+            self._start_startup(recovery=True)
+            return None
+        if self.state == PM_WAIT_BACKENDS:
+            if self._kinds("backend", "avworker", "startup"):
+                return None
+            # no clients left: stop the helpers, then the checkpointer writes the shutdown checkpoint
+            self._signal_children(signal.SIGTERM, ("avlauncher", "bgwriter", "walwriter"))
+            if self._kinds("avlauncher", "bgwriter", "walwriter"):
+                return None
+            if self._kinds("checkpointer"):
+                self._signal_children(signal.SIGUSR2, ("checkpointer",))
+            self.state = PM_SHUTDOWN
+            return None
+        if self.state == PM_SHUTDOWN:
+            if self._kinds("checkpointer", "avlauncher", "bgwriter", "walwriter", "startup"):
+                return None
+            if self._kinds("statscollector"):
+                self._signal_children(signal.SIGTERM, ("statscollector",))
+                return None
+            return self._finish()
+        return None
+
+    def _finish(self) -> int:
+        if self.shutdown_mode == "immediate":
+            elog.log("database system is shut down")
+        else:
+            elog.log("database system is shut down")
+        for s in self.ctx.listen:
+            try:
+                if s.family == socket.AF_UNIX:
+                    os.unlink(s.getsockname())
+            except OSError:
+                pass
+            s.close()
+        self._remove_pidfile()
+        # let the logger drain: close our copies of the pipe, wait for it a moment
+        if self.syslogger_pid:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.dup2(devnull, 1)
+                os.close(devnull)
+                os.close(self._log_pipe_w)
+            except OSError:
+                pass
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                try:
+                    pid, _ = os.waitpid(self.syslogger_pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid:
+                    break
+                time.sleep(0.02)
+        return self.exit_code
+
+
+def _syslogger_main(ctx: Any) -> int:
+    from pgbundle.server.postmaster import syslogger
+
+    return syslogger.main(ctx)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

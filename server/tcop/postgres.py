@@ -1,0 +1,336 @@
+"""The backend process: one client connection, one database, ``trio.run`` of its own
+(PostgreSQL's PostgresMain).
+
+After startup (:mod:`.backend_startup`) the loop reads frontend messages and drives the
+SQL layer's :class:`~pgbundle.server.sql.session.Session`: a Query runs at once and its
+answers are sent; Parse/Bind/Describe/Execute/Close answers are buffered until Sync or
+Flush (pipelining); COPY FROM STDIN data is fed to the session until CopyDone/CopyFail.
+
+Signals (PostgreSQL's): SIGINT cancels the running query (57014), SIGTERM ends the
+session with FATAL 57P01, SIGQUIT makes the backend send 57P02 ('terminating connection
+because of crash of another server process') — or 57P01 for an immediate shutdown — and
+``_exit(2)`` at once.  A watcher task notices the postmaster's death (EOF on the
+postmaster-alive pipe) and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from typing import Any
+
+import trio
+
+from pgbundle.server.access import api
+from pgbundle.server.errors import FatalError, PgError
+from pgbundle.server.tcop import backend_startup as BS
+from pgbundle.server.tcop import interrupts
+from pgbundle.server.utils import elog
+from pgbundle.shared.io import MessageStream
+from pgbundle.shared.protocol import codec
+from pgbundle.shared.protocol import messages as M
+from pgbundle.shared.protocol.errors import ProtocolError
+from pgbundle.shared.sqlstate import error_fields
+
+_client_fd = -1
+_ctx: Any = None
+
+PM_CRASH = 5
+PM_IMMEDIATE = 6
+
+
+def _quickdie(signum: int, frame: Any) -> None:
+    """SIGQUIT: tell the client why, then _exit(2) without cleanup (shared memory may be
+    corrupt)."""
+    reason = 0
+    try:
+        reason = _ctx.shm.control.get("pm_state") if _ctx is not None else 0
+    except Exception:
+        pass
+    if reason == PM_IMMEDIATE:
+        fields = error_fields("57P01", "terminating connection due to immediate shutdown command", "FATAL")
+    else:
+        fields = error_fields(
+            "57P02", "terminating connection because of crash of another server process", "FATAL",
+            detail="The postmaster has commanded this server process to roll back the current transaction and "
+                   "exit, because another server process exited abnormally and possibly corrupted shared memory.",
+            hint="In a moment you should be able to reconnect to the database and repeat your command.")
+    if _client_fd >= 0:
+        try:
+            os.write(_client_fd, codec.encode(M.ErrorResponse(fields)))
+        except OSError:
+            pass
+    os._exit(2)
+
+
+def backend_main(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None = None) -> int:
+    """Entry point in the forked child; returns the exit code."""
+    global _client_fd, _ctx
+    _ctx = ctx
+    _client_fd = sock.fileno()
+    interrupts.reset()
+    interrupts.install()
+    signal.signal(signal.SIGQUIT, _quickdie)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, lambda s, f: None)
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    os.set_blocking(wfd, False)
+    interrupts.wake_fd = wfd
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    return trio.run(_serve, ctx, sock, addr, dead_end, rfd)
+
+
+class _State:
+    die = False
+    pm_dead = False
+
+
+async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None, rfd: int) -> int:
+    from pgbundle.server.access.engine import BackendEngine
+    from pgbundle.server.storage.ipc import Env
+
+    tsock = trio.socket.from_stdlib_socket(sock)
+    stream = trio.SocketStream(tsock)
+    ms = MessageStream(stream, startup=True)
+    settings = ctx.settings.copy()
+    local = sock.family == socket.AF_UNIX
+    client_addr = "local" if local else (addr[0] if addr else "")
+    client_port = 0 if local else (addr[1] if addr else 0)
+    env = None
+    engine = None
+    session = None
+    code = 0
+    try:
+        auth_timeout = int(settings.value("authentication_timeout"))
+        with trio.fail_after(auth_timeout):
+            try:
+                startup = await BS.read_startup(ms, None if dead_end else _procs_for_cancel(ctx))
+            except BS.CancelHandled:
+                return 0
+            if dead_end:
+                raise FatalError(*dead_end)
+            params = BS.normalize_params(startup.params)
+            user = params.get("user") or ""
+            if not user:
+                raise FatalError("28000", "no PostgreSQL user name specified in startup packet")
+            dbname = params.get("database") or user
+            env = Env(ctx.shm, ctx.locks, ctx.datadir, settings)
+            env.stats_sock = ctx.stats_sock
+            procs = env.procs
+            procs.attach("client backend", max_client=int(settings.value("max_connections")))
+            procs.set_identity(usename=user, datname=dbname, appname=params.get("application_name", ""),
+                               client_addr=client_addr, client_port=client_port)
+            boot = BackendEngine(env, api.DatabaseInfo(0, "", 10), api.RoleInfo(10, user, superuser=True))
+            boot.start_statement()
+            role = boot.role_by_name(user)
+            db = boot.database_by_name(dbname)
+            boot.rollback()
+            method = BS.hba_method(ctx.datadir, settings, local=local, address=client_addr, database=dbname,
+                                   user=user)
+            await BS.authenticate(ms, method=method, role=role, user=user)
+            assert role is not None
+            if not role.can_login:
+                raise FatalError("28000", f'role "{user}" is not permitted to log in')
+            if db is None:
+                raise FatalError("3D000", f'database "{dbname}" does not exist')
+            if not db.allow_connections:
+                raise FatalError("55000", f'database "{dbname}" is not currently accepting connections')
+            if not role.superuser:
+                n = sum(1 for e in procs.entries() if e["backend_type"] == "client backend")
+                maxc = int(settings.value("max_connections"))
+                if n > maxc - int(settings.value("superuser_reserved_connections")):
+                    raise FatalError("53300", "remaining connection slots are reserved for non-replication "
+                                              "superuser connections")
+            settings.set_internal("is_superuser", role.superuser)
+            settings.set_internal("session_authorization", role.name)
+            engine = BackendEngine(env, db, role)
+            key = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
+            procs.set_identity(dboid=db.oid, datname=db.name, userid=role.oid, usename=role.name,
+                               appname=params.get("application_name", ""), client_addr=client_addr,
+                               client_port=client_port, cancel_key=key)
+            from pgbundle.server.sql.session import Session
+
+            session = Session(engine, database=db.name, user=role.name, settings=settings, params=params,
+                              pid=os.getpid())
+            if settings.value("log_connections"):
+                elog.log(f"connection authorized: user={role.name} database={db.name}"
+                         + (f" application_name={params['application_name']}" if params.get("application_name")
+                            else ""))
+            await ms.send(M.AuthenticationOk(), *session.startup_messages(),
+                          M.BackendKeyData(os.getpid(), key.to_bytes(4, "big")), M.ReadyForQuery("I"))
+        _set_title(f"pgbundle: {role.name} {db.name} {client_addr if local else f'{client_addr}({client_port})'}")
+        procs.set_state("idle")
+        st = _State()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_interrupts, rfd, st, nursery.cancel_scope)
+            if ctx.pm_alive_fd >= 0:
+                nursery.start_soon(_watch_postmaster, ctx.pm_alive_fd, st, nursery.cancel_scope)
+            await _command_loop(ms, session, engine)
+            nursery.cancel_scope.cancel()
+        if st.pm_dead:
+            raise FatalError("57P01", "terminating connection due to unexpected postmaster exit")
+        if st.die or interrupts.die_pending:
+            raise FatalError(*interrupts.die_reason)
+    except FatalError as e:
+        await BS.send_fatal(ms, e)
+        code = 1
+    except trio.TooSlowError:
+        code = 1
+    except ProtocolError as e:
+        await BS.send_fatal(ms, BS.protocol_error(e))
+        code = 1
+    except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+        code = 0
+    except PgError as e:
+        await BS.send_fatal(ms, e)
+        code = 1
+    finally:
+        try:
+            if session is not None:
+                session.terminate()
+            if engine is not None:
+                engine.close()
+        except Exception:
+            elog.log_exception("error while closing the session")
+        if env is not None:
+            env.bm.release_all()
+            env.procs.detach()
+        try:
+            await stream.aclose()
+        except Exception:
+            pass
+    return code
+
+
+def _procs_for_cancel(ctx: Any) -> Any:
+    from pgbundle.server.storage.procarray import ProcArray
+
+    return ProcArray(ctx.shm, ctx.locks)
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+    except ImportError:
+        pass
+
+
+async def _watch_interrupts(rfd: int, st: _State, scope: trio.CancelScope) -> None:
+    while True:
+        await trio.lowlevel.wait_readable(rfd)
+        try:
+            os.read(rfd, 4096)
+        except BlockingIOError:
+            pass
+        if interrupts.die_pending:
+            st.die = True
+            scope.cancel()
+            return
+
+
+async def _watch_postmaster(fd: int, st: _State, scope: trio.CancelScope) -> None:
+    await trio.lowlevel.wait_readable(fd)
+    st.pm_dead = True
+    scope.cancel()
+
+
+def _idle_state(status: str) -> str:
+    return {"I": "idle", "T": "idle in transaction", "E": "idle in transaction (aborted)"}[status]
+
+
+async def _command_loop(ms: MessageStream, session: Any, engine: Any) -> None:
+    procs = engine.procs
+    settings = engine.settings
+    pending: list = []
+    last_state = "idle"
+    while True:
+        if not pending:
+            state = _idle_state(session.transaction_status)
+            if state != last_state:
+                procs.set_state(state)
+                last_state = state
+        typ, payload = await ms.receive()
+        msg = codec.decode_frontend(typ, payload)
+        t = type(msg)
+        if t is M.Query:
+            procs.set_state("active", msg.query)
+            last_state = "active"
+            interrupts.start_query(int(settings.value("statement_timeout")))
+            try:
+                out = session.simple_query(msg.query)
+            finally:
+                interrupts.end_query()
+            await ms.send(*out)
+            if session.copy_in_progress:
+                await _copy_in(ms, session)
+        elif t is M.Parse:
+            pending.extend(session.parse(msg.name, msg.query, msg.param_types))
+        elif t is M.Bind:
+            pending.extend(session.bind(msg.portal, msg.statement, msg.param_formats, msg.params,
+                                        msg.result_formats))
+        elif t is M.Describe:
+            pending.extend(session.describe(msg.kind, msg.name))
+        elif t is M.Execute:
+            if last_state != "active":
+                procs.set_state("active", getattr(session, "portal_query", lambda n: None)(msg.portal))
+                last_state = "active"
+            interrupts.start_query(int(settings.value("statement_timeout")))
+            try:
+                pending.extend(session.execute(msg.portal, msg.max_rows))
+            finally:
+                interrupts.end_query()
+        elif t is M.Close:
+            pending.extend(session.close(msg.kind, msg.name))
+        elif t is M.Sync:
+            pending.extend(session.sync())
+            await ms.send(*pending)
+            pending = []
+        elif t is M.Flush:
+            pending.extend(session.flush())
+            if pending:
+                await ms.send(*pending)
+                pending = []
+        elif t is M.Terminate:
+            return
+        elif t in (M.CopyData, M.CopyDone, M.CopyFail):
+            continue  # outside COPY: ignored, as PostgreSQL does
+        elif t is M.FunctionCall:
+            pending.append(M.ErrorResponse(error_fields("0A000", "fastpath function calls are not supported")))
+        else:
+            raise FatalError("08P01", f"invalid frontend message type {typ}")
+        if session.closed:
+            if pending:
+                await ms.send(*pending)
+            return
+        if len(pending) > 512:
+            await ms.send(*pending)
+            pending = []
+
+
+async def _copy_in(ms: MessageStream, session: Any) -> None:
+    while session.copy_in_progress:
+        typ, payload = await ms.receive()
+        msg = codec.decode_frontend(typ, payload)
+        t = type(msg)
+        if t is M.CopyData:
+            out = session.copy_data(msg.data)
+            if out:
+                await ms.send(*out)
+        elif t is M.CopyDone:
+            await ms.send(*session.copy_done())
+        elif t is M.CopyFail:
+            await ms.send(*session.copy_fail(msg.message))
+        elif t in (M.Flush, M.Sync):
+            continue
+        elif t is M.Terminate:
+            session.copy_fail("client terminated the connection")
+            raise EOFError()
+        else:
+            await ms.send(*session.copy_fail(f"unexpected message type 0x{typ:02X} during COPY from stdin"))
