@@ -57,6 +57,7 @@ from pgbundle.shared.types.oids import TYPES
 
 from . import catalog_views as _catalog_views  # noqa: F401  (registers catalog functions)
 from .analyze import Analyzer, ParamTypes, output_columns
+from . import literals
 from .engine_adapter import EngineStorage
 from .env import SessionEnv
 from .expr import ExecState
@@ -148,6 +149,7 @@ class Session:
         self.copy_in_progress = False
         self._copy: Any = None
         self._pending: list[RawStmt] = []
+        self._fast: Any = None
         self._out: list = []
         self._reported: dict[str, str] = {}
         self._param_changes: list[tuple[str, str]] = []
@@ -461,17 +463,43 @@ class Session:
             out.append(M.ReadyForQuery(self.transaction_status))
             return out
         self._pending = list(stmts)
+        if len(stmts) == 1 and stmts[0].kind in PLANNABLE and not self.failed:
+            self._literal_form(sql)
         return self._continue_simple(out)
+
+    def _literal_form(self, sql: str) -> None:
+        """Use the plan of the literal-free form of ``sql`` when it exists
+        (see :mod:`.literals`); leaves ``_fast`` set for _continue_simple."""
+        ext = literals.extract(sql)
+        if ext is None:
+            return
+        norm, types, values = ext
+        try:
+            nst = parse(norm)
+        except PgError:
+            return
+        if len(nst) == 1 and nst[0].kind in PLANNABLE:
+            self._fast = (nst[0], types, values)
 
     def _continue_simple(self, out: list) -> list:
         self._out = out
         while self._pending:
             raw = self._pending.pop(0)
+            fast, self._fast = self._fast, None
             try:
                 self._start_statement(raw)
                 self._begin_command(raw)
-                prep = self.prepare(raw.text, raw)
-                res = self._run(prep, [])
+                prep = params = None
+                if fast is not None:
+                    try:
+                        prep = self.prepare(fast[0].text, fast[0], fast[1])
+                        params = self._literal_params(prep, fast[1], fast[2])
+                    except PgError:
+                        prep = None
+                if prep is None:
+                    prep = self.prepare(raw.text, raw)
+                    params = []
+                res = self._run(prep, params)
                 if isinstance(res, CopyIn):
                     self._copy = res
                     self.copy_in_progress = True
@@ -510,6 +538,15 @@ class Session:
                 self._error(e, out)
         self._drain(out)
         out.append(M.ReadyForQuery(self.transaction_status))
+        return out
+
+    def _literal_params(self, prep: Prepared, types: tuple, values: list) -> list:
+        out = list(values)
+        for i, t in enumerate(types):
+            if t == T.UNKNOWN:
+                ft = prep.param_types[i]
+                if ft not in (T.TEXT, T.VARCHAR, T.UNKNOWN):
+                    out[i] = self._decode_params([ft], (0,), (values[i].encode(),))[0]
         return out
 
     # ------------------------------------------------------------------ COPY FROM STDIN hand-off
