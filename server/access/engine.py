@@ -211,6 +211,7 @@ class BackendEngine(CatalogMixin, api.Engine):
     def commit(self) -> None:
         x = self.x
         if not x.active:
+            self._end_xact()
             return
         try:
             if x.xid:
@@ -246,7 +247,7 @@ class BackendEngine(CatalogMixin, api.Engine):
     def rollback(self) -> None:
         x = self.x
         if not x.active:
-            self.bm.release_all()
+            self._end_xact()
             return
         try:
             self.bm.release_all()
@@ -665,7 +666,18 @@ class BackendEngine(CatalogMixin, api.Engine):
 
         if self.x.block:
             raise PgError("25001", "VACUUM cannot run inside a transaction block")
-        return vacuum.vacuum(self, rel, analyze=analyze, verbose=verbose, autovacuum=autovacuum)
+        own = not self.x.active
+        if own:
+            self.start_statement()
+        try:
+            res = vacuum.vacuum(self, rel, analyze=analyze, verbose=verbose, autovacuum=autovacuum)
+        except BaseException:
+            if own:
+                self.rollback()
+            raise
+        if own:
+            self.commit()
+        return res
 
     def analyze(self, rel: RelationInfo | None = None) -> None:
         from pgbundle.server.access import vacuum
@@ -804,6 +816,8 @@ class BackendEngine(CatalogMixin, api.Engine):
             self.rollback()
         finally:
             self.advisory_unlock_all()
+            if self.procs.my >= 0:
+                self.env.locktable.release_all(self.procs.my)
             self.stats.flush(force=True)
 
 

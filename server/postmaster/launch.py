@@ -35,6 +35,7 @@ class ChildContext:
     pm_alive_w: int = -1  # write end: only the postmaster keeps it
     listen: list[socket.socket] = field(default_factory=list)
     log_pipe_r: int = -1
+    log_pipe_w: int = -1
 
 
 def set_title(title: str) -> None:

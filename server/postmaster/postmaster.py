@@ -191,6 +191,7 @@ class Postmaster:
         if self.ctx.log_pipe_r < 0:
             r, w = os.pipe()
             self.ctx.log_pipe_r = r
+            self.ctx.log_pipe_w = w
             self._log_pipe_w = w
         self.syslogger_pid = launch.fork_child(self.ctx, "pgbundle: logger", _syslogger_main,
                                                keep_fds=(self.ctx.log_pipe_r,))

@@ -31,6 +31,8 @@ def main(ctx: Any) -> int:
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, lambda sig, frame: os._exit(0))
     fd = ctx.log_pipe_r
+    if getattr(ctx, "log_pipe_w", -1) >= 0:
+        os.close(ctx.log_pipe_w)
     # we must not hold the write end ourselves, or we would never see EOF
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -99,3 +99,18 @@ class LockTable:
             if lt == locktype and db == dboid and obj == objid:
                 out.append((holder, m))
         return out
+
+    def release_all(self, slot: int) -> None:
+        """Drop every grant held by ``slot`` (process exit safety net)."""
+        zero = bytes(_ENT.size)
+        for b in range(self.nb):
+            base = self.off + b * self.ns * _ENT.size
+            vals = self._bucket.unpack_from(self.buf, base)
+            hit = [i for i in range(self.ns) if vals[5 * i] and vals[5 * i + 2] == slot]
+            if not hit:
+                continue
+            with self.locks[b % len(self.locks)]:
+                for i in hit:
+                    o = base + i * _ENT.size
+                    if _ENT.unpack_from(self.buf, o)[2] == slot:
+                        self.buf[o: o + _ENT.size] = zero
