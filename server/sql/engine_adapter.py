@@ -18,6 +18,16 @@ from pgbundle.server.errors import PgError
 from .storage import ColumnInfo, ConstraintInfo, IndexInfo, RelationInfo
 
 
+import os as _os
+
+_TRACE = bool(_os.environ.get("PGBUNDLE_SQL_TRACE"))
+
+
+def _trace(msg: str) -> None:
+    with open(f"/tmp/pgbundle-sqltrace-{_os.getpid()}.log", "a") as f:
+        f.write(msg + "\n")
+
+
 class EngineStorage:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
@@ -126,6 +136,8 @@ class EngineStorage:
         Conflict = self.api.Conflict
         while True:
             r = self.engine.update(er, tid, row)
+            if _TRACE:
+                _trace(f"update {rel.name} {tid} {row!r} -> {r!r}")
             if not isinstance(r, Conflict):
                 return True
             if r.kind != "updated" or recheck is None:
