@@ -105,12 +105,22 @@ def stop(datadir: str, mode: str, timeout: int) -> None:
     click.echo("waiting for server to shut down...", nl=False)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not os.path.exists(pidfile):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                click.echo(" done\nserver stopped")
-                return
+        if not os.path.exists(pidfile) and not _alive(pid):
+            click.echo(" done\nserver stopped")
+            return
         time.sleep(0.1)
         click.echo(".", nl=False)
     raise click.ClickException("server does not shut down")
+
+
+def _alive(pid: int) -> bool:
+    """Is the process there (a zombie waiting for its parent counts as gone)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
