@@ -141,7 +141,7 @@ class PgbServer:
     # -- clients
     def dsn(self, user: str = "postgres", dbname: str = "postgres", password: str | None = None) -> str:
         s = f"host=127.0.0.1 port={self.port} user={user} dbname={dbname}"
-        return s + (f" password={password}" if password else "")
+        return s + (f" password='{password}'" if password else "")
 
     def connect(self, **kw: object) -> psycopg.Connection:
         autocommit = kw.pop("autocommit", True)
@@ -206,4 +206,21 @@ def server() -> Iterator[PgbServer]:
     try:
         yield s
     finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def module_server_factory() -> Iterator:
+    """Like server_factory, but the servers live for the whole test module."""
+    started: list[PgbServer] = []
+
+    def make(start: bool = True, **settings: str) -> PgbServer:
+        s = PgbServer(**settings)
+        started.append(s)
+        if start:
+            s.start()
+        return s
+
+    yield make
+    for s in started:
         s.close()
