@@ -93,10 +93,24 @@ class Conn:
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         lock = self._lock
-        if lock.locked():
-            await lock.acquire()
-        else:
+        if not lock.locked():
+            # Fast path: the kernel usually takes it all at once, no lock or wait needed.
+            try:
+                n = self.sock.send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                raise ConnectionLost(str(exc)) from None
+            if n == len(data):
+                self._ops += 1
+                if self._ops >= _YIELD_EVERY:
+                    self._ops = 0
+                    await _checkpoint()
+                return
+            data = memoryview(data)[n:]
             lock.acquire_nowait()
+        else:
+            await lock.acquire()
         try:
             sock = self.sock
             view = memoryview(data)

@@ -363,6 +363,11 @@ class Server:
         client = self.client
         if client is not None and client.kill_after is not None:
             return
+        pooler = self.pool.pooler
+        if pooler.config.settings.server_reset_query_always:
+            self.pool.mark_used(self)
+            pooler.nursery.start_soon(pooler._reset_server, self)
+            return
         self.pool.release(self)
 
     def _finish(self, reason: str) -> None:

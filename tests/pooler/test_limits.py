@@ -154,3 +154,43 @@ def test_max_db_connections(pg, pooler_factory):
     # with the holder's server idle, the other pool takes its place (idle server evicted)
     with connect(p, user="md5_user", password="md5 secret pw") as c:
         assert c.execute("select current_user").fetchone() == ("md5_user",)
+
+
+def test_max_user_connections(pg, pooler_factory):
+    pg.sql("select 1 from pg_database where datname = 'otherdb'") or pg.sql("create database otherdb")
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "-s", "max_user_connections=1",
+                                 "-s", "query_wait_timeout=1"))
+    other = connect(p, dbname="otherdb")  # logged in (the pool knows its server) and idle
+    holder = connect(p, autocommit=False)
+    holder.execute("select 1")
+    try:
+        with pytest.raises(psycopg.OperationalError) as ei:  # same user: the user's one connection is taken
+            other.execute("select 1")
+        assert "query_wait_timeout" in str(ei.value)
+    finally:
+        holder.rollback()
+        holder.close()
+        other.close()
+    with connect(p, dbname="otherdb") as c:
+        assert c.execute("select current_database()").fetchone() == ("otherdb",)
+
+
+def test_server_connect_timeout(pooler_factory):
+    """An upstream that accepts but never answers: the login gives up after server_connect_timeout."""
+    import socket as _socket
+
+    silent = _socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        p = pooler_factory(["--upstream", f"postgresql://127.0.0.1:{port}", "--unix-socket-dir", "",
+                            "-s", "server_connect_timeout=0.5", "-s", "query_wait_timeout=30"])
+        start = time.monotonic()
+        with pytest.raises(psycopg.OperationalError) as ei:
+            psycopg.connect(p.dsn(), connect_timeout=20)
+        assert time.monotonic() - start < 15  # not query_wait_timeout: the login failed fast
+        assert "server connect timeout" in str(ei.value) or "server login has been failing" in str(ei.value)
+        assert p.alive()
+    finally:
+        silent.close()

@@ -103,3 +103,12 @@ def test_transaction_mode_releases_between_transactions(pg, pooler_factory):
         b.commit()
     a.close()
     b.close()
+
+
+def test_server_reset_query_always(pg, pooler_factory):
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "1",
+                                 "-s", "server_reset_query_always=1"))
+    with connect(p) as c:
+        c.execute("create temp table tmp_always(a int)")
+    with connect(p) as c:
+        assert c.execute("select count(*) from pg_class where relname = 'tmp_always'").fetchone() == (0,)
