@@ -166,12 +166,25 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
         _set_title(f"pgbundle: {role.name} {db.name} {client_addr if local else f'{client_addr}({client_port})'}")
         procs.set_state("idle")
         st = _State()
+        failure: list[BaseException] = []
+
+        async def main_task(scope: trio.CancelScope) -> None:
+            try:
+                await _command_loop(ms, session, engine)
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:  # re-raised below, outside the nursery's exception group
+                failure.append(exc)
+            finally:
+                scope.cancel()
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_interrupts, rfd, st, nursery.cancel_scope)
             if ctx.pm_alive_fd >= 0:
                 nursery.start_soon(_watch_postmaster, ctx.pm_alive_fd, st, nursery.cancel_scope)
-            await _command_loop(ms, session, engine)
-            nursery.cancel_scope.cancel()
+            nursery.start_soon(main_task, nursery.cancel_scope)
+        if failure:
+            raise failure[0]
         if st.pm_dead:
             raise FatalError("57P01", "terminating connection due to unexpected postmaster exit")
         if st.die or interrupts.die_pending:
@@ -188,6 +201,10 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
         code = 0
     except PgError as e:
         await BS.send_fatal(ms, e)
+        code = 1
+    except Exception as e:
+        elog.log_exception("unexpected error in backend")
+        await BS.send_fatal(ms, FatalError("XX000", f"internal error: {type(e).__name__}"))
         code = 1
     finally:
         try:
