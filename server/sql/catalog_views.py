@@ -206,8 +206,12 @@ def _pg_constraint(env):
     for r in _rels(env, "r"):
         for c in r.constraints:
             keys = [r.columns[k].attnum for k in c.columns] if c.columns else None
-            yield (c.oid, c.name, r.namespace_oid, c.kind, False, False, True, r.oid, 0, c.index_oid, 0, 0, " ",
-                   " ", " ", True, 0, False, keys, None, None, None, None, None, None, c.expr)
+            fk = c.kind == "f"
+            ref = env.storage.relation_by_oid(c.ref_table) if fk else None
+            fkeys = [ref.columns[k].attnum for k in c.ref_columns] if ref is not None else None
+            yield (c.oid, c.name, r.namespace_oid, c.kind, False, False, True, r.oid, 0, c.index_oid, 0,
+                   c.ref_table if fk else 0, "a" if fk else " ", "a" if fk else " ", "s" if fk else " ", True, 0,
+                   False, keys, fkeys, None, None, None, None, None, c.expr)
 
 
 @vt("pg_attrdef", "oid oid, adrelid oid, adnum int2, adbin pg_node_tree", 2604)
@@ -365,6 +369,20 @@ def _pg_depend(env):
 def _pg_sequence(env):
     for r in _rels(env, "S"):
         yield (r.oid, T.INT8, 1, 1, 2**63 - 1, 1, 1, False)
+
+
+@vt("pg_opclass", "oid oid, opcmethod oid, opcname name, opcnamespace oid, opcowner oid, opcfamily oid, "
+                  "opcintype oid, opcdefault bool, opckeytype oid", 2616)
+def _pg_opclass(env):
+    yield (1978, 403, "int4_ops", 11, 10, 1976, T.INT4, True, 0)
+    yield (3126, 403, "text_ops", 11, 10, 1994, T.TEXT, True, 0)
+
+
+@vt("pg_operator", "oid oid, oprname name, oprnamespace oid, oprowner oid, oprkind char, oprcanmerge bool, "
+                   "oprcanhash bool, oprleft oid, oprright oid, oprresult oid, oprcom oid, oprnegate oid, "
+                   "oprcode regproc", 2617)
+def _pg_operator(env):
+    return []
 
 
 @vt("pg_tablespace", "oid oid, spcname name, spcowner oid, spcacl aclitem[], spcoptions text[]", 1213)
@@ -738,8 +756,10 @@ def _visible(env, oid):
 
 
 _reg("pg_table_is_visible", "oid", "bool", _visible)
-_reg("pg_type_is_visible", "oid", "bool", lambda env, oid: True)
-_reg("pg_function_is_visible", "oid", "bool", lambda env, oid: True)
+for _vis in ("pg_type_is_visible", "pg_function_is_visible", "pg_collation_is_visible", "pg_opclass_is_visible",
+             "pg_operator_is_visible", "pg_conversion_is_visible", "pg_statistics_obj_is_visible",
+             "pg_ts_config_is_visible", "pg_opfamily_is_visible"):
+    _reg(_vis, "oid", "bool", lambda env, oid: True)
 _reg("format_type", "oid,int4", "text",
      lambda env, oid, typmod: format_type(oid, -1 if typmod is None else typmod, env.type_names()) if oid is not None
      else None, strict=False)
@@ -782,6 +802,12 @@ def _constraintdef(env, oid, pretty=False):
                     return f"UNIQUE ({cols})"
                 if c.kind == "c":
                     return f"CHECK (({c.expr}))"
+                if c.kind == "f":
+                    ref = env.storage.relation_by_oid(c.ref_table)
+                    if ref is None:
+                        return None
+                    rcols = ", ".join(quote_ident(ref.columns[k].name) for k in c.ref_columns)
+                    return f"FOREIGN KEY ({cols}) REFERENCES {quote_ident(ref.name)}({rcols})"
                 return c.expr or ""
     return None
 

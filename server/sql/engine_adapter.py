@@ -52,7 +52,8 @@ class EngineStorage:
         idxs = [IndexInfo(i.oid, i.name, tuple(a - 1 for a in i.columns), i.unique, i.primary, er.oid)
                 for i in er.indexes if getattr(i, "valid", True)]
         cons = [ConstraintInfo(c.oid, c.name, c.kind, tuple(a - 1 for a in c.columns), c.index_oid,
-                               c.expression) for c in er.constraints]
+                               c.expression, getattr(c, "ref_table_oid", 0),
+                               tuple(a - 1 for a in getattr(c, "ref_columns", ()))) for c in er.constraints]
         kind = er.kind.value if hasattr(er.kind, "value") else str(er.kind)
         rel = RelationInfo(er.oid, er.name, er.namespace, kind, cols, idxs, cons, er.namespace_oid,
                            er.owner, {}, er.tuples, er.pages, er.persistence, er)

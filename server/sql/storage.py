@@ -66,6 +66,8 @@ class ConstraintInfo:
     columns: tuple[int, ...] = ()
     index_oid: int = 0
     expr: str | None = None
+    ref_table: int = 0
+    ref_columns: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)

@@ -319,6 +319,7 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     cnames: dict[tuple[str, ...], str] = {}
     serials: list[tuple[str, int]] = []
     checks: list = []
+    fks: list = []
     seen = set()
     for elt in n.get("tableElts", []) or []:
         k, e = next(iter(elt.items()))
@@ -362,7 +363,7 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
                 elif ct == "CONSTR_IDENTITY":
                     not_null = True
                 elif ct == "CONSTR_FOREIGN":
-                    pass
+                    fks.append((con.get("conname"), [cname], con))
             cols.append(api.ColumnDef(cname, oid, typmod, not_null, default))
         elif k == "Constraint":
             ct = e["contype"]
@@ -375,6 +376,9 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
                 uniques.append(keys)
             elif ct == "CONSTR_CHECK":
                 checks.append((e.get("conname"), e["raw_expr"]))
+            elif ct == "CONSTR_FOREIGN":
+                fks.append((e.get("conname"), names(e.get("fk_attrs")), e))
+                keys = []
             if e.get("conname") and keys:
                 cnames[tuple(keys)] = e["conname"]
         else:
@@ -410,6 +414,8 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
         for cname_, expr in checks:
             text = deparse_expr(expr)
             eng.add_constraint(rel.oid, api.ConstraintInfo(0, cname_ or f"{name}_check", "c", rel.oid, (), 0, text))
+        for cname_, fcols, con in fks:
+            _add_fk(s, rel, cname_, fcols, con)
     return _R("CREATE TABLE")
 
 
@@ -418,6 +424,25 @@ _DROP_KIND = {"OBJECT_TABLE": ("table", "DROP TABLE"), "OBJECT_INDEX": ("index",
               "OBJECT_TYPE": ("type", "DROP TYPE"), "OBJECT_SCHEMA": ("schema", "DROP SCHEMA"),
               "OBJECT_MATVIEW": ("materialized view", "DROP MATERIALIZED VIEW")}
 _KIND_LETTER = {"table": "r", "index": "i", "sequence": "S", "view": "v"}
+
+
+def _add_fk(s: Any, rel: Any, cname: str | None, fcols: list[str], con: dict) -> None:
+    """Record a FOREIGN KEY constraint (catalog only: not enforced yet)."""
+    from pgbundle.server.access import api
+    pk = con["pktable"]
+    ref = s.storage.lookup_relation(pk.get("schemaname"), pk["relname"])
+    if ref is None:
+        raise PgError("42P01", f'relation "{pk["relname"]}" does not exist')
+    rcols = names(con.get("pk_attrs"))
+    if not rcols:
+        pki = next((i for i in ref.indexes if i.primary), None)
+        if pki is None:
+            raise PgError("42830", f'there is no primary key for referenced table "{ref.name}"')
+        rcols = [ref.columns[i].name for i in pki.columns]
+    attnums = tuple(rel.column(c).attnum for c in fcols)
+    rattnums = tuple(ref.columns[ref.column_index(c)].attnum for c in rcols)
+    name = cname or f"{rel.name}_{'_'.join(fcols)}_fkey"
+    s.engine.add_constraint(rel.oid, api.ConstraintInfo(0, name, "f", rel.oid, attnums, 0, None, ref.oid, rattnums))
 
 
 def _drop(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
@@ -525,7 +550,7 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
                 eng.add_constraint(rel.oid, api.ConstraintInfo(0, con.get("conname") or f"{tname}_check", "c",
                                                                rel.oid, (), 0, deparse_expr(con["raw_expr"])))
             elif ct == "CONSTR_FOREIGN":
-                pass
+                _add_fk(s, s.engine.relation(rel.oid), con.get("conname"), names(con.get("fk_attrs")), con)
             else:
                 raise PgError("0A000", f"ALTER TABLE ADD {ct[7:]} is not supported")
         elif st == "AT_AddColumn":

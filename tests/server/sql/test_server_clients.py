@@ -165,3 +165,55 @@ def test_pgbench_init_and_run(server):
         h, n = conn.execute("SELECT sum(delta), count(*) FROM pgbench_history").fetchone()
         assert n == 90
         assert a == t == b == h
+
+
+def test_sqlalchemy_orm_and_reflection(server):
+    from decimal import Decimal
+
+    from sqlalchemy import ForeignKey, Integer, Numeric, String, create_engine, inspect, select
+    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Owner(Base):
+        __tablename__ = "sa_owner"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(50))
+        items: Mapped[list["Item"]] = relationship(back_populates="owner")
+
+    class Item(Base):
+        __tablename__ = "sa_item"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(50))
+        qty: Mapped[int] = mapped_column(Integer)
+        price: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+        owner_id: Mapped[int] = mapped_column(ForeignKey("sa_owner.id"))
+        owner: Mapped[Owner] = relationship(back_populates="items")
+
+    eng = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{server.port}/postgres")
+    try:
+        Base.metadata.drop_all(eng)
+        Base.metadata.create_all(eng)
+        with Session(eng) as s:
+            o = Owner(name="ann")
+            s.add(o)
+            s.add_all([Item(name=f"i{i}", qty=i, price=Decimal("1.25") * i, owner=o) for i in range(5)])
+            s.commit()
+            got = s.scalars(select(Item).where(Item.qty > 1).order_by(Item.id)).all()
+            assert [(i.name, i.qty, i.price) for i in got] == [("i2", 2, Decimal("2.50")), ("i3", 3, Decimal("3.75")),
+                                                                ("i4", 4, Decimal("5.00"))]
+            s.get(Item, 2).qty = 40
+            s.delete(s.get(Item, 1))
+            s.commit()
+            ow = s.scalars(select(Owner).options(joinedload(Owner.items))).unique().one()
+            assert sorted(i.name for i in ow.items) == ["i1", "i2", "i3", "i4"]
+        insp = inspect(eng)
+        assert {"sa_owner", "sa_item"} <= set(insp.get_table_names())
+        assert [c["name"] for c in insp.get_columns("sa_item")] == ["id", "name", "qty", "price", "owner_id"]
+        assert insp.get_pk_constraint("sa_item")["constrained_columns"] == ["id"]
+        fk = insp.get_foreign_keys("sa_item")
+        assert fk[0]["referred_table"] == "sa_owner" and fk[0]["constrained_columns"] == ["owner_id"]
+        Base.metadata.drop_all(eng)
+    finally:
+        eng.dispose()
