@@ -11,6 +11,10 @@ import subprocess
 
 import psycopg
 import pytest
+from sqlalchemy import ForeignKey, Integer, Numeric, String, create_engine, inspect, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship
+
+Decimal = decimal.Decimal
 
 
 def test_psycopg_crud_with_parameters(server):
@@ -168,11 +172,6 @@ def test_pgbench_init_and_run(server):
 
 
 def test_sqlalchemy_orm_and_reflection(server):
-    from decimal import Decimal
-
-    from sqlalchemy import ForeignKey, Integer, Numeric, String, create_engine, inspect, select
-    from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship
-
     class Base(DeclarativeBase):
         pass
 
