@@ -45,6 +45,9 @@ TYPE_ALIASES = {
     "aclitem": T.ACLITEM, "pg_lsn": T.PG_LSN, "inet": T.INET, "timetz": T.TIMETZ, "money": T.MONEY,
     "trigger": T.TRIGGER, "internal": T.INTERNAL, "any": T.ANY,
 }
+# enum type oid -> labels (kept current by the session environment)
+ENUM_TYPES: dict[int, list[str]] = {}
+
 SERIAL_TYPES = {"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"}
 
 SQL_NAMES = {  # format_type() names
@@ -187,6 +190,10 @@ def cast_kind(src: int, dst: int) -> str | None:
     """'i' implicit, 'a' assignment, 'e' explicit, or None (no cast)."""
     if src == dst:
         return "i"
+    if src in ENUM_TYPES:
+        # enums compare as their labels here (PostgreSQL's anyenum operators)
+        return "i" if dst in (T.TEXT, T.ANYELEMENT, T.ANYNONARRAY) else ("a" if dst in (T.VARCHAR, T.BPCHAR, T.NAME)
+                                                                          else None)
     k = _CASTS.get((src, dst))
     if k is not None:
         return k
@@ -352,7 +359,7 @@ def cast_fn(src: int, dst: int, env: Any = None) -> Callable[[Any], Any] | None:
                 except InvalidValue as e:
                     raise PgError(e.sqlstate, e.message) from None
             return ts_in
-        if env is not None and dst in getattr(env, "enum_types", {}):
+        if env is not None and dst >= 16384 and env.is_enum(dst):
             return env.enum_input(dst)
         return _wrap_input(text_decoder(dst))
     if dst == T.TIMESTAMP:
@@ -393,7 +400,7 @@ def cast_fn(src: int, dst: int, env: Any = None) -> Callable[[Any], Any] | None:
         def arr(v: list) -> list:
             return [None if x is None else (arr(x) if isinstance(x, list) else ef(x)) for x in v]
         return arr
-    if env is not None and src in getattr(env, "enum_types", {}) and dst in _STRS:
+    if src in ENUM_TYPES and dst in _STRS:
         return None
     return None
 

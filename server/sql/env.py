@@ -56,7 +56,8 @@ class SessionEnv:
         self._stmt_ts: _dt.datetime | None = None
         self._tzname = None
         self._tz: _dt.tzinfo = UTC
-        self.enum_types: dict[int, Any] = {}
+        self._user_types: dict[int, Any] | None = None
+        self._user_types_stmt: Any = None
 
     # ------------------------------------------------------------------ time
 
@@ -104,6 +105,11 @@ class SessionEnv:
         return virtual_table(self, schema, name)
 
     def lookup_type(self, name: str, schema: str | None) -> int | None:
+        for oid, v in self.user_types().items():
+            if v[0] == name:
+                return oid
+            if "_" + v[0] == name:
+                return v[2].get("_array") or None
         return None
 
     def special_function(self, name: str, schema: str | None) -> Any:
@@ -111,10 +117,10 @@ class SessionEnv:
         return SPECIAL.get(name)
 
     def is_enum(self, oid: int) -> bool:
-        return oid in self.enum_types
+        return oid >= 16384 and oid in self.user_types()
 
     def enum_input(self, oid: int):
-        labels = self.enum_types[oid]
+        labels = self.user_types()[oid][2]["labels"]
 
         def f(v: str) -> str:
             if v not in labels:
@@ -129,8 +135,91 @@ class SessionEnv:
         return {oid: v[0] for oid, v in self.user_types().items()}
 
     def user_types(self) -> dict[int, Any]:
-        """oid -> (name, namespace oid, {"labels": [...]}) of user-defined (enum) types."""
-        return {}
+        """oid -> (name, namespace oid, {"labels": [...], "_array": oid}) of user-defined
+        (enum) types, read from pg_type/pg_enum once per statement."""
+        if self._user_types is not None and self._user_types_stmt == self._stmt_ts:
+            return self._user_types
+        out: dict[int, Any] = {}
+        eng = self.engine
+        try:
+            typ = eng.lookup_relation("pg_type", "pg_catalog")
+            enum = eng.lookup_relation("pg_enum", "pg_catalog")
+        except Exception:
+            typ = enum = None
+        if typ is not None and enum is not None:
+            arrays = {}
+            for _tid, r in eng.seq_scan(typ):
+                if r[0] >= 16384:
+                    if r[6] == "e":
+                        out[r[0]] = (r[1], r[2], {"labels": [], "_array": r[14]})
+                    elif r[13]:
+                        arrays[r[13]] = r[0]
+            labels: dict[int, list] = {}
+            for _tid, r in eng.seq_scan(enum):
+                labels.setdefault(r[1], []).append((r[2], r[3]))
+            for oid, v in out.items():
+                v[2]["labels"] = [lab for _o, lab in sorted(labels.get(oid, []))]
+        self._user_types = out
+        self._user_types_stmt = self._stmt_ts
+        from . import coerce
+        coerce.ENUM_TYPES.clear()
+        coerce.ENUM_TYPES.update({oid: v[2]["labels"] for oid, v in out.items()})
+        return out
+
+    @property
+    def enum_types(self) -> dict[int, Any]:
+        if not self.user_types():
+            return {}
+        return {oid: v[2]["labels"] for oid, v in self.user_types().items()}
+
+    def create_enum(self, name: str, schema: str | None, labels: list[str]) -> None:
+        eng = self.engine
+        for oid, v in self.user_types().items():
+            if v[0] == name:
+                raise PgError("42710", f'type "{name}" already exists')
+        if name in T.TYPES_BY_NAME or name in TYPE_ALIASES:
+            raise PgError("42710", f'type "{name}" already exists')
+        typ = eng.lookup_relation("pg_type", "pg_catalog")
+        enum = eng.lookup_relation("pg_enum", "pg_catalog")
+        ns = self.namespace_oid(schema or self.current_schema() or "public") or 2200
+        oid = eng.allocate_oid()
+        arr = eng.allocate_oid()
+        base = [oid, name, ns, 10, 4, True, "e", "E", False, True, ",", 0, 0, 0, arr, 0, 0, 0, 0, 0, 0, 0, "i", "p",
+                False, 0, -1, 0, 0, None, None, None]
+        eng.insert(typ, tuple(base))
+        arow = [arr, "_" + name, ns, 10, -1, False, "b", "A", False, True, ",", 0, 0, oid, 0, 0, 0, 0, 0, 0, 0, 0,
+                "i", "x", False, 0, -1, 0, 0, None, None, None]
+        eng.insert(typ, tuple(arow))
+        for i, lab in enumerate(labels):
+            eng.insert(enum, (eng.allocate_oid(), oid, float(i + 1), lab))
+        eng.catalog_changed()
+        self._user_types = None
+
+    def drop_type(self, name: str, missing_ok: bool, cascade: bool) -> bool:
+        eng = self.engine
+        target = None
+        for oid, v in self.user_types().items():
+            if v[0] == name:
+                target = oid
+        if target is None:
+            return False
+        for rel in self.storage.relations("r"):
+            if any(c.type_oid == target and not c.dropped for c in rel.columns):
+                if not cascade:
+                    raise PgError("2BP01", f"cannot drop type {name} because other objects depend on it",
+                                  hint="Use DROP ... CASCADE to drop the dependent objects too.")
+        typ = eng.lookup_relation("pg_type", "pg_catalog")
+        enum = eng.lookup_relation("pg_enum", "pg_catalog")
+        arr = self.user_types()[target][2].get("_array")
+        for tid, r in list(eng.seq_scan(typ)):
+            if r[0] in (target, arr):
+                eng.delete(typ, tid)
+        for tid, r in list(eng.seq_scan(enum)):
+            if r[1] == target:
+                eng.delete(enum, tid)
+        eng.catalog_changed()
+        self._user_types = None
+        return True
 
     def type_display_name(self, oid: int) -> str:
         return format_type(oid, -1, self.type_names()) or str(oid)

@@ -896,6 +896,13 @@ def _copy(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return run_copy(s, n, raw)
 
 
+def _create_enum(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    tn = names(n.get("typeName"))
+    labels = [v["String"]["sval"] for v in n.get("vals", []) or []]
+    s.env.create_enum(tn[-1], tn[-2] if len(tn) > 1 else None, labels)
+    return _R("CREATE TYPE")
+
+
 def _do(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     raise PgError("0A000", "DO blocks are not supported")
 
@@ -909,7 +916,7 @@ _HANDLERS = {
     "DiscardStmt": _discard, "LockStmt": _lock, "CommentStmt": _comment, "CreateRoleStmt": _create_role,
     "AlterRoleStmt": _alter_role, "DropRoleStmt": _drop_role, "CreatedbStmt": _createdb, "DropdbStmt": _dropdb,
     "ExplainStmt": _explain, "PrepareStmt": _prepare_stmt, "ExecuteStmt": _execute_stmt, "CopyStmt": _copy,
-    "DoStmt": _do, "RenameStmt": _rename,
+    "DoStmt": _do, "RenameStmt": _rename, "CreateEnumStmt": _create_enum,
 }
 
 __all__ = ["describe_utility", "run_utility", "deparse_expr", "json", "M"]

@@ -216,3 +216,42 @@ def test_sqlalchemy_orm_and_reflection(server):
         Base.metadata.drop_all(eng)
     finally:
         eng.dispose()
+
+
+def test_asyncpg_enum_column(server):
+    import asyncpg
+
+    async def main():
+        c = await asyncpg.connect(server.url())
+        await c.execute("DROP TABLE IF EXISTS moods; DROP TYPE IF EXISTS mood CASCADE")
+        await c.execute("CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')")
+        await c.execute("CREATE TABLE moods (id serial PRIMARY KEY, m mood)")
+        await c.execute("INSERT INTO moods (m) VALUES ('ok')")
+        await c.execute("INSERT INTO moods (m) VALUES ($1)", "happy")
+        found = await c.fetch("SELECT id, m FROM moods WHERE m = $1::mood", "happy")
+        labels = await c.fetch("SELECT enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
+                               "WHERE t.typname = 'mood' ORDER BY enumsortorder")
+        try:
+            await c.execute("INSERT INTO moods (m) VALUES ('angry')")
+            bad = None
+        except asyncpg.PostgresError as e:
+            bad = e.sqlstate
+        await c.execute("DROP TABLE moods; DROP TYPE mood")
+        await c.close()
+        return [tuple(r) for r in found], [r[0] for r in labels], bad
+    found, labels, bad = asyncio.run(main())
+    assert found == [(2, "happy")]
+    assert labels == ["sad", "ok", "happy"]
+    assert bad == "22P02"
+
+
+def test_psql_more_meta_commands(server):
+    _psql(server, "CREATE TABLE IF NOT EXISTS shown2 (id int PRIMARY KEY)")
+    assert "shown2_pkey" in _psql(server, r"\di")
+    assert "public" in _psql(server, r"\dn")
+    assert "postgres" in _psql(server, r"\du")
+    out = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-d", "postgres",
+                          "-c", r"\x", "-c", "select 1 as a, 2 as b", "-c", r"\copy (select 7 as x) to stdout"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "-[ RECORD 1 ]" in out.stdout and "\n7\n" in out.stdout
