@@ -44,6 +44,7 @@ State
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -157,6 +158,11 @@ class Session:
         self.sql_prepared: dict[str, Prepared] = {}
         self.listening: set[str] = set()
         self._apply_startup_params()
+        self._profile = None
+        if os.environ.get("PGBUNDLE_SQL_PROFILE"):
+            import cProfile
+            self._profile = cProfile.Profile()
+            self._profile.enable()
         try:
             self.settings.on_change.append(self._on_setting_change)
         except AttributeError:
@@ -452,6 +458,12 @@ class Session:
     def simple_query(self, sql: str) -> list:
         out: list = []
         self._out = out
+        if not self.failed and len(sql) < 8192:
+            fast = self._literal_form(sql)
+            if fast is not None:
+                self._fast = fast
+                self._pending = [RawStmt(fast[0].kind, fast[0].node, sql, 0)]
+                return self._continue_simple(out)
         try:
             stmts = parse(sql)
         except PgError as e:
@@ -463,23 +475,22 @@ class Session:
             out.append(M.ReadyForQuery(self.transaction_status))
             return out
         self._pending = list(stmts)
-        if len(stmts) == 1 and stmts[0].kind in PLANNABLE and not self.failed:
-            self._literal_form(sql)
         return self._continue_simple(out)
 
-    def _literal_form(self, sql: str) -> None:
-        """Use the plan of the literal-free form of ``sql`` when it exists
-        (see :mod:`.literals`); leaves ``_fast`` set for _continue_simple."""
+    def _literal_form(self, sql: str) -> Any:
+        """(normalised statement, literal types, values) when ``sql`` is one
+        plannable statement whose literal-free form parses (see :mod:`.literals`)."""
         ext = literals.extract(sql)
         if ext is None:
-            return
+            return None
         norm, types, values = ext
         try:
             nst = parse(norm)
         except PgError:
-            return
+            return None
         if len(nst) == 1 and nst[0].kind in PLANNABLE:
-            self._fast = (nst[0], types, values)
+            return (nst[0], types, values)
+        return None
 
     def _continue_simple(self, out: list) -> list:
         self._out = out
@@ -496,6 +507,7 @@ class Session:
                         params = self._literal_params(prep, fast[1], fast[2])
                     except PgError:
                         prep = None
+                        raw = parse(raw.text)[0]
                 if prep is None:
                     prep = self.prepare(raw.text, raw)
                     params = []
@@ -759,6 +771,10 @@ class Session:
         return []
 
     def terminate(self) -> None:
+        if self._profile is not None:
+            self._profile.disable()
+            self._profile.dump_stats(f"{os.environ['PGBUNDLE_SQL_PROFILE']}.{os.getpid()}")
+            self._profile = None
         try:
             if self.engine.in_transaction:
                 self.engine.rollback()
