@@ -753,7 +753,7 @@ class Analyzer:
                             continue
                         e = self.expr(item, ps)
                         row.append(self.coerce_assign(e, t, tm, cname, _loc(item)))
-                    if len(items) < len(idxs) and len(s["valuesLists"]) == 1:
+                    if len(items) < len(idxs) and cols:
                         raise _err("42601", "INSERT has more target columns than expressions",
                                    _loc(cols[len(items)]) if cols else None)
                     rows.append(row)

@@ -229,6 +229,17 @@ class MemEngine:
         self.data[table_oid] = {t: r + (missing_value,) for t, r in old.items()}
         self.undo.append(lambda: self.data.__setitem__(table_oid, old))
 
+    def drop_column(self, table_oid, attnum):
+        rel = self.rels[table_oid]
+        cols = list(rel.columns)
+        c = cols[attnum - 1]
+        cols[attnum - 1] = api.ColumnInfo(c.attnum, c.name, c.type_oid, c.typmod, False, None, dropped=True)
+        self._put(api.RelationInfo(rel.oid, rel.name, rel.namespace, rel.namespace_oid, rel.kind, tuple(cols),
+                                   rel.indexes, rel.constraints))
+        old = self.data[table_oid]
+        self.data[table_oid] = {t: r[:attnum - 1] + (None,) + r[attnum:] for t, r in old.items()}
+        self.undo.append(lambda: self.data.__setitem__(table_oid, old))
+
     def set_column_not_null(self, table_oid, attnum, not_null):
         rel = self.rels[table_oid]
         cols = list(rel.columns)

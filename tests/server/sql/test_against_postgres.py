@@ -153,3 +153,76 @@ def test_error_matches_postgres(ours, pgconn, sql):
     t = _theirs(pgconn, sql)
     assert o[2] is not None, f"no error from us: {o}"
     assert o[2] == t[2]
+
+
+SCRIPTS = {
+    "on_conflict": [
+        "create table oc (id int primary key, v text, n int default 0)",
+        "insert into oc values (1, 'a'), (2, 'b')",
+        "insert into oc values (1, 'x') on conflict do nothing",
+        "insert into oc values (2, 'y') on conflict (id) do update set v = excluded.v, n = oc.n + 1 returning id, v, n",
+        "insert into oc values (3, 'z') on conflict (id) do update set v = excluded.v returning *",
+        "select * from oc order by id",
+    ],
+    "insert_select_update_from_delete_using": [
+        "create table s1 (id int primary key, v int)", "create table s2 (id int, w int)",
+        "insert into s1 select g, g * 10 from generate_series(1, 5) g",
+        "insert into s2 values (1, 100), (3, 300), (9, 900)",
+        "update s1 set v = s2.w from s2 where s2.id = s1.id returning s1.id, s1.v",
+        "delete from s1 using s2 where s2.id = s1.id and s2.w > 200 returning s1.*",
+        "select * from s1 order by id",
+        "insert into s2 (id, w) select id, v from s1 where v > 20 returning id",
+        "select count(*), sum(w) from s2",
+    ],
+    "alter_truncate": [
+        "create table al (a int)", "insert into al values (1), (2)",
+        "alter table al add column b text default 'dflt'", "alter table al add column c int",
+        "select * from al order by a", "alter table al drop column b", "select * from al order by a",
+        "alter table al add primary key (a)", "insert into al values (1, 5)",
+        "alter table al alter column c set not null", "update al set c = 0", "alter table al alter column c set not null",
+        "insert into al (a) values (9)", "truncate al", "select count(*) from al",
+    ],
+    "lateral_subqueries_ctes": [
+        "create table lt (id int, g int)", "insert into lt values (1, 1), (2, 1), (3, 2), (4, 2), (5, 2)",
+        "select l.id, x.mx from lt l cross join lateral (select max(id) as mx from lt l2 where l2.g = l.g) x order by 1",
+        "select * from (select g, count(*) c from lt group by g) s where c > 2",
+        "with d as (delete from lt where id = 5 returning id) select count(*) from d",
+        "with recursive fib(a, b, n) as (select 0, 1, 1 union all select b, a + b, n + 1 from fib where n < 10) "
+        "select max(b) from fib",
+        "select g, array_agg(id order by id desc), string_agg(id::text, '-') from lt group by g order by g",
+        "select id, lag(id) over (order by id), lead(id, 2, -1) over (order by id), "
+        "first_value(id) over (partition by g order by id) from lt order by id",
+        "select g, count(*) filter (where id > 1), avg(id) from lt group by g having avg(id) > 1 order by 1",
+    ],
+    "sequences_and_serial": [
+        "create table sq (id serial primary key, v text)", "insert into sq (v) values ('a'), ('b') returning id",
+        "select currval('sq_id_seq')", "select nextval('sq_id_seq')", "insert into sq (v) values ('c') returning *",
+        "create sequence myseq", "select nextval('myseq'), nextval('myseq')",
+        "select split_part(pg_get_serial_sequence('sq', 'id'), '.', 2)",
+    ],
+    "errors_in_dml": [
+        "create table er (id int primary key, v varchar(3) not null, n numeric(4,1))",
+        "insert into er values (1, 'abcd', 1)", "insert into er values (1, null, 1)",
+        "insert into er values (1, 'abc', 12345)", "insert into er values (1, 'ab', 1.25) returning n",
+        "insert into er values (1, 'x', 1)", "update er set id = null", "insert into er (id, v, nosuch) values (2, 'a', 1)",
+        "insert into er values (2, 'a', 'x')",
+    ],
+}
+
+
+def _reset_pg(conn, stmts):
+    for s in stmts:
+        if s.startswith("create table "):
+            conn.execute(f"DROP TABLE IF EXISTS {s.split()[2]} CASCADE")
+        if s.startswith("create sequence "):
+            conn.execute(f"DROP SEQUENCE IF EXISTS {s.split()[2]}")
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_script_matches_postgres(client_cls, pgconn, name):
+    stmts = SCRIPTS[name]
+    _reset_pg(pgconn, stmts)
+    ours = client_cls()
+    for sql in stmts:
+        o, t = _ours(ours, sql), _theirs(pgconn, sql)
+        assert o == t, sql
