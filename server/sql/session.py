@@ -276,6 +276,9 @@ class Session:
 
     def _end_xact(self) -> None:
         self.env.end_xact()
+        if self.cursors:
+            for k in [k for k, v in self.cursors.items() if not v[2]]:
+                del self.cursors[k]
         try:
             self.settings.end_transaction()
         except AttributeError:

@@ -903,6 +903,46 @@ def _create_enum(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("CREATE TYPE")
 
 
+def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    name = n["portalname"]
+    hold = bool(n.get("options", 0) & 0x0020)    # CURSOR_OPT_HOLD
+    if not hold and not s.engine.in_transaction_block:
+        raise PgError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
+    if name in s.cursors:
+        raise PgError("42P03", f'cursor "{name}" already exists')
+    k, q = next(iter(n["query"].items()))
+    from .expr import ExecState
+    from .parse import RawStmt as RS
+    prep = s._prepare(raw.text, RS(k, q, raw.text, raw.location), ())
+    st = ExecState(list(params), s.env, s.storage, s)
+    rows = prep.plan.rows(st, None)
+    if hold:
+        rows = iter(list(rows))
+    s.cursors[name] = (prep, rows, hold)
+    return _R("DECLARE CURSOR")
+
+
+def _fetch(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    name = n.get("portalname")
+    cur = s.cursors.get(name)
+    if cur is None:
+        raise PgError("34000", f'cursor "{name}" does not exist')
+    prep, rows, _hold = cur
+    how = n.get("howMany", 0)
+    direction = n.get("direction", "FETCH_FORWARD")
+    if direction != "FETCH_FORWARD":
+        raise PgError("0A000", "only FETCH FORWARD is supported")
+    limit = None if how >= 2**62 else how
+    out = []
+    for r in rows:
+        out.append(r)
+        if limit is not None and len(out) >= limit:
+            break
+    if n.get("ismove"):
+        return _R(f"MOVE {len(out)}")
+    return _R(f"FETCH {len(out)}", prep.columns, out)
+
+
 def _do(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     raise PgError("0A000", "DO blocks are not supported")
 
@@ -916,7 +956,8 @@ _HANDLERS = {
     "DiscardStmt": _discard, "LockStmt": _lock, "CommentStmt": _comment, "CreateRoleStmt": _create_role,
     "AlterRoleStmt": _alter_role, "DropRoleStmt": _drop_role, "CreatedbStmt": _createdb, "DropdbStmt": _dropdb,
     "ExplainStmt": _explain, "PrepareStmt": _prepare_stmt, "ExecuteStmt": _execute_stmt, "CopyStmt": _copy,
-    "DoStmt": _do, "RenameStmt": _rename, "CreateEnumStmt": _create_enum,
+    "DoStmt": _do, "RenameStmt": _rename, "CreateEnumStmt": _create_enum, "DeclareCursorStmt": _declare,
+    "FetchStmt": _fetch,
 }
 
 __all__ = ["describe_utility", "run_utility", "deparse_expr", "json", "M"]

@@ -153,3 +153,23 @@ def test_pgbench_statements(db):
                    "as i on (c.oid = i.inhparent) where c.relname = 'pgbench_accounts' and o.n is not null group "
                    "by 1, 2 order by 1 asc limit 1")
     assert rows == [("2", None, "0")]
+
+
+def test_sql_cursors(db):
+    db.q("create table cu (id int)")
+    db.q("insert into cu select generate_series(1, 10)")
+    err = db.error("declare c cursor for select id from cu")
+    assert err["C"] == "25P01"
+    assert db.tags("begin; declare c cursor for select id from cu order by id") == ["BEGIN", "DECLARE CURSOR"]
+    assert db.rows("fetch forward 3 from c") == [("1",), ("2",), ("3",)]
+    assert db.tags("move 2 in c") == ["MOVE 2"]
+    assert db.rows("fetch all from c") == [("6",), ("7",), ("8",), ("9",), ("10",)]
+    assert db.tags("close c; commit") == ["CLOSE CURSOR", "COMMIT"]
+
+
+def test_explain_shows_index_scan(db):
+    db.q("create table ex (id int primary key, v int)")
+    plan = [r[0] for r in db.rows("explain select v from ex where id = 5")]
+    assert any("Index Scan using ex_pkey on ex" in ln for ln in plan)
+    plan = [r[0] for r in db.rows("explain select v from ex where v = 5")]
+    assert any("Seq Scan on ex" in ln for ln in plan)
