@@ -105,7 +105,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         self._missing_values: dict[tuple[int, int], Any] = {}
         self._seq_last: dict[int, int] = {}
         self._lastval: int | None = None
-        self._catver = env.ctl.offset("catalog_version")
+        self._catver = env.ctl.cell("catalog_version")
         self._advisory: dict[tuple[int, bool], int] = {}
 
     # ================================================================== interrupts/activity
@@ -225,15 +225,14 @@ class BackendEngine(CatalogMixin, api.Engine):
                     finally:
                         self.procs.set_wait(None)
                 else:
-                    st, off = self.env.ctl.offset("async_commit_lsn")
-                    if st.unpack_from(self.env.shm.buf, off)[0] < lsn:
-                        st.pack_into(self.env.shm.buf, off, lsn)
+                    cell = self.env.ctl.cell("async_commit_lsn")
+                    if cell[0] < lsn:
+                        cell[0] = lsn
                 self.clog.set_status([x.xid], C.COMMITTED)
             self.procs.end_xact()
             if x.catalog_dirty:
                 with self.env.locks.OidGenLock:
-                    st, off = self._catver
-                    st.pack_into(self.env.shm.buf, off, st.unpack_from(self.env.shm.buf, off)[0] + 1)
+                    self._catver[0] = self._catver[0] + 1
                 self._invalidate()
             for dboid, relnode in x.drop_on_commit:
                 self.bm.drop_relation_buffers(dboid, relnode)
@@ -327,10 +326,8 @@ class BackendEngine(CatalogMixin, api.Engine):
         self._rt.clear()
 
     def _check_catalog_version(self) -> None:
-        if self._cache is not None:
-            st, off = self._catver
-            if st.unpack_from(self.env.shm.buf, off)[0] != self._cache.version:
-                self._invalidate()
+        if self._cache is not None and self._catver[0] != self._cache.version:
+            self._invalidate()
 
     def _catalog_snapshot(self) -> Snapshot:
         x = self.x
@@ -354,8 +351,7 @@ class BackendEngine(CatalogMixin, api.Engine):
 
     def catalog(self) -> CC.CatalogCache:
         if self._cache is None:
-            st, off = self._catver
-            version = st.unpack_from(self.env.shm.buf, off)[0]
+            version = self._catver[0]
             snap = self._catalog_snapshot()
             rows = {name: self._scan_catalog(D.BY_NAME[name], snap) for name in (
                 "pg_namespace", "pg_class", "pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_sequence",

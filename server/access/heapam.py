@@ -59,16 +59,15 @@ class Heap:
         self.procs = env.procs
         self.fsm = env.fsm
         self._target: dict[tuple[int, int], int] = {}
-        self._async_off = env.shm.control.offset("async_commit_lsn")
-        self._flush_off = env.shm.control.offset("flush_pos")
+        self._async = env.shm.control.cell("async_commit_lsn")
+        self._flush = env.shm.control.cell("flush_pos")
         self.tup_returned = 0
         self.tup_fetched = 0
 
     # ------------------------------------------------------------------ visibility
     def _hints_ok(self) -> bool:
-        buf = self.bm.buf
-        a = self._async_off[0].unpack_from(buf, self._async_off[1])[0]
-        return a == 0 or self._flush_off[0].unpack_from(buf, self._flush_off[1])[0] >= a
+        a = self._async[0]
+        return a == 0 or self._flush[0] >= a
 
     def _xid_status(self, xid: int) -> int:
         return self.clog.status(xid)

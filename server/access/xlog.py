@@ -103,21 +103,23 @@ class XLog:
         self.dir = os.path.join(datadir, "pg_wal")
         self.segsize = int(settings.value("wal_segment_size"))
         self.settings = settings
-        self._ins = self.ctl.offset("insert_pos")
-        self._wr = self.ctl.offset("write_pos")
-        self._fl = self.ctl.offset("flush_pos")
-        self._redo = self.ctl.offset("redo_ptr")
-        self._prev = self.ctl.offset("prev_record")
+        self._ins = self.ctl.cell("insert_pos")
+        self._wr = self.ctl.cell("write_pos")
+        self._fl = self.ctl.cell("flush_pos")
+        self._redo = self.ctl.cell("redo_ptr")
+        self._prev = self.ctl.cell("prev_record")
         self._fds: dict[int, int] = {}
         self.last_insert_start = 0
         self.on_segment_switch: Any = None  # callback(segments since checkpoint)
 
     # ------------------------------------------------------------------ positions
-    def _get(self, f: tuple[struct.Struct, int]) -> int:
-        return f[0].unpack_from(self.buf, f[1])[0]
+    @staticmethod
+    def _get(cell: memoryview) -> int:
+        return cell[0]
 
-    def _set(self, f: tuple[struct.Struct, int], v: int) -> None:
-        f[0].pack_into(self.buf, f[1], v)
+    @staticmethod
+    def _set(cell: memoryview, v: int) -> None:
+        cell[0] = v
 
     @property
     def insert_pos(self) -> int:
@@ -243,11 +245,6 @@ class XLog:
 
     def _write_locked(self) -> None:
         upto = self._get(self._ins)
-        while True:
-            again = self._get(self._ins)
-            if again == upto:
-                break
-            upto = again
         start = self._get(self._wr)
         if upto <= start:
             return

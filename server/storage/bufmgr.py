@@ -15,11 +15,14 @@ Access rules (storage/buffer/README):
 * **WAL before data**: a dirty page is written only after the WAL is flushed up to
   its LSN (:meth:`flush_buffer`).
 
-Descriptor (24 bytes, guarded by ``locks.buffer_header[b % N]``):
-dboid u32, relnode u32, block u32, fork u8, usage_count u8, flags u16, refcount u16,
-next-in-bucket u32.  Hash buckets (u32 heads) are guarded by the mapping partition
-lock ``locks.buffer_mapping[bucket % N]``; a tag changes only under its old and new
-partition locks and the header lock.
+A descriptor is a *tag* (dboid u32, relnode u32, block u32, fork u8; 16 bytes) and a
+*state* (usage_count u8, flags u16, refcount u16; 8 bytes), kept in two arrays, plus a
+next-in-bucket u32 per buffer and the bucket heads.  The state is guarded by
+``locks.buffer_header[b % N]``; the tag and the chains by the mapping partition lock
+``locks.buffer_mapping[bucket % N]`` (a tag changes only under its old and new partition
+locks and the header lock).  They must stay apart: ``struct.pack_into`` zero-fills its
+target before writing, so a lookup reading a tag that a pin was rewriting could see
+zeros, miss the buffer and load a second copy of the page.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from pgbundle.server.storage import freelist
 from pgbundle.server.storage.lwlock import N_CONTENT, N_HEADER, N_MAPPING
 from pgbundle.server.storage.smgr import BLCKSZ
 
-DESC = struct.Struct("<IIIBBHHIxx")
+TAG = struct.Struct("<IIIBxxx")
+STATE = struct.Struct("<BxHHxx")
 NONE = 0xFFFFFFFF
 _U32 = struct.Struct("<I")
 _LSN = struct.Struct("<Q")
@@ -55,14 +59,15 @@ def nbuckets(layout: Any) -> int:
 
 
 def descriptors_size(layout: Any) -> int:
-    return layout.nbuffers * DESC.size + nbuckets(layout) * 4
+    return layout.nbuffers * (TAG.size + STATE.size + 4) + nbuckets(layout) * 4
 
 
 def init_descriptors(shm: Any) -> None:
-    """Postmaster, on a fresh segment: empty buckets."""
+    """Postmaster, on a fresh segment: empty buckets and chains."""
     lay = shm.layout
-    off = lay.buf_desc_off + lay.nbuffers * DESC.size
-    shm.buf[off: off + nbuckets(lay) * 4] = b"\xff" * (nbuckets(lay) * 4)
+    off = lay.buf_desc_off + lay.nbuffers * (TAG.size + STATE.size)
+    n = lay.nbuffers * 4 + nbuckets(lay) * 4
+    shm.buf[off: off + n] = b"\xff" * n
 
 
 class BufMgr:
@@ -74,8 +79,10 @@ class BufMgr:
         self.buf = shm.buf
         self.view = shm.view
         self.n = lay.nbuffers
-        self.desc_off = lay.buf_desc_off
-        self.bucket_off = lay.buf_desc_off + lay.nbuffers * DESC.size
+        self.tag_off = lay.buf_desc_off
+        self.state_off = self.tag_off + lay.nbuffers * TAG.size
+        self.next_off = self.state_off + lay.nbuffers * STATE.size
+        self.bucket_off = self.next_off + lay.nbuffers * 4
         self.nbuckets = nbuckets(lay)
         self.pages_off = lay.pages_off
         self.mapping = locks.buffer_mapping
@@ -93,14 +100,23 @@ class BufMgr:
         self.blks_read = 0
         self.blks_hit = 0
         self.writes = 0
-        self.interrupt_check: Any = None
 
     # ------------------------------------------------------------------ descriptors
-    def desc(self, b: int) -> tuple[int, ...]:
-        return DESC.unpack_from(self.buf, self.desc_off + b * DESC.size)
+    def tag_of(self, b: int) -> tuple[int, int, int, int]:
+        """(dboid, relnode, block, fork)."""
+        return TAG.unpack_from(self.buf, self.tag_off + b * TAG.size)
 
-    def _set_desc(self, b: int, d: tuple[int, ...]) -> None:
-        DESC.pack_into(self.buf, self.desc_off + b * DESC.size, *d)
+    def state(self, b: int) -> tuple[int, int, int]:
+        """(usage, flags, refcount); without the header lock only a hint."""
+        return STATE.unpack_from(self.buf, self.state_off + b * STATE.size)
+
+    def set_state(self, b: int, usage: int, flags: int, refcount: int) -> None:
+        """Caller holds the header lock."""
+        STATE.pack_into(self.buf, self.state_off + b * STATE.size, usage, flags, refcount)
+
+    def desc(self, b: int) -> tuple[int, ...]:
+        """(dboid, relnode, block, fork, usage, flags, refcount) — a hint without locks."""
+        return self.tag_of(b) + self.state(b)
 
     def page(self, b: int) -> memoryview:
         off = self.pages_off + b * BLCKSZ
@@ -118,47 +134,50 @@ class BufMgr:
                          b2 % N_CONTENT)
 
     def tag(self, b: int) -> tuple[int, int, int, int]:
-        d = self.desc(b)
+        d = self.tag_of(b)
         return d[0], d[1], d[3], d[2]  # dboid, relnode, fork, block
 
-    # ------------------------------------------------------------------ hash table
-    def _bucket(self, tag: tuple[int, int, int, int]) -> int:
-        return hash(tag) % self.nbuckets
-
+    # ------------------------------------------------------------------ hash table (mapping lock held)
     def _lookup(self, h: int, dboid: int, relnode: int, fork: int, block: int) -> int:
         b = _U32.unpack_from(self.buf, self.bucket_off + 4 * h)[0]
         while b != NONE:
-            d = DESC.unpack_from(self.buf, self.desc_off + b * DESC.size)
+            d = TAG.unpack_from(self.buf, self.tag_off + b * TAG.size)
             if d[2] == block and d[1] == relnode and d[0] == dboid and d[3] == fork:
                 return b
-            b = d[7]
+            b = _U32.unpack_from(self.buf, self.next_off + 4 * b)[0]
         return -1
 
     def _unlink(self, h: int, b: int) -> None:
         cur = _U32.unpack_from(self.buf, self.bucket_off + 4 * h)[0]
-        nxt = DESC.unpack_from(self.buf, self.desc_off + b * DESC.size)[7]
+        nxt = _U32.unpack_from(self.buf, self.next_off + 4 * b)[0]
+        _U32.pack_into(self.buf, self.next_off + 4 * b, NONE)
         if cur == b:
             _U32.pack_into(self.buf, self.bucket_off + 4 * h, nxt)
             return
         while cur != NONE:
-            o = self.desc_off + cur * DESC.size
-            d = DESC.unpack_from(self.buf, o)
-            if d[7] == b:
-                DESC.pack_into(self.buf, o, *d[:7], nxt)
+            cn = _U32.unpack_from(self.buf, self.next_off + 4 * cur)[0]
+            if cn == b:
+                _U32.pack_into(self.buf, self.next_off + 4 * cur, nxt)
                 return
-            cur = d[7]
+            cur = cn
+
+    def _link(self, h: int, b: int) -> None:
+        head = _U32.unpack_from(self.buf, self.bucket_off + 4 * h)[0]
+        _U32.pack_into(self.buf, self.next_off + 4 * b, head)
+        _U32.pack_into(self.buf, self.bucket_off + 4 * h, b)
+
+    def _hash_of(self, t: tuple[int, int, int, int]) -> int:
+        return hash((t[0], t[1], t[3], t[2])) % self.nbuckets
 
     # ------------------------------------------------------------------ pins
     def pin_locked_header(self, b: int) -> None:
-        """Pin ``b``; caller holds nothing but may hold a mapping lock."""
+        """Pin ``b`` (the caller holds its mapping lock, or already a pin)."""
         if b in self.pins:
             self.pins[b] += 1
             return
         with self.header[b % N_HEADER]:
-            o = self.desc_off + b * DESC.size
-            d = DESC.unpack_from(self.buf, o)
-            usage = d[4] + 1 if d[4] < MAX_USAGE else MAX_USAGE
-            DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], usage, d[5], d[6] + 1, d[7])
+            usage, flags, ref = self.state(b)
+            self.set_state(b, usage + 1 if usage < MAX_USAGE else MAX_USAGE, flags, ref + 1)
         self.pins[b] = 1
 
     def release(self, b: int) -> None:
@@ -170,9 +189,8 @@ class BufMgr:
             return
         del self.pins[b]
         with self.header[b % N_HEADER]:
-            o = self.desc_off + b * DESC.size
-            d = DESC.unpack_from(self.buf, o)
-            DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], d[5], max(d[6] - 1, 0), d[7])
+            usage, flags, ref = self.state(b)
+            self.set_state(b, usage, flags, max(ref - 1, 0))
 
     def release_all(self) -> None:
         for b in list(self.pins):
@@ -198,6 +216,7 @@ class BufMgr:
                 if self._start_io(b):
                     self._do_read(b, dboid, relnode, fork, block, zero)
                     return b
+                self.release(b)
                 continue
             b = self._load(h, tag, zero)
             if b >= 0:
@@ -207,7 +226,8 @@ class BufMgr:
         """Wait while another process reads the page in; False if its read failed."""
         spins = 0
         while True:
-            flags = DESC.unpack_from(self.buf, self.desc_off + b * DESC.size)[5]
+            with self.header[b % N_HEADER]:
+                flags = self.state(b)[1]
             if flags & VALID:
                 return True
             if not flags & IO_IN_PROGRESS:
@@ -217,11 +237,10 @@ class BufMgr:
 
     def _start_io(self, b: int) -> bool:
         with self.header[b % N_HEADER]:
-            o = self.desc_off + b * DESC.size
-            d = DESC.unpack_from(self.buf, o)
-            if d[5] & (VALID | IO_IN_PROGRESS):
+            usage, flags, ref = self.state(b)
+            if flags & (VALID | IO_IN_PROGRESS):
                 return False
-            DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], (d[5] | IO_IN_PROGRESS) & ~IO_ERROR, d[6], d[7])
+            self.set_state(b, usage, (flags | IO_IN_PROGRESS) & ~IO_ERROR, ref)
         return True
 
     def _do_read(self, b: int, dboid: int, relnode: int, fork: int, block: int, zero: bool) -> None:
@@ -234,32 +253,27 @@ class BufMgr:
                 self.blks_read += 1
         except BaseException:
             with self.header[b % N_HEADER]:
-                o = self.desc_off + b * DESC.size
-                d = DESC.unpack_from(self.buf, o)
-                DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], (d[5] & ~IO_IN_PROGRESS) | IO_ERROR,
-                               d[6], d[7])
+                usage, flags, ref = self.state(b)
+                self.set_state(b, usage, (flags & ~IO_IN_PROGRESS) | IO_ERROR, ref)
             raise
         with self.header[b % N_HEADER]:
-            o = self.desc_off + b * DESC.size
-            d = DESC.unpack_from(self.buf, o)
-            DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], (d[5] & ~(IO_IN_PROGRESS | IO_ERROR)) | VALID,
-                           d[6], d[7])
+            usage, flags, ref = self.state(b)
+            self.set_state(b, usage, (flags & ~(IO_IN_PROGRESS | IO_ERROR)) | VALID, ref)
 
     def _load(self, h: int, tag: tuple[int, int, int, int], zero: bool) -> int:
         """Find a victim, write it out if dirty, retag it for ``tag`` and read the page.
         Returns -1 when the caller must retry from the lookup."""
         dboid, relnode, fork, block = tag
         v = self.policy.get_victim()  # pinned by us (shared refcount 1)
-        d = self.desc(v)
-        if d[5] & DIRTY:
+        if self.state(v)[1] & DIRTY:
             self.flush_buffer(v, counter="buffers_backend")
-            d = self.desc(v)
-            if d[5] & DIRTY:
-                self.release(v)
-                return -1
-        oldh = -1
-        if d[5] & TAG_VALID:
-            oldh = hash((d[0], d[1], d[3], d[2])) % self.nbuckets
+        with self.header[v % N_HEADER]:
+            usage, flags, ref = self.state(v)
+            old = self.tag_of(v)
+        if flags & DIRTY or ref != 1:
+            self.release(v)
+            return -1
+        oldh = self._hash_of(old) if flags & TAG_VALID else -1
         parts = sorted({h % N_MAPPING} | ({oldh % N_MAPPING} if oldh >= 0 else set()))
         for p in parts:
             self.mapping[p].acquire()
@@ -269,17 +283,18 @@ class BufMgr:
                 self.pin_locked_header(other)
             else:
                 with self.header[v % N_HEADER]:
-                    o = self.desc_off + v * DESC.size
-                    d = DESC.unpack_from(self.buf, o)
-                    if d[6] != 1 or d[5] & (DIRTY | IO_IN_PROGRESS):
+                    usage, flags, ref = self.state(v)
+                    cur = self.tag_of(v)
+                    if ref != 1 or flags & (DIRTY | IO_IN_PROGRESS):
                         other = -2
+                    elif flags & TAG_VALID and (cur != old or oldh < 0):
+                        other = -2  # retagged meanwhile: start over
                     else:
-                        if d[5] & TAG_VALID:
+                        if flags & TAG_VALID:
                             self._unlink(oldh, v)
-                        head = _U32.unpack_from(self.buf, self.bucket_off + 4 * h)[0]
-                        DESC.pack_into(self.buf, o, dboid, relnode, block, fork, 1, TAG_VALID | IO_IN_PROGRESS, 1,
-                                       head)
-                        _U32.pack_into(self.buf, self.bucket_off + 4 * h, v)
+                        TAG.pack_into(self.buf, self.tag_off + v * TAG.size, dboid, relnode, block, fork)
+                        self.set_state(v, 1, TAG_VALID | IO_IN_PROGRESS, 1)
+                        self._link(h, v)
         finally:
             for p in reversed(parts):
                 self.mapping[p].release()
@@ -299,9 +314,8 @@ class BufMgr:
     # ------------------------------------------------------------------ writing
     def mark_dirty(self, b: int) -> None:
         with self.header[b % N_HEADER]:
-            o = self.desc_off + b * DESC.size
-            d = DESC.unpack_from(self.buf, o)
-            DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], d[5] | DIRTY | JUST_DIRTIED, d[6], d[7])
+            usage, flags, ref = self.state(b)
+            self.set_state(b, usage, flags | DIRTY | JUST_DIRTIED, ref)
 
     def mark_dirty_hint(self, b: int) -> None:
         """MarkBufferDirtyHint: a hint-bit change (no WAL); same as mark_dirty here."""
@@ -311,15 +325,13 @@ class BufMgr:
         """Write a pinned buffer if dirty (WAL flushed first).  True if written."""
         with self.content[b % N_CONTENT]:
             with self.header[b % N_HEADER]:
-                o = self.desc_off + b * DESC.size
-                d = DESC.unpack_from(self.buf, o)
-                if not d[5] & DIRTY or d[5] & IO_IN_PROGRESS or not d[5] & VALID:
+                usage, flags, ref = self.state(b)
+                if not flags & DIRTY or flags & IO_IN_PROGRESS or not flags & VALID:
                     return False
-                DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], (d[5] | IO_IN_PROGRESS) & ~JUST_DIRTIED,
-                               d[6], d[7])
+                self.set_state(b, usage, (flags | IO_IN_PROGRESS) & ~JUST_DIRTIED, ref)
+                dboid, relnode, block, fork = self.tag_of(b)
             off = self.pages_off + b * BLCKSZ
             data = self.buf[off: off + BLCKSZ]
-        dboid, relnode, block, fork = d[0], d[1], d[2], d[3]
         try:
             lsn = _LSN.unpack_from(data, 0)[0]
             if self.xlog is not None and lsn:
@@ -330,15 +342,15 @@ class BufMgr:
                 self.ctl.add("buffers_backend_fsync", 1)
         except BaseException:
             with self.header[b % N_HEADER]:
-                d = DESC.unpack_from(self.buf, o)
-                DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], d[5] & ~IO_IN_PROGRESS, d[6], d[7])
+                usage, flags, ref = self.state(b)
+                self.set_state(b, usage, flags & ~IO_IN_PROGRESS, ref)
             raise
         with self.header[b % N_HEADER]:
-            d = DESC.unpack_from(self.buf, o)
-            flags = d[5] & ~IO_IN_PROGRESS
+            usage, flags, ref = self.state(b)
+            flags &= ~IO_IN_PROGRESS
             if not flags & JUST_DIRTIED:
                 flags &= ~(DIRTY | CHECKPOINT_NEEDED)
-            DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], flags, d[6], d[7])
+            self.set_state(b, usage, flags, ref)
         self.writes += 1
         if counter:
             self.ctl.add(counter, 1)
@@ -361,63 +373,58 @@ class BufMgr:
         """Forget every buffer of the relation (DROP/TRUNCATE, after commit); dirty contents
         are discarded."""
         for b in range(self.n):
-            d = self.desc(b)
-            if d[1] != relnode or d[0] != dboid or not d[5] & TAG_VALID or d[2] < from_block:
+            t = self.tag_of(b)
+            if t[1] != relnode or t[0] != dboid or t[2] < from_block:
                 continue
-            h = hash((d[0], d[1], d[3], d[2])) % self.nbuckets
+            h = self._hash_of(t)
             with self.mapping[h % N_MAPPING]:
                 with self.header[b % N_HEADER]:
-                    o = self.desc_off + b * DESC.size
-                    d = DESC.unpack_from(self.buf, o)
-                    if d[1] != relnode or d[0] != dboid or not d[5] & TAG_VALID or d[2] < from_block:
+                    usage, flags, ref = self.state(b)
+                    if self.tag_of(b) != t or not flags & TAG_VALID:
                         continue
                     self._unlink(h, b)
-                    DESC.pack_into(self.buf, o, 0, 0, 0, 0, 0, 0, d[6], NONE)
+                    TAG.pack_into(self.buf, self.tag_off + b * TAG.size, 0, 0, 0, 0)
+                    self.set_state(b, 0, 0, ref)
 
     def drop_database_buffers(self, dboid: int) -> None:
         seen = set()
         for b in range(self.n):
-            d = self.desc(b)
-            if d[0] == dboid and d[5] & TAG_VALID:
-                seen.add(d[1])
+            t = self.tag_of(b)
+            if t[0] == dboid:
+                seen.add(t[1])
         for relnode in seen:
             self.drop_relation_buffers(dboid, relnode)
 
-    def sync_all(self, *, dboid: int | None = None, counter: str | None = None,
-                 pace: Any = None) -> int:
+    def sync_all(self, *, dboid: int | None = None, counter: str | None = None, pace: Any = None) -> int:
         """Write every dirty buffer (checkpoint: BufferSync).  Returns pages written."""
         todo = []
         for b in range(self.n):
-            d = self.desc(b)
-            if d[5] & DIRTY and (dboid is None or d[0] == dboid):
-                with self.header[b % N_HEADER]:
-                    o = self.desc_off + b * DESC.size
-                    d = DESC.unpack_from(self.buf, o)
-                    if d[5] & DIRTY:
-                        DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], d[5] | CHECKPOINT_NEEDED, d[6],
-                                       d[7])
-                        todo.append(((d[0], d[1], d[3], d[2]), b))
+            if not self.state(b)[1] & DIRTY:
+                continue
+            with self.header[b % N_HEADER]:
+                usage, flags, ref = self.state(b)
+                t = self.tag_of(b)
+                if flags & DIRTY and (dboid is None or t[0] == dboid):
+                    self.set_state(b, usage, flags | CHECKPOINT_NEEDED, ref)
+                    todo.append(((t[0], t[1], t[3], t[2]), b))
         todo.sort()
         written = 0
         for i, (tag, b) in enumerate(todo):
             with self.header[b % N_HEADER]:
-                o = self.desc_off + b * DESC.size
-                d = DESC.unpack_from(self.buf, o)
-                if not d[5] & CHECKPOINT_NEEDED or (d[0], d[1], d[3], d[2]) != tag:
+                usage, flags, ref = self.state(b)
+                t = self.tag_of(b)
+                if not flags & CHECKPOINT_NEEDED or (t[0], t[1], t[3], t[2]) != tag:
                     continue
-                DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], d[5], d[6] + 1, d[7])
+                if b not in self.pins:
+                    self.set_state(b, usage, flags, ref + 1)
             self.pins[b] = self.pins.get(b, 0) + 1
-            if self.pins[b] > 1:  # we already held a pin: keep one shared count only
-                with self.header[b % N_HEADER]:
-                    d = DESC.unpack_from(self.buf, o)
-                    DESC.pack_into(self.buf, o, d[0], d[1], d[2], d[3], d[4], d[5], d[6] - 1, d[7])
             try:
                 while True:
                     if self.flush_buffer(b, counter=counter):
                         written += 1
                         break
-                    d = self.desc(b)
-                    if not d[5] & IO_IN_PROGRESS or not d[5] & DIRTY:
+                    st = self.state(b)[1]
+                    if not st & IO_IN_PROGRESS or not st & DIRTY:
                         break
                     time.sleep(0.0005)
             finally:

@@ -33,25 +33,20 @@ class ClockSweep:
     def get_victim(self) -> int:
         bm = self.bm
         m = self._m
-        desc = m.DESC
         tries = bm.n * (m.MAX_USAGE + 1) + 1
         while tries > 0:
             tries -= 1
             b = self._tick()
-            o = bm.desc_off + b * desc.size
-            d = desc.unpack_from(bm.buf, o)
-            if d[6] != 0 or b in bm.pins:
+            if b in bm.pins or bm.state(b)[2] != 0:
                 continue
             with bm.header[b % len(bm.header)]:
-                d = desc.unpack_from(bm.buf, o)
-                if d[6] != 0:
+                usage, flags, ref = bm.state(b)
+                if ref != 0 or flags & m.IO_IN_PROGRESS:
                     continue
-                if d[4] > 0:
-                    desc.pack_into(bm.buf, o, d[0], d[1], d[2], d[3], d[4] - 1, d[5], d[6], d[7])
+                if usage > 0:
+                    bm.set_state(b, usage - 1, flags, ref)
                     continue
-                if d[5] & m.IO_IN_PROGRESS:
-                    continue
-                desc.pack_into(bm.buf, o, d[0], d[1], d[2], d[3], d[4], d[5], 1, d[7])
+                bm.set_state(b, usage, flags, 1)
             bm.pins[b] = 1
             return b
         raise PgError("53400", "no unpinned buffers available")
@@ -62,22 +57,20 @@ class ClockSweep:
         stopped_because_of_max_pages)."""
         bm = self.bm
         m = self._m
-        desc = m.DESC
         hand = self.st.unpack_from(bm.buf, self.off)[0]
         written = 0
         for i in range(lookahead):
             b = (hand + i) % bm.n
-            o = bm.desc_off + b * desc.size
-            d = desc.unpack_from(bm.buf, o)
-            if d[6] != 0 or d[4] != 0 or not d[5] & m.DIRTY or not d[5] & m.VALID:
+            usage, flags, ref = bm.state(b)
+            if ref != 0 or usage != 0 or not flags & m.DIRTY or not flags & m.VALID:
                 continue
             if written >= max_pages:
                 return written, True
             with bm.header[b % len(bm.header)]:
-                d = desc.unpack_from(bm.buf, o)
-                if d[6] != 0 or not d[5] & m.DIRTY:
+                usage, flags, ref = bm.state(b)
+                if ref != 0 or not flags & m.DIRTY:
                     continue
-                desc.pack_into(bm.buf, o, d[0], d[1], d[2], d[3], d[4], d[5], d[6] + 1, d[7])
+                bm.set_state(b, usage, flags, ref + 1)
             bm.pins[b] = 1
             try:
                 if bm.flush_buffer(b, counter="buffers_clean"):

@@ -91,7 +91,11 @@ class ProcArray:
         self.slots_off = self.xmins_off + 4 * self.n
         self._arr = struct.Struct(f"<{self.n}I")
         self._nx_st, self._nx_off = self.ctl.offset("next_xid")
+        self._nx = self.ctl.cell("next_xid")
         self.my: int = -1  # this process's slot index
+        # typed views: single aligned loads/stores for the fields read without the lock
+        self._xids = memoryview(self.buf)[self.xids_off: self.xids_off + 4 * self.n].cast("I")
+        self._xmins = memoryview(self.buf)[self.xmins_off: self.xmins_off + 4 * self.n].cast("I")
 
     def _off(self, i: int) -> int:
         return self.slots_off + i * self.ssize
@@ -178,11 +182,11 @@ class ProcArray:
     # ------------------------------------------------------------------ xids and snapshots
     def assign_xid(self) -> int:
         with self.lock:
-            xid = self._nx_st.unpack_from(self.buf, self._nx_off)[0]
+            xid = self._nx[0]
             if xid < FIRST_NORMAL_XID:
                 xid = FIRST_NORMAL_XID
-            self._nx_st.pack_into(self.buf, self._nx_off, xid + 1)
-            _U32.pack_into(self.buf, self.xids_off + 4 * self.my, xid)
+            self._nx[0] = xid + 1
+            self._xids[self.my] = xid
         return xid
 
     def snapshot(self, my_xid: int, set_xmin: bool = True) -> tuple[int, int, frozenset[int]]:
@@ -211,13 +215,13 @@ class ProcArray:
     def end_xact(self) -> None:
         """ProcArrayEndTransaction: our xid and xmin are no longer running."""
         with self.lock:
-            _U32.pack_into(self.buf, self.xids_off + 4 * self.my, 0)
-            _U32.pack_into(self.buf, self.xmins_off + 4 * self.my, 0)
+            self._xids[self.my] = 0
+            self._xmins[self.my] = 0
 
     def is_running(self, xid: int) -> bool:
         """TransactionIdIsInProgress (without the lock: a stale answer only makes callers
         poll once more)."""
-        return xid in self._arr.unpack_from(self.buf, self.xids_off)
+        return xid in self._xids
 
     def oldest_xmin(self) -> int:
         """The horizon: no snapshot can see a tuple deleted by a transaction older than this."""
@@ -229,7 +233,7 @@ class ProcArray:
         return min(vals) if vals else xmax
 
     def next_xid(self) -> int:
-        return self._nx_st.unpack_from(self.buf, self._nx_off)[0]
+        return self._nx[0]
 
     # ------------------------------------------------------------------ reading
     def pid_of_xid(self, xid: int) -> int:

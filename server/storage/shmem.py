@@ -124,6 +124,13 @@ class Control:
     def offset(self, name: str) -> tuple[struct.Struct, int]:
         return self._f[name]
 
+    def cell(self, name: str) -> memoryview:
+        """A one-element typed view of the field: ``cell[0]`` is a single aligned load and
+        ``cell[0] = v`` a single aligned store (no zero-filled intermediate state, unlike
+        struct.pack_into), for fields read without their lock."""
+        st, off = self._f[name]
+        return memoryview(self.buf)[off: off + st.size].cast(st.format[-1])
+
 
 @dataclass
 class Layout:
