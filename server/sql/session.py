@@ -679,6 +679,10 @@ class Session:
                 out.append(self._row_description(prep.columns, []) if prep.columns is not None else M.NoData())
             else:
                 p = self.portals.get(name)
+                if p is None and name in self.cursors:
+                    cols = self.cursors[name][0].columns
+                    out.append(self._row_description(cols, []) if cols is not None else M.NoData())
+                    return out
                 if p is None:
                     raise PgError("34000", f'portal "{name}" does not exist')
                 cols = p.prep.columns

@@ -255,3 +255,35 @@ def test_psql_more_meta_commands(server):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "-[ RECORD 1 ]" in out.stdout and "\n7\n" in out.stdout
+
+
+def test_cursors_and_copy(server):
+    import asyncpg
+
+    async def main():
+        c = await asyncpg.connect(server.url())
+        async with c.transaction():
+            total = 0
+            async for r in c.cursor("SELECT g FROM generate_series(1, 250) g"):
+                total += r[0]
+            cur = await c.cursor("SELECT g FROM generate_series(1, 10) g")
+            first = [r[0] for r in await cur.fetch(3)]
+        arrays = (await c.fetchval("SELECT $1::int[]", [1, 2, 3]), await c.fetchval("SELECT $1::text[]", ["a", None]))
+        await c.close()
+        return total, first, arrays
+    total, first, arrays = asyncio.run(main())
+    assert total == sum(range(1, 251)) and first == [1, 2, 3]
+    assert arrays == ([1, 2, 3], ["a", None])
+    with psycopg.connect(server.dsn()) as conn:
+        with conn.cursor(name="srv") as cur:
+            cur.execute("SELECT g FROM generate_series(1, 1000) g")
+            assert sum(r[0] for r in cur) == 500500
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT g, 'x' FROM generate_series(1, 3) g) TO STDOUT") as cp:
+                assert list(cp.rows()) == [("1", "x"), ("2", "x"), ("3", "x")]
+            cur.execute("DROP TABLE IF EXISTS cpt")
+            cur.execute("CREATE TABLE cpt (a int, b text)")
+            with cur.copy("COPY cpt (a, b) FROM STDIN") as cp:
+                for i in range(5):
+                    cp.write_row((i, f"r{i}"))
+            assert cur.execute("SELECT count(*), sum(a) FROM cpt").fetchone() == (5, 10)
