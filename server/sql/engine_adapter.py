@@ -33,6 +33,37 @@ class EngineStorage:
         self.engine = engine
         self._api = None
         self._rels: dict[int, tuple[Any, RelationInfo]] = {}
+        # interval columns: the engine stores datetime.timedelta (months folded in as 30 days)
+        self._intervals: dict[int, tuple[int, ...]] = {}
+
+    def _to_engine(self, rel: RelationInfo, row: tuple) -> tuple:
+        ivs = self._intervals.get(rel.oid)
+        if not ivs:
+            return row
+        import datetime as dt
+        r = list(row)
+        for i in ivs:
+            v = r[i]
+            if v is not None and not isinstance(v, dt.timedelta):
+                r[i] = dt.timedelta(days=v.months * 30 + v.days, microseconds=v.microseconds)
+        return tuple(r)
+
+    def _from_engine(self, rel: RelationInfo, it: Iterable) -> Iterator:
+        ivs = self._intervals.get(rel.oid)
+        if not ivs:
+            return iter(it)
+        from pgbundle.shared.types import Interval
+
+        def conv(pairs):
+            for tid, row in pairs:
+                r = list(row)
+                for i in ivs:
+                    v = r[i]
+                    if v is not None and not isinstance(v, Interval):
+                        us = v.seconds * 1_000_000 + v.microseconds
+                        r[i] = Interval(0, v.days, us)
+                yield tid, tuple(r)
+        return conv(it)
 
     @property
     def api(self):
@@ -57,6 +88,9 @@ class EngineStorage:
         kind = er.kind.value if hasattr(er.kind, "value") else str(er.kind)
         rel = RelationInfo(er.oid, er.name, er.namespace, kind, cols, idxs, cons, er.namespace_oid,
                            er.owner, {}, er.tuples, er.pages, er.persistence, er)
+        ivs = tuple(i for i, c in enumerate(cols) if c.type_oid == 1186 and not c.dropped)
+        if ivs:
+            self._intervals[er.oid] = ivs
         self._rels[er.oid] = (er, rel)
         return rel
 
@@ -115,19 +149,21 @@ class EngineStorage:
     # ------------------------------------------------------------------ rows
 
     def scan(self, rel: RelationInfo) -> Iterator[tuple[Any, tuple]]:
-        return self.engine.seq_scan(self._er(rel))
+        it = self.engine.seq_scan(self._er(rel))
+        return self._from_engine(rel, it) if rel.oid in self._intervals else it
 
     def index_scan(self, index: IndexInfo, rel: RelationInfo, lo: tuple | None, lo_inclusive: bool,
                    hi: tuple | None, hi_inclusive: bool) -> Iterator[tuple[Any, tuple]]:
         B = self.api.IndexBound
-        return self.engine.index_scan(self._ei(index, rel), None if lo is None else B(lo, lo_inclusive),
-                                      None if hi is None else B(hi, hi_inclusive))
+        it = self.engine.index_scan(self._ei(index, rel), None if lo is None else B(lo, lo_inclusive),
+                                    None if hi is None else B(hi, hi_inclusive))
+        return self._from_engine(rel, it) if rel.oid in self._intervals else it
 
     def insert(self, rel: RelationInfo, row: tuple) -> Any:
-        return self.engine.insert(self._er(rel), row)
+        return self.engine.insert(self._er(rel), self._to_engine(rel, row))
 
     def insert_many(self, rel: RelationInfo, rows: Iterable[tuple]) -> int:
-        rows = list(rows)
+        rows = [self._to_engine(rel, r) for r in rows]
         self.engine.insert_many(self._er(rel), rows)
         return len(rows)
 
@@ -136,14 +172,15 @@ class EngineStorage:
         er = self._er(rel)
         Conflict = self.api.Conflict
         while True:
-            r = self.engine.update(er, tid, row)
+            r = self.engine.update(er, tid, self._to_engine(rel, row))
             if _TRACE:
                 _trace(f"update {rel.name} {tid} {row!r} -> {r!r}")
             if not isinstance(r, Conflict):
                 return True
             if r.kind != "updated" or recheck is None:
                 return False
-            new = recheck(r.row)
+            latest = next(self._from_engine(rel, [(r.tid, r.row)]))[1]
+            new = recheck(latest)
             if new is None:
                 return False
             tid, row = r.tid, new
@@ -157,7 +194,7 @@ class EngineStorage:
                 return bool(r)
             if r.kind != "updated" or recheck is None:
                 return False
-            if not recheck(r.row):
+            if not recheck(next(self._from_engine(rel, [(r.tid, r.row)]))[1]):
                 return False
             tid = r.tid
 
