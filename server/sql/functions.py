@@ -265,7 +265,23 @@ op("%", "numeric,numeric", "numeric", _num_mod)
 op("-", "numeric", "numeric", _op.neg)
 op("+", "numeric", "numeric", lambda a: a)
 op("@", "numeric", "numeric", abs)
-op("^", "numeric,numeric", "numeric", lambda a, b: Decimal(repr(float(a) ** float(b))))
+def numeric_power(a: Decimal, b: Decimal) -> Decimal:
+    if a == 0 and b < 0:
+        raise PgError("2201F", "zero raised to a negative power is undefined")
+    if a < 0 and b != b.to_integral_value():
+        raise PgError("2201F", "a negative number raised to a non-integer power yields a complex result")
+    if a == 0:
+        return Decimal(1) if b == 0 else Decimal(0)
+    val = float(b) * math.log10(abs(float(a)))
+    rscale = NUMERIC_MIN_SIG_DIGITS - (int(val) if b != b.to_integral_value() else 0)
+    rscale = min(max(rscale, _dscale(a), _dscale(b), 0), 1000)
+    with localcontext() as c:
+        c.prec = max(50, int(abs(val)) + rscale + 20)
+        r = a ** b
+        return r.quantize(Decimal(1).scaleb(-rscale), rounding=ROUND_HALF_UP)
+
+
+op("^", "numeric,numeric", "numeric", numeric_power)
 
 
 def _fdiv(a: float, b: float) -> float:
@@ -466,19 +482,24 @@ def _octet_length(s: str) -> int:
     return len(s.encode())
 
 
+# The server's locale is C (as \l shows): case mapping touches ASCII letters only.
+_UPPER = {c: c - 32 for c in range(97, 123)}
+_LOWER = {c: c + 32 for c in range(65, 91)}
+
+
 @fn("lower", "text", "text")
 def _lower(s: str) -> str:
-    return s.lower()
+    return s.translate(_LOWER)
 
 
 @fn("upper", "text", "text")
 def _upper(s: str) -> str:
-    return s.upper()
+    return s.translate(_UPPER)
 
 
 @fn("initcap", "text", "text")
 def _initcap(s: str) -> str:
-    return re.sub(r"[A-Za-z0-9]+", lambda m: m.group(0)[0].upper() + m.group(0)[1:].lower(), s)
+    return re.sub(r"[A-Za-z0-9]+", lambda m: m.group(0)[0].translate(_UPPER) + m.group(0)[1:].translate(_LOWER), s)
 
 
 @fn("substr|substring", "text,int4", "text")
@@ -866,10 +887,7 @@ def _power(a: float, b: float) -> float:
 
 @fn("power|pow", "numeric,numeric", "numeric")
 def _power_n(a: Decimal, b: Decimal) -> Decimal:
-    with localcontext() as c:
-        c.prec = 40
-        r = a ** b
-    return r.normalize() if r == r.to_integral_value() else r
+    return numeric_power(a, b)
 
 
 @fn("sqrt", "float8", "float8")
