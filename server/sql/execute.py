@@ -45,11 +45,10 @@ class PlanNode:
 
 
 def _check_cancel(st: ExecState) -> None:
+    """CHECK_FOR_INTERRUPTS: a cancel request (session flag or the engine's) raises 57014."""
     s = st.session
-    if s is not None and s.cancel_requested:
-        s.cancel_requested = False
-        from pgbundle.server.errors import QueryCanceled
-        raise QueryCanceled()
+    if s is not None:
+        s.check_interrupts()
 
 
 # ----------------------------------------------------------------------------- scans
@@ -200,7 +199,10 @@ class FunctionScan(PlanNode):
             results.append((out, n))
         longest = max((len(r) for r, _ in results), default=0)
         qual = self.qual
+        check = st.session is not None
         for i in range(longest):
+            if check and i & 1023 == 1023:
+                _check_cancel(st)
             row: tuple = ()
             for r, n in results:
                 row += r[i] if i < len(r) else (None,) * n
@@ -367,7 +369,12 @@ class NestLoop(PlanNode):
         if not self.param:
             cached = list(right.rows(st, prow))
         matched_right: set[int] = set()
+        check = st.session is not None
+        nl = 0
         for l in self.left.rows(st, prow):
+            nl += 1
+            if check and nl & 255 == 0:
+                _check_cancel(st)
             found = False
             inner = cached if cached is not None else right.rows(st, l if prow is None else prow + l)
             for j, r in enumerate(inner):
@@ -563,6 +570,8 @@ class Sort(PlanNode):
 
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         rows = list(self.child.rows(st, prow))
+        if st.session is not None:
+            _check_cancel(st)
         if len(rows) > 1:
             sort_rows(rows, self.keys)
         return iter(rows)
@@ -745,7 +754,12 @@ class Agg(PlanNode):
         groups: dict[Any, list] = {}
         order: list = []
         nk = len(keys)
+        check = st.session is not None
+        n = 0
         for r in self.child.rows(st, prow):
+            n += 1
+            if check and n & 1023 == 0:
+                _check_cancel(st)
             k = tuple(f(r, st) for f in keys) if nk else ()
             g = groups.get(k)
             if g is None:

@@ -287,3 +287,20 @@ def test_cursors_and_copy(server):
                 for i in range(5):
                     cp.write_row((i, f"r{i}"))
             assert cur.execute("SELECT count(*), sum(a) FROM cpt").fetchone() == (5, 10)
+
+
+def test_cancel_long_statements(server):
+    import threading
+    import time
+
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        for sql in ("SELECT pg_sleep(30)", "SELECT count(*) FROM generate_series(1, 30000000) a"):
+            timer = threading.Timer(0.5, conn.cancel)
+            timer.start()
+            t0 = time.monotonic()
+            with pytest.raises(psycopg.errors.QueryCanceled) as ei:
+                conn.execute(sql)
+            timer.join()
+            assert ei.value.diag.message_primary == "canceling statement due to user request"
+            assert time.monotonic() - t0 < 25
+        assert conn.execute("SELECT 1").fetchone() == (1,)
