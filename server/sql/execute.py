@@ -188,6 +188,9 @@ class FunctionScan(PlanNode):
         self.width = sum(n for _, n in funcs) + (1 if ordinality else 0)
 
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
+        if len(self.funcs) == 1:
+            yield from self._single(st, prow)
+            return
         results = []
         for f, n in self.funcs:
             v = f(prow, st)
@@ -208,6 +211,27 @@ class FunctionScan(PlanNode):
                 row += r[i] if i < len(r) else (None,) * n
             if self.ordinality:
                 row += (i + 1,)
+            if qual is None or qual(row, st) is True:
+                yield row
+
+
+    def _single(self, st: ExecState, prow: tuple | None) -> Iterator[tuple]:
+        """One function: stream its rows (generate_series of millions stays lazy)."""
+        f, n = self.funcs[0]
+        v = f(prow, st)
+        if v is None:
+            return
+        qual = self.qual
+        ordinality = self.ordinality
+        check = st.session is not None
+        i = 0
+        for x in v:
+            i += 1
+            if check and i & 1023 == 0:
+                _check_cancel(st)
+            row = x if n > 1 else (x,)
+            if ordinality:
+                row = row + (i,)
             if qual is None or qual(row, st) is True:
                 yield row
 
