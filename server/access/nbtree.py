@@ -7,10 +7,14 @@ right sibling u32, level u16, flags u16, 8 spare bytes.  Leaf items are the entr
 internal items are ``child block u32 || separator entry``, the first separator of a
 page being empty (minus infinity).  Block 0 is the metapage (root block, tree level).
 
-Concurrency: the structure of one index is guarded by ``locks.btree[hash % N]`` — held
-for a whole descent + insert (+ splits) or for one leaf read; page content locks are
-taken inside it as for any buffer.  Scans read one leaf at a time and resume after the
-last entry returned, re-descending from the root, so concurrent splits and VACUUM
+Concurrency: writers of one index (insert, split, VACUUM) are serialised by
+``locks.btree[hash % N]``, held for a whole descent + insert (+ splits); page content
+locks are taken inside it as for any buffer.  Readers take no index lock, only one page
+content lock at a time (Lehman & Yao): a split writes the new right page and the
+shrunk left page together under both content locks before the parent learns about it,
+so a reader that reaches the end of a leaf without passing its stop key moves right
+along the sibling link.  Scans hand out one leaf's entries at a time and resume after
+the last entry returned (re-descending from the root), so concurrent splits and VACUUM
 never make them miss or repeat an entry.
 
 WAL: a leaf insert without split is a logical record (position + item); splits, new
@@ -320,9 +324,6 @@ class BTree:
         while True:
             batch: list[bytes] = []
             more = False
-            lock = None if locked else self._lock(dboid, relnode)
-            if lock is not None:
-                lock.acquire()
             try:
                 seek = start if last is None else last + b"\x00"
                 path = self._descend(dboid, relnode, seek)
@@ -352,8 +353,7 @@ class BTree:
                         break
                     blk = right
             finally:
-                if lock is not None:
-                    lock.release()
+                pass
             for it in batch:
                 blk_, off_ = struct.unpack_from(">IH", it, len(it) - _TIDLEN)
                 yield TID(blk_, off_)

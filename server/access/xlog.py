@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -222,10 +223,30 @@ class XLog:
 
     # ------------------------------------------------------------------ writing
     def flush(self, lsn: int) -> None:
-        """XLogFlush: return once the WAL up to ``lsn`` is on disk (group commit)."""
-        if self._get(self._fl) >= lsn:
+        """XLogFlush: return once the WAL up to ``lsn`` is on disk (group commit).
+
+        Like PostgreSQL's LWLockAcquireOrWait on WALWriteLock: whoever gets the lock
+        writes and fsyncs everything inserted so far; the others do not queue up behind
+        it one by one (a semaphore would hand the lock from waiter to waiter, each only to
+        find its record already flushed) but poll the flush position and take the lock
+        only if their record is still not on disk when it is free."""
+        fl = self._fl
+        if fl[0] >= lsn:
             return
-        self.write(lsn)
+        lock = self.write_lock
+        delay = 0.00003
+        while True:
+            if lock.acquire(False):
+                try:
+                    if fl[0] < lsn:
+                        self._write_locked()
+                finally:
+                    lock.release()
+                return
+            time.sleep(delay)
+            if fl[0] >= lsn:
+                return
+            delay = min(delay * 1.5, 0.0005)
 
     def write(self, lsn: int | None = None) -> None:
         """Write and fsync every inserted record (at least up to ``lsn``)."""
