@@ -33,6 +33,7 @@ from pgbundle.shared import sqlstate
 from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_startup, encode, messages as m
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
+from .emulate import build_batch, local_reply
 from .netio import Conn, ConnectionLost
 from .objects import ClientState, PoolerError
 
@@ -77,7 +78,20 @@ class Client:
         self.connect_time = now
         self.connect_wall = time.time()
         self.request_time = now
-        self.pinned = False
+        # transaction-mode session emulation (see .emulate)
+        self.pinned: str | None = None  # why the server stays with this client, if it does
+        self.prepared: dict = {}  # protocol-level statement name -> prepare.Statement
+        self.sql_prepared: dict[str, str] = {}  # SQL-level PREPARE name -> PREPARE text to replay
+        self.readback: set[str] = set()  # settings to read back when the transaction ends
+        self.reset_all = False
+        self.pin_check = False
+        self.unlisten_server = False
+        self.skip_until_sync = False
+        self.startup_tracked: dict[str, str] = {}
+        self.listening: set[str] = set()
+        self.pending_listens: list[str] = []
+        self.notifications: list[bytes] = []  # to deliver after the current reply
+        self._after: tuple = ((), False, False)  # what the end-of-transaction query asked
         self.kill_error: PoolerError | None = None
         self.kill_after: PoolerError | None = None
         self.lost = False
@@ -217,57 +231,35 @@ class Client:
                 return
             stats.client_bytes += len(data)
             pieces, intact = scanner.feed(data)
-            nsync = 0
-            ext = -1  # -1: no extended message; 0/1: unsynced state after this chunk
-            terminate = False
-            for t, p in pieces:
-                if t == PASS:
-                    continue
-                if t == _Q:
-                    nsync += 1
-                    ext = 0
-                    stats.query_count += 1
-                elif t == _S:
-                    nsync += 1
-                    ext = 0
-                elif t == _X:
-                    terminate = True
-                    intact = False
-                elif t == _F:
-                    nsync += 1
-                    ext = 0
-                else:
-                    ext = 1
-                    if t == 69:  # Execute
-                        stats.query_count += 1
-            if terminate:
-                data = b"".join(p for t, p in pieces if t != _X)
-            elif not intact:
-                data = b"".join(p for _, p in pieces)
-            if data:
-                server = self.server  # the relay may have released it while we waited
-                if server is None:
-                    server = await pool.acquire(self)
-                    self.request_time = time.monotonic()
+            if pool.mode == "session":
+                data, nsync, ext, terminate = _plain(pieces, intact, data, stats)
+                if data:
+                    server = self.server or await self._acquire()
+                    await self._send(server, data, nsync, ext, None)
+            else:
+                server = self.server
+                if server is None and _needs_server(pieces):
+                    reply = local_reply(self, pieces)
+                    if reply is not None:
+                        await conn.send_all(reply)
+                        continue
+                    server = await self._acquire()
+                if server is not None:
+                    batch = build_batch(self, server, pieces)
+                    while self.pending_listens:  # LISTEN returns once notifications can arrive
+                        await pooler.listeners.listen(self, self.pending_listens.pop(0))
+                    terminate = batch.terminate
+                    data = b"".join(batch.out)
                     sql = varcache.sync_sql(self, server)
-                    if sql is not None:
+                    if sql is not None:  # settings first, their reply swallowed
                         server.expect_internal()
                         data = encode(m.Query(sql)) + data
-                if nsync:
-                    if server.pending_z == 0:
-                        now = time.monotonic()
-                        server.query_start = now
-                        if not server.xact_start:
-                            server.xact_start = now
-                        if pool.query_timeout and server.scope is not None:
-                            server.scope.deadline = trio.current_time() + pool.query_timeout
-                    server.pending_z += nsync
-                if ext >= 0:
-                    server.unsynced = bool(ext)
-                try:
-                    await server.conn.send_all(data)
-                except ConnectionLost:
-                    raise PoolerError("server conn crashed?", sqlstate.CONNECTION_FAILURE) from None
+                    if batch.precise or server.ops:
+                        server.queue_ops(batch.ops)
+                    if data or batch.ops:
+                        await self._send(server, data, batch.nsync, batch.ext, batch)
+                else:
+                    terminate = any(t == _X for t, _ in pieces)
             if terminate:
                 server = self.server
                 if server is not None and server.pending_z:
@@ -275,6 +267,51 @@ class Client:
                     server.drained = trio.Event()
                     await server.drained.wait()
                 return
+
+    async def _acquire(self) -> Server:
+        server = await self.pool.acquire(self)
+        self.request_time = time.monotonic()
+        if self.pool.mode == "session":
+            sql = self.pooler.varcache.sync_sql(self, server)
+            if sql is not None:
+                server.expect_internal()
+                await server.conn.send_all(encode(m.Query(sql)))
+        return server
+
+    async def _send(self, server: Server, data: bytes, nsync: int, ext: int, batch) -> None:
+        """Account for what is sent (ReadyForQuery replies expected, unsynced state) and send it."""
+        if nsync:
+            if server.pending_z == 0:
+                now = time.monotonic()
+                server.query_start = now
+                if not server.xact_start:
+                    server.xact_start = now
+                if self.pool.query_timeout and server.scope is not None:
+                    server.scope.deadline = trio.current_time() + self.pool.query_timeout
+            server.pending_z += nsync
+        if ext >= 0:
+            server.unsynced = bool(ext)
+        if data:
+            try:
+                await server.conn.send_all(data)
+            except ConnectionLost:
+                raise PoolerError("server conn crashed?", sqlstate.CONNECTION_FAILURE) from None
+
+    def deliver(self, notification: bytes) -> None:
+        """A NotificationResponse from the pool's LISTEN connection."""
+        if self.server is None and self.state is ClientState.ACTIVE:
+            self.pooler.nursery.start_soon(self._send_notification, notification)
+        else:
+            self.notifications.append(notification)
+
+    async def _send_notification(self, data: bytes) -> None:
+        if self.server is not None:  # linked meanwhile: after the current reply
+            self.notifications.append(data)
+            return
+        try:
+            await self.conn.send_all(data)
+        except ConnectionLost:
+            pass
 
     def idle_deadline(self) -> float:
         """When an idle client is cut off (trio time): client_idle_timeout outside a transaction,
@@ -313,6 +350,38 @@ class Client:
             self.kill(PoolerError("query timeout", sqlstate.QUERY_CANCELED))
         else:
             self.kill(PoolerError(reason, sqlstate.CONNECTION_FAILURE))
+
+
+def _plain(pieces, intact, data, stats):
+    """Session mode: relay as is; count what expects a ReadyForQuery."""
+    nsync = 0
+    ext = -1
+    terminate = False
+    for t, p in pieces:
+        if t == PASS:
+            continue
+        if t == _Q or t == _S or t == _F:
+            nsync += 1
+            ext = 0
+            if t == _Q:
+                stats.query_count += 1
+        elif t == _X:
+            terminate = True
+            intact = False
+        else:
+            ext = 1
+            if t == 69:  # Execute
+                stats.query_count += 1
+    if terminate:
+        data = b"".join(p for t, p in pieces if t != _X)
+    elif not intact:
+        data = b"".join(p for _, p in pieces)
+    return data, nsync, ext, terminate
+
+
+def _needs_server(pieces) -> bool:
+    """Anything but a lone Terminate needs a server."""
+    return any(t != _X for t, _ in pieces)
 
 
 async def serve_client(pooler: Pooler, conn: Conn) -> None:

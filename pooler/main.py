@@ -31,6 +31,8 @@ from .cancel import CancelRouter
 from .client import Client, serve_client
 from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_file
 from .janitor import janitor
+from .listen import Listeners
+from .prepare import StatementCache
 from .netio import Conn
 from .objects import Pool, PoolerError, ServerState
 from .server import Server
@@ -52,6 +54,8 @@ class Pooler:
         self.cancels = CancelRouter(self)
         self.auth = Authenticator(self)
         self.admin = AdminConsole(self)
+        self.statements = StatementCache()
+        self.listeners = Listeners(self)
         self.shutting_down = False
         self.nursery: trio.Nursery = None  # type: ignore[assignment]
         self.listen_socks: list[socket.socket] = []
@@ -170,6 +174,7 @@ class Pooler:
     def client_gone(self, client: Client, reason: str) -> None:
         self.clients.discard(client)
         self.cancels.unregister(client)
+        self.listeners.client_gone(client)
         pool = client.pool
         server = client.server
         if server is not None and pool is not None:
@@ -181,13 +186,13 @@ class Pooler:
                 pool.release(server)
             else:
                 pool.mark_used(server)
-                self.nursery.start_soon(self._reset_server, server)
+                self.nursery.start_soon(self.reset_server, server)
         if pool is not None:
             pool.remove_client(client)
         if client.state is not None:
             self.log_client(client, f"closing because: {reason}", disconnect=True)
 
-    async def _reset_server(self, server: Server) -> None:
+    async def reset_server(self, server: Server) -> None:
         ok = await server.reset()
         if server.state is ServerState.CLOSED:
             return

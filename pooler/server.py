@@ -11,7 +11,7 @@ everything the server sends for as long as the connection lives:
   transaction and statement mode at status ``I`` with no request outstanding and
   nothing sent since the last Sync (asyncpg sends Parse/Describe/Flush and waits);
 * the pooler's own queries (parameter SETs, reset and check queries) are
-  "swallowed": their replies are consumed here and never reach a client.
+  matched to them and consumed here (see :mod:`.ops`), never reaching a client.
 
 The reader's cancel scope carries the query_timeout deadline.  When the
 connection ends for any reason the linked client is told and closed, and the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import deque
 import math
 import time
 from typing import TYPE_CHECKING
@@ -35,8 +36,10 @@ from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_ba
 from pgbundle.shared.protocol.codec import Reader
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
+from . import emulate, ops as O
 from .netio import Conn, ConnectionLost, open_connection
 from .objects import PoolerError, ServerState
+from .prepare import ServerStatements
 
 if TYPE_CHECKING:
     from .auth import Credentials
@@ -45,11 +48,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgbundle.pooler")
 
-_Z, _S, _E = ord("Z"), ord("S"), ord("E")
+_Z, _S, _E, _A, _D = ord("Z"), ord("S"), ord("E"), ord("A"), ord("D")
+_ASYNC = frozenset((ord("N"), _A, _S))
 _I, _T = ord("I"), ord("T")
 #: Backend messages the relay looks at.
-RELAY_WANT = frozenset((_Z, _S, _E))
-#: While swallowing the pooler's own queries every message is looked at.
+RELAY_WANT = frozenset((_Z, _S, _E, _A))
+#: While replies are matched to requests every message is looked at.
 ALL_TYPES = frozenset(range(256))
 #: SQLSTATEs of a server login error that retrying will not fix soon.
 AUTH_ERRORS = frozenset(("28000", "28P01", "3D000", "42704"))
@@ -79,9 +83,9 @@ class Server:
         self.pending_z = 0  # Sync/Query/FunctionCall sent whose ReadyForQuery has not come back
         self.unsynced = False  # extended-protocol messages sent after the last Sync
         self.status = _I
-        self.swallow = 0  # ReadyForQuery replies of the pooler's own queries still to come
-        self._internal_done: trio.Event | None = None
-        self._internal_error: m.ErrorResponse | None = None
+        self.ops: deque[O.Op] = deque()  # requests whose replies must be matched (see .ops)
+        self.after_sql: str | None = None  # end-of-transaction query to send after the current reply
+        self.statements = ServerStatements(pool.pooler.config.settings.max_prepared_statements)
         self.scanner = StreamScanner(RELAY_WANT, pool.pooler.config.settings.max_packet_size)
         now = time.monotonic()
         self.connect_time = self.last_used = self.link_time = now
@@ -260,16 +264,26 @@ class Server:
                         break
                     stats.server_bytes += len(data)
                     pieces, intact = scanner.feed(data)
-                    if self.swallow or len(pieces) != 1 or pieces[0][0] != PASS:
+                    if self.ops:
+                        out = self._match(pieces)
+                    elif len(pieces) != 1 or pieces[0][0] != PASS:
                         out = self._inspect(pieces, intact, data)
                     else:
                         out = data if intact else pieces[0][1]
+                    if self.after_sql is not None:
+                        # before the client sees its ReadyForQuery, so nothing it sends next can come first
+                        sql, self.after_sql = self.after_sql, None
+                        await conn.send_all(encode(m.Query(sql)))
                     client = self.client
-                    if out and client is not None:
-                        try:
-                            await client.conn.send_all(out)
-                        except ConnectionLost:
-                            client.lost = True
+                    if client is not None:
+                        if client.notifications and scanner.at_boundary:
+                            out = out + b"".join(client.notifications)
+                            client.notifications.clear()
+                        if out:
+                            try:
+                                await client.conn.send_all(out)
+                            except ConnectionLost:
+                                client.lost = True
                     if self.release_now:
                         self.release_now = False
                         self._release()
@@ -286,67 +300,175 @@ class Server:
         self._finish(reason)
 
     def _inspect(self, pieces: list[tuple[int, bytes]], intact: bool, data: bytes) -> bytes:
+        """Fast path: only ReadyForQuery, ParameterStatus and ErrorResponse are looked at."""
         out: list[bytes] = []
         modified = not intact
-        pool = self.pool
         for t, p in pieces:
-            if self.swallow:
-                modified = True
-                if t == _Z:
-                    self.status = p[5]
-                    self.swallow -= 1
-                    if self.swallow == 0:
-                        self.scanner.want = RELAY_WANT
-                        if self._internal_done is not None:
-                            self._internal_done.set()
-                elif t == _E:
-                    self._internal_error = decode_backend(t, p[5:])  # type: ignore[assignment]
-                elif t == _S:
-                    self._param_status(p, from_client=False)
-                continue
             if t == PASS:
                 out.append(p)
-                continue
-            if t == _Z:
-                status = p[5]
-                self.status = status
-                if self.pending_z:
-                    self.pending_z -= 1
-                if self.pending_z == 0:
-                    if self.drained is not None:
-                        self.drained.set()
-                    client = self.client
-                    if client is not None and client.read_scope is not None:
-                        client.read_scope.deadline = client.idle_deadline()
-                    if self.scope is not None and pool.query_timeout:
-                        self.scope.deadline = _INF
-                    now = time.monotonic()
-                    if status == _I:
-                        pool.stats.xact_count += 1
-                        if self.xact_start:
-                            pool.stats.xact_time += now - self.xact_start
-                            self.xact_start = 0.0
-                        if pool.mode != "session" and not self.unsynced and self.client is not None \
-                                and not self.client.pinned:
-                            self.release_now = True
-                    elif pool.mode == "statement" and self.client is not None:
-                        # pgbouncer: a transaction block in statement mode closes client and server.
-                        modified = True
-                        self.client.kill_after = PoolerError(
-                            "transaction blocks not allowed in statement pooling mode", sqlstate.PROTOCOL_VIOLATION)
-                        self.close_needed = True
-                        self.close_reason = "transaction blocks not allowed in statement pooling mode"
-                        return b""  # the client gets the error instead of this reply
+            elif t == _Z:
+                if not self._client_ready(p[5]):
+                    return b""
+                out.append(p)
             elif t == _S:
                 self._param_status(p, from_client=self.client is not None)
+                out.append(p)
             elif t == _E:
-                if p[5:].find(b"VFATAL\0") >= 0 or p[5:].find(b"SFATAL\0") >= 0:
-                    self.close_needed = True
-                    self.close_reason = "server sent FATAL"
-            out.append(p)
+                self._error(p)
+                out.append(p)
+            elif t == _A and self.pool.mode != "session":
+                modified = True  # notifications come from the pool's LISTEN connection
+            else:
+                out.append(p)
         if not modified:
             return data
         return b"".join(out)
+
+    def _match(self, pieces: list[tuple[int, bytes]]) -> bytes:
+        """Precise path: every reply is matched to the request it answers (see :mod:`.ops`)."""
+        ops = self.ops
+        out: list[bytes] = []
+        for t, p in pieces:
+            while ops and ops[0].mode == O.FAKE:
+                out.append(ops.popleft().payload)
+            if t == PASS or not ops:
+                if t == _Z:
+                    if not self._client_ready(p[5]):
+                        continue
+                elif t == _E:
+                    self._error(p)
+                elif t == _S:
+                    self._param_status(p, from_client=self.client is not None)
+                elif t == _A and self.pool.mode != "session":
+                    continue
+                out.append(p)
+                continue
+            op = ops[0]
+            skip = op.mode == O.SKIP
+            if t in _ASYNC:
+                if t == _S:
+                    self._param_status(p, from_client=not skip and self.client is not None)
+                    if skip:
+                        continue
+                elif t == _A and self.pool.mode != "session":
+                    continue
+                elif skip:
+                    continue
+                out.append(p)
+                continue
+            if t == _E:
+                if op.undo is not None:
+                    op.undo()
+                if skip:
+                    err = decode_backend(t, p[5:])
+                    if op.sink is not None:
+                        op.sink.error = err
+                    if op.forward_errors:
+                        out.append(p)
+                    else:
+                        log.warning("%s: pooler query failed: %s", self, getattr(err, "message", err))
+                else:
+                    self._error(p)
+                    out.append(p)
+                if not O.ends_at_z(op.kind):
+                    O.skip_to_sync(ops)
+                continue
+            if t == _Z:
+                if op.kind == O.ZCOUNT:
+                    op.n -= 1
+                    if op.n <= 0:
+                        ops.popleft()
+                elif not O.ends_at_z(op.kind):
+                    O.skip_to_sync(ops)  # out of step: resynchronise at the ReadyForQuery
+                    if ops:
+                        op = ops[0]
+                        skip = op.mode == O.SKIP
+                        ops.popleft()
+                else:
+                    ops.popleft()
+                if skip:
+                    self.status = p[5]
+                    sink = op.sink
+                    if sink is not None:
+                        sink.status = p[5]
+                        if sink.callback is not None:
+                            sink.callback(sink)
+                        sink.done.set()
+                    continue
+                if not self._client_ready(p[5]):
+                    return b"".join(out)
+                out.append(p)
+                continue
+            if skip:
+                if t == _D and op.sink is not None:
+                    op.sink.rows.append(list(decode_backend(t, p[5:]).values))  # type: ignore[attr-defined]
+            else:
+                out.append(p)
+            if O.completes(op, t):
+                ops.popleft()
+                if op.stmt is not None:
+                    op.stmt.validated = True
+        while ops and ops[0].mode == O.FAKE:
+            out.append(ops.popleft().payload)
+        if not ops:
+            self.scanner.want = RELAY_WANT
+        return b"".join(out)
+
+    def _error(self, p: bytes) -> None:
+        body = p[5:]
+        if body.find(b"VFATAL\0") >= 0 or body.find(b"SFATAL\0") >= 0:
+            self.close_needed = True
+            self.close_reason = "server sent FATAL"
+
+    def _client_ready(self, status: int) -> bool:
+        """A ReadyForQuery for the client.  False: swallow it (the client is being refused)."""
+        self.status = status
+        if self.pending_z:
+            self.pending_z -= 1
+        if self.pending_z:
+            return True
+        pool = self.pool
+        if self.drained is not None:
+            self.drained.set()
+        client = self.client
+        if client is not None and client.read_scope is not None:
+            client.read_scope.deadline = client.idle_deadline()
+        if self.scope is not None and pool.query_timeout:
+            self.scope.deadline = _INF
+        if status == _I:
+            pool.stats.xact_count += 1
+            if self.xact_start:
+                pool.stats.xact_time += time.monotonic() - self.xact_start
+                self.xact_start = 0.0
+            if client is None or pool.mode == "session" or self.unsynced:
+                return True
+            sql = emulate.after_transaction(client, self)
+            if sql is not None:
+                self._after(client, sql)
+            elif not client.pinned:
+                self.release_now = True
+        elif pool.mode == "statement" and client is not None:
+            # pgbouncer: a transaction block in statement mode closes client and server.
+            client.kill_after = PoolerError(
+                "transaction blocks not allowed in statement pooling mode", sqlstate.PROTOCOL_VIOLATION)
+            self.close_needed = True
+            self.close_reason = "transaction blocks not allowed in statement pooling mode"
+            return False
+        return True
+
+    def _after(self, client: Client, sql: str) -> None:
+        """Queue the end-of-transaction query; release (or keep pinned) when it answers."""
+
+        asked = client._after
+
+        def done(sink: O.Sink) -> None:
+            emulate.apply_after(client, self, sink, asked)
+            if self.client is client and not self.pending_z and not self.unsynced and self.status == _I \
+                    and not client.pinned and client.kill_after is None:
+                self.release_now = True
+
+        self.expect_internal(O.Sink(callback=done))
+        self.after_sql = sql
 
     def _param_status(self, p: bytes, *, from_client: bool) -> None:
         r = Reader(p[5:])
@@ -355,7 +477,7 @@ class Server:
         varcache = self.pool.pooler.varcache
         if from_client and self.client is not None:
             varcache.client_changed(self.client, self, name, value)
-        elif not self.swallow:
+        else:
             varcache.server_changed(self, name, value)
 
     def _release(self) -> None:
@@ -366,7 +488,7 @@ class Server:
         pooler = self.pool.pooler
         if pooler.config.settings.server_reset_query_always:
             self.pool.mark_used(self)
-            pooler.nursery.start_soon(pooler._reset_server, self)
+            pooler.nursery.start_soon(pooler.reset_server, self)
             return
         self.pool.release(self)
 
@@ -376,8 +498,10 @@ class Server:
         client = self.client
         self.state = ServerState.CLOSED
         self._close_socket()
-        if self._internal_done is not None:
-            self._internal_done.set()
+        for op in self.ops:
+            if op.sink is not None:
+                op.sink.done.set()
+        self.ops.clear()
         if self.drained is not None:
             self.drained.set()
         if client is not None:
@@ -404,11 +528,18 @@ class Server:
 
     # ------------------------------------------------------------------ the pooler's own queries
 
-    def expect_internal(self) -> None:
-        """The next query sent is the pooler's own: swallow its reply (the caller sends it)."""
-        self.swallow += 1
+    def queue_ops(self, ops: list[O.Op]) -> None:
+        """Queue the ops of requests about to be sent, so that replies can be matched."""
+        if not self.ops and self.pending_z:
+            self.ops.append(O.Op(O.ZCOUNT, n=self.pending_z))  # replies already on their way pass first
+        self.ops.extend(ops)
         self.scanner.want = ALL_TYPES
-        self._internal_error = None
+
+    def expect_internal(self, sink: O.Sink | None = None) -> O.Sink:
+        """The next Query sent is the pooler's own: its reply goes to a Sink (the caller sends it)."""
+        sink = sink or O.Sink()
+        self.queue_ops([O.Op(O.QUERY, O.SKIP, sink=sink)])
+        return sink
 
     async def run_internal(self, sql: str) -> m.ErrorResponse | None:
         """Run ``sql`` on an unlinked server and wait for its ReadyForQuery.
@@ -417,14 +548,12 @@ class Server:
         if the server goes away (its task then cleans up).
         """
         assert self.conn is not None
-        self._internal_done = done = trio.Event()
-        self.expect_internal()
+        sink = self.expect_internal()
         await self.conn.send_all(encode(m.Query(sql)))
-        await done.wait()
-        self._internal_done = None
+        await sink.done.wait()
         if self.state is ServerState.CLOSED:
             raise ConnectionLost("server closed during an internal query")
-        return self._internal_error
+        return sink.error
 
     def needs_check(self) -> bool:
         s = self.pool.pooler.config.settings
@@ -452,6 +581,7 @@ class Server:
                     if await self.run_internal(s.server_reset_query) is not None:
                         return False
                     self.pool.pooler.varcache.server_reset(self)
+                    self.statements.clear()
         except (trio.TooSlowError, ConnectionLost, OSError):
             return False
         return self.status == _I

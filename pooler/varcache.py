@@ -100,6 +100,7 @@ class VarCache:
             wanted[name] = normalize(name, v)
         defaults = pool.welcome or {}
         client.tracked = {k: v for k, v in wanted.items() if defaults.get(k) != v}
+        client.startup_tracked = dict(client.tracked)
         client.varstate = tuple(sorted(client.tracked.items()))
 
     def _set(self, holder, name: str, value: str, pool: Pool) -> None:
@@ -117,6 +118,18 @@ class VarCache:
         """The server reported a new value while linked to ``client``: the client changed it."""
         self._set(client, name, value, server.pool)
         self._set(server, name, value, server.pool)
+
+    def set_unreported(self, client: Client, server: Server, name: str, value: str, default: str | None) -> None:
+        """A setting the server does not report, read back after the client's transaction."""
+        for holder in (client, server):
+            if default is not None and value == default:
+                if holder.tracked.pop(name, None) is None:
+                    continue
+            elif holder.tracked.get(name) == value:
+                continue
+            else:
+                holder.tracked[name] = value
+            holder.varstate = tuple(sorted(holder.tracked.items()))
 
     def server_changed(self, server: Server, name: str, value: str) -> None:
         self._set(server, name, value, server.pool)

@@ -1,0 +1,386 @@
+"""Session semantics in transaction (and statement) mode: the request side.
+
+:func:`build_batch` turns what a client sent into what its current server
+connection receives, and queues the :class:`.ops.Op` records that let the relay
+match replies (:mod:`.ops`):
+
+* named prepared statements are mapped to shared server-side statements
+  (:mod:`.prepare`): a Parse the server already holds is answered by the pooler,
+  a Bind/Describe of a statement the server lacks gets the pooler's Parse first,
+  Close only forgets the client's name;
+* SQL-level PREPARE/EXECUTE/DEALLOCATE use per-client names on the server, and
+  the client's PREPARE is replayed where it is missing;
+* texts that change session state (SET, RESET, set_config, DISCARD, LISTEN,
+  advisory locks, temp tables, WITH HOLD cursors; see :mod:`.sqlscan`) leave
+  work for the end of the transaction: read the settings back from the server,
+  check whether the server must stay pinned to the client.
+
+:func:`after_transaction` builds that end-of-transaction query and applies its
+answer.  Everything here is synchronous: no await between deciding and queuing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pgbundle.shared import sqlstate
+from pgbundle.shared.protocol import PASS, encode, messages as m
+
+from . import ops as O
+from . import sqlscan
+from .prepare import bind_statement, kind_and_name, parse_parse, rename_bind
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .server import Server
+
+_Q, _P, _B, _D, _E, _C, _S, _H, _F, _X = (ord(c) for c in "QPBDECSHFX")
+_PARSE_COMPLETE = b"1\0\0\0\4"
+_CLOSE_COMPLETE = b"3\0\0\0\4"
+#: Parameters PostgreSQL reports with ParameterStatus; everything else is read back.
+from .varcache import REPORTED, canonical  # noqa: E402
+
+_REPORTED_LOWER = {n.lower() for n in REPORTED}
+
+PIN_CHECK_SQL = (
+    "(SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND pid = pg_catalog.pg_backend_pid())"
+    " + (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+    " + (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)"
+)
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+class Batch:
+    """What one chunk of client bytes becomes."""
+
+    __slots__ = ("out", "ops", "precise", "nsync", "ext", "terminate")
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.ops: list[O.Op] = []
+        self.precise = False  # holds FAKE or SKIP ops: replies must be matched
+        self.nsync = 0  # ReadyForQuery replies the client will get
+        self.ext = -1  # -1 no extended message; 0 synced; 1 extended messages after the last Sync
+        self.terminate = False
+
+
+def local_reply(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
+    """Answer a client that has no server, when it only prepares statements some server has
+    already accepted, closes statements, syncs or flushes; None when a server is needed.
+
+    This keeps clients that prepare synchronously between transactions (pgbench -M prepared)
+    from waiting for a server they do not need.
+    """
+    replies = []
+    names: list[tuple[str, object]] = []
+    closes: list[str] = []
+    cache = client.pooler.statements
+    for t, p in pieces:
+        if t == _P:
+            name, query, types = parse_parse(p)
+            if not name or name in client.prepared or any(n == name for n, _ in names):
+                return None
+            st = cache.peek(query, types)
+            if st is None or not st.validated:
+                return None
+            names.append((name, st))
+            replies.append(_PARSE_COMPLETE)
+        elif t == _C:
+            kind, name = kind_and_name(p)
+            if kind != "S" or not name:
+                return None
+            closes.append(name)
+            replies.append(_CLOSE_COMPLETE)
+        elif t == _S:
+            replies.append(b"Z\0\0\0\5I")
+        elif t == _H:
+            continue
+        else:
+            return None
+    if not replies or replies[-1] != b"Z\0\0\0\5I":
+        return None  # without a Sync the client may go on with a Bind: use a server
+    for name, st in names:
+        client.prepared[name] = st
+        client.pool.stats.client_parse_count += 1
+    for name in closes:
+        client.prepared.pop(name, None)
+    return b"".join(replies)
+
+
+def build_batch(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> Batch:
+    b = Batch()
+    out = b.out
+    ops = b.ops
+    for t, p in pieces:
+        if t == PASS:
+            out.append(p)
+            continue
+        if client.skip_until_sync and t != _S:
+            continue  # the pooler reported an error for this batch: the rest is ignored, as PostgreSQL would
+        if t == _Q:
+            text = p[5:-1].decode("utf-8", "surrogateescape")
+            if sqlscan.quick_check(text):
+                p = _query_effects(client, server, b, text, p)
+            ops.append(O.Op(O.QUERY))
+            out.append(p)
+            b.nsync += 1
+            b.ext = 0
+            client.pool.stats.query_count += 1
+        elif t == _P:
+            _parse(client, server, b, p)
+            b.ext = 1
+        elif t == _B:
+            stmt = bind_statement(p)
+            if stmt:
+                st = client.prepared.get(stmt)
+                if st is not None:
+                    _ensure(server, st, b)
+                    p = rename_bind(p, st.server_name)[1]
+            client.pool.stats.bind_count += 1
+            ops.append(O.Op(O.BIND))
+            out.append(p)
+            b.ext = 1
+        elif t == _D:
+            kind, name = kind_and_name(p)
+            if kind == "S":
+                st = client.prepared.get(name) if name else None
+                if st is not None:
+                    _ensure(server, st, b)
+                    p = encode(m.Describe("S", st.server_name))
+                ops.append(O.Op(O.DESCRIBE_S))
+            else:
+                ops.append(O.Op(O.DESCRIBE_P))
+            out.append(p)
+            b.ext = 1
+        elif t == _E:
+            ops.append(O.Op(O.EXECUTE))
+            out.append(p)
+            b.ext = 1
+            client.pool.stats.query_count += 1
+        elif t == _C:
+            kind, name = kind_and_name(p)
+            if kind == "S" and name and name in client.prepared:
+                del client.prepared[name]  # the server keeps the shared statement
+                ops.append(O.Op(O.CLOSE, O.FAKE, _CLOSE_COMPLETE))
+                b.precise = True
+            else:
+                ops.append(O.Op(O.CLOSE))
+                out.append(p)
+            b.ext = 1
+        elif t == _S:
+            client.skip_until_sync = False
+            ops.append(O.Op(O.SYNC))
+            out.append(p)
+            b.nsync += 1
+            b.ext = 0
+        elif t == _H:
+            out.append(p)
+        elif t == _F:
+            ops.append(O.Op(O.FUNC))
+            out.append(p)
+            b.nsync += 1
+            b.ext = 0
+        elif t == _X:
+            b.terminate = True
+            break
+        else:
+            out.append(p)
+    return b
+
+
+def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
+    name, query, types = parse_parse(p)
+    client.pool.stats.client_parse_count += 1
+    if sqlscan.quick_check(query):
+        eff, _ = sqlscan.scan(query)
+        if eff is not None:
+            _note(client, eff)
+    if not name:
+        b.ops.append(O.Op(O.PARSE))
+        b.out.append(p)
+        client.pool.stats.server_parse_count += 1
+        return
+    if name in client.prepared:
+        err = encode(m.ErrorResponse(sqlstate.error_fields(
+            sqlstate.DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{name}" already exists')))
+        b.ops.append(O.Op(O.PARSE, O.FAKE, err))
+        b.precise = True
+        client.skip_until_sync = True
+        return
+    st = client.pooler.statements.get(query, types)
+    client.prepared[name] = st
+    if server.statements.has(st):
+        b.ops.append(O.Op(O.PARSE, O.FAKE, _PARSE_COMPLETE))
+        b.precise = True
+        return
+    for close in server.statements.add(st):
+        b.ops.append(O.Op(O.CLOSE, O.SKIP))
+        b.out.append(close)
+
+    def undo() -> None:  # the server refused it: neither it nor the client holds the statement
+        server.statements.forget(st)
+        if client.prepared.get(name) is st:
+            del client.prepared[name]
+
+    b.ops.append(O.Op(O.PARSE, stmt=st, undo=undo))
+    b.out.append(st.parse_bytes)
+    b.precise = True  # replies are matched until the server confirms the statement
+    client.pool.stats.server_parse_count += 1
+
+
+def _ensure(server: Server, st, b: Batch) -> None:
+    """Make sure ``server`` holds ``st`` before a Bind/Describe uses it."""
+    if server.statements.has(st):
+        return
+    for close in server.statements.add(st):
+        b.ops.append(O.Op(O.CLOSE, O.SKIP))
+        b.out.append(close)
+    b.ops.append(O.Op(O.PARSE, O.SKIP, forward_errors=True, stmt=st,
+                      undo=lambda: server.statements.forget(st)))
+    b.out.append(st.parse_bytes)
+    b.precise = True
+    server.pool.stats.server_parse_count += 1
+
+
+def _query_effects(client: Client, server: Server, b: Batch, text: str, p: bytes) -> bytes:
+    """Handle a simple Query that changes session state; returns the Query to send."""
+    sql_names = server.statements.sql
+
+    def rename(name: str) -> str:
+        return f"pgbundle_{client.id}_{name}"
+
+    eff, new_text = sqlscan.scan(text, rename)
+    if eff is None:
+        return p
+    # Replay the client's PREPARE where EXECUTE/DEALLOCATE needs it; drop a stale one before PREPARE.
+    for name in eff.executes + eff.deallocates:
+        srv_name = rename(name)
+        if srv_name not in sql_names and name in client.sql_prepared:
+            _internal(b, client.sql_prepared[name])
+            sql_names[srv_name] = None
+    for name in eff.prepares:
+        srv_name = rename(name)
+        if srv_name in sql_names and name not in client.sql_prepared:
+            _internal(b, f'DEALLOCATE "{srv_name}"')
+            del sql_names[srv_name]
+    for name in eff.prepares:
+        # the PREPARE text to replay elsewhere: this statement alone, renamed
+        stmt_text = _single(new_text, rename(name))
+        client.sql_prepared[name] = stmt_text
+        sql_names[rename(name)] = None
+    for name in eff.deallocates:
+        client.sql_prepared.pop(name, None)
+        sql_names.pop(rename(name), None)
+    if eff.deallocate_all:
+        client.sql_prepared.clear()
+        client.prepared.clear()
+        server.statements.clear()
+    _note(client, eff)
+    if eff.discard_all:
+        server.statements.clear()
+    if new_text != text:
+        return encode(m.Query(new_text))
+    return p
+
+
+def _single(text: str, srv_name: str) -> str:
+    """The PREPARE statement for ``srv_name`` out of a (possibly multi-statement) text."""
+    import pglast
+
+    for stmt in pglast.parser.split(text):
+        if srv_name in stmt and stmt.lstrip()[:7].upper() == "PREPARE":
+            return stmt
+    return text
+
+
+def _internal(b: Batch, sql: str) -> None:
+    b.ops.append(O.Op(O.QUERY, O.SKIP, sink=O.Sink(), forward_errors=False))
+    b.out.append(encode(m.Query(sql)))
+    b.precise = True
+
+
+def _note(client: Client, eff: sqlscan.Effects) -> None:
+    """Remember what must be checked when the transaction ends."""
+    for name in eff.sets:
+        if name not in _REPORTED_LOWER:
+            client.readback.add(name)
+    if eff.reset_all:
+        client.reset_all = True
+    if eff.pin_check:
+        client.pin_check = True
+    if eff.pin_now and not client.pinned:
+        client.pinned = eff.pin_now
+    for ch in eff.listens:
+        client.pending_listens.append(ch)  # the relay subscribes before sending the LISTEN
+        client.unlisten_server = True
+    for ch in eff.unlistens:
+        client.pooler.listeners.unlisten(client, ch)
+
+
+# ----------------------------------------------------------------------------- end of transaction
+
+
+def after_transaction(client: Client, server: Server) -> str | None:
+    """The query to run on ``server`` now that the client's transaction ended, or None.
+
+    What it asks is taken off the client's to-do (``readback``, ``reset_all``,
+    ``pin_check``), so statements the client sends meanwhile leave their own work.
+    """
+    if not (client.readback or client.reset_all or client.pin_check or client.pinned or client.unlisten_server):
+        return None
+    parts = []
+    if client.unlisten_server:
+        parts.append("UNLISTEN *")
+        client.unlisten_server = False
+    reset_all = client.reset_all
+    names = sorted(client.readback | {k for k in client.tracked if k.lower() not in _REPORTED_LOWER}) \
+        if (client.readback or reset_all) else []
+    cols = []
+    for name in names:
+        cols.append(f"pg_catalog.current_setting({_lit(name)}, true)")
+        cols.append(f"(SELECT reset_val FROM pg_catalog.pg_settings WHERE name = {_lit(name.lower())})")
+    check_pin = bool(client.pin_check or client.pinned)
+    if check_pin:
+        cols.append(PIN_CHECK_SQL)
+    if cols:
+        parts.append("SELECT " + ", ".join(cols))
+    client.readback = set()
+    client.reset_all = False
+    client.pin_check = False
+    client._after = (names, reset_all, check_pin)
+    return "; ".join(parts) if parts else None
+
+
+def apply_after(client: Client, server: Server, sink: O.Sink, asked: tuple) -> None:
+    """Take the answer of :func:`after_transaction`'s query."""
+    names, reset_all, check_pin = asked
+    varcache = client.pooler.varcache
+    if reset_all:
+        # RESET ALL / DISCARD ALL: the session is back at its start; the server at its defaults
+        client.tracked = dict(client.startup_tracked)
+        client.varstate = tuple(sorted(client.tracked.items()))
+        server.tracked = {k: v for k, v in server.tracked.items() if k in REPORTED}
+        server.varstate = tuple(sorted(server.tracked.items()))
+    row = sink.rows[0] if sink.rows else None
+    if row is not None and sink.error is None:
+        for i, name in enumerate(names):
+            v, d = row[2 * i], row[2 * i + 1]
+            if v is not None:
+                default = None if d is None else d.decode("utf-8", "surrogateescape")
+                varcache.set_unreported(client, server, canonical(name), v.decode("utf-8", "surrogateescape"),
+                                        default)
+        if check_pin:
+            n = row[2 * len(names)] if len(row) > 2 * len(names) else b"0"
+            pinned = n not in (b"0", None)
+            if pinned and not client.pinned:
+                client.pinned = "session state (advisory lock, temporary table or WITH HOLD cursor)"
+                client.pooler.log_client(client, "pinned to its server: " + client.pinned)
+            elif not pinned and client.pinned and not client.pinned.startswith("set_config"):
+                client.pooler.log_client(client, "unpinned")
+                client.pinned = None
+    elif sink.error is not None and check_pin:
+        client.pinned = client.pinned or "pin check failed: " + getattr(sink.error, "message", "?")

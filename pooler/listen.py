@@ -1,0 +1,160 @@
+"""LISTEN/NOTIFY in transaction mode: one listening connection per pool fans notifications out.
+
+A client's LISTEN runs on whatever server it happens to use, and that server
+soon serves somebody else, so notifications from pooled servers are dropped
+and delivery comes from a dedicated connection per (database, user) that
+LISTENs on the union of the channels its clients listen on.  A notification
+reaches a client at once when it is idle, or right after the current reply
+when it is running something (never inside a message).  UNLISTEN, UNLISTEN *,
+DISCARD ALL and disconnecting unsubscribe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
+
+from .netio import ConnectionLost
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .main import Pooler
+    from .objects import Pool
+
+log = logging.getLogger("pgbundle.pooler")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PoolListener:
+    """The listening connection of one pool and who listens on what."""
+
+    def __init__(self, pooler: Pooler, pool: Pool) -> None:
+        self.pooler = pooler
+        self.pool = pool
+        self.channels: dict[str, set[Client]] = {}
+        self.server = None
+        self.ready = trio.Event()  # the connection is up and listens on every channel
+        self.replies: deque[trio.Event] = deque()  # one per command sent, set at its ReadyForQuery
+        self.running = False
+
+    async def add(self, client: Client, channel: str) -> None:
+        """Subscribe ``client``; returns once the pool's connection listens on ``channel``."""
+        subs = self.channels.setdefault(channel, set())
+        new = not subs
+        subs.add(client)
+        if not self.running:
+            self.running = True
+            self.pooler.nursery.start_soon(self.run)
+        with trio.move_on_after(self.pooler.config.settings.server_connect_timeout or 15):
+            await self.ready.wait()
+            if new and channel in self.channels:
+                await self._command(f"LISTEN {_ident(channel)}")
+
+    def remove(self, client: Client, channel: str) -> None:
+        subs = self.channels.get(channel)
+        if subs is None:
+            return
+        subs.discard(client)
+        if not subs:
+            del self.channels[channel]
+            if self.ready.is_set():
+                self.pooler.nursery.start_soon(self._command, f"UNLISTEN {_ident(channel)}")
+
+    async def _command(self, sql: str) -> None:
+        server = self.server
+        if server is None:
+            return
+        done = trio.Event()
+        self.replies.append(done)
+        try:
+            await server.conn.send_all(encode(m.Query(sql)))
+        except ConnectionLost:
+            return
+        await done.wait()
+
+    async def run(self) -> None:
+        """Keep the listening connection up (reconnecting after server_login_retry) and dispatch."""
+        from .server import Server
+
+        retry = self.pooler.config.settings.server_login_retry or 1
+        while not self.pooler.shutting_down:
+            server = Server(self.pool)
+            try:
+                await server.login(self.pooler.auth.server_credentials(self.pool.server_user, self.pool.db))
+            except Exception as exc:  # PoolerError or a network error: try again later
+                log.warning("LISTEN connection for %s failed: %s", self.pool, getattr(exc, "message", exc))
+                await trio.sleep(retry)
+                continue
+            self.server = server
+            try:
+                async with trio.open_nursery() as n:
+                    n.start_soon(self._read, server, n.cancel_scope)
+                    for ch in list(self.channels):  # (re)subscribe everything before anyone relies on it
+                        await self._command(f"LISTEN {_ident(ch)}")
+                    self.ready.set()
+            finally:
+                self.ready = trio.Event()
+                self.server = None
+                for ev in self.replies:
+                    ev.set()
+                self.replies.clear()
+                server._close_socket()
+
+    async def _read(self, server, scope: trio.CancelScope) -> None:
+        frames = FrameBuffer()
+        while True:
+            data = await server.conn.recv()
+            if not data:
+                scope.cancel()
+                return
+            frames.receive_data(data)
+            while (f := frames.next_frame()) is not None:
+                t = f[0]
+                if t == ord("A"):
+                    msg = decode_backend(*f)
+                    raw = encode(msg)
+                    for c in list(self.channels.get(msg.channel, ())):
+                        c.deliver(raw)
+                elif t == ord("Z"):
+                    if self.replies:
+                        self.replies.popleft().set()
+                elif t == ord("E"):
+                    log.warning("LISTEN connection for %s: %s", self.pool, decode_backend(*f).message)
+
+
+class Listeners:
+    """All pools' listeners; clients subscribe through here."""
+
+    def __init__(self, pooler: Pooler) -> None:
+        self.pooler = pooler
+        self.by_pool: dict[tuple[str, str], PoolListener] = {}
+
+    async def listen(self, client: Client, channel: str) -> None:
+        pool = client.pool
+        key = (pool.dbname, pool.user)
+        pl = self.by_pool.get(key)
+        if pl is None:
+            pl = self.by_pool[key] = PoolListener(self.pooler, pool)
+        client.listening.add(channel)
+        await pl.add(client, channel)
+
+    def unlisten(self, client: Client, channel: str) -> None:
+        pool = client.pool
+        pl = self.by_pool.get((pool.dbname, pool.user))
+        chans = list(client.listening) if channel == "*" else [channel]
+        for ch in chans:
+            client.listening.discard(ch)
+            if pl is not None:
+                pl.remove(client, ch)
+
+    def client_gone(self, client: Client) -> None:
+        if client.listening:
+            self.unlisten(client, "*")

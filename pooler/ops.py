@@ -1,0 +1,91 @@
+"""Which server reply belongs to which request, when the pooler edits the conversation.
+
+In transaction mode the pooler sometimes answers for the server (a fake
+ParseComplete when the server already holds a statement, a fake CloseComplete)
+and sometimes sends requests of its own (a Parse for a statement the client
+prepared on another server, parameter SETs, reset and check queries) whose
+replies must not reach the client.  Then every request sent to the server gets
+an :class:`Op` in ``Server.ops``, in order, and the replies are matched to them
+one message at a time (:func:`classify`).  When no Op is queued the relay
+passes bytes through without looking (the fast path).
+
+Completion rules follow the protocol: Parse -> ParseComplete, Bind ->
+BindComplete, Describe statement -> ParameterDescription then RowDescription or
+NoData, Describe portal -> RowDescription or NoData, Execute -> CommandComplete,
+PortalSuspended or EmptyQueryResponse, Close -> CloseComplete, Sync / Query /
+FunctionCall -> ReadyForQuery.  An ErrorResponse in the extended protocol ends
+every request up to the next Sync (the server skips them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+# kinds
+PARSE, BIND, DESCRIBE_S, DESCRIBE_P, EXECUTE, CLOSE, SYNC, QUERY, FUNC, ZCOUNT = range(10)
+# modes
+REAL, SKIP, FAKE = 0, 1, 2
+
+_Z = ord("Z")
+_E = ord("E")
+_ASYNC = frozenset(map(ord, "NAS"))  # notice, notification, parameter status: not part of any reply
+_DONE = {
+    PARSE: frozenset((ord("1"),)),
+    BIND: frozenset((ord("2"),)),
+    DESCRIBE_S: frozenset((ord("T"), ord("n"))),
+    DESCRIBE_P: frozenset((ord("T"), ord("n"))),
+    EXECUTE: frozenset(map(ord, "CsI")),
+    CLOSE: frozenset((ord("3"),)),
+}
+KIND_OF_REQUEST = {ord("P"): PARSE, ord("B"): BIND, ord("E"): EXECUTE, ord("C"): CLOSE, ord("S"): SYNC,
+                   ord("Q"): QUERY, ord("F"): FUNC}
+
+
+@dataclass
+class Sink:
+    """Collects the reply of one of the pooler's own queries."""
+
+    rows: list[list[bytes | None]] = field(default_factory=list)
+    error: Any = None  # ErrorResponse
+    status: int = ord("I")
+    done: trio.Event = field(default_factory=trio.Event)
+    callback: Any = None  # called (in the relay task) with the Sink when the reply is complete
+
+
+class Op:
+    __slots__ = ("kind", "mode", "payload", "sink", "n", "forward_errors", "stmt", "undo")
+
+    def __init__(self, kind: int, mode: int = REAL, payload: bytes = b"", sink: Sink | None = None, n: int = 0,
+                 forward_errors: bool = False, stmt: Any = None, undo: Any = None) -> None:
+        self.kind = kind
+        self.mode = mode
+        self.payload = payload  # FAKE: the bytes to give the client
+        self.sink = sink  # SKIP QUERY: where its reply goes
+        self.n = n  # ZCOUNT: ReadyForQuery messages still to pass
+        self.forward_errors = forward_errors  # SKIP: an error still concerns the client
+        self.stmt = stmt  # PARSE of a named statement: marked validated on ParseComplete
+        self.undo = undo  # PARSE: called if the server refuses it
+
+    def __repr__(self) -> str:
+        return f"Op({self.kind},{self.mode})"
+
+
+def ends_at_z(kind: int) -> bool:
+    return kind in (SYNC, QUERY, FUNC, ZCOUNT)
+
+
+def completes(op: Op, t: int) -> bool:
+    """Does a reply message of type ``t`` complete ``op`` (ReadyForQuery and errors aside)?"""
+    done = _DONE.get(op.kind)
+    return done is not None and t in done
+
+
+def skip_to_sync(ops) -> list[Op]:
+    """After an extended-protocol error: drop every queued request up to the next Sync."""
+    dropped = []
+    while ops and ops[0].kind not in (SYNC, QUERY, FUNC, ZCOUNT):
+        dropped.append(ops.popleft())
+    return dropped
