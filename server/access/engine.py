@@ -383,12 +383,21 @@ class BackendEngine(CatalogMixin, api.Engine):
         self.command_counter_increment()
 
     # ================================================================== relation locks
+    def _dml_lock(self, oid: int, mode: int) -> None:
+        """AccessShare for readers, RowExclusive for writers, once per transaction and
+        relation (system catalogs are not locked: DDL serialises on the user relation)."""
+        if oid >= D.FIRST_NORMAL_OID and (oid, mode) not in self.x.lockset:
+            if not self.x.active:
+                return
+            self.lock_relation(oid, mode)
+
     def lock_relation(self, oid: int, mode: int, *, nowait: bool = False) -> None:
         """Take a relation lock until transaction end (LockRelationOid)."""
         key = (1, 0 if oid < D.FIRST_NORMAL_OID and D.BY_OID.get(oid, None) is not None and D.BY_OID[oid].shared
                else self.database.oid, oid, mode)
         if key in self.x.locks:
             return
+        # a weaker lock already held by us is upgraded by taking the stronger one as well
         lt = self.env.locktable
         start = time.monotonic()
         delay = 0.0005
@@ -406,6 +415,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         finally:
             self.procs.set_wait(None)
         self.x.locks.append(key)
+        self.x.lockset.add((oid, mode))
 
     def _relname(self, oid: int) -> str:
         r = self.catalog().relations.get(oid)
@@ -416,6 +426,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         return self._write_ctx()
 
     def seq_scan(self, rel: RelationInfo, snapshot: Snapshot | None = None) -> Iterator[tuple[TID, Row]]:
+        self._dml_lock(rel.oid, 1)
         rt = self._runtime(rel)
         snap = snapshot or self.snapshot()
         self.stats.table(rel.oid, 0, 1)
@@ -440,6 +451,7 @@ class BackendEngine(CatalogMixin, api.Engine):
                               schema=rt.info.namespace, table=rt.info.name, column=name)
 
     def insert(self, rel: RelationInfo, row: Row) -> TID:
+        self._dml_lock(rel.oid, 3)
         rt = self._runtime(rel)
         row = tuple(row)
         if len(row) != len(rt.info.columns):
@@ -538,6 +550,7 @@ class BackendEngine(CatalogMixin, api.Engine):
             return h
 
     def update(self, rel: RelationInfo, tid: TID, row: Row) -> TID | Conflict:
+        self._dml_lock(rel.oid, 3)
         rt = self._runtime(rel)
         tid = TID(*tid)
         row = tuple(row)
@@ -563,6 +576,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         return new_tid
 
     def delete(self, rel: RelationInfo, tid: TID) -> bool | Conflict:
+        self._dml_lock(rel.oid, 3)
         rt = self._runtime(rel)
         tid = TID(*tid)
         while True:
@@ -605,6 +619,7 @@ class BackendEngine(CatalogMixin, api.Engine):
     def index_scan(self, index: IndexInfo, lower: IndexBound | None = None, upper: IndexBound | None = None, *,
                    snapshot: Snapshot | None = None, backward: bool = False) -> Iterator[tuple[TID, Row]]:
         table = self.relation(index.table_oid)
+        self._dml_lock(table.oid, 1)
         rt = self._runtime(table)
         irel = self._cache_rel(index.oid)
         if irel is None:

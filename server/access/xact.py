@@ -54,6 +54,7 @@ class TransactionState:
     catalog_dirty: bool = False
     snapshot_taken: bool = False
     locks: list[tuple[int, int, int, int]] = field(default_factory=list)
+    lockset: set[tuple[int, int]] = field(default_factory=set)
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
