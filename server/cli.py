@@ -70,7 +70,8 @@ def server(datadir: str, port: int | None, listen: str | None, max_connections: 
 @click.option("-U", "--username", default="postgres", help="database superuser name")
 @click.option("--pwfile", type=click.Path(dir_okay=False, exists=True), default=None,
               help="read the superuser's password from this file")
-def initdb(datadir: str, username: str, pwfile: str | None) -> None:
+@click.option("--wal-segsize", type=int, default=None, help="size of WAL segments, in megabytes (default 16)")
+def initdb(datadir: str, username: str, pwfile: str | None, wal_segsize: int | None) -> None:
     """Create a new data directory."""
     from pgbundle.server.catalog.bootstrap import initdb as do_initdb
 
@@ -79,7 +80,7 @@ def initdb(datadir: str, username: str, pwfile: str | None) -> None:
         with open(pwfile) as f:
             password = f.readline().rstrip("\n")
     try:
-        do_initdb(datadir, superuser=username, password=password, echo=click.echo)
+        do_initdb(datadir, superuser=username, password=password, echo=click.echo, wal_segsize_mb=wal_segsize)
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
 

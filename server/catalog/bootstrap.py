@@ -51,7 +51,7 @@ def is_initialized(datadir: str) -> bool:
 
 
 def initdb(datadir: str, *, superuser: str = "postgres", password: str | None = None,
-           echo: Any = print, settings: Any = None) -> None:
+           echo: Any = print, settings: Any = None, wal_segsize_mb: int | None = None) -> None:
     from pgbundle.server.access.engine import BackendEngine
     from pgbundle.server.storage import bufmgr, clog, ipc, lwlock, shmem
     from pgbundle.server.utils.guc import Settings
@@ -83,6 +83,10 @@ def initdb(datadir: str, *, superuser: str = "postgres", password: str | None = 
     s = settings.copy() if settings is not None else Settings()
     s.set("shared_buffers", "2MB", source="override")
     s.set("fsync", "on", source="override")
+    if wal_segsize_mb is not None:
+        if wal_segsize_mb < 1 or wal_segsize_mb > 1024 or wal_segsize_mb & (wal_segsize_mb - 1):
+            raise RuntimeError("argument of --wal-segsize must be a power of two between 1 and 1024")
+        s.set_internal("wal_segment_size", wal_segsize_mb * 1024 * 1024)
     segsize = int(s.value("wal_segment_size"))
     cd = control.ControlData(system_identifier=int(time.time() * 1e6) << 8 | os.getpid() & 0xFF,
                              state=control.DB_STARTUP, wal_segment_size=segsize, next_oid=D.FIRST_NORMAL_OID)

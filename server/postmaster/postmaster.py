@@ -98,6 +98,9 @@ class Postmaster:
         s.load_file(os.path.join(self.datadir, "postgresql.auto.conf"), strict=False)
         s.apply_options(cmdline)
         s.set("data_directory", self.datadir, source="override")
+        from pgbundle.server.access import control
+
+        s.set_internal("wal_segment_size", control.read(self.datadir).wal_segment_size)
 
     def _pidfile(self) -> str:
         return os.path.join(self.datadir, "postmaster.pid")

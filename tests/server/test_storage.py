@@ -60,3 +60,32 @@ def test_checkpoint_command_and_stats(server):
         after = c.execute("select num_requested from pg_stat_checkpointer").fetchone()[0]
         assert after == before + 1
         c.execute("drop table ck")
+
+
+def test_wal_volume_triggers_checkpoint(server_factory):
+    import subprocess
+    import sys
+
+    srv = server_factory(start=False, max_wal_size="2MB")
+    r = subprocess.run([sys.executable, "-m", "pgbundle.shared.cli", "initdb", "-D", str(srv.datadir),
+                        "--wal-segsize", "1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    srv.start()
+    with srv.connect() as c:
+        assert c.execute("show wal_segment_size").fetchone() == ("1MB",)
+        before = c.execute("select num_requested from pg_stat_checkpointer").fetchone()[0]
+        c.execute("create table walvol (id int, pad text)")
+        with c.cursor() as cur:
+            with cur.copy("copy walvol from stdin") as cp:
+                for i in range(20000):  # ~4 MB of WAL
+                    cp.write_row((i, "p" * 150))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            after = c.execute("select num_requested from pg_stat_checkpointer").fetchone()[0]
+            if after > before:
+                break
+            time.sleep(0.2)
+        assert after > before
+    assert "checkpoint starting: wal" in srv.log()
+    segs = [p for p in (srv.datadir / "pg_wal").iterdir() if len(p.name) == 24]
+    assert len(segs) <= 6, segs  # old segments were removed by the checkpoints
