@@ -59,8 +59,10 @@ def setup_logging(logfile: str | None, verbose: int) -> None:
 @click.option("--logfile", type=click.Path(dir_okay=False))
 @click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Any pgbouncer setting, e.g. -s query_wait_timeout=5 (repeatable).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Without an upstream: the bundled server's data directory (default ./pgbundle-data).")
 @click.option("-v", "--verbose", count=True)
-def pooler(config_file, config_opt, upstream, sets, verbose, **flags) -> None:
+def pooler(config_file, config_opt, upstream, sets, verbose, data_dir, **flags) -> None:
     """Run the connection pooler (pgbouncer's semantics, on trio)."""
     from .main import Pooler
 
@@ -89,11 +91,20 @@ def pooler(config_file, config_opt, upstream, sets, verbose, **flags) -> None:
         config = Config(settings=settings, databases=dbs, users=config.users, source=config.source)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    embedded = None
     if not config.databases:
-        raise click.ClickException(
-            "no upstream: give --upstream postgresql://user@host:port[/db] or a config file with [databases]")
+        # No upstream: run the bundled server ourselves.
+        from .embedded import EmbeddedServer
+
+        embedded = EmbeddedServer(data_dir or "pgbundle-data")
+        try:
+            embedded.initialise()
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+        config.databases["*"] = embedded.database()
+        overrides["_databases"] = {"*": config.databases["*"]}
     setup_logging(config.settings.logfile, verbose)
-    app = Pooler(config, {k: v for k, v in overrides.items()})
+    app = Pooler(config, {k: v for k, v in overrides.items()}, embedded=embedded)
     try:
         trio.run(app.run)
     except ConfigError as exc:

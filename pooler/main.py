@@ -43,8 +43,9 @@ log = logging.getLogger("pgbundle.pooler")
 
 
 class Pooler:
-    def __init__(self, config: Config, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: Config, overrides: dict[str, Any] | None = None, embedded=None) -> None:
         self.config = config
+        self.embedded = embedded  # EmbeddedServer when no upstream was given
         self.overrides = overrides or {}
         self.pools: dict[tuple[str, str], Pool] = {}
         self.clients: set[Client] = set()
@@ -344,6 +345,8 @@ class Pooler:
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
+                if self.embedded is not None:
+                    await nursery.start(self.embedded.run)
                 with trio.open_signal_receiver(signal.SIGHUP, signal.SIGINT, signal.SIGTERM) as sigs:
                     nursery.start_soon(self._signals, sigs)
                     for sock in self.listen_socks:
@@ -352,6 +355,10 @@ class Pooler:
                     where = ", ".join(_describe(x) for x in self.listen_socks)
                     log.info("listening on %s", where)
                     print(f"pgbundle pooler listening on {where}", file=sys.stderr, flush=True)
+                    tcp = next((x.getsockname() for x in self.listen_socks if x.family != socket.AF_UNIX), None)
+                    if tcp is not None:
+                        print(f"connect with: psql -h {tcp[0]} -p {tcp[1]} -U postgres postgres", file=sys.stderr,
+                              flush=True)
                     task_status.started(self)
                     await self._stop.wait()
                     nursery.cancel_scope.cancel()

@@ -1,0 +1,153 @@
+"""The bundled server: ``pgbundle pooler`` with no upstream runs ``pgbundle server`` itself.
+
+:class:`EmbeddedServer` initialises the data directory on first use (initdb's
+progress goes to the terminal), starts the server as a child process on a
+private port on 127.0.0.1, waits until it accepts connections, and becomes the
+pooler's ``*`` database.  If the server dies, it is started again (and the log
+says so); when the pooler stops, the server gets a fast shutdown (SIGINT, which
+writes a shutdown checkpoint) and the pooler waits for it.
+
+Resources: one child process, owned by the task running :meth:`run`; its
+stdout/stderr go to ``<data dir>/pgbundle-server.log``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import trio
+
+from pgbundle.shared.io import MessageStream
+from pgbundle.shared.protocol import RemoteProtocolError, decode_backend, messages as m
+
+from .config import DatabaseConfig
+
+log = logging.getLogger("pgbundle.pooler")
+
+READY_TIMEOUT = 60.0  # seconds to wait for the server to accept connections
+STOP_TIMEOUT = 60.0  # seconds a fast shutdown may take before SIGKILL
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _initialised(data_dir: str) -> bool:
+    return os.path.exists(os.path.join(data_dir, "PG_VERSION"))
+
+
+class EmbeddedServer:
+    def __init__(self, data_dir: str, port: int | None = None, max_connections: int | None = None) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        self.port = port or _free_port()
+        self.max_connections = max_connections
+        self.proc: trio.Process | None = None
+        self.restarts = 0
+
+    def database(self) -> DatabaseConfig:
+        return DatabaseConfig(host=["127.0.0.1"], port=self.port)
+
+    def initialise(self) -> None:
+        """Create the data directory if needed, showing initdb's progress (synchronous, before trio)."""
+        if _initialised(self.data_dir):
+            return
+        print(f"pgbundle: initialising the bundled server's data directory {self.data_dir}", file=sys.stderr,
+              flush=True)
+        r = subprocess.run([sys.executable, "-m", "pgbundle.shared.cli", "initdb", "-D", self.data_dir])
+        if r.returncode != 0:
+            raise RuntimeError(f"initdb of {self.data_dir} failed (exit code {r.returncode})")
+
+    def _command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "pgbundle.shared.cli", "server", "-D", self.data_dir, "--port", str(self.port),
+               "--listen-addresses", "127.0.0.1"]
+        if self.max_connections:
+            cmd += ["--max-connections", str(self.max_connections)]
+        return cmd
+
+    async def _start(self) -> None:
+        logf = open(os.path.join(self.data_dir, "pgbundle-server.log"), "ab")
+        try:
+            self.proc = await trio.lowlevel.open_process(self._command(), stdout=logf, stderr=subprocess.STDOUT,
+                                                         start_new_session=True)
+        finally:
+            logf.close()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the bundled server exited with code {self.proc.returncode} while starting; "
+                                   f"see {self.data_dir}/pgbundle-server.log")
+            if await self._accepts_logins():
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bundled server did not start accepting connections")
+            await trio.sleep(0.05)
+
+    async def _accepts_logins(self) -> bool:
+        """Does a startup packet get past 'the database system is starting up' (57P03)?"""
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+        except OSError:
+            return False
+        ms = MessageStream(stream)
+        try:
+            with trio.move_on_after(5):
+                await ms.send(m.StartupMessage(3 << 16, {"user": "postgres", "database": "postgres"}))
+                t, payload = await ms.receive()
+                if t == ord("E"):
+                    err = decode_backend(t, payload)
+                    return err.sqlstate not in ("57P03",)  # any other answer: it is up (and says why not)
+                await ms.send(m.Terminate())
+                return True
+            return False
+        except (OSError, EOFError, trio.BrokenResourceError, RemoteProtocolError):
+            return False
+        finally:
+            await stream.aclose()
+
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Start the server, report readiness, restart it if it dies; stop it when cancelled."""
+        try:
+            await self._start()
+            log.info("bundled server running on 127.0.0.1:%d (data directory %s, pid %d)", self.port,
+                     self.data_dir, self.proc.pid)
+            task_status.started(self)
+            while True:
+                code = await self.proc.wait()
+                self.restarts += 1
+                log.warning("bundled server exited with code %s; restarting it (restart %d)", code, self.restarts)
+                await trio.sleep(min(5.0, 0.2 * self.restarts))
+                try:
+                    await self._start()
+                    log.info("bundled server restarted on 127.0.0.1:%d (pid %d)", self.port, self.proc.pid)
+                except RuntimeError as exc:
+                    log.error("%s", exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.stop()
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            proc.send_signal(signal.SIGINT)  # fast shutdown, with a shutdown checkpoint
+        except ProcessLookupError:
+            return
+        with trio.move_on_after(STOP_TIMEOUT):
+            await proc.wait()
+            log.info("bundled server stopped")
+            return
+        log.error("the bundled server did not stop in %ds; killing it", STOP_TIMEOUT)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await proc.wait()

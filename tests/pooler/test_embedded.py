@@ -1,0 +1,86 @@
+"""`pgbundle pooler` with no upstream runs the bundled server itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psycopg
+
+from tests.conftest import PoolerProcess
+
+from .test_limits import wait_for
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(d))
+        except OSError:
+            pass
+    return pids
+
+
+def test_zero_config_pooler_with_bundled_server(tmp_path):
+    datadir = tmp_path / "pgbundle-data"
+    p = PoolerProcess(["--unix-socket-dir", ""], cwd=str(tmp_path))  # no upstream, no config
+    try:
+        with psycopg.connect(p.dsn(), autocommit=True) as c:
+            c.execute("create table notes(id int primary key, body text)")
+            c.execute("insert into notes values (%s, %s), (%s, %s)", (1, "first", 2, "second"))
+            assert c.execute("select body from notes order by id").fetchall() == [("first",), ("second",)]
+        assert (datadir / "PG_VERSION").exists()
+        log = p.log()
+        assert "connect with: psql -h 127.0.0.1" in log and "initialising" in log
+        p.signal(signal.SIGINT)
+        p.proc.wait(60)
+        assert p.proc.returncode == 0
+        wait_for(lambda: not _processes_mentioning(str(datadir)), 30, "no process left behind")
+    finally:
+        p.close()
+    # a second start finds the data again
+    p2 = PoolerProcess(["--unix-socket-dir", ""], cwd=str(tmp_path))
+    try:
+        with psycopg.connect(p2.dsn(), autocommit=True) as c:
+            assert c.execute("select count(*) from notes").fetchone() == (2,)
+        assert "initialising" not in p2.log()
+    finally:
+        p2.signal(signal.SIGINT)
+        p2.proc.wait(60)
+        p2.close()
+    wait_for(lambda: not _processes_mentioning(str(datadir)), 30, "no process left behind")
+
+
+def test_bundled_server_is_restarted_when_it_dies(tmp_path):
+    datadir = tmp_path / "data"
+    p = PoolerProcess(["--unix-socket-dir", "", "--data-dir", str(datadir)], cwd=str(tmp_path))
+    try:
+        with psycopg.connect(p.dsn(), autocommit=True) as c:
+            c.execute("create table t(a int)")
+            c.execute("insert into t values (42)")
+        pid = int((datadir / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+
+        def works():
+            try:
+                with psycopg.connect(p.dsn(), autocommit=True, connect_timeout=5) as c:
+                    return c.execute("select a from t").fetchone() == (42,)
+            except psycopg.Error:
+                return False
+
+        wait_for(works, 60, "the bundled server to come back")
+        assert "restarting it" in p.log()
+    finally:
+        p.signal(signal.SIGINT)
+        try:
+            p.proc.wait(60)
+        finally:
+            p.close()
+    time.sleep(0.5)
+    wait_for(lambda: not _processes_mentioning(str(datadir)), 30, "no process left behind")
