@@ -181,6 +181,7 @@ class Client:
         db = pooler.find_database(self.database)
         if db is None:
             raise PoolerError(f"no such database: {self.database}", sqlstate.INVALID_CATALOG_NAME)
+        pooler.check_client_limits(self, db)
         await pooler.auth.authenticate(self, db)
         pool = pooler.get_pool(self.database, user, db)
         pool.add_client(self)

@@ -74,6 +74,21 @@ class Pooler:
         dbs = self.config.databases
         return dbs.get(name) or dbs.get("*")
 
+    def check_client_limits(self, client: Client, db: DatabaseConfig) -> None:
+        """max_db_client_connections / max_user_client_connections (pgbouncer >= 1.24)."""
+        s = self.config.settings
+        max_db = db.max_db_client_connections if db.max_db_client_connections is not None \
+            else s.max_db_client_connections
+        if max_db and sum(1 for c in self.clients if c.database == client.database) > max_db:
+            raise PoolerError("client connections exceeded (max_db_client_connections)",
+                              sqlstate.TOO_MANY_CONNECTIONS)
+        u = self.config.users.get(client.user)
+        max_user = u.max_user_client_connections if (u and u.max_user_client_connections is not None) \
+            else s.max_user_client_connections
+        if max_user and sum(1 for c in self.clients if c.user == client.user) > max_user:
+            raise PoolerError("client connections exceeded (max_user_client_connections)",
+                              sqlstate.TOO_MANY_CONNECTIONS)
+
     def get_pool(self, dbname: str, user: str, db: DatabaseConfig) -> Pool:
         key = (dbname, user)
         pool = self.pools.get(key)

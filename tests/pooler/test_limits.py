@@ -194,3 +194,21 @@ def test_server_connect_timeout(pooler_factory):
         assert p.alive()
     finally:
         silent.close()
+
+
+def test_max_db_and_user_client_connections(pg, pooler_factory):
+    pg.sql("select 1 from pg_database where datname = 'otherdb'") or pg.sql("create database otherdb")
+    p = pooler_factory(base_args(pg, "-s", "max_db_client_connections=2", "-s", "max_user_client_connections=3"))
+    a, b = connect(p), connect(p)
+    try:
+        with pytest.raises(psycopg.OperationalError) as ei:
+            connect(p)
+        assert "max_db_client_connections" in str(ei.value)
+        c = connect(p, dbname="otherdb")
+        with pytest.raises(psycopg.OperationalError) as ei:
+            connect(p, dbname="otherdb")  # the user's third is taken
+        assert "max_user_client_connections" in str(ei.value)
+        c.close()
+    finally:
+        a.close()
+        b.close()
