@@ -707,7 +707,7 @@ class BackendEngine(CatalogMixin, api.Engine):
     def activity(self) -> list[api.BackendStatus]:
         out = []
         for e in self.procs.entries():
-            client = e["backend_type"] in ("client backend", "autovacuum worker", "walsender")
+            client = e["backend_type"] in ("client backend", "autovacuum worker", "walsender", "background worker")
             state = e["state"] if e["backend_type"] == "client backend" else None
             if state == "starting":
                 state = None

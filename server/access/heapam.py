@@ -63,6 +63,7 @@ class Heap:
         self._flush = env.shm.control.cell("flush_pos")
         self.tup_returned = 0
         self.tup_fetched = 0
+        self._ioq: Any = None
 
     # ------------------------------------------------------------------ visibility
     def _hints_ok(self) -> bool:
@@ -151,12 +152,29 @@ class Heap:
     def scan(self, dboid: int, relnode: int, snap: Snapshot, decode: Any) -> Iterator[tuple[TID, tuple]]:
         nblocks = self.bm.nblocks(dboid, relnode)
         check = self.env.check_for_interrupts
+        ahead = self._prefetch_distance(nblocks)
+        requested = 0
         for block in range(nblocks):
             check()
+            if ahead and block + ahead > requested:
+                upto = min(nblocks, block + 2 * ahead)
+                if upto > requested:
+                    self._ioq.push([(dboid, relnode, b) for b in range(max(requested, block + 1), upto)])
+                    requested = upto
             rows = self.scan_block(dboid, relnode, block, snap)
             self.tup_returned += len(rows)
             for off, data in rows:
                 yield TID(block, off), decode(data)
+
+    def _prefetch_distance(self, nblocks: int) -> int:
+        """Read-ahead through the io workers for scans of relations larger than 64 pages."""
+        if nblocks <= 64 or self.env.settings.value("io_method") != "worker":
+            return 0
+        if self._ioq is None:
+            from pgbundle.server.postmaster.ioworker import ReadQueue
+
+            self._ioq = ReadQueue(self.env.shm, self.env.locks)
+        return int(self.env.settings.value("effective_io_concurrency"))
 
     def fetch(self, dboid: int, relnode: int, tid: TID, snap: Snapshot | None) -> bytes | None:
         """Row data at tid if visible (``snap`` None: any live-looking version)."""

@@ -27,6 +27,7 @@ far*, so the others find their record already flushed.
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import time
 import zlib
@@ -293,6 +294,17 @@ class XLog:
         new_seg = upto // self.segsize
         if new_seg != old_seg:
             n = self.ctl.add("segs_since_ckpt", new_seg - old_seg)
+            if self.settings.value("archive_mode") != "off":
+                from pgbundle.server.postmaster import pgarch
+
+                for seg in range(old_seg, new_seg):
+                    pgarch.mark_ready(os.path.dirname(self.dir), segment_name(seg, self.segsize))
+                pid = self.ctl.get("archiver_pid")
+                if pid:
+                    try:
+                        os.kill(pid, signal.SIGUSR1)
+                    except ProcessLookupError:
+                        pass
             if self.on_segment_switch is not None:
                 self.on_segment_switch(n)
 
@@ -330,6 +342,7 @@ class XLog:
     def remove_old_segments(self, redo: int) -> int:
         """Delete segments wholly before the redo point's segment (checkpoint step 7)."""
         keep_from = redo // self.segsize
+        archiving = self.settings.value("archive_mode") != "off"
         n = 0
         for name in os.listdir(self.dir):
             if len(name) != 24:
@@ -339,10 +352,16 @@ class XLog:
             except ValueError:
                 continue
             if segno < keep_from:
+                if archiving and os.path.exists(os.path.join(self.dir, "archive_status", name + ".ready")):
+                    continue
                 fd = self._fds.pop(segno, None)
                 if fd is not None:
                     os.close(fd)
                 os.unlink(os.path.join(self.dir, name))
+                try:
+                    os.unlink(os.path.join(self.dir, "archive_status", name + ".done"))
+                except FileNotFoundError:
+                    pass
                 n += 1
         return n
 

@@ -53,13 +53,14 @@ SIGKILL_AFTER = 5.0
 
 
 class Child:
-    __slots__ = ("pid", "kind", "started", "dead_end")
+    __slots__ = ("pid", "kind", "started", "dead_end", "extra")
 
     def __init__(self, pid: int, kind: str, dead_end: bool = False) -> None:
         self.pid = pid
         self.kind = kind
         self.started = time.time()
         self.dead_end = dead_end
+        self.extra: str = ""
 
 
 class Postmaster:
@@ -77,6 +78,7 @@ class Postmaster:
         self.av_workers = 0
         self.clean_start = True
         self.exit_code = 0
+        self._bgw_restart_at: dict[str, float] = {}
 
     # ------------------------------------------------------------------ startup
     def run(self) -> int:
@@ -292,6 +294,31 @@ class Postmaster:
                        keep_fds=(self.ctx.stats_recv.fileno(),))
         if "avlauncher" not in kinds and self.settings.value("autovacuum"):
             self._fork("avlauncher", "pgbundle: autovacuum launcher", autovacuum.launcher_main)
+        self._start_optional()
+
+    def _start_optional(self) -> None:
+        """Processes that exist only when configured: archiver, WAL summarizer, io workers,
+        user background workers."""
+        from pgbundle.server.postmaster import bgworker, ioworker, pgarch, walsummarizer
+
+        s = self.settings
+        kinds = [c.kind for c in self.children.values()]
+        if s.value("archive_mode") != "off" and "archiver" not in kinds:
+            self._fork("archiver", "pgbundle: archiver", pgarch.main)
+        if s.value("summarize_wal") and "walsummarizer" not in kinds:
+            self._fork("walsummarizer", "pgbundle: walsummarizer", walsummarizer.main)
+        if s.value("io_method") == "worker":
+            for i in range(int(s.value("io_workers")) - kinds.count("ioworker")):
+                self._fork("ioworker", f"pgbundle: io worker {i}", ioworker.main, i)
+        now = time.time()
+        running = {c.extra for c in self.children.values() if c.kind == "bgworker"}
+        for entry in bgworker.entries(s):
+            if entry in running or self._bgw_restart_at.get(entry, 0) > now:
+                continue
+            if self._bgw_restart_at.get(entry) == -1:
+                continue
+            pid = self._fork("bgworker", f"pgbundle: background worker {entry}", bgworker.main, entry)
+            self.children[pid].extra = entry
 
     def _kinds(self, *kinds: str) -> list[Child]:
         return [c for c in self.children.values() if c.kind in kinds]
@@ -329,6 +356,8 @@ class Postmaster:
             for sig in sigs:
                 self._handle_signal(sig)
             self._reap()
+            if self.state == PM_RUN and not self.shutdown_mode and self._bgw_restart_at:
+                self._start_optional()
             done = self._advance()
             if done is not None:
                 return done
@@ -377,7 +406,7 @@ class Postmaster:
         if self.state in (PM_STARTUP, PM_RECOVERY):
             self._signal_children(signal.SIGQUIT, ("startup",))
         if self.shutdown_mode == "fast":
-            self._signal_children(signal.SIGTERM, ("backend", "avworker"))
+            self._signal_children(signal.SIGTERM, ("backend", "avworker", "bgworker"))
         if self.state in (PM_RUN, PM_STARTUP, PM_RECOVERY):
             self.state = PM_WAIT_BACKENDS
         self._pid_status("stopping")
@@ -433,7 +462,9 @@ class Postmaster:
         name = {"backend": "server process", "startup": "startup process", "checkpointer": "checkpointer process",
                 "bgwriter": "background writer process", "walwriter": "WAL writer process",
                 "statscollector": "statistics collector process", "avlauncher": "autovacuum launcher process",
-                "avworker": "autovacuum worker process", "syslogger": "system logger process"}.get(child.kind,
+                "avworker": "autovacuum worker process", "syslogger": "system logger process",
+                "archiver": "archiver process", "walsummarizer": "WAL summarizer process",
+                "ioworker": "io worker", "bgworker": f"background worker \"{child.extra}\""}.get(child.kind,
                                                                                                   child.kind)
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -470,11 +501,14 @@ class Postmaster:
             self.shutdown_mode = "abort"
             self.state = PM_SHUTDOWN
             return
-        normal = code in (0, 1) and child.kind in ("backend", "avworker")
+        normal = code in (0, 1) and child.kind in ("backend", "avworker", "bgworker")
+        if child.kind == "bgworker" and normal and self.state == PM_RUN and not self.shutdown_mode:
+            delay = int(self.settings.value("bgworker_restart_time"))
+            self._bgw_restart_at[child.extra] = -1 if code == 0 or delay < 0 else time.time() + delay
         if child.kind in ("checkpointer",) and code == 0 and self.state == PM_SHUTDOWN:
             normal = True
-        if child.kind in ("bgwriter", "walwriter", "statscollector", "avlauncher") and code == 0 and \
-                self.shutdown_mode:
+        if child.kind in ("bgwriter", "walwriter", "statscollector", "avlauncher", "archiver", "walsummarizer",
+                          "ioworker") and code == 0 and self.shutdown_mode:
             normal = True
         if self.state in (PM_CRASH, PM_IMMEDIATE):
             return
@@ -530,9 +564,12 @@ class Postmaster:
         if self.state == PM_WAIT_BACKENDS:
             if self._kinds("backend", "avworker", "startup"):
                 return None
+            if self.shutdown_mode == "smart" and self._kinds("bgworker"):
+                self._signal_children(signal.SIGTERM, ("bgworker",))
             # no clients left: stop the helpers, then the checkpointer writes the shutdown checkpoint
-            self._signal_children(signal.SIGTERM, ("avlauncher", "bgwriter", "walwriter"))
-            if self._kinds("avlauncher", "bgwriter", "walwriter"):
+            self._signal_children(signal.SIGTERM, ("avlauncher", "bgwriter", "walwriter", "walsummarizer",
+                                                   "ioworker", "bgworker"))
+            if self._kinds("avlauncher", "bgwriter", "walwriter", "walsummarizer", "ioworker", "bgworker"):
                 return None
             if self._kinds("checkpointer"):
                 self._signal_children(signal.SIGUSR2, ("checkpointer",))
@@ -541,8 +578,8 @@ class Postmaster:
         if self.state == PM_SHUTDOWN:
             if self._kinds("checkpointer", "avlauncher", "bgwriter", "walwriter", "startup"):
                 return None
-            if self._kinds("statscollector"):
-                self._signal_children(signal.SIGTERM, ("statscollector",))
+            if self._kinds("statscollector", "archiver"):
+                self._signal_children(signal.SIGTERM, ("statscollector", "archiver"))
                 return None
             return self._finish()
         return None

@@ -27,7 +27,7 @@ _CTX = multiprocessing.get_context("fork")
 
 NAMED = ("ProcArrayLock", "OidGenLock", "WALInsertLock", "WALWriteLock", "CheckpointerLock", "AutovacuumLock",
          "CLogControlLock", "SyncQueueLock", "StatsLock", "BufferStrategyLock", "DatabaseLock", "SequenceLock",
-         "ControlFileLock")
+         "ControlFileLock", "IoQueueLock")
 
 N_MAPPING = 16
 N_HEADER = 64

@@ -85,6 +85,15 @@ CONTROL_FIELDS: tuple[tuple[str, str], ...] = (
     ("bgw_last_victim", "Q"),
     ("in_recovery", "I"),
     ("ckpt_pid", "I"),  # checkpointer's pid, for request signals
+    ("archiver_pid", "I"),
+    ("archived_count", "Q"),  # pg_stat_archiver, written by the archiver only
+    ("failed_count", "Q"),
+    ("last_archived_time", "d"),
+    ("last_failed_time", "d"),
+    ("last_archived_segno", "Q"),
+    ("last_failed_segno", "Q"),
+    ("summarized_lsn", "Q"),  # WAL summarizer progress (summarizer only)
+    ("summarizer_pid", "I"),
     ("av_launcher_pid", "I"),
     ("statscoll_pid", "I"),
 )
@@ -148,6 +157,7 @@ class Layout:
     query_size: int = 1024
 
     def compute(self) -> None:
+        from pgbundle.server.postmaster import ioworker
         from pgbundle.server.storage import bufmgr, clog, lmgr, procarray, sync
         from pgbundle.server.utils import pgstat
 
@@ -163,6 +173,7 @@ class Layout:
         self.procs_off = take(procarray.region_size(self))
         self.locks_off = take(lmgr.region_size(self))
         self.fsyncq_off = take(sync.region_size(self))
+        self.ioq_off = take(ioworker.region_size(self))
         self.stats_off = take(pgstat.region_size(self))
         self.clog_off = take(clog.region_size(self))
         self.buf_desc_off = take(bufmgr.descriptors_size(self))
