@@ -81,6 +81,9 @@ class AuxProcess:
                 pass
         if self.ctx.pm_alive_fd in r:
             self.postmaster_died()
+        if "reload" in self.flags:
+            self.flags.discard("reload")
+            self.ctx.settings.reload_files(self.ctx.datadir)
 
     def postmaster_alive(self) -> bool:
         if self.ctx.pm_alive_fd < 0:

@@ -381,6 +381,7 @@ class Postmaster:
             self.crash_started = time.time()
         elif sig == signal.SIGHUP:
             elog.log("received SIGHUP, reloading configuration files")
+            self.settings.reload_files(self.datadir, log=elog.log)
             self._signal_children(signal.SIGHUP)
         elif sig == signal.SIGUSR1:
             self._pmsignal()

@@ -49,10 +49,19 @@ def on_sigalrm(signum: int, frame: object) -> None:
         timeout_pending = True
 
 
+reload_pending = False
+
+
+def on_sighup(signum: int, frame: object) -> None:
+    global reload_pending
+    reload_pending = True
+
+
 def install() -> None:
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGALRM, on_sigalrm)
+    signal.signal(signal.SIGHUP, on_sighup)
 
 
 def start_query(statement_timeout_ms: int) -> None:

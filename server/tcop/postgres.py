@@ -72,7 +72,6 @@ def backend_main(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
     interrupts.reset()
     interrupts.install()
     signal.signal(signal.SIGQUIT, _quickdie)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, lambda s, f: None)
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
@@ -273,7 +272,10 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any) -> None:
             if state != last_state:
                 procs.set_state(state)
                 last_state = state
-        typ, payload = await ms.receive()
+        if interrupts.reload_pending:
+            interrupts.reload_pending = False
+            settings.reload_files(engine.env.datadir)
+        typ, payload = await _receive(ms, session, settings, bool(pending))
         msg = codec.decode_frontend(typ, payload)
         t = type(msg)
         if t is M.Query:
@@ -329,6 +331,25 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any) -> None:
         if len(pending) > 512:
             await ms.send(*pending)
             pending = []
+
+
+async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bool) -> tuple[int, bytes]:
+    """The next message, enforcing idle_in_transaction_session_timeout (FATAL 25P03) and
+    idle_session_timeout (FATAL 57P05) while the client is idle."""
+    if mid_batch:
+        return await ms.receive()
+    status = session.transaction_status
+    if status == "I":
+        ms_timeout = int(settings.value("idle_session_timeout"))
+        err = ("57P05", "terminating connection due to idle-session timeout")
+    else:
+        ms_timeout = int(settings.value("idle_in_transaction_session_timeout"))
+        err = ("25P03", "terminating connection due to idle-in-transaction timeout")
+    if ms_timeout <= 0:
+        return await ms.receive()
+    with trio.move_on_after(ms_timeout / 1000.0):
+        return await ms.receive()
+    raise FatalError(*err)
 
 
 async def _copy_in(ms: MessageStream, session: Any) -> None:

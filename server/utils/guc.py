@@ -617,6 +617,44 @@ class Settings:
             self._file[key] = (os.path.abspath(path), line)
         return warnings
 
+    def reload_files(self, datadir: str, *, log: Any = None) -> None:
+        """SIGHUP: re-read postgresql.conf and postgresql.auto.conf.  Settings the command
+        line or this session set keep their value (only their reset value follows the
+        file); ``postmaster`` settings are reported and ignored, as PostgreSQL does."""
+        import os as _os
+
+        for path in (_os.path.join(datadir, "postgresql.conf"), _os.path.join(datadir, "postgresql.auto.conf")):
+            try:
+                entries = read_conf_file(path)
+            except PgError as e:
+                if log:
+                    log(e.message)
+                return
+            for name, val, line in entries:
+                key = name.lower()
+                g = BY_NAME.get(key)
+                if g is None:
+                    continue
+                try:
+                    new = parse_value(g, val)
+                except PgError as e:
+                    if log:
+                        log(e.message)
+                    continue
+                if g.context in ("postmaster", "internal"):
+                    if new != self._values[key] and log:
+                        log(f'parameter "{g.name}" cannot be changed without restarting the server')
+                    continue
+                if self._source[key] == "command line":
+                    continue
+                if self._source[key] in ("session", "client"):
+                    self._reset[key] = new
+                    continue
+                self._values[key] = new
+                self._reset[key] = new
+                self._source[key] = self._reset_source[key] = "configuration file"
+                self._file[key] = (_os.path.abspath(path), line)
+
     def apply_options(self, options: dict[str, str], source: str = "command line") -> None:
         for name, val in options.items():
             self.set(name, val, source=source)

@@ -133,3 +133,27 @@ def test_ssl_request_answered_n(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(struct.pack("!II", 8, 80877103))
         assert s.recv(1) == b"N"
+
+
+def test_idle_in_transaction_timeout_and_reload(server_factory):
+    srv = server_factory()
+    with srv.connect(autocommit=False) as c:
+        c.execute("set idle_in_transaction_session_timeout = '300ms'")
+        c.execute("select 1")
+        time.sleep(1.0)
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute("select 1")
+        assert "idle-in-transaction timeout" in str(ei.value)
+    with open(srv.datadir / "postgresql.conf", "a") as f:
+        f.write("deadlock_timeout = '3s'\n")
+    import os
+    import signal
+
+    with srv.connect() as c:
+        assert c.execute("show deadlock_timeout").fetchone() == ("1s",)
+        os.kill(srv.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while c.execute("show deadlock_timeout").fetchone() != ("3s",):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert srv.sql("show deadlock_timeout") == [("3s",)]
