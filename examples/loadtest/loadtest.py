@@ -42,6 +42,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -207,7 +208,7 @@ async def run_target(label: str, target: str, scenario: str, op: Callable[[], Aw
     """``concurrency`` clients repeat ``op`` for ``warmup + duration`` seconds; only the part
     after the warm-up is measured.  Bounded by ``max_requests`` and by a hard deadline."""
     result = Result(label, redact(target), scenario, concurrency)
-    task = progress.add_task(f"{label} (warm-up)" if warmup else label, total=warmup + duration, stats="")
+    task = progress.add_task(escape(f"{label} (warm-up)" if warmup else label), total=warmup + duration, stats="")
     loop_start = time.monotonic()
     measure_start = loop_start + warmup
     end = measure_start + duration
@@ -246,13 +247,13 @@ async def run_target(label: str, target: str, scenario: str, op: Callable[[], Aw
             now = time.monotonic()
             if warm and now >= measure_start:
                 warm = False
-                progress.update(task, description=label)
+                progress.update(task, description=escape(label))
             n = result.ok
             rate = (n - prev_n) / (now - prev_t) if now > prev_t else 0.0
             prev_n, prev_t = n, now
             stats = f"{n:>8} ok  {rate:>8.0f}/s  {result.failed} err"
             if last_error and result.failed:
-                stats += f"  [dim]{last_error[:60]}[/dim]"
+                stats += f"  [dim]{escape(last_error[:60])}[/dim]"
             progress.update(task, completed=min(warmup + duration, now - loop_start), stats=stats)
 
     tick = asyncio.create_task(ticker())
@@ -308,20 +309,21 @@ def report(results: list[Result], what: str) -> None:
     for r in results:
         g = group_of(r.label)
         b = base.setdefault(g, r)
-        cmp = ["", ""] if b is not r else ["base", "base"] if len(results) > 1 else ["", ""]
+        in_group = sum(group_of(x.label) == g for x in results)
+        cmp = ["base", "base"] if b is r and in_group > 1 else ["", ""]
         if b is not r and b.throughput and r.ok and b.ok:
             cmp = [f"{r.throughput / b.throughput:.2f}x", f"{r.percentile(99) / b.percentile(99):.2f}x"]
         f = lambda v: "-" if math.isnan(v) else f"{v * 1000:.2f}"  # noqa: E731
-        table.add_row(r.label, str(r.ok), str(r.failed), f"{r.throughput:.1f}", f(r.percentile(50)),
+        table.add_row(escape(r.label), str(r.ok), str(r.failed), f"{r.throughput:.1f}", f(r.percentile(50)),
                       f(r.percentile(95)), f(r.percentile(99)), f(max(r.latencies, default=math.nan)), *cmp)
     out_console.print(table)
-    if any(group_of(r.label) for r in results):
+    if len({group_of(r.label) for r in results}) < len(results):
         out_console.print("base = the first target of the same group (label before '/')")
     for r in results:
         for kind, n in r.errors.most_common(5):
-            out_console.print(f"  [yellow]{r.label}[/yellow]: {n} x {kind}")
+            out_console.print(f"  [yellow]{escape(r.label)}[/yellow]: {n} x {escape(kind)}", soft_wrap=True)
         if r.truncated:
-            out_console.print(f"  [yellow]{r.label}[/yellow]: stopped at --max-requests")
+            out_console.print(f"  [yellow]{escape(r.label)}[/yellow]: stopped at --max-requests")
 
 
 def plot(results: list[Result], path: Path, title: str) -> None:
@@ -425,10 +427,10 @@ def finish(results: list[Result], what: str, title: str, plot_path: Path | None,
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({"settings": settings, "results": [r.summary() for r in results]},
                                         indent=2) + "\n")
-        out_console.print(f"figures written to {json_path}")
+        out_console.print(f"figures written to {json_path}", soft_wrap=True)
     if plot_path:
         plot(results, plot_path, title)
-        out_console.print(f"plot written to {plot_path}")
+        out_console.print(f"plot written to {plot_path}", soft_wrap=True)
     if not any(r.ok for r in results):
         raise SystemExit(1)
 
