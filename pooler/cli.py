@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-import time
-
 import click
 import trio
 
 from .config import Config, ConfigError, apply_overrides, load_file, parse_upstream, set_setting
 
 
-class _Formatter(logging.Formatter):
-    """pgbouncer's log line: ``2026-11-24 21:00:00.123 UTC [pid] LOG message``."""
+def setup_logging(settings, verbose: int, quiet: bool = False) -> None:
+    """pgbouncer's log lines (or JSON with log_format = json) on stderr, the logfile and syslog."""
+    from .logs import setup_logging as setup
 
-    converter = time.gmtime
-    LEVELS = {"INFO": "LOG", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "FATAL", "DEBUG": "DEBUG"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
-        text = f"{ts}.{int(record.msecs):03d} UTC [{record.process}] {self.LEVELS.get(record.levelname, record.levelname)} {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
-def setup_logging(logfile: str | None, verbose: int) -> None:
-    handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    root = logging.getLogger("pgbundle")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
+    setup(settings, verbose, quiet)
 
 
 @click.command("pooler")
@@ -61,8 +41,13 @@ def setup_logging(logfile: str | None, verbose: int) -> None:
               help="Any pgbouncer setting, e.g. -s query_wait_timeout=5 (repeatable).")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Without an upstream: the bundled server's data directory (default ./pgbundle-data).")
+@click.option("--metrics-listen", metavar="HOST:PORT",
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9127).")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines as pgbouncer writes them (text, the default) or one JSON object per line.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not log to stderr (the logfile and syslog still get it).")
 @click.option("-v", "--verbose", count=True)
-def pooler(config_file, config_opt, upstream, sets, verbose, data_dir, **flags) -> None:
+def pooler(config_file, config_opt, upstream, sets, verbose, data_dir, quiet, **flags) -> None:
     """Run the connection pooler (pgbouncer's semantics, on trio)."""
     from .main import Pooler
 
@@ -103,7 +88,7 @@ def pooler(config_file, config_opt, upstream, sets, verbose, data_dir, **flags) 
             raise click.ClickException(str(exc)) from None
         config.databases["*"] = embedded.database()
         overrides["_databases"] = {"*": config.databases["*"]}
-    setup_logging(config.settings.logfile, verbose)
+    setup_logging(config.settings, verbose, quiet)
     app = Pooler(config, {k: v for k, v in overrides.items()}, embedded=embedded)
     try:
         trio.run(app.run)

@@ -33,6 +33,7 @@ from pgbundle.shared import sqlstate
 from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_startup, encode, messages as m
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
+from . import logs
 from .emulate import build_batch, local_reply
 from .netio import Conn, ConnectionLost
 from .objects import ClientState, PoolerError
@@ -124,6 +125,7 @@ class Client:
 
     async def send_error(self, err: PoolerError) -> None:
         """Send an ErrorResponse (best effort: the client may be gone)."""
+        logs.pooler_error(self, err)  # log_pooler_errors, errors by SQLSTATE class
         data = encode(m.ErrorResponse(err.error_fields()))
         if not err.fatal:
             data += _READY_IDLE
@@ -181,6 +183,9 @@ class Client:
         db = pooler.find_database(self.database)
         if db is None:
             raise PoolerError(f"no such database: {self.database}", sqlstate.INVALID_CATALOG_NAME)
+        if pooler.admin.db_disabled(self.database):  # DISABLE db
+            raise PoolerError(f"database does not allow connections: {self.database}",
+                              sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
         pooler.check_client_limits(self, db)
         await pooler.auth.authenticate(self, db)
         pool = pooler.get_pool(self.database, user, db)

@@ -154,6 +154,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     logfile: str | None = None
     pidfile: str | None = None
     syslog: bool = False
+    syslog_ident: str = "pgbouncer"
+    syslog_facility: str = "daemon"
+    log_format: Literal["text", "json"] = "text"  # pgbundle: json = one JSON object per line
+    metrics_listen: str | None = None  # pgbundle: host:port serving Prometheus /metrics
     log_connections: bool = True
     log_disconnections: bool = True
     log_pooler_errors: bool = True

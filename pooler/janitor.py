@@ -2,10 +2,14 @@
 
 * close idle servers past server_idle_timeout (keeping min_pool_size) or past
   server_lifetime;
+* close idle and used servers of paused pools (PAUSE disconnects from the
+  servers once their clients have released them);
 * open servers up to min_pool_size, and for waiting clients when the
   reserve pool opens (a client waited reserve_pool_timeout) or when
   server_login_retry has passed after a failed login;
-* log a stats line every stats_period.
+* every stats_period: move the SHOW STATS averages window on
+  (:meth:`.stats.Stats.tick`) and log pgbouncer's ``stats:`` line;
+* apply changed logging settings (RELOAD / SET / SIGHUP).
 
 Timeouts that belong to one task (client_login_timeout, client_idle_timeout,
 idle_transaction_timeout, query_timeout, query_wait_timeout,
@@ -20,6 +24,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from . import logs
+from .stats import COUNTERS
+
 if TYPE_CHECKING:
     from .main import Pooler
 
@@ -33,6 +40,11 @@ def maintain(pooler: Pooler) -> None:
     now = time.monotonic()
     for pool in list(pooler.pools.values()):
         keep = pool.min_pool_size
+        if pool.paused:
+            for server in list(pool.idle) + list(pool.used):
+                if server.state.value == "idle" or not server.ops:
+                    server.close("pause mode")
+            continue
         for server in list(pool.idle):
             age = now - server.connect_time
             idle = now - server.last_used
@@ -42,28 +54,28 @@ def maintain(pooler: Pooler) -> None:
                 server.close("server idle timeout")
         if pool.waiting:
             pool.launch()
-        if keep and pool.server_count < keep and not pool.paused:
+        if keep and pool.server_count < keep:
             pool.launch(minimum=keep)
+
+
+def stats_period(pooler: Pooler) -> None:
+    """stats_period elapsed: new averages window, and the log line."""
+    pooler.stats.tick()
+    if pooler.config.settings.log_stats:
+        logs.stats_line(dict(zip(COUNTERS, pooler.stats.period_averages())))
 
 
 async def janitor(pooler: Pooler) -> None:
     last_stats = time.monotonic()
-    prev = {}
     while True:
         await trio.sleep(PERIOD)
         try:
             maintain(pooler)
+            s = pooler.config.settings
+            logs.reconfigure(s)
+            now = time.monotonic()
+            if s.stats_period and now - last_stats >= s.stats_period:
+                last_stats = now
+                stats_period(pooler)
         except Exception:  # a bug must not stop maintenance
             log.exception("janitor failed")
-        s = pooler.config.settings
-        now = time.monotonic()
-        if s.log_stats and s.stats_period and now - last_stats >= s.stats_period:
-            span = now - last_stats
-            last_stats = now
-            for db, st in pooler.stats.by_database().items():
-                p = prev.get(db, (0, 0, 0, 0))
-                xacts, queries = st.xact_count - p[0], st.query_count - p[1]
-                inb, outb = st.client_bytes - p[2], st.server_bytes - p[3]
-                prev[db] = (st.xact_count, st.query_count, st.client_bytes, st.server_bytes)
-                log.info("stats: %d xacts/s, %d queries/s, in %d B/s, out %d B/s (db %s)",
-                         xacts / span, queries / span, inb / span, outb / span, db)

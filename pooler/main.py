@@ -30,7 +30,9 @@ from .auth import Authenticator, Credentials
 from .cancel import CancelRouter
 from .client import Client, serve_client
 from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_file
+from . import logs
 from .janitor import janitor
+from .metrics import MetricsServer
 from .listen import Listeners
 from .prepare import StatementCache
 from .netio import Conn
@@ -220,20 +222,10 @@ class Pooler:
     # ------------------------------------------------------------------ logging
 
     def log_client(self, client: Client, text: str, *, disconnect: bool = False) -> None:
-        s = self.config.settings
-        if disconnect and not s.log_disconnections:
-            return
-        if not disconnect and not s.log_connections:
-            return
-        host, port = client.conn.peer
-        log.info("C-%d: %s/%s@%s:%s %s", client.id, client.database or "(nodb)", client.user or "(nouser)",
-                 host, port, text)
+        logs.log_client(self, client, text, disconnect=disconnect)
 
     def log_server(self, server: Server, text: str) -> None:
-        if not self.config.settings.log_connections:
-            return
-        host, port = server.addr
-        log.info("S-%d: %s/%s@%s:%s %s", server.id, server.pool.dbname, server.pool.server_user, host, port, text)
+        logs.log_server(self, server, text)
 
     # ------------------------------------------------------------------ config
 
@@ -354,6 +346,7 @@ class Pooler:
         """Listen and serve until shut down.  ``task_status.started()`` once listening."""
         self._bind()
         s = self.config.settings
+        metrics = MetricsServer(self, s.metrics_listen) if s.metrics_listen else None
         if s.pidfile:
             with open(s.pidfile, "w") as f:
                 f.write(f"{os.getpid()}\n")
@@ -367,6 +360,8 @@ class Pooler:
                     for sock in self.listen_socks:
                         nursery.start_soon(self._accept_loop, sock)
                     nursery.start_soon(janitor, self)
+                    if metrics is not None:
+                        await nursery.start(metrics.run)
                     where = ", ".join(_describe(x) for x in self.listen_socks)
                     log.info("listening on %s", where)
                     print(f"pgbundle pooler listening on {where}", file=sys.stderr, flush=True)

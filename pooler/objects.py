@@ -97,7 +97,7 @@ class Pool:
         self.welcome_cache: dict[tuple, bytes] = {}  # client varstate -> encoded ParameterStatus set
         self.last_login_failed = 0.0  # monotonic time of the last failed server login, 0 = none
         self.last_login_error: PoolerError | None = None
-        self.paused = False
+        self.paused = pooler.admin.db_paused(dbname)  # PAUSE/KILL db (admin console) covers new pools too
         self.host_index = 0
         self.configure()
         # statistics (SHOW STATS)
@@ -145,6 +145,7 @@ class Pool:
         self.clients.add(client)
         client.pool = self
         client.state = ClientState.ACTIVE
+        self.stats.client_connect_count += 1
 
     def remove_client(self, client: Client) -> None:
         self.clients.discard(client)
@@ -197,7 +198,7 @@ class Pool:
                 except ValueError:
                     pass
                 client.state = ClientState.ACTIVE
-            self.stats.wait_time += time.monotonic() - client.wait_start
+            self.stats.add_wait(time.monotonic() - client.wait_start)
         if client.server is not None:
             return client.server
         if client.wait_error is not None:
@@ -294,7 +295,7 @@ class Pool:
 
         Connections already logging in count as coming for a waiting client.
         """
-        if self.pooler.shutting_down:
+        if self.pooler.shutting_down or self.paused:
             return
         if self.last_login_failed and time.monotonic() - self.last_login_failed < (
                 self.pooler.config.settings.server_login_retry):

@@ -416,6 +416,9 @@ class Server:
 
     def _error(self, p: bytes) -> None:
         body = p[5:]
+        i = 0 if body[:1] == b"C" else body.find(b"\0C") + 1  # the SQLSTATE field: errors by class
+        if i > 0 or body[:1] == b"C":
+            self.pool.stats.add_error(body[i + 1:i + 6].decode("ascii", "replace"))
         if body.find(b"VFATAL\0") >= 0 or body.find(b"SFATAL\0") >= 0:
             self.close_needed = True
             self.close_reason = "server sent FATAL"
@@ -435,11 +438,20 @@ class Server:
             client.read_scope.deadline = client.idle_deadline()
         if self.scope is not None and pool.query_timeout:
             self.scope.deadline = _INF
+        stats = pool.stats
+        now = time.monotonic()
+        if self.query_start:  # SHOW STATS query_time, the query histogram
+            dt = now - self.query_start
+            self.query_start = 0.0
+            stats.query_time += dt
+            stats.query_hist.observe(dt)
         if status == _I:
-            pool.stats.xact_count += 1
+            stats.xact_count += 1
             if self.xact_start:
-                pool.stats.xact_time += time.monotonic() - self.xact_start
+                dt = now - self.xact_start
                 self.xact_start = 0.0
+                stats.xact_time += dt
+                stats.xact_hist.observe(dt)
             if client is None or pool.mode == "session" or self.unsynced:
                 return True
             sql = emulate.after_transaction(client, self)
@@ -572,6 +584,7 @@ class Server:
     async def reset(self) -> bool:
         """Make a server that a client left clean again; False means close it."""
         s = self.pool.pooler.config.settings
+        self.query_start = self.xact_start = 0.0  # the client's request and transaction are over
         try:
             with trio.fail_after(s.server_connect_timeout or _INF):
                 if self.status != _I:
