@@ -41,6 +41,8 @@ def maintain(pooler: Pooler) -> None:
     for pool in list(pooler.pools.values()):
         keep = pool.min_pool_size
         if pool.paused:
+            if pooler.admin.pause_mode == "suspend":  # SUSPEND keeps the server connections
+                continue
             for server in list(pool.idle) + list(pool.used):
                 if server.state.value == "idle" or not server.ops:
                     server.close("pause mode")
