@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import trio
+
 from pgbundle.shared import sqlstate
 from pgbundle.shared.auth.md5 import is_md5_secret, md5_secret, md5_verify
 from pgbundle.shared.auth.scram import MECHANISM, ScramError, ScramSecret, ScramVerifier, is_scram_secret, \
@@ -68,6 +70,7 @@ class Authenticator:
         self.users: dict[str, str] = {}
         self.client_keys: dict[str, bytes] = {}  # user -> SCRAM ClientKey learned from a client login
         self.verified: dict[str, object | str] = {}  # upstream-verified: user -> TRUST or the password
+        self.locks: dict[str, trio.Lock] = {}  # upstream-verified: one check per user at a time
         self.reload()
 
     def reload(self) -> None:
@@ -212,7 +215,22 @@ class Authenticator:
         await client.conn.send_all(client.encode(m.AuthenticationSASLFinal(final.encode())))
 
     async def _upstream_verified(self, client: Client, db: DatabaseConfig | None) -> None:
-        """Zero-config: admit the client when the upstream admits the same user."""
+        """Zero-config: admit the client when the upstream admits the same user.
+
+        One check per user at a time: a thousand clients arriving together wait for the
+        first one's check instead of each opening its own upstream connection.
+        """
+        user = client.user
+        if user in self.verified:
+            await self._verify_locked(client, db)
+            return
+        lock = self.locks.get(user)
+        if lock is None:
+            lock = self.locks[user] = trio.Lock()
+        async with lock:  # only while nothing is known about the user yet
+            await self._verify_locked(client, db)
+
+    async def _verify_locked(self, client: Client, db: DatabaseConfig | None) -> None:
         user = client.user
         known = self.verified.get(user)
         if known is TRUST:

@@ -41,13 +41,14 @@ class ConnectionLost(Exception):
 class Conn:
     """One connected non-blocking socket (TCP or Unix)."""
 
-    __slots__ = ("sock", "closed", "_ops", "_lock", "peer", "is_unix")
+    __slots__ = ("sock", "closed", "_ops", "_lock", "peer", "is_unix", "_wait_first")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.closed = False
         self._ops = 0
+        self._wait_first = False
         self._lock = trio.StrictFIFOLock()
         self.is_unix = sock.family == socket.AF_UNIX
         if not self.is_unix:
@@ -69,10 +70,19 @@ class Conn:
 
     async def recv(self, n: int = RECV_SIZE) -> bytes:
         sock = self.sock
+        if self._wait_first:
+            # Request/response traffic: the last read had to wait, so this one almost surely
+            # will too -- wait first and save the recv() that would fail with EAGAIN.
+            try:
+                await _wait_readable(sock)
+            except trio.ClosedResourceError:
+                return b""
+            self._ops = 0
         while True:
             try:
                 data = sock.recv(n)
             except BlockingIOError:
+                self._wait_first = True
                 try:
                     await _wait_readable(sock)
                 except trio.ClosedResourceError:
@@ -85,6 +95,8 @@ class Conn:
                 if self.closed or exc.errno in (errno.EBADF, errno.ENOTCONN):
                     return b""
                 raise
+            if len(data) == n:
+                self._wait_first = False  # more may be queued: read again without waiting
             self._ops += 1
             if self._ops >= _YIELD_EVERY:
                 self._ops = 0
