@@ -330,7 +330,10 @@ def after_transaction(client: Client, server: Server) -> str | None:
     What it asks is taken off the client's to-do (``readback``, ``reset_all``,
     ``pin_check``), so statements the client sends meanwhile leave their own work.
     """
-    if not (client.readback or client.reset_all or client.pin_check or client.pinned or client.unlisten_server):
+    reported = server.session_state is not None  # the server reports pinning state itself
+    if not (client.readback or client.reset_all or client.unlisten_server
+            or (not reported and (client.pin_check or client.pinned))):
+        client.pin_check = False
         return None
     parts = []
     if client.unlisten_server:
@@ -343,7 +346,7 @@ def after_transaction(client: Client, server: Server) -> str | None:
     for name in names:
         cols.append(f"pg_catalog.current_setting({_lit(name)}, true)")
         cols.append(f"(SELECT reset_val FROM pg_catalog.pg_settings WHERE name = {_lit(name.lower())})")
-    check_pin = bool(client.pin_check or client.pinned)
+    check_pin = bool(client.pin_check or client.pinned) and not reported
     if check_pin:
         cols.append(PIN_CHECK_SQL)
     if cols:

@@ -59,6 +59,8 @@ ALL_TYPES = frozenset(range(256))
 AUTH_ERRORS = frozenset(("28000", "28P01", "3D000", "42704"))
 _ids = itertools.count(1)
 _INF = math.inf
+SESSION_STATE_REQUEST = "pgbundle.report_session_state"
+SESSION_STATE = "pgbundle.session_state"
 
 
 def quote_literal(value: str) -> str:
@@ -86,6 +88,7 @@ class Server:
         self.ops: deque[O.Op] = deque()  # requests whose replies must be matched (see .ops)
         self.after_sql: str | None = None  # end-of-transaction query to send after the current reply
         self.statements = ServerStatements(pool.pooler.config.settings.max_prepared_statements)
+        self.session_state: str | None = None  # reported by pgbundle server: "clean" or what pins it
         self.scanner = StreamScanner(RELAY_WANT, pool.pooler.config.settings.max_packet_size)
         now = time.monotonic()
         self.connect_time = self.last_used = self.link_time = now
@@ -139,7 +142,9 @@ class Server:
         pool = self.pool
         conn = self.conn
         assert conn is not None
-        params = {"user": pool.server_user, "database": pool.server_dbname}
+        # pgbundle server reports what pins a session (ParameterStatus pgbundle.session_state); stock
+        # PostgreSQL takes the dotted name as a placeholder setting and ignores it.
+        params = {"user": pool.server_user, "database": pool.server_dbname, SESSION_STATE_REQUEST: "on"}
         db = pool.db
         for key, name in (("client_encoding", "client_encoding"), ("datestyle", "DateStyle"),
                           ("timezone", "TimeZone"), ("application_name", "application_name")):
@@ -170,7 +175,10 @@ class Server:
             if isinstance(msg, m.AuthenticationOk):
                 continue
             if isinstance(msg, m.ParameterStatus):
-                self.params[msg.name] = msg.value
+                if msg.name == SESSION_STATE:
+                    self.session_state = msg.value
+                else:
+                    self.params[msg.name] = msg.value
             elif isinstance(msg, m.BackendKeyData):
                 self.backend_pid, self.backend_key = msg.process_id, msg.secret_key
             elif isinstance(msg, m.ReadyForQuery):
@@ -311,8 +319,10 @@ class Server:
                     return b""
                 out.append(p)
             elif t == _S:
-                self._param_status(p, from_client=self.client is not None)
-                out.append(p)
+                if self._param_status(p, from_client=self.client is not None):
+                    out.append(p)
+                else:
+                    modified = True
             elif t == _E:
                 self._error(p)
                 out.append(p)
@@ -338,7 +348,8 @@ class Server:
                 elif t == _E:
                     self._error(p)
                 elif t == _S:
-                    self._param_status(p, from_client=self.client is not None)
+                    if not self._param_status(p, from_client=self.client is not None):
+                        continue
                 elif t == _A and self.pool.mode != "session":
                     continue
                 out.append(p)
@@ -347,8 +358,7 @@ class Server:
             skip = op.mode == O.SKIP
             if t in _ASYNC:
                 if t == _S:
-                    self._param_status(p, from_client=not skip and self.client is not None)
-                    if skip:
+                    if not self._param_status(p, from_client=not skip and self.client is not None) or skip:
                         continue
                 elif t == _A and self.pool.mode != "session":
                     continue
@@ -454,6 +464,8 @@ class Server:
                 stats.xact_hist.observe(dt)
             if client is None or pool.mode == "session" or self.unsynced:
                 return True
+            if self.session_state is not None:  # pgbundle server tells exactly what pins the session
+                client.pinned = None if self.session_state == "clean" else f"session state: {self.session_state}"
             sql = emulate.after_transaction(client, self)
             if sql is not None:
                 self._after(client, sql)
@@ -482,15 +494,20 @@ class Server:
         self.expect_internal(O.Sink(callback=done))
         self.after_sql = sql
 
-    def _param_status(self, p: bytes, *, from_client: bool) -> None:
+    def _param_status(self, p: bytes, *, from_client: bool) -> bool:
+        """Take a ParameterStatus; False when it is for the pooler only (not to forward)."""
         r = Reader(p[5:])
         name, value = r.cstr(), r.cstr()
+        if name == SESSION_STATE:
+            self.session_state = value
+            return False
         self.params[name] = value
         varcache = self.pool.pooler.varcache
         if from_client and self.client is not None:
             varcache.client_changed(self.client, self, name, value)
         else:
             varcache.server_changed(self, name, value)
+        return True
 
     def _release(self) -> None:
         """Transaction/statement mode: the transaction ended, the server goes back to the pool."""
