@@ -62,6 +62,9 @@ def server(datadir: str, port: int | None, listen: str | None, max_connections: 
     except PgError as e:
         click.echo(f"FATAL:  {e.message}", err=True)
         code = 1
+    except RuntimeError as e:
+        click.echo(f"FATAL:  {e}", err=True)
+        code = 1
     sys.exit(code)
 
 

@@ -204,6 +204,7 @@ class Postmaster:
 
     def _run(self) -> int:
         s = self.settings
+        self._listen()  # before the logger takes stderr: a bind failure must reach the terminal
         if s.value("logging_collector"):
             logdir = str(s.value("log_directory"))
             print(f"{elog._stamp()} [{os.getpid()}] LOG:  redirecting log output to logging collector process",
@@ -235,7 +236,6 @@ class Postmaster:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(wr, selectors.EVENT_READ, "signal")
-        self._listen()
         from pgbundle.server.utils import pgstat
 
         self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
