@@ -334,7 +334,7 @@ def plot(results: list[Result], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, (ax_lat, ax_tp) = plt.subplots(1, 2, figsize=(14, 5.5), constrained_layout=True)
+    fig, (ax_lat, ax_tp) = plt.subplots(1, 2, figsize=(14, 6.2), constrained_layout=True)
     colors = plt.get_cmap("tab10").colors
     all_lat = [v for r in results for v in r.latencies]
     if all_lat:
@@ -362,13 +362,15 @@ def plot(results: list[Result], path: Path, title: str) -> None:
     ax_lat.set_ylabel("% of operations")
     ax_lat.set_title("Latency distribution")
     ax_lat.grid(True, which="both", alpha=0.3)
-    ax_lat.legend(fontsize=8)
     ax_tp.set_xlabel("seconds since the start of the measured run")
     ax_tp.set_ylabel("completed operations per second")
     ax_tp.set_title("Throughput over time")
     ax_tp.set_ylim(bottom=0)
     ax_tp.grid(True, alpha=0.3)
-    ax_tp.legend(fontsize=8)
+    # one legend for both panels, under them, so that it hides no data
+    handles, labels = ax_tp.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(3, max(1, len(labels))), fontsize=9,
+               frameon=False)
     fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
