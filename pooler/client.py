@@ -50,6 +50,8 @@ _EXTENDED = frozenset(map(ord, "PBDECH"))
 #: Frontend messages the relay looks at (headers only, in practice: all are small).
 CLIENT_WANT = frozenset((_Q, _S, _F, _X)) | _EXTENDED
 ADMIN_DATABASES = ("pgbouncer", "pgbundle")
+#: Set on a pgbundle server for the client it serves ("addr:port"); pg_stat_activity shows it.
+CLIENT_ADDR_SETTING = "pgbundle.client_addr"
 _ids = itertools.count(1)
 _INF = math.inf
 _READY_IDLE = b"Z\0\0\0\5I"
@@ -194,6 +196,11 @@ class Client:
             server = await pool.acquire(self)
             pool.release(server)
         pooler.varcache.client_startup(self, params, pool)
+        if "pgbundle" in (pool.welcome or {}).get("server_version", ""):
+            # A pgbundle server shows the pooled client's address in pg_stat_activity: the setting
+            # follows the client from server to server like any other (see server/INTERFACES.md).
+            self.tracked[CLIENT_ADDR_SETTING] = self.startup_tracked[CLIENT_ADDR_SETTING] = "%s:%s" % self.conn.peer
+            self.varstate = tuple(sorted(self.tracked.items()))
         self.cancel_key = pooler.cancels.register(self)
         pid, key = self.cancel_key
         await self.conn.send_all(

@@ -1,0 +1,50 @@
+"""Behind ``pgbundle pooler`` with the bundled pgbundle server: SHOW SERVERS and the server agree on
+which backend serves which client (the backend knows the pooled client's address and
+application_name; see server/INTERFACES.md for pg_stat_activity)."""
+
+from __future__ import annotations
+
+import signal
+
+import psycopg
+
+from tests.conftest import PoolerProcess
+
+from .test_admin import show
+
+
+def test_backend_serving_a_client_knows_it(tmp_path):
+    p = PoolerProcess(["--unix-socket-dir", "", "--pool-mode", "transaction", "--admin-users", "postgres"],
+                      cwd=str(tmp_path))  # no upstream: the pooler runs the bundled server
+    try:
+        clients = [psycopg.connect(p.dsn(), autocommit=False, application_name=f"app{i}") for i in range(2)]
+        with psycopg.connect(p.dsn(dbname="pgbouncer"), autocommit=True) as a:
+            for i, c in enumerate(clients):
+                pid, addr, app = c.execute("select pg_backend_pid(), current_setting('pgbundle.client_addr'), "
+                                           "current_setting('application_name')").fetchone()
+                host, port = _local(c)
+                assert addr == f"{host}:{port}"  # the backend knows whom it serves
+                assert app == f"app{i}"
+                me = next(r for r in show(a, "CLIENTS") if r["port"] == port)
+                srv = next(r for r in show(a, "SERVERS") if r["link"] == f"C-{me['id']}")
+                assert srv["remote_pid"] == pid and srv["application_name"] == f"app{i}"
+                row = c.execute("select pid, usename from pg_stat_activity where pid = %s", (pid,)).fetchone()
+                assert row == (pid, "postgres")  # the same backend, seen by the server
+            for c in clients:
+                c.commit()
+        for c in clients:
+            c.close()
+    finally:
+        p.signal(signal.SIGINT)
+        p.proc.wait(60)
+        p.close()
+
+
+def _local(conn: psycopg.Connection) -> tuple[str, int]:
+    import socket
+
+    s = socket.socket(fileno=conn.pgconn.socket)
+    try:
+        return s.getsockname()[:2]
+    finally:
+        s.detach()
