@@ -144,6 +144,7 @@ class BTree:
         self.bm = env.bm
         self.xlog = env.xlog
         self.locks = env.locks.btree
+        self._roots: dict[tuple[int, int], int] = {}
 
     def _lock(self, dboid: int, relnode: int) -> Any:
         return self.locks[hash((dboid, relnode)) % len(self.locks)]
@@ -192,9 +193,15 @@ class BTree:
         return root, level
 
     # ------------------------------------------------------------------ descent
-    def _descend(self, dboid: int, relnode: int, entry: bytes) -> list[int]:
-        """Blocks from root to the leaf where ``entry`` belongs (caller holds the index lock)."""
-        root, _level = self._meta(dboid, relnode)
+    def _descend(self, dboid: int, relnode: int, entry: bytes, *, cached_root: bool = False) -> list[int]:
+        """Blocks from root to the leaf where ``entry`` belongs.  Writers (holding the index
+        lock) read the metapage; readers may start from a cached root: an old root is still
+        a valid page of the tree (a root split keeps it as the leftmost child), and readers
+        move right anyway (PostgreSQL caches the metapage in rd_amcache the same way)."""
+        root = self._roots.get((dboid, relnode)) if cached_root else None
+        if root is None:
+            root, _level = self._meta(dboid, relnode)
+            self._roots[(dboid, relnode)] = root
         path = []
         blk = root
         bm = self.bm
@@ -326,7 +333,7 @@ class BTree:
             more = False
             try:
                 seek = start if last is None else last + b"\x00"
-                path = self._descend(dboid, relnode, seek)
+                path = self._descend(dboid, relnode, seek, cached_root=not locked)
                 blk = path[-1]
                 while True:
                     b = bm.read_buffer(dboid, relnode, 0, blk)
