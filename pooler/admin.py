@@ -314,7 +314,7 @@ class AdminConsole:
             if what in FAKE_PARAMS:
                 return Result([(what, TEXT)], [])
             fn = getattr(self, "show_" + what, None)
-            if fn is not None and what not in ("help", "fds"):
+            if fn is not None and what != "help":
                 res = fn()
                 res.rows = []
                 return res
@@ -330,7 +330,7 @@ class AdminConsole:
     async def run_query(self, client: Client, query: str) -> bytes:
         res = await self._execute(client, query)
         if isinstance(res, PoolerError):
-            log.debug("admin command failed: %s", res.message)
+            log.error("%s: admin command failed: %s", client, res.message)
             return encode(m.ErrorResponse(res.error_fields()))
         if isinstance(res, Result):
             return res.encode()

@@ -303,8 +303,6 @@ class Server:
                 reason = f"server connection error: {exc}"
         if scope.cancelled_caught and not self.close_reason:
             reason = "query timeout" if self.pending_z else "server closed"
-            if self.pending_z:
-                pool.stats.errors["query_timeout"] = pool.stats.errors.get("query_timeout", 0) + 1
         self._finish(reason)
 
     def _inspect(self, pieces: list[tuple[int, bytes]], intact: bool, data: bytes) -> bytes:
