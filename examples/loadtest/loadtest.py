@@ -28,6 +28,7 @@ import concurrent.futures
 import http.client
 import json
 import math
+import os
 import random
 import re
 import resource
@@ -70,6 +71,7 @@ class Result:
     finished_at: list[float] = field(default_factory=list)  # seconds since the measured start
     errors: Counter = field(default_factory=Counter)
     truncated: bool = False                     # stopped early by --max-requests
+    loadavg: tuple[float, float] = (math.nan, math.nan)  # 1-min load average at start and end (noise check)
 
     @property
     def ok(self) -> int:
@@ -110,6 +112,7 @@ class Result:
             "p99_ms": ms(self.percentile(99)), "max_ms": ms(max(self.latencies, default=math.nan)),
             "mean_ms": ms(sum(self.latencies) / self.ok if self.ok else math.nan),
             "error_kinds": dict(self.errors.most_common(10)), "stopped_by_max_requests": self.truncated,
+            "loadavg_1min_start_end": list(self.loadavg),
         }
 
 
@@ -208,6 +211,7 @@ async def run_target(label: str, target: str, scenario: str, op: Callable[[], Aw
     """``concurrency`` clients repeat ``op`` for ``warmup + duration`` seconds; only the part
     after the warm-up is measured.  Bounded by ``max_requests`` and by a hard deadline."""
     result = Result(label, redact(target), scenario, concurrency)
+    load_start = os.getloadavg()[0]
     task = progress.add_task(escape(f"{label} (warm-up)" if warmup else label), total=warmup + duration, stats="")
     loop_start = time.monotonic()
     measure_start = loop_start + warmup
@@ -267,6 +271,7 @@ async def run_target(label: str, target: str, scenario: str, op: Callable[[], Aw
         tick.cancel()
     result.duration = max(1e-9, min(time.monotonic(), end) - measure_start)
     result.truncated = issued >= max_requests
+    result.loadavg = (load_start, os.getloadavg()[0])
     progress.update(task, completed=warmup + duration,
                     stats=f"{result.ok:>8} ok  {result.throughput:>8.0f}/s  {result.failed} err")
     return result
@@ -319,6 +324,9 @@ def report(results: list[Result], what: str) -> None:
     out_console.print(table)
     if len({group_of(r.label) for r in results}) < len(results):
         out_console.print("base = the first target of the same group (label before '/')")
+    loads = ", ".join(f"{escape(r.label)} {r.loadavg[0]:.1f}->{r.loadavg[1]:.1f}" for r in results)
+    out_console.print(f"1-min load average ({os.cpu_count()} cpus) at start->end of each target: {loads}",
+                      soft_wrap=True)
     for r in results:
         for kind, n in r.errors.most_common(5):
             out_console.print(f"  [yellow]{escape(r.label)}[/yellow]: {n} x {escape(kind)}", soft_wrap=True)
