@@ -21,10 +21,11 @@ answer.  Everything here is synchronous: no await between deciding and queuing.
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from pgbundle.shared import sqlstate
-from pgbundle.shared.protocol import PASS, encode, messages as m
+from pgbundle.shared.protocol import PASS, RemoteProtocolError, encode, messages as m
 
 from . import ops as O
 from . import sqlscan
@@ -75,6 +76,13 @@ def local_reply(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None
     This keeps clients that prepare synchronously between transactions (pgbench -M prepared)
     from waiting for a server they do not need.
     """
+    try:
+        return _local(client, pieces)
+    except (ValueError, IndexError, struct.error):
+        return None  # malformed: let build_batch report it
+
+
+def _local(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
     replies = []
     names: list[tuple[str, object]] = []
     closes: list[str] = []
@@ -112,6 +120,14 @@ def local_reply(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None
 
 
 def build_batch(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> Batch:
+    """See the module docstring.  Errors: RemoteProtocolError for a malformed message (08P01)."""
+    try:
+        return _build(client, server, pieces)
+    except (ValueError, IndexError, struct.error):
+        raise RemoteProtocolError("invalid message format") from None
+
+
+def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> Batch:
     b = Batch()
     out = b.out
     ops = b.ops

@@ -74,8 +74,8 @@ def test_bundled_server_is_restarted_when_it_dies(tmp_path):
             except psycopg.Error:
                 return False
 
+        wait_for(lambda: "restarting it" in p.log(), 60, "the pooler to notice")
         wait_for(works, 60, "the bundled server to come back")
-        assert "restarting it" in p.log()
     finally:
         p.signal(signal.SIGINT)
         try:
