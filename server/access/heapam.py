@@ -244,11 +244,14 @@ class Heap:
             try:
                 with bm.content_lock(b):
                     page = bm.page(b)
-                    if new_page or P.is_new(page):
+                    # Initialise only a page nobody has initialised yet: another backend may
+                    # have found the block we just extended (FSM, last page) and put its
+                    # tuple there before we got the lock.
+                    new_page = P.is_new(page)
+                    if new_page:
                         P.init_page(page)
-                        new_page = True
-                    if P.free_space(page) >= size:
-                        offnum = P.add_item(page, tup)
+                    offnum = P.add_item(page, tup) if P.free_space(page) >= size else 0
+                    if offnum:
                         toff = page_item_off(page, offnum)
                         TH.pack_into(page, toff, xid, 0, cid, 0, block, offnum,
                                      P.XMAX_INVALID | (P.HEAP_UPDATED if updated else 0))

@@ -77,13 +77,12 @@ def max_offset(page: Any) -> int:
 
 
 def free_space(page: Any) -> int:
-    """Bytes available for a new item including a new line pointer."""
+    """Bytes available for a new item, counting a new line pointer (conservative: a free
+    line pointer may be reused, but one is not promised)."""
     _, _, flags, lower, upper, _, _, _ = PH.unpack_from(page, 0)
     if lower == 0:
         return 0
     room = upper - lower
-    if flags & PD_HAS_FREE_LINES:
-        return room
     return room - 4 if room >= 4 else 0
 
 
