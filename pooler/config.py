@@ -212,14 +212,6 @@ def _coerce(key: str, raw: str, target: Any) -> Any:
     return raw or None if "None" in str(target) else raw
 
 
-_SETTING_TYPES: dict[str, Any] = {}
-for _f in msgspec.structs.fields(Settings):
-    t = _f.type
-    if getattr(t, "__origin__", None) is None and "|" in str(t):
-        pass
-    _SETTING_TYPES[_f.name] = t
-
-
 def _field_type(struct: type, key: str) -> Any:
     for f in msgspec.structs.fields(struct):
         if f.name == key:
