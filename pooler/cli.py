@@ -88,7 +88,10 @@ def pooler(config_file, config_opt, upstream, sets, verbose, data_dir, quiet, **
             raise click.ClickException(str(exc)) from None
         config.databases["*"] = embedded.database()
         overrides["_databases"] = {"*": config.databases["*"]}
-    setup_logging(config.settings, verbose, quiet)
+    try:
+        setup_logging(config.settings, verbose, quiet)
+    except OSError as exc:
+        raise click.ClickException(f"cannot open the log: {exc}") from None
     app = Pooler(config, {k: v for k, v in overrides.items()}, embedded=embedded)
     try:
         trio.run(app.run)
