@@ -96,3 +96,53 @@ def error_of(msgs: list):
     errs = [x for x in msgs if isinstance(x, m.ErrorResponse)]
     assert errs, f"no ErrorResponse in {msgs}"
     return errs[0]
+
+
+@pytest.fixture(scope="module")
+def pgb_server():
+    """A ``pgbundle server`` (the bundled server) for pooler tests that run against it."""
+    import os
+    import shutil
+    import signal
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from tests.conftest import free_port
+
+    root = Path(tempfile.mkdtemp(prefix="pgbundle-upstream-"))
+    port = free_port()
+    log = open(root / "server.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "pgbundle.shared.cli", "server", "-D", str(root / "data"),
+                             "--port", str(port), "--listen-addresses", "127.0.0.1", "-c", "max_connections=100"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(root))
+    log.close()
+
+    class Upstream:
+        pass
+
+    up = Upstream()
+    up.port = port
+    up.root = root
+    up.dsn = lambda: f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, (root / "server.log").read_text()[-3000:]
+        try:
+            with psycopg.connect(up.dsn(), connect_timeout=2) as c:
+                c.execute("select 1")
+            break
+        except psycopg.Error:
+            assert time.monotonic() < deadline, "pgbundle server did not start"
+            time.sleep(0.1)
+    try:
+        yield up
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
