@@ -107,6 +107,7 @@ class Control:
         self.buf = buf
         self.base = base
         self._f: dict[str, tuple[struct.Struct, int]] = {}
+        self._cells: dict[str, memoryview] = {}
         off = base
         for name, code in CONTROL_FIELDS:
             st = struct.Struct("<" + code)
@@ -116,19 +117,25 @@ class Control:
         self.size = off - base
 
     def get(self, name: str) -> Any:
-        st, off = self._f[name]
-        return st.unpack_from(self.buf, off)[0]
+        return self._cell(name)[0]
 
     def set(self, name: str, value: Any) -> None:
-        st, off = self._f[name]
-        st.pack_into(self.buf, off, value)
+        """A single aligned store (readers without the field's lock never see a zero-filled
+        intermediate state, which struct.pack_into would expose)."""
+        self._cell(name)[0] = value
 
     def add(self, name: str, delta: Any) -> Any:
         """Read-add-write.  Only for fields with a single writer or under their lock."""
-        st, off = self._f[name]
-        v = st.unpack_from(self.buf, off)[0] + delta
-        st.pack_into(self.buf, off, v)
+        c = self._cell(name)
+        v = c[0] + delta
+        c[0] = v
         return v
+
+    def _cell(self, name: str) -> memoryview:
+        c = self._cells.get(name)
+        if c is None:
+            c = self._cells[name] = self.cell(name)
+        return c
 
     def offset(self, name: str) -> tuple[struct.Struct, int]:
         return self._f[name]
