@@ -865,6 +865,16 @@ class Engine:
         wal_sync, stats_reset) and pg_current_wal_lsn() as 'lsn'."""
         raise NotImplementedError
 
+    def archiver_stats(self) -> dict[str, Any]:
+        """pg_stat_archiver: archived_count, last_archived_wal, last_archived_time,
+        failed_count, last_failed_wal, last_failed_time, stats_reset."""
+        raise NotImplementedError
+
+    def lock_relation(self, oid: int, mode: int, *, nowait: bool = False) -> None:
+        """LOCK TABLE / explicit relation lock until transaction end (mode: LockMode value).
+        DML and DDL take their locks themselves; 55P03 with nowait when busy."""
+        raise NotImplementedError
+
     def cancel_backend(self, pid: int) -> bool:
         """pg_cancel_backend(pid)."""
         raise NotImplementedError

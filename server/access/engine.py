@@ -755,6 +755,18 @@ class BackendEngine(CatalogMixin, api.Engine):
                     wal_sync=c.get("wal_sync"), wal_write_time=0.0, wal_sync_time=0.0,
                     stats_reset=_ts(c.get("stats_reset")), lsn=fmt_lsn(self.xlog.insert_pos))
 
+    def archiver_stats(self) -> dict[str, Any]:
+        from pgbundle.server.access.xlog import segment_name
+
+        c = self.env.ctl
+        seg = self.xlog.segsize
+        return dict(archived_count=c.get("archived_count"),
+                    last_archived_wal=segment_name(c.get("last_archived_segno"), seg) if c.get("archived_count")
+                    else None, last_archived_time=_ts(c.get("last_archived_time")),
+                    failed_count=c.get("failed_count"),
+                    last_failed_wal=segment_name(c.get("last_failed_segno"), seg) if c.get("failed_count") else None,
+                    last_failed_time=_ts(c.get("last_failed_time")), stats_reset=_ts(c.get("stats_reset")))
+
     def _signal_backend(self, pid: int, sig: int) -> bool:
         import signal as _signal
 
