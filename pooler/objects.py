@@ -149,12 +149,15 @@ class Pool:
 
     def remove_client(self, client: Client) -> None:
         self.clients.discard(client)
+        self._unqueue(client)
+        client.state = ClientState.CLOSED
+
+    def _unqueue(self, client: Client) -> None:
         if client.state is ClientState.WAITING:
             try:
                 self.waiting.remove(client)
             except ValueError:
                 pass
-        client.state = ClientState.CLOSED
 
     async def acquire(self, client: Client) -> Server:
         """Link ``client`` to a server connection, waiting in FIFO order if none is free.
@@ -193,10 +196,7 @@ class Pool:
                 await client.wake.wait()
         finally:
             if client.state is ClientState.WAITING:
-                try:
-                    self.waiting.remove(client)
-                except ValueError:
-                    pass
+                self._unqueue(client)
                 client.state = ClientState.ACTIVE
             self.stats.add_wait(time.monotonic() - client.wait_start)
         if client.server is not None:

@@ -103,8 +103,9 @@ class VarCache:
         client.startup_tracked = dict(client.tracked)
         client.varstate = tuple(sorted(client.tracked.items()))
 
-    def _set(self, holder, name: str, value: str, pool: Pool) -> None:
-        default = (pool.welcome or {}).get(name)
+    @staticmethod
+    def _set(holder, name: str, value: str, default: str | None) -> None:
+        """Record ``name = value`` on a client or server; values equal to the default are not kept."""
         if value == default or (default is None and value == ""):
             if holder.tracked.pop(name, None) is None:
                 return
@@ -116,23 +117,17 @@ class VarCache:
 
     def client_changed(self, client: Client, server: Server, name: str, value: str) -> None:
         """The server reported a new value while linked to ``client``: the client changed it."""
-        self._set(client, name, value, server.pool)
-        self._set(server, name, value, server.pool)
+        default = (server.pool.welcome or {}).get(name)
+        self._set(client, name, value, default)
+        self._set(server, name, value, default)
 
     def set_unreported(self, client: Client, server: Server, name: str, value: str, default: str | None) -> None:
         """A setting the server does not report, read back after the client's transaction."""
-        for holder in (client, server):
-            if default is not None and value == default:
-                if holder.tracked.pop(name, None) is None:
-                    continue
-            elif holder.tracked.get(name) == value:
-                continue
-            else:
-                holder.tracked[name] = value
-            holder.varstate = tuple(sorted(holder.tracked.items()))
+        self._set(client, name, value, default)
+        self._set(server, name, value, default)
 
     def server_changed(self, server: Server, name: str, value: str) -> None:
-        self._set(server, name, value, server.pool)
+        self._set(server, name, value, (server.pool.welcome or {}).get(name))
 
     def server_reset(self, server: Server) -> None:
         """After DISCARD ALL / RESET ALL every setting is back at its default."""
