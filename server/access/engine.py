@@ -265,8 +265,13 @@ class BackendEngine(CatalogMixin, api.Engine):
             self._end_xact()
 
     def _end_xact(self) -> None:
+        table = self.env.locktable
         for lt, db, obj, mode in self.x.locks:
-            self.env.locktable.release(self.procs.my, lt, db, obj, mode)
+            table.release(self.procs.my, lt, db, obj, mode)
+        if self.x.fastpath:
+            table.fp_release_all(self.procs.my)
+        for db, obj in self.x.strong:
+            table.strong_end(db, obj)
         self.bm.release_all()
         self.x.reset()
         self.settings.end_transaction()
@@ -392,18 +397,33 @@ class BackendEngine(CatalogMixin, api.Engine):
             self.lock_relation(oid, mode)
 
     def lock_relation(self, oid: int, mode: int, *, nowait: bool = False) -> None:
-        """Take a relation lock until transaction end (LockRelationOid)."""
-        key = (1, 0 if oid < D.FIRST_NORMAL_OID and D.BY_OID.get(oid, None) is not None and D.BY_OID[oid].shared
-               else self.database.oid, oid, mode)
-        if key in self.x.locks:
+        """Take a relation lock until transaction end (LockRelationOid).  Weak modes go
+        through the fast path when possible; strong modes (Share and up) first announce
+        themselves, then wait until no fast-path holder conflicts and the shared table
+        grants them."""
+        dboid = 0 if oid < D.FIRST_NORMAL_OID and D.BY_OID.get(oid, None) is not None and D.BY_OID[oid].shared \
+            else self.database.oid
+        key = (1, dboid, oid, mode)
+        if key in self.x.locks or (oid, mode) in self.x.lockset:
             return
-        # a weaker lock already held by us is upgraded by taking the stronger one as well
         lt = self.env.locktable
+        slot = self.procs.my
+        if lt.fp_acquire(slot, dboid, oid, mode):
+            self.x.lockset.add((oid, mode))
+            self.x.fastpath = True
+            return
+        strong = mode >= 5
+        if strong:
+            lt.strong_begin(dboid, oid)
+            self.x.strong.append((dboid, oid))
         start = time.monotonic()
         delay = 0.0005
         self.procs.set_wait("relation")
         try:
-            while not lt.try_acquire(self.procs.my, key[0], key[1], key[2], mode):
+            while True:
+                if not (strong and lt.fp_conflicts(slot, dboid, oid, mode)) and \
+                        lt.try_acquire(slot, 1, dboid, oid, mode):
+                    break
                 if nowait:
                     raise PgError("55P03", f'could not obtain lock on relation "{self._relname(oid)}"')
                 self.check_for_interrupts()
@@ -841,6 +861,7 @@ class BackendEngine(CatalogMixin, api.Engine):
             self.advisory_unlock_all()
             if self.procs.my >= 0:
                 self.env.locktable.release_all(self.procs.my)
+                self.env.locktable.fp_release_all(self.procs.my)
             self.stats.flush(force=True)
 
 

@@ -55,6 +55,8 @@ class TransactionState:
     snapshot_taken: bool = False
     locks: list[tuple[int, int, int, int]] = field(default_factory=list)
     lockset: set[tuple[int, int]] = field(default_factory=set)
+    fastpath: bool = False
+    strong: list[tuple[int, int]] = field(default_factory=list)
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]

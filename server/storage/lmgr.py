@@ -37,8 +37,19 @@ CONFLICTS = {
 }
 
 
+# Fast path (PostgreSQL's fast-path relation locks): the weak modes a transaction takes
+# on every relation it reads or writes are recorded in the backend's own slot array and
+# never touch the shared table, unless some transaction wants a strong lock on a relation
+# of the same partition (FastPathStrongRelationLocks counter > 0).
+WEAK_MODES = (1, 2, 3)
+FP_SLOTS = 16
+FP_PARTITIONS = 1024
+_FP = struct.Struct("<III")  # dboid, relid, mode bit mask
+
+
 def region_size(layout: Any) -> int:
-    return layout.lock_buckets * layout.lock_bucket_slots * _ENT.size
+    return (layout.lock_buckets * layout.lock_bucket_slots * _ENT.size + FP_PARTITIONS * 4
+            + layout.max_backends * FP_SLOTS * _FP.size)
 
 
 class LockTable:
@@ -50,6 +61,72 @@ class LockTable:
         self.ns = lay.lock_bucket_slots
         self.locks = locks.lockmgr
         self._bucket = struct.Struct("<" + "BBHIQ" * self.ns)
+        self.strong_off = self.off + self.nb * self.ns * _ENT.size
+        self.fp_off = self.strong_off + FP_PARTITIONS * 4
+        self.nprocs = lay.max_backends
+        self._strong = memoryview(shm.buf)[self.strong_off: self.strong_off + FP_PARTITIONS * 4].cast("I")
+        self._fp_all = struct.Struct("<" + "III" * FP_SLOTS * self.nprocs)
+
+    # ------------------------------------------------------------------ fast path
+    @staticmethod
+    def _part(dboid: int, relid: int) -> int:
+        return hash((dboid, relid)) % FP_PARTITIONS
+
+    def fp_acquire(self, slot: int, dboid: int, relid: int, mode: int) -> bool:
+        """Record a weak lock in our own slot if no strong lock is pending on the
+        partition; False means: use the shared table."""
+        if mode not in WEAK_MODES:
+            return False
+        part = self._part(dboid, relid)
+        base = self.fp_off + slot * FP_SLOTS * _FP.size
+        with self.locks[part % len(self.locks)]:
+            if self._strong[part]:
+                return False
+            free = -1
+            for i in range(FP_SLOTS):
+                d, r, m = _FP.unpack_from(self.buf, base + i * _FP.size)
+                if m and d == dboid and r == relid:
+                    _FP.pack_into(self.buf, base + i * _FP.size, d, r, m | (1 << mode))
+                    return True
+                if not m and free < 0:
+                    free = i
+            if free < 0:
+                return False
+            _FP.pack_into(self.buf, base + free * _FP.size, dboid, relid, 1 << mode)
+        return True
+
+    def fp_release_all(self, slot: int) -> None:
+        base = self.fp_off + slot * FP_SLOTS * _FP.size
+        self.buf[base: base + FP_SLOTS * _FP.size] = bytes(FP_SLOTS * _FP.size)
+
+    def strong_begin(self, dboid: int, relid: int) -> None:
+        part = self._part(dboid, relid)
+        with self.locks[part % len(self.locks)]:
+            self._strong[part] = self._strong[part] + 1
+
+    def strong_end(self, dboid: int, relid: int) -> None:
+        part = self._part(dboid, relid)
+        with self.locks[part % len(self.locks)]:
+            if self._strong[part]:
+                self._strong[part] = self._strong[part] - 1
+
+    def fp_conflicts(self, slot: int, dboid: int, relid: int, mode: int) -> bool:
+        """Does another backend hold a fast-path lock on the relation that conflicts
+        with ``mode``?"""
+        conf = CONFLICTS[mode]
+        bits = sum(1 << m for m in conf if m in WEAK_MODES)
+        if not bits:
+            return False
+        vals = self._fp_all.unpack_from(self.buf, self.fp_off)
+        per = FP_SLOTS * 3
+        for p in range(self.nprocs):
+            if p == slot:
+                continue
+            row = vals[p * per: (p + 1) * per]
+            for i in range(0, per, 3):
+                if row[i + 2] & bits and row[i] == dboid and row[i + 1] == relid:
+                    return True
+        return False
 
     def _b(self, locktype: int, dboid: int, objid: int) -> int:
         return hash((locktype, dboid, objid)) % self.nb

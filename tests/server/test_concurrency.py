@@ -112,3 +112,27 @@ def test_readers_do_not_block(server):
         assert b.execute("select n from rd where id = 1").fetchone() == (0,)
         a.commit()
         assert b.execute("select n from rd where id = 1").fetchone() == (42,)
+
+
+def test_drop_waits_for_reader_lock(server):
+    _setup(server, "lk")
+    with server.connect(autocommit=False) as reader, server.connect() as ddl:
+        assert reader.execute("select count(*) from lk").fetchone() == (2,)  # AccessShare, fast path
+        ddl.execute("set lock_timeout = '300ms'")
+        with pytest.raises(errors.LockNotAvailable):
+            ddl.execute("drop table lk")
+        done = threading.Event()
+
+        def drop() -> None:
+            ddl.execute("set lock_timeout = 0")
+            ddl.execute("drop table lk")
+            done.set()
+
+        t = threading.Thread(target=drop)
+        t.start()
+        assert not done.wait(0.5)  # still waiting behind the reader
+        reader.commit()
+        t.join(30)
+        assert done.is_set()
+    with pytest.raises(errors.UndefinedTable):
+        server.sql("select * from lk")
