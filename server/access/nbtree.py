@@ -333,7 +333,7 @@ class BTree:
             more = False
             try:
                 seek = start if last is None else last + b"\x00"
-                path = self._descend(dboid, relnode, seek, cached_root=True)
+                path = self._descend(dboid, relnode, seek, cached_root=not locked)
                 blk = path[-1]
                 while True:
                     b = bm.read_buffer(dboid, relnode, 0, blk)
