@@ -71,17 +71,3 @@ def test_settings_follow_clients(tx_pgb):
         a.close()
         b.close()
 
-
-def test_listen_notify(tx_pgb):
-    listener = psycopg.connect(tx_pgb.dsn(), autocommit=True)
-    notifier = psycopg.connect(tx_pgb.dsn(), autocommit=True)
-    try:
-        listener.execute("listen chan_p")
-        for i in range(3):
-            listener.execute("select 1")
-            notifier.execute(f"notify chan_p, 'n{i}'")
-        got = [n.payload for n in listener.notifies(timeout=5, stop_after=3)]
-        assert got == ["n0", "n1", "n2"]
-    finally:
-        listener.close()
-        notifier.close()
