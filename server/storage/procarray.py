@@ -213,7 +213,11 @@ class ProcArray:
             _U32.pack_into(self.buf, self.xmins_off + 4 * self.my, 0)
 
     def end_xact(self) -> None:
-        """ProcArrayEndTransaction: our xid and xmin are no longer running."""
+        """ProcArrayEndTransaction: our xid and xmin are no longer running.  Without an
+        xid only the advertised xmin goes, which needs no lock (as in PostgreSQL)."""
+        if self._xids[self.my] == 0:
+            self._xmins[self.my] = 0
+            return
         with self.lock:
             self._xids[self.my] = 0
             self._xmins[self.my] = 0
