@@ -363,7 +363,9 @@ def plot(results: list[Result], path: Path, title: str) -> None:
         xs, ys = r.series(bin_s)
         ax_tp.plot(xs, ys, color=c, label=name, linewidth=1.6, marker="." if len(xs) < 30 else None)
     ax_lat.set_xscale("log")
+    ax_lat.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax_lat.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax_lat.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax_lat.set_xlabel("latency of one client: connect + query + disconnect (ms, log scale; dashed: p99)"
                       if results and results[0].scenario == "pg" else
                       "latency of one HTTP request on a new connection (ms, log scale; dashed: p99)")
