@@ -235,7 +235,7 @@ class XLog:
         if fl[0] >= lsn:
             return
         lock = self.write_lock
-        delay = 0.00003
+        delay = 0.00002
         while True:
             if lock.acquire(False):
                 try:
@@ -247,7 +247,7 @@ class XLog:
             time.sleep(delay)
             if fl[0] >= lsn:
                 return
-            delay = min(delay * 1.5, 0.0005)
+            delay = min(delay * 1.5, 0.0001)
 
     def write(self, lsn: int | None = None) -> None:
         """Write and fsync every inserted record (at least up to ``lsn``)."""
