@@ -192,3 +192,29 @@ def test_mixed_workload_crash_keeps_heap_and_index_consistent(server_factory):
         c.execute("insert into mix (k, v) values (1, 'after recovery')")  # sequence did not go back
         (n,) = c.execute("select count(*) from mix where v = 'after recovery'").fetchone()
         assert n == 1
+
+
+def test_asynchronous_commit_flushed_by_walwriter(server_factory):
+    """synchronous_commit = off returns before the WAL flush; the WAL writer makes the
+    commits durable within a few wal_writer_delay rounds."""
+    srv = server_factory(wal_writer_delay="50ms")
+    with srv.connect() as c:
+        c.execute("create table ac (id int)")
+        c.execute("set synchronous_commit = off")
+        for i in range(100):
+            c.execute("insert into ac values (%s)", (i,))
+        lsn_sync = c.execute("select wal_sync from pg_stat_wal").fetchone()[0] if _has_view(c, "pg_stat_wal") \
+            else None
+    time.sleep(1.0)  # well over 3 x wal_writer_delay
+    srv.kill9()
+    srv.start()
+    assert srv.sql("select count(*) from ac") == [(100,)]
+    _ = lsn_sync
+
+
+def _has_view(c, name: str) -> bool:
+    try:
+        c.execute(f"select 1 from {name} limit 1")
+        return True
+    except psycopg.Error:
+        return False
