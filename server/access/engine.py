@@ -229,6 +229,10 @@ class BackendEngine(CatalogMixin, api.Engine):
                     if cell[0] < lsn:
                         cell[0] = lsn
                 self.clog.set_status([x.xid], C.COMMITTED)
+            elif x.wal_lsn:
+                # nextval in a transaction without an xid: its values were handed out, so
+                # their WAL must be durable before the client sees the commit
+                self.xlog.flush(x.wal_lsn)
             self.procs.end_xact()
             if x.catalog_dirty:
                 with self.env.locks.OidGenLock:

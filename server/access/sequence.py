@@ -1,6 +1,11 @@
-"""Sequences: a one-page relation holding (last_value, is_called), changed in place
-under the page's content lock and WAL-logged (RM_SEQ), never rolled back
-(PostgreSQL's sequence.c without the 32-value WAL prefetch).
+"""Sequences: a one-page relation holding (last_value, is_called, log_cnt), changed in
+place under the page's content lock, never rolled back (PostgreSQL's sequence.c).
+
+Like PostgreSQL, nextval WAL-logs only every SEQ_LOG_VALS (32) calls: the record carries
+the value 32 steps ahead, and redo always restores the logged state, so after a crash
+the sequence continues past anything it may have handed out (a gap, never a repeat).
+The first nextval after a checkpoint always logs (its page may be written before the
+next record).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from pgbundle.server.access import page as P
 from pgbundle.server.access.xlog import RM_FPI, RM_SEQ, BlockRef
 from pgbundle.server.errors import PgError
 
-_STATE = struct.Struct("<qB")
+_STATE = struct.Struct("<qBxxxi")  # last_value, is_called, log_cnt
+SEQ_LOG_VALS = 32
 _OFF = P.PH_SIZE
 
 
@@ -24,7 +30,7 @@ def init_relation(eng: Any, oid: int, start: int, xid: int) -> None:
         with bm.content_lock(b):
             page = bm.page(b)
             P.init_page(page)
-            _STATE.pack_into(page, _OFF, start, 0)
+            _STATE.pack_into(page, _OFF, start, 0, 0)
             lsn = eng.env.xlog.insert(RM_FPI, 0, xid, [BlockRef(dboid, oid, 0, 0, page, force_image=True)])
             P.set_lsn(page, lsn)
             bm.mark_dirty(b)
@@ -42,19 +48,32 @@ def _params(eng: Any, seq_oid: int) -> tuple[Any, Any]:
     return rel, params
 
 
-def _change(eng: Any, rel: Any, fn: Any) -> int:
+def _change(eng: Any, rel: Any, fn: Any, ahead: Any = None) -> int:
+    """Apply ``fn(last, called) -> (new_last, new_called, result)`` to the sequence page.
+    ``ahead(new_last) -> logged_last`` (nextval) enables logging only every 32 calls."""
     bm = eng.env.bm
+    xlog = eng.env.xlog
     dboid = eng.database.oid
     b = bm.read_buffer(dboid, rel.relfilenode, 0, 0)
     try:
         with bm.content_lock(b):
             page = bm.page(b)
-            last, called = _STATE.unpack_from(page, _OFF)
+            last, called, log_cnt = _STATE.unpack_from(page, _OFF)
             new, new_called, result = fn(last, bool(called))
-            _STATE.pack_into(page, _OFF, new, 1 if new_called else 0)
-            data = _STATE.pack(new, 1 if new_called else 0)
-            lsn = eng.env.xlog.insert(RM_SEQ, 0, eng.x.xid, [BlockRef(dboid, rel.relfilenode, 0, 0, page, data)])
-            P.set_lsn(page, lsn)
+            logit = ahead is None or log_cnt <= 0 or P.page_lsn(page) <= xlog.redo_ptr
+            if logit:
+                logged = ahead(new) if ahead is not None else new
+                cnt = SEQ_LOG_VALS - 1 if ahead is not None else 0
+                data = _STATE.pack(logged, 1 if new_called else 0, 0)
+                # as PostgreSQL: the page holds the logged state while the record (and a
+                # possible full-page image of it) is made, then the real one
+                page[_OFF:_OFF + _STATE.size] = data
+                lsn = xlog.insert(RM_SEQ, 0, eng.x.xid, [BlockRef(dboid, rel.relfilenode, 0, 0, page, data)])
+                P.set_lsn(page, lsn)
+                eng.x.wal_lsn = max(eng.x.wal_lsn, lsn)
+            else:
+                cnt = log_cnt - 1
+            _STATE.pack_into(page, _OFF, new, 1 if new_called else 0, cnt)
             bm.mark_dirty(b)
             return result
     finally:
@@ -79,7 +98,11 @@ def nextval(eng: Any, seq_oid: int) -> int:
             nxt = maxv
         return nxt, True, nxt
 
-    return _change(eng, rel, fn)
+    def ahead(new: int) -> int:
+        v = new + inc * SEQ_LOG_VALS
+        return min(v, maxv) if inc > 0 else max(v, minv)
+
+    return _change(eng, rel, fn, ahead)
 
 
 def setval(eng: Any, seq_oid: int, value: int, is_called: bool) -> None:
@@ -96,7 +119,7 @@ def read_state(eng: Any, seq_oid: int) -> tuple[int, bool]:
     b = bm.read_buffer(eng.database.oid, rel.relfilenode, 0, 0)
     try:
         with bm.content_lock(b):
-            last, called = _STATE.unpack_from(bm.page(b), _OFF)
+            last, called, _cnt = _STATE.unpack_from(bm.page(b), _OFF)
     finally:
         bm.release(b)
     return last, bool(called)
@@ -110,9 +133,9 @@ def redo(rec: Any, bm: Any) -> None:
                 page = bm.page(b)
                 if image is not None:
                     page[:] = image
-                elif P.page_lsn(page) >= rec.end:
-                    continue
                 else:
+                    # like seq_redo: the logged state always wins (it is ahead of anything
+                    # handed out before the crash)
                     if P.is_new(page):
                         P.init_page(page)
                     page[_OFF:_OFF + _STATE.size] = data

@@ -56,6 +56,7 @@ class TransactionState:
     locks: list[tuple[int, int, int, int]] = field(default_factory=list)
     lockset: set[tuple[int, int]] = field(default_factory=set)
     fastpath: bool = False
+    wal_lsn: int = 0  # WAL written without an xid (nextval): flushed at commit
     strong: list[tuple[int, int]] = field(default_factory=list)
 
     def reset(self) -> None:
