@@ -50,6 +50,7 @@ _EXTENDED = frozenset(map(ord, "PBDECH"))
 #: Frontend messages the relay looks at (headers only, in practice: all are small).
 CLIENT_WANT = frozenset((_Q, _S, _F, _X)) | _EXTENDED
 ADMIN_DATABASES = ("pgbouncer", "pgbundle")
+_LOCAL_FIRST = frozenset(map(ord, "PC"))
 #: Set on a pgbundle server for the client it serves ("addr:port"); pg_stat_activity shows it.
 CLIENT_ADDR_SETTING = "pgbundle.client_addr"
 _ids = itertools.count(1)
@@ -74,7 +75,7 @@ class Client:
         self.tracked: dict[str, str] = {}
         self.varstate: tuple = ()
         self.cancel_key = (0, b"")
-        self.wake = trio.Event()
+        self.wait_task = None  # the parked task while queued for a server (see Pool.acquire)
         self.wait_error: PoolerError | None = None
         now = time.monotonic()
         self.wait_start = now
@@ -252,10 +253,11 @@ class Client:
             else:
                 server = self.server
                 if server is None and _needs_server(pieces):
-                    reply = local_reply(self, pieces)
-                    if reply is not None:
-                        await conn.send_all(reply)
-                        continue
+                    if pieces[0][0] in _LOCAL_FIRST:  # maybe only prepares/closes: no server needed
+                        reply = local_reply(self, pieces)
+                        if reply is not None:
+                            await conn.send_all(reply)
+                            continue
                     server = await self._acquire()
                 if server is not None:
                     batch = build_batch(self, server, pieces)

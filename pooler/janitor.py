@@ -11,9 +11,10 @@
   (:meth:`.stats.Stats.tick`) and log pgbouncer's ``stats:`` line;
 * apply changed logging settings (RELOAD / SET / SIGHUP).
 
-Timeouts that belong to one task (client_login_timeout, client_idle_timeout,
-idle_transaction_timeout, query_timeout, query_wait_timeout,
-server_connect_timeout) are cancel scopes in that task, not here.
+query_wait_timeout is enforced here too (as in pgbouncer): a queued client is parked
+without a timer of its own, which keeps queueing cheap.  Timeouts that belong to one
+task (client_login_timeout, client_idle_timeout, idle_transaction_timeout,
+query_timeout, server_connect_timeout) are cancel scopes in that task.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def maintain(pooler: Pooler) -> None:
             elif s.server_idle_timeout and idle > s.server_idle_timeout and pool.server_count > keep:
                 server.close("server idle timeout")
         if pool.waiting:
+            pool.expire_waiting(now)
             pool.launch()
         if keep and pool.server_count < keep:
             pool.launch(minimum=keep)

@@ -186,25 +186,45 @@ class Pool:
                               detail=self.last_login_error.message if self.last_login_error else None)
         client.state = ClientState.WAITING
         client.wait_start = time.monotonic()
-        client.wake = trio.Event()
         client.wait_error = None
+        client.wait_task = trio.lowlevel.current_task()
         self.waiting.append(client)
         self.launch()
-        timeout = self.query_wait_timeout or float("inf")
-        try:
-            with trio.move_on_after(timeout):
-                await client.wake.wait()
-        finally:
+
+        def abort(_raise_cancel) -> trio.lowlevel.Abort:  # cancelled while queued
+            client.wait_task = None
             if client.state is ClientState.WAITING:
                 self._unqueue(client)
                 client.state = ClientState.ACTIVE
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        # Parked until _wake: a server handed over, an error, or query_wait_timeout (the janitor).
+        try:
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        finally:
             self.stats.add_wait(time.monotonic() - client.wait_start)
         if client.server is not None:
             return client.server
-        if client.wait_error is not None:
-            raise client.wait_error
-        raise PoolerError("query_wait_timeout", sqlstate.PROTOCOL_VIOLATION,
-                          detail=self.last_login_error.message if self.last_login_error else None)
+        raise client.wait_error or PoolerError("query_wait_timeout", sqlstate.PROTOCOL_VIOLATION)
+
+    @staticmethod
+    def _wake(client: Client) -> None:
+        task = client.wait_task
+        if task is not None:
+            client.wait_task = None
+            trio.lowlevel.reschedule(task)
+
+    def expire_waiting(self, now: float) -> None:
+        """query_wait_timeout for the clients queued longest (the janitor calls this)."""
+        timeout = self.query_wait_timeout
+        if not timeout:
+            return
+        while self.waiting and now - self.waiting[0].wait_start >= timeout:
+            c = self.waiting.popleft()
+            c.state = ClientState.ACTIVE
+            c.wait_error = PoolerError("query_wait_timeout", sqlstate.PROTOCOL_VIOLATION,
+                                       detail=self.last_login_error.message if self.last_login_error else None)
+            self._wake(c)
 
     def _link(self, client: Client, server: Server) -> None:
         self.active.add(server)
@@ -221,7 +241,7 @@ class Pool:
             c = self.waiting.popleft()
             c.state = ClientState.ACTIVE
             c.wait_error = error
-            c.wake.set()
+            self._wake(c)
 
     # ------------------------------------------------------------------ servers
 
@@ -255,7 +275,7 @@ class Pool:
         if self.waiting and not self.paused:
             client = self.waiting.popleft()
             self._link(client, server)
-            client.wake.set()
+            self._wake(client)
             return
         server.state = ServerState.IDLE
         if self.pooler.config.settings.server_round_robin:
