@@ -209,14 +209,15 @@ class BTree:
             path.append(blk)
             b = bm.read_buffer(dboid, relnode, 0, blk)
             try:
-                with bm.content_lock(b):
-                    page = bm.page(b)
-                    right, level, flags = _special(page)
-                    if flags & LEAF:
-                        return path
-                    _, child = _internal_search(page, entry)
+                with bm.content_lock(b):  # copy under the lock, search outside it: the
+                    off = bm.page_off(b)  # root's lock is the most contended in the pool
+                    page = bm.buf[off: off + BLCKSZ]
             finally:
                 bm.release(b)
+            right, level, flags = _special(page)
+            if flags & LEAF:
+                return path
+            _, child = _internal_search(page, entry)
             blk = child
 
     # ------------------------------------------------------------------ insert
@@ -339,20 +340,21 @@ class BTree:
                     b = bm.read_buffer(dboid, relnode, 0, blk)
                     try:
                         with bm.content_lock(b):
-                            page = bm.page(b)
-                            right, _lvl, _fl = _special(page)
-                            n = _nitems(page)
-                            i = _leaf_search(page, seek)
-                            done = False
-                            while i < n:
-                                it = _item_at(page, i)
-                                if it >= stop and not (stop_inclusive and it.startswith(stop)):
-                                    done = True
-                                    break
-                                batch.append(it)
-                                i += 1
+                            off = bm.page_off(b)
+                            page = bm.buf[off: off + BLCKSZ]
                     finally:
                         bm.release(b)
+                    right, _lvl, _fl = _special(page)
+                    n = _nitems(page)
+                    i = _leaf_search(page, seek)
+                    done = False
+                    while i < n:
+                        it = _item_at(page, i)
+                        if it >= stop and not (stop_inclusive and it.startswith(stop)):
+                            done = True
+                            break
+                        batch.append(it)
+                        i += 1
                     if done or right == NONE:
                         break
                     if batch:
