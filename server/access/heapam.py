@@ -179,9 +179,7 @@ class Heap:
     def fetch(self, dboid: int, relnode: int, tid: TID, snap: Snapshot | None) -> bytes | None:
         """Row data at tid if visible (``snap`` None: any live-looking version)."""
         bm = self.bm
-        if tid.block >= bm.nblocks(dboid, relnode):
-            return None
-        b = bm.read_buffer(dboid, relnode, 0, tid.block)
+        b = bm.read_buffer(dboid, relnode, 0, tid.block)  # tids come from index entries: the block exists
         try:
             with bm.content_lock(b):
                 page = bm.page(b)
