@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
 from pgbundle.shared import sqlstate
@@ -37,6 +38,7 @@ from pgbundle.shared.auth.scram import MECHANISM, ScramError, ScramSecret, Scram
 from pgbundle.shared.protocol import messages as m, parse_password, parse_sasl_initial_response
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
+from .netio import ConnectionLost
 from .objects import PoolerError
 
 if TYPE_CHECKING:
@@ -70,7 +72,9 @@ class Authenticator:
         self.users: dict[str, str] = {}
         self.client_keys: dict[str, bytes] = {}  # user -> SCRAM ClientKey learned from a client login
         self.verified: dict[str, object | str] = {}  # upstream-verified: user -> TRUST or the password
-        self.locks: dict[str, trio.Lock] = {}  # upstream-verified: one check per user at a time
+        self.locks: dict = {}  # one upstream check per user / one auth_query per database at a time
+        self.queried: dict[str, str] = {}  # secrets fetched with auth_query
+        self.auth_servers: dict = {}  # auth_query connections, per (hosts, port, dbname, auth_user)
         self.reload()
 
     def reload(self) -> None:
@@ -90,7 +94,7 @@ class Authenticator:
         """Credentials for a server connection of ``server_user`` to ``db``."""
         if db.password is not None and (db.user is None or db.user == server_user):
             return Credentials(password=db.password)
-        secret = self.users.get(server_user)
+        secret = self.users.get(server_user) or self.queried.get(server_user)
         if secret is not None:
             if is_scram_secret(secret):
                 return Credentials(scram=parse_scram_secret(secret), scram_client_key=self.client_keys.get(server_user))
@@ -125,6 +129,8 @@ class Authenticator:
             return
         if auth_type in ("hba", "cert"):
             raise PoolerError(f"auth_type {auth_type} is not supported", sqlstate.FEATURE_NOT_SUPPORTED)
+        if secret is None and db is not None and (db.auth_user or s.auth_user):
+            secret = await self._auth_query(client, db)
         if secret is None:
             # PostgreSQL does not tell whether the user exists: ask, then fail the same way.
             await self._fake_auth(client, auth_type)
@@ -257,6 +263,44 @@ class Authenticator:
         ok = await self.pooler.verify_upstream(client, db, None, ask)
         if not ok:
             raise password_failed(user)
+
+    async def _auth_query(self, client: Client, db: DatabaseConfig) -> str | None:
+        """pgbouncer's auth_query: fetch the user's secret upstream, as auth_user.
+
+        One connection per database does it (kept open, one query at a time).  Returns the
+        secret, or None when the role does not exist or has no password.  Errors: PoolerError
+        when the upstream cannot be reached or the query fails.
+        """
+        from .objects import Pool, ServerState
+        from .server import Server, quote_literal
+
+        s = self.pooler.config.settings
+        auth_user = db.auth_user or s.auth_user
+        dbname = db.dbname or client.database
+        key = (tuple(db.host), db.port, dbname, auth_user)
+        lock = self.locks.setdefault(key, trio.Lock())
+        async with lock:
+            server = self.auth_servers.get(key)
+            if server is None or server.state is ServerState.CLOSED:
+                adb = msgspec.structs.replace(db, user=auth_user, dbname=dbname,
+                                              password=db.password if db.user == auth_user else None)
+                server = Server(Pool(self.pooler, dbname, auth_user, adb, register=False))
+                await server.login(self.server_credentials(auth_user, adb))
+                await self.pooler.nursery.start(server.run)
+                server.state = ServerState.USED  # never handed to a client
+                self.auth_servers[key] = server
+            sql = s.auth_query.replace("$1", quote_literal(client.user))
+            try:
+                err, rows = await server.run_internal_rows(sql)
+            except (OSError, ConnectionLost) as exc:
+                raise PoolerError(f"auth_query failed: {exc}", sqlstate.CONNECTION_FAILURE) from None
+        if err is not None:
+            raise PoolerError(f"auth_query failed: {err.message}", sqlstate.INVALID_AUTHORIZATION_SPECIFICATION)
+        if not rows or len(rows[0]) < 2 or rows[0][1] is None:
+            return None
+        secret = rows[0][1].decode("utf-8", "surrogateescape")
+        self.queried[client.user] = secret  # server connections for this user log in with it
+        return secret
 
     def remember(self, user: str, password: str | None) -> None:
         self.verified[user] = TRUST if password is None else password

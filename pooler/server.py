@@ -568,6 +568,16 @@ class Server:
         self.queue_ops([O.Op(O.QUERY, O.SKIP, sink=sink)])
         return sink
 
+    async def run_internal_rows(self, sql: str) -> tuple[m.ErrorResponse | None, list[list[bytes | None]]]:
+        """Like :meth:`run_internal`, also returning the rows (text format)."""
+        assert self.conn is not None
+        sink = self.expect_internal()
+        await self.conn.send_all(encode(m.Query(sql)))
+        await sink.done.wait()
+        if self.state is ServerState.CLOSED:
+            raise ConnectionLost("server closed during an internal query")
+        return sink.error, sink.rows
+
     async def run_internal(self, sql: str) -> m.ErrorResponse | None:
         """Run ``sql`` on an unlinked server and wait for its ReadyForQuery.
 

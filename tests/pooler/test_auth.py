@@ -109,3 +109,19 @@ def test_unknown_upstream_database(pg, pooler_factory):
     with pytest.raises(psycopg.OperationalError) as ei:
         psycopg.connect(p.dsn(dbname="no_such_db"), connect_timeout=10).execute("select 1")
     assert 'database "no_such_db" does not exist' in str(ei.value)
+
+
+def test_auth_query(pg, pooler_factory, tmp_path):
+    """Users not in the auth_file are looked up with auth_query as auth_user (pgbouncer's way)."""
+    af = _userlist(tmp_path, {"postgres": ""})
+    cfg = tmp_path / "pgbouncer.ini"
+    cfg.write_text(f"[databases]\n* = host=127.0.0.1 port={pg.port} auth_user=postgres\n[pgbouncer]\n"
+                   f"auth_type = md5\nauth_file = {af}\nunix_socket_dir =\n")
+    p = pooler_factory(["--config", str(cfg)])
+    assert _query(p, SCRAM_USER, SCRAM_PASSWORD) == SCRAM_USER  # SCRAM secret from pg_shadow
+    assert _query(p, MD5_USER, MD5_PASSWORD) == MD5_USER  # md5 secret from pg_shadow
+    with pytest.raises(psycopg.OperationalError) as ei:
+        _query(p, MD5_USER, "wrong")
+    assert "password authentication failed" in str(ei.value)
+    with pytest.raises(psycopg.OperationalError):
+        _query(p, "no_such_role", "x")
