@@ -9,11 +9,16 @@ within client_login_timeout.
 
 Then the relay: bytes from the client go to its server connection, acquired
 from the pool when the client has none (waiting in FIFO order, at most
-query_wait_timeout).  Only the message headers are looked at: Query, Sync and
-FunctionCall each expect one ReadyForQuery back (``Server.pending_z``),
-extended-protocol messages after the last Sync keep the server linked, and
-Terminate is not passed on.  client_idle_timeout and idle_transaction_timeout
-are cancel scopes around the read.
+query_wait_timeout).  In session mode only message headers are looked at:
+Query, Sync and FunctionCall each expect one ReadyForQuery back
+(``Server.pending_z``), extended-protocol messages after the last Sync keep the
+server linked, and Terminate is not passed on.  In transaction and statement
+mode each batch goes through :func:`.emulate.build_batch`, which also keeps
+prepared statements, settings, LISTEN and pinning right across server
+connections; a batch that only prepares statements some server already
+accepted is answered without a server.  client_idle_timeout and
+idle_transaction_timeout are a cancel scope around the read, whose deadline the
+server side moves as the client's state changes.
 
 Every error the pooler reports goes out as an ErrorResponse with a SQLSTATE;
 nothing a client sends can raise out of this module.
