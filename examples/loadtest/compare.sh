@@ -12,7 +12,10 @@
 # Figures, the plot and the console output go to examples/loadtest/results/ (or -o DIR).
 # Everything it starts is stopped (by PID) on exit, also on Ctrl-C.
 #
-# Usage: examples/loadtest/compare.sh [-d SECONDS] [-c CONCURRENCY] [-o DIR] [-W]
+# Usage: examples/loadtest/compare.sh [-d SECONDS] [-c CONCURRENCY] [-r ROUNDS] [-o DIR] [-W]
+#   -d measured seconds per target (default 10), -c clients (default 20), -r interleaved rounds
+#   (default 5: every target runs 5 slices of d/5 s in rotation, each after a 1 s warm-up, so
+#   that other work on the machine falls on all targets alike)
 # Needs: PostgreSQL 15 binaries ($PGBIN, default /usr/lib/postgresql/15/bin), pgbundle and the
 # examples' extras installed (pip install -e '.[examples]'); pgbouncer optional. As root,
 # PostgreSQL and pgbouncer run as the `postgres` user (they refuse to run as root).
@@ -20,6 +23,7 @@ set -euo pipefail
 
 DURATION=10
 CONCURRENCY=20
+ROUNDS=5
 WEBAPP=1
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -28,10 +32,11 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PGBOUNCER=${PGBOUNCER:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}
 PYTHON=${PYTHON:-python}
 
-while getopts "d:c:o:Wh" o; do
+while getopts "d:c:r:o:Wh" o; do
   case $o in
     d) DURATION=$OPTARG ;;
     c) CONCURRENCY=$OPTARG ;;
+    r) ROUNDS=$OPTARG ;;
     o) OUT=$OPTARG ;;
     W) WEBAPP=0 ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 2 ;;
@@ -149,13 +154,13 @@ BNC_ARGS=(); [[ $HAVE_BNC == 1 ]] && BNC_ARGS=(--pgbouncer "$(dsn "$BNC_PORT")")
 
 {
   echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r); $("$PGBIN/postgres" --version)"
-  echo "# python examples/loadtest/loadtest.py compare -c $CONCURRENCY -d $DURATION (poolers: transaction mode, pool 20, auth_type trust)"
+  echo "# python examples/loadtest/loadtest.py compare -c $CONCURRENCY -d $DURATION --rounds $ROUNDS --warmup 1 (poolers: transaction mode, pool 20, auth_type trust)"
 } >"$OUT/compare.txt"
 log "load test: connect / SELECT 1 / disconnect, concurrency $CONCURRENCY, $DURATION s per target"
 "$PYTHON" "$HERE/loadtest.py" compare \
   --postgres "$(dsn "$PG_PORT")" --postgres-pooled "$(dsn "$POOL_PG_PORT")" "${BNC_ARGS[@]}" \
   --server "$(dsn "$SRV_PORT")" --server-pooled "$(dsn "$POOL_SRV_PORT")" \
-  --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 2 --pause 2 \
+  --concurrency "$CONCURRENCY" --duration "$DURATION" --rounds "$ROUNDS" --warmup 1 --pause 1 \
   --plot "$OUT/compare.png" --json "$OUT/compare.json" | tee -a "$OUT/compare.txt"
 
 if [[ $WEBAPP == 1 ]]; then
@@ -167,12 +172,12 @@ if [[ $WEBAPP == 1 ]]; then
   for p in "$APP_POOLED" "$APP_DIRECT"; do
     for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$p/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   done
-  echo "# python examples/loadtest/loadtest.py http -c $CONCURRENCY -d $DURATION (the guestbook app, Werkzeug threaded server)" \
+  echo "# python examples/loadtest/loadtest.py http -c $CONCURRENCY -d $DURATION --rounds $ROUNDS --warmup 1 (the guestbook app, Werkzeug threaded server)" \
     >"$OUT/webapp.txt"
   log "load test: the web app over HTTP, concurrency $CONCURRENCY, $DURATION s per target"
   "$PYTHON" "$HERE/loadtest.py" http -t "guestbook/direct to PostgreSQL=http://127.0.0.1:$APP_DIRECT" \
     -t "guestbook/via pgbundle pooler=http://127.0.0.1:$APP_POOLED" \
-    --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup 2 --pause 2 \
+    --concurrency "$CONCURRENCY" --duration "$DURATION" --rounds "$ROUNDS" --warmup 1 --pause 1 \
     --plot "$OUT/webapp.png" --json "$OUT/webapp.json" | tee -a "$OUT/webapp.txt"
 fi
 log "results in $OUT"

@@ -71,7 +71,7 @@ class Result:
     finished_at: list[float] = field(default_factory=list)  # seconds since the measured start
     errors: Counter = field(default_factory=Counter)
     truncated: bool = False                     # stopped early by --max-requests
-    loadavg: tuple[float, float] = (math.nan, math.nan)  # 1-min load average at start and end (noise check)
+    loadavg: list[float] = field(default_factory=list)  # 1-min load average around each slice (noise check)
 
     @property
     def ok(self) -> int:
@@ -103,7 +103,7 @@ class Result:
         return [(i + 0.5) * width for i in range(n)], [c / width for c in counts]
 
     def summary(self) -> dict[str, Any]:
-        ms = lambda v: None if math.isnan(v) else round(v * 1000, 3)  # noqa: E731
+        ms = lambda v: None if math.isnan(v) else round(v * 1000, 3)
         return {
             "label": self.label, "target": self.target, "scenario": self.scenario,
             "concurrency": self.concurrency, "duration_s": round(self.duration, 3),
@@ -112,7 +112,7 @@ class Result:
             "p99_ms": ms(self.percentile(99)), "max_ms": ms(max(self.latencies, default=math.nan)),
             "mean_ms": ms(sum(self.latencies) / self.ok if self.ok else math.nan),
             "error_kinds": dict(self.errors.most_common(10)), "stopped_by_max_requests": self.truncated,
-            "loadavg_1min_start_end": list(self.loadavg),
+            "loadavg_1min": [round(v, 2) for v in self.loadavg],
         }
 
 
@@ -205,19 +205,24 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:120] if text else ''}".rstrip(": ")
 
 
-async def run_target(label: str, target: str, scenario: str, op: Callable[[], Awaitable[None]], *,
-                     concurrency: int, duration: float, warmup: float, timeout: float,
-                     max_requests: int, progress: Progress) -> Result:
-    """``concurrency`` clients repeat ``op`` for ``warmup + duration`` seconds; only the part
-    after the warm-up is measured.  Bounded by ``max_requests`` and by a hard deadline."""
-    result = Result(label, redact(target), scenario, concurrency)
-    load_start = os.getloadavg()[0]
-    task = progress.add_task(escape(f"{label} (warm-up)" if warmup else label), total=warmup + duration, stats="")
+async def run_slice(result: Result, op: Callable[[], Awaitable[None]], *, concurrency: int, duration: float,
+                    warmup: float, timeout: float, max_requests: int, progress: Progress, task: Any,
+                    done_before: float) -> int:
+    """One stretch of load on one target: ``concurrency`` clients repeat ``op`` for ``warmup +
+    duration`` seconds; only the part after the warm-up is measured and added to ``result``
+    (its times continue after ``result.duration``).  At most ``max_requests`` operations; a
+    hard deadline cancels what is left.  Returns the number of operations issued."""
+    label = result.label
+    offset = result.duration
+    result.loadavg.append(os.getloadavg()[0])
     loop_start = time.monotonic()
     measure_start = loop_start + warmup
     end = measure_start + duration
     issued = 0
     last_error = ""
+    ok_before = result.ok
+    if warmup:
+        progress.update(task, description=escape(f"{label} (warm-up)"))
 
     async def client() -> None:
         nonlocal issued, last_error
@@ -230,9 +235,8 @@ async def run_target(label: str, target: str, scenario: str, op: Callable[[], Aw
             try:
                 async with asyncio.timeout(timeout):
                     await op()
-            except Exception as exc:  # every failure is counted and shown, none stops the run
-                t1 = time.monotonic()
-                if t1 >= measure_start:
+            except Exception as exc:  # noqa: BLE001 -- every failure is counted and shown, none stops the run
+                if time.monotonic() >= measure_start:
                     result.errors[describe_error(exc)] += 1
                 last_error = describe_error(exc)
                 await asyncio.sleep(0.01)  # no hot loop against a target that refuses
@@ -241,11 +245,11 @@ async def run_target(label: str, target: str, scenario: str, op: Callable[[], Aw
             t1 = time.monotonic()
             if now >= measure_start and t1 <= end:
                 result.latencies.append(lat)
-                result.finished_at.append(t1 - measure_start)
+                result.finished_at.append(offset + t1 - measure_start)
 
     async def ticker() -> None:
         warm = bool(warmup)
-        prev_n, prev_t = 0, time.monotonic()
+        prev_n, prev_t = result.ok, time.monotonic()
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
@@ -258,7 +262,7 @@ async def run_target(label: str, target: str, scenario: str, op: Callable[[], Aw
             stats = f"{n:>8} ok  {rate:>8.0f}/s  {result.failed} err"
             if last_error and result.failed:
                 stats += f"  [dim]{escape(last_error[:60])}[/dim]"
-            progress.update(task, completed=min(warmup + duration, now - loop_start), stats=stats)
+            progress.update(task, completed=done_before + min(warmup + duration, now - loop_start), stats=stats)
 
     tick = asyncio.create_task(ticker())
     try:
@@ -269,12 +273,13 @@ async def run_target(label: str, target: str, scenario: str, op: Callable[[], Aw
         result.errors["run cancelled at the hard deadline"] += 1
     finally:
         tick.cancel()
-    result.duration = max(1e-9, min(time.monotonic(), end) - measure_start)
-    result.truncated = issued >= max_requests
-    result.loadavg = (load_start, os.getloadavg()[0])
-    progress.update(task, completed=warmup + duration,
-                    stats=f"{result.ok:>8} ok  {result.throughput:>8.0f}/s  {result.failed} err")
-    return result
+    measured = max(1e-9, min(time.monotonic(), end) - measure_start)
+    result.duration += measured
+    result.loadavg.append(os.getloadavg()[0])
+    rate = (result.ok - ok_before) / measured
+    progress.update(task, description=escape(label), completed=done_before + warmup + duration,
+                    stats=f"{result.ok:>8} ok  {rate:>8.0f}/s  {result.failed} err")
+    return issued
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -285,19 +290,35 @@ def raise_fd_limit(needed: int) -> None:
 
 
 async def run_all(targets: list[tuple[str, str]], scenario: str, make_op, opts: dict) -> list[Result]:
-    results = []
+    """Every target with the same settings, one after the other.  With ``rounds`` > 1 each
+    target's ``duration`` is cut into that many slices, run in rotation (t1 t2 t3 t1 t2 t3 ...),
+    so that a burst of other work on the machine falls on every target alike."""
+    rounds, duration, warmup = opts["rounds"], opts["duration"], opts["warmup"]
+    piece = duration / rounds
+    results = [Result(label, redact(target), scenario, opts["concurrency"]) for label, target in targets]
+    ops = [make_op(target) for _, target in targets]
+    issued = [0] * len(targets)
     width = max(len(label) for label, _ in targets) + len(" (warm-up)")
-    progress = Progress(TextColumn("[bold]{task.description:<%d}" % width), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                        TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=err_console,
-                        transient=False)
+    progress = Progress(TextColumn(f"[bold]{{task.description:<{width}}}"), BarColumn(),
+                        TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                        TextColumn("{task.fields[stats]}"), console=err_console, transient=False)
     with progress:
-        for i, (label, target) in enumerate(targets):
-            if i and opts["pause"]:
-                await asyncio.sleep(opts["pause"])
-            results.append(await run_target(
-                label, target, scenario, make_op(target), concurrency=opts["concurrency"],
-                duration=opts["duration"], warmup=opts["warmup"], timeout=opts["timeout"],
-                max_requests=opts["max_requests"], progress=progress))
+        tasks = [progress.add_task(escape(label), total=rounds * (warmup + piece), stats="")
+                 for label, _ in targets]
+        first = True
+        for rnd in range(rounds):
+            for i, result in enumerate(results):
+                if issued[i] >= opts["max_requests"]:
+                    result.truncated = True
+                    continue
+                if not first and opts["pause"]:
+                    await asyncio.sleep(opts["pause"])
+                first = False
+                issued[i] += await run_slice(
+                    result, ops[i], concurrency=opts["concurrency"], duration=piece, warmup=warmup,
+                    timeout=opts["timeout"], max_requests=opts["max_requests"] - issued[i], progress=progress,
+                    task=tasks[i], done_before=rnd * (warmup + piece))
+                result.truncated = issued[i] >= opts["max_requests"]
     return results
 
 
@@ -318,14 +339,15 @@ def report(results: list[Result], what: str) -> None:
         cmp = ["base", "base"] if b is r and in_group > 1 else ["", ""]
         if b is not r and b.throughput and r.ok and b.ok:
             cmp = [f"{r.throughput / b.throughput:.2f}x", f"{r.percentile(99) / b.percentile(99):.2f}x"]
-        f = lambda v: "-" if math.isnan(v) else f"{v * 1000:.2f}"  # noqa: E731
+        f = lambda v: "-" if math.isnan(v) else f"{v * 1000:.2f}"
         table.add_row(escape(r.label), str(r.ok), str(r.failed), f"{r.throughput:.1f}", f(r.percentile(50)),
                       f(r.percentile(95)), f(r.percentile(99)), f(max(r.latencies, default=math.nan)), *cmp)
     out_console.print(table)
     if len({group_of(r.label) for r in results}) < len(results):
         out_console.print("base = the first target of the same group (label before '/')")
-    loads = ", ".join(f"{escape(r.label)} {r.loadavg[0]:.1f}->{r.loadavg[1]:.1f}" for r in results)
-    out_console.print(f"1-min load average ({os.cpu_count()} cpus) at start->end of each target: {loads}",
+    loads = ", ".join(f"{escape(r.label)} {min(r.loadavg, default=0):.1f}-{max(r.loadavg, default=0):.1f}"
+                      for r in results)
+    out_console.print(f"1-min load average ({os.cpu_count()} cpus) around each target's runs: {loads}",
                       soft_wrap=True)
     for r in results:
         for kind, n in r.errors.most_common(5):
@@ -422,6 +444,9 @@ def common_options(f):
                      help="Stop a target after this many operations even before --duration."),
         click.option("--pause", type=click.FloatRange(0, 60), default=1.0, show_default=True,
                      help="Seconds of rest between targets."),
+        click.option("--rounds", type=click.IntRange(1, 100), default=1, show_default=True,
+                     help="Cut each target's --duration into this many slices, run in rotation across "
+                          "targets (each slice after its own --warmup): fairer on a busy machine."),
         click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Write a PNG: latency distribution and throughput over time."),
         click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -430,6 +455,10 @@ def common_options(f):
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def rounds_note(opts: dict) -> str:
+    return f" (in {opts['rounds']} interleaved rounds)" if opts["rounds"] > 1 else ""
 
 
 def finish(results: list[Result], what: str, title: str, plot_path: Path | None, json_path: Path | None,
@@ -458,8 +487,8 @@ def _run_pg(targets: list[tuple[str, str]], query: str, opts: dict) -> None:
                 "query": query, "targets": [(lbl, redact(t)) for lbl, t in targets]}
     results = asyncio.run(run_all(targets, "pg", lambda dsn: pg_operation(dsn, query, opts["timeout"]), opts))
     title = (f"Short-lived clients (connect, {query!r}, disconnect): concurrency {opts['concurrency']}, "
-             f"{opts['duration']:g} s per target")
-    finish(results, "connect-query-disconnect", title, opts["plot_path"], opts["json_path"], settings)
+             f"{opts['duration']:g} s per target{rounds_note(opts)}")
+    finish(results, f"connect-query-disconnect{rounds_note(opts)}", title, opts["plot_path"], opts["json_path"], settings)
 
 
 @cli.command()
@@ -515,8 +544,8 @@ def http_command(targets: tuple[str, ...], path: str | None, write_ratio: float,
         executor.shutdown(wait=True, cancel_futures=True)
     what = f"GET {path}" if path else f"web app API (GET list, {write_ratio:.0%} POST)"
     title = f"HTTP, one connection per request, {what}: concurrency {opts['concurrency']}, " \
-            f"{opts['duration']:g} s per target"
-    finish(results, "HTTP requests", title, opts["plot_path"], opts["json_path"], settings)
+            f"{opts['duration']:g} s per target{rounds_note(opts)}"
+    finish(results, f"HTTP requests{rounds_note(opts)}", title, opts["plot_path"], opts["json_path"], settings)
 
 
 if __name__ == "__main__":
