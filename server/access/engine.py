@@ -60,7 +60,7 @@ def _ts(t: float) -> datetime.datetime | None:
 class RelRuntime:
     """Per-backend runtime data of a relation: codec and index key types."""
 
-    __slots__ = ("info", "dboid", "relnode", "codec", "notnull", "indexes")
+    __slots__ = ("info", "dboid", "relnode", "codec", "notnull", "indexes", "indexed_columns")
 
     def __init__(self, info: RelationInfo, dboid: int, engine: BackendEngine) -> None:
         self.info = info
@@ -78,6 +78,7 @@ class RelRuntime:
                 continue
             types = tuple(info.columns[a - 1].type_oid for a in idx.columns)
             self.indexes.append((idx, irel.relfilenode, tuple(a - 1 for a in idx.columns), types))
+        self.indexed_columns = tuple(sorted({a - 1 for idx in info.indexes for a in idx.columns}))
 
 
 class BackendEngine(CatalogMixin, api.Engine):
@@ -516,12 +517,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         procs = self.procs
         my = self.x.xid
 
-        def check(tid: TID) -> Any:
-            if tid == own:
-                return "dead"
-            h = heap.header_at(rt.dboid, rt.relnode, tid)
-            if h is None:
-                return "dead"
+        def one(h: tuple) -> Any:
             xmin, xmax, _cmin, _cmax, _cb, _co, mask = h
             if mask & P.XMIN_INVALID:
                 return "dead"
@@ -539,13 +535,29 @@ class BackendEngine(CatalogMixin, api.Engine):
                     return "dead"
             return "live"
 
+        def check(tid: TID) -> Any:
+            if tid == own:
+                return "dead"
+            result = "dead"
+            for t, h in heap.chain_headers(rt.dboid, rt.relnode, tid):
+                if t == own:
+                    continue
+                r = one(h)
+                if r == "live":
+                    return r
+                if isinstance(r, tuple):
+                    result = r
+            return result
+
         return check
 
-    def _prepare_change(self, rt: RelRuntime, tid: TID, lock_only: bool = False) -> tuple | Conflict:
-        """Wait out other writers; return the header to change, or a Conflict."""
+    def _prepare_change(self, rt: RelRuntime, tid: TID, lock_only: bool = False,
+                        want_data: bool = False) -> Any:
+        """Wait out other writers; return the header to change (with ``want_data``:
+        (header, row data)), or a Conflict."""
         xid, cid = self._write_ctx()
         while True:
-            state, h = self.heap.examine(rt.dboid, rt.relnode, tid, xid, cid)
+            state, h, data = self.heap.examine_data(rt.dboid, rt.relnode, tid, xid, cid)
             if state == BEING_UPDATED:
                 xmin, xmax = h[0], h[1]
                 other = xmax if xmax and xmax != xid and self.procs.is_running(xmax) else xmin
@@ -560,18 +572,15 @@ class BackendEngine(CatalogMixin, api.Engine):
                 newest = self.heap.follow_chain(rt.dboid, rt.relnode, tid)
                 if newest is None:
                     return Conflict("deleted")
-                data = self.heap.fetch(rt.dboid, rt.relnode, newest, None)
-                if data is None:
+                ndata = self.heap.fetch(rt.dboid, rt.relnode, newest, None)
+                if ndata is None:
                     return Conflict("deleted")
-                return Conflict("updated", newest, rt.codec.decode(data))
+                return Conflict("updated", newest, rt.codec.decode(ndata))
             if state == SELF_UPDATED:
                 return Conflict("self")
             if state == INVISIBLE:
                 return Conflict("deleted")
-            if self._rr() and h[1] and not h[6] & P.XMAX_INVALID and h[1] != xid:
-                # a locker that committed after our snapshot still allows the change
-                pass
-            return h
+            return (h, data) if want_data else h
 
     def update(self, rel: RelationInfo, tid: TID, row: Row) -> TID | Conflict:
         self._dml_lock(rel.oid, 3)
@@ -579,24 +588,31 @@ class BackendEngine(CatalogMixin, api.Engine):
         tid = TID(*tid)
         row = tuple(row)
         self._check_not_null(rt, row)
+        data = encode_row(row)
         while True:
-            h = self._prepare_change(rt, tid)
-            if isinstance(h, Conflict):
-                return h
+            r = self._prepare_change(rt, tid, want_data=True)
+            if isinstance(r, Conflict):
+                return r
+            h, olddata = r
+            hot_ok = True
+            if rt.indexes:
+                old = rt.codec.decode(olddata)
+                for c in rt.indexed_columns:
+                    a, b = old[c], row[c]
+                    if a is not b and (type(a) is not type(b) or a != b):
+                        hot_ok = False
+                        break
             xid, cid = self.x.xid, self.x.cid
-            new_tid = self.heap.insert(rt.dboid, rt.relnode, encode_row(row), xid, cid, updated=True)
-            mask = (h[6] & (P.XMIN_COMMITTED | P.XMIN_INVALID | P.HEAP_UPDATED))
-            if self.heap.set_header(rt.dboid, rt.relnode, tid, xid, xmax=xid, cmax=cid, mask=mask, ctid=new_tid,
-                                    expect=h):
+            new_tid, hot = self.heap.update(rt.dboid, rt.relnode, tid, h, data, xid, cid, hot_ok)
+            if new_tid is not None:
                 break
-            nh = self.heap.header_at(rt.dboid, rt.relnode, new_tid)
-            if nh is not None:
-                self.heap.set_header(rt.dboid, rt.relnode, new_tid, xid, xmax=nh[1], cmax=nh[3],
-                                     mask=nh[6] | P.XMIN_INVALID, ctid=TID(nh[4], nh[5]))
         self._undo("ins", rt.dboid, rt.relnode, new_tid)
         self._undo("hdr", rt.dboid, rt.relnode, tid, h)
-        self._index_insert(rt, row, new_tid, xid)
+        if not hot:
+            self._index_insert(rt, row, new_tid, xid)
         self.stats.table(rel.oid, 5, 1)
+        if hot:
+            self.stats.table(rel.oid, 10, 1)  # n_tup_hot_upd
         return new_tid
 
     def delete(self, rel: RelationInfo, tid: TID) -> bool | Conflict:
@@ -608,7 +624,7 @@ class BackendEngine(CatalogMixin, api.Engine):
             if isinstance(h, Conflict):
                 return h
             xid, cid = self.x.xid, self.x.cid
-            mask = h[6] & (P.XMIN_COMMITTED | P.XMIN_INVALID | P.HEAP_UPDATED)
+            mask = h[6] & P.KEEP_ON_XMAX
             if self.heap.set_header(rt.dboid, rt.relnode, tid, xid, xmax=xid, cmax=cid, mask=mask, ctid=tid,
                                     expect=h):
                 break
@@ -633,7 +649,7 @@ class BackendEngine(CatalogMixin, api.Engine):
                 return h2
             if h2[1] == xid:  # already ours
                 return tid
-            mask = (h2[6] & (P.XMIN_COMMITTED | P.XMIN_INVALID | P.HEAP_UPDATED)) | P.XMAX_LOCK_ONLY
+            mask = (h2[6] & P.KEEP_ON_XMAX) | P.XMAX_LOCK_ONLY
             if self.heap.set_header(rt.dboid, rt.relnode, tid, xid, xmax=xid, cmax=cid, mask=mask,
                                     ctid=TID(h2[4], h2[5]), expect=h2):
                 self._undo("hdr", rt.dboid, rt.relnode, tid, h2)
@@ -658,11 +674,13 @@ class BackendEngine(CatalogMixin, api.Engine):
         if backward:
             tids = iter(list(tids)[::-1])
         n = 0
+        hot_fetch = self.heap.hot_fetch
+        decode = rt.codec.decode
         for tid in tids:
-            data = self.heap.fetch(rt.dboid, rt.relnode, tid, snap)
-            if data is not None:
+            got = hot_fetch(rt.dboid, rt.relnode, tid, snap)
+            if got is not None:
                 n += 1
-                yield tid, rt.codec.decode(data)
+                yield got[0], decode(got[1])
         self.stats.table(table.oid, 3, n)
 
     # ================================================================== sequences

@@ -5,11 +5,29 @@ concurrent-update rules, pruning for VACUUM, and WAL redo of heap records
 Every page access pins the buffer and holds its content lock only while the page is
 read or changed; rows are decoded after the lock is released.
 
-Update protocol (no HOT): the new version is inserted first (xmin = us), then the old
+Heap-only tuples (HOT, PostgreSQL's README.HOT): an update that changes no indexed
+column and whose new version fits on the old version's page puts the new version there
+as a *heap-only tuple* (HEAP_ONLY_TUPLE), marks the old one HEAP_HOT_UPDATED with t_ctid
+pointing at it, and inserts no index entry: both changes are made under the page's
+content lock and logged as one record.  Index entries point at the chain's *root*;
+:meth:`Heap.hot_fetch` walks the chain (following an LP_REDIRECT root) to the version
+the snapshot sees, and unique checks walk it too.
+
+Other updates: the new version is inserted first (xmin = us, anywhere), then the old
 version's header is set under its page lock (xmax = us, ctid → new version) *if* it
 is still unchanged; otherwise the new version is killed (XMIN_INVALID) and the caller
 waits or reports a conflict.  Each step is its own WAL record carrying our xid, so a
 crash in between leaves only tuples of an aborted transaction.
+
+Pruning (pruneheap.c): a page whose ``pd_prune_xid`` (oldest xmax an update/delete
+left there) precedes the horizon (oldest xmin of any snapshot) is pruned when an update
+finds no room for a HOT version, when an index fetch walked a long chain, or when a
+scan finds the page nearly full: the dead prefix of each HOT chain goes (heap-only
+tuples become LP_UNUSED at once, the root becomes LP_REDIRECT to the first surviving
+version, or LP_DEAD when nothing survives), dead ordinary tuples become LP_DEAD (their
+index entries are VACUUM's job) and the page is defragmented.  Readers never keep a
+pointer into a page past its content lock, so moving tuples under that lock is safe.
+One logical WAL record (redirects, dead, unused) replays it.
 
 Waiting for another transaction (row conflict): our slot advertises the xid we wait
 for; we poll until it leaves the proc array, checking for interrupts; after
@@ -32,6 +50,11 @@ from pgbundle.server.storage import clog as C
 
 XLOG_HEAP_INSERT = 0x00
 XLOG_HEAP_HEADER = 0x10  # set xmax/cmax/infomask/ctid of one tuple
+XLOG_HEAP_HOT_UPDATE = 0x20  # old tuple's header (as HEADER) + new offnum + new tuple
+XLOG_HEAP_PRUNE = 0x30  # counts, then redirect pairs, dead and unused offnums (u16 each)
+_PRUNEHDR = struct.Struct("<HHHI")  # nredirect, ndead, nunused, new prune xid
+FIRST_NORMAL_OID = 16384
+PRUNE_CHAIN = 4  # an index fetch that walked more versions than this tries to prune
 _HDRREC = struct.Struct("<HIIHIH")  # offnum, xmax, cmax, infomask, ctid block, ctid off
 _OFF = struct.Struct("<H")
 TH = P.TH
@@ -64,6 +87,9 @@ class Heap:
         self.tup_returned = 0
         self.tup_fetched = 0
         self._ioq: Any = None
+        self._horizon = 0
+        self._horizon_at = 0.0
+        self.pruned = 0
 
     # ------------------------------------------------------------------ visibility
     def _hints_ok(self) -> bool:
@@ -135,6 +161,8 @@ class Heap:
                 lower = P.U16.unpack_from(page, 12)[0]
                 if lower == 0:
                     return out
+                if P.prune_xid(page) and _low_free(page) and self._maybe_prune(b, page, dboid, relnode, block):
+                    lower = P.U16.unpack_from(page, 12)[0]
                 n = (lower - 24) // 4
                 hints: list[tuple[int, int]] = []
                 for i, v in enumerate(struct.unpack_from(f"<{n}I", page, 24)):
@@ -270,18 +298,24 @@ class Heap:
     # ------------------------------------------------------------------ tuple state
     def examine(self, dboid: int, relnode: int, tid: TID, xid: int, cid: int) -> tuple[int, tuple]:
         """HeapTupleSatisfiesUpdate: (state, header) of the tuple at tid for a writer."""
+        state, h, _data = self.examine_data(dboid, relnode, tid, xid, cid)
+        return state, h
+
+    def examine_data(self, dboid: int, relnode: int, tid: TID, xid: int, cid: int) -> tuple[int, tuple, bytes]:
+        """(state, header, row data) of the tuple at tid for a writer."""
         bm = self.bm
         b = bm.read_buffer(dboid, relnode, 0, tid.block)
         try:
             with bm.content_lock(b):
                 page = bm.page(b)
-                off, _ = P.item(page, tid.offset)
+                off, ln = P.item(page, tid.offset)
                 if not off:
-                    return INVISIBLE, ()
+                    return INVISIBLE, (), b""
                 h = TH.unpack_from(page, off)
+                data = bytes(page[off + 24: off + ln])
         finally:
             bm.release(b)
-        return self._state(h, xid, cid, tid), h
+        return self._state(h, xid, cid, tid), h, data
 
     def _state(self, h: tuple, xid: int, cid: int, tid: TID) -> int:
         xmin, xmax, cmin, cmax, cb, co, mask = h
@@ -330,6 +364,8 @@ class Heap:
                         expect[1], expect[6] & ~P.HINT_MASK, expect[4], expect[5]):
                     return False
                 TH.pack_into(page, off, h[0], xmax, h[2], cmax, ctid.block, ctid.offset, mask)
+                if xmax and not mask & (P.XMAX_LOCK_ONLY | P.XMAX_INVALID):
+                    P.set_prunable(page, xmax)
                 rec = BlockRef(dboid, relnode, 0, tid.block, page,
                                _HDRREC.pack(tid.offset, xmax, cmax, mask, ctid.block, ctid.offset))
                 lsn = self.xlog.insert(RM_HEAP, XLOG_HEAP_HEADER, xid, [rec])
@@ -338,6 +374,217 @@ class Heap:
                 return True
         finally:
             bm.release(b)
+
+    # ------------------------------------------------------------------ HOT
+    def hot_fetch(self, dboid: int, relnode: int, tid: TID, snap: Snapshot) -> tuple[TID, bytes] | None:
+        """heap_hot_search_buffer: the version of the HOT chain rooted at ``tid`` (an index
+        entry's tid) that ``snap`` sees, as (its tid, row data), or None.  A long walk prunes
+        the page afterwards if that can free something."""
+        bm = self.bm
+        block = tid.block
+        b = bm.read_buffer(dboid, relnode, 0, block)
+        try:
+            with bm.content_lock(b):
+                page = bm.page(b)
+                lower = P.U16.unpack_from(page, 12)[0]
+                nlp = (lower - 24) // 4
+                offnum = tid.offset
+                prev_xmax = 0
+                first = True
+                walked = 0
+                found = None
+                hints: list[tuple[int, int]] = []
+                while 0 < offnum <= nlp:
+                    v = _LP.unpack_from(page, 20 + 4 * offnum)[0]
+                    fl = (v >> 15) & 3
+                    if fl == 2:  # redirect: only as a chain's root
+                        if not first:
+                            break
+                        first = False
+                        offnum = v & 0x7FFF
+                        continue
+                    if fl != 1:
+                        break
+                    off = v & 0x7FFF
+                    xmin, xmax, _cmin, _cmax, cb, co, mask = TH.unpack_from(page, off)
+                    if prev_xmax and xmin != prev_xmax:
+                        break
+                    walked += 1
+                    if self.visible(page, off, snap, hints):
+                        found = (TID(block, offnum), bytes(page[off + 24: off + (v >> 17)]))
+                        break
+                    if not mask & P.HEAP_HOT_UPDATED or cb != block:
+                        break
+                    first = False
+                    prev_xmax = xmax
+                    offnum = co
+                if hints:
+                    self._apply_hints(b, page, hints)
+                if walked > PRUNE_CHAIN or (walked > 1 and _low_free(page)):
+                    self._maybe_prune(b, page, dboid, relnode, block)
+        finally:
+            bm.release(b)
+        if found is not None:
+            self.tup_fetched += 1
+        return found
+
+    def chain_headers(self, dboid: int, relnode: int, tid: TID) -> list[tuple[TID, tuple]]:
+        """Every version of the HOT chain rooted at ``tid`` as (tid, header) (unique checks)."""
+        bm = self.bm
+        block = tid.block
+        out: list[tuple[TID, tuple]] = []
+        b = bm.read_buffer(dboid, relnode, 0, block)
+        try:
+            with bm.content_lock(b):
+                page = bm.page(b)
+                nlp = (P.U16.unpack_from(page, 12)[0] - 24) // 4
+                offnum = tid.offset
+                prev_xmax = 0
+                first = True
+                while 0 < offnum <= nlp and len(out) < 10000:
+                    v = _LP.unpack_from(page, 20 + 4 * offnum)[0]
+                    fl = (v >> 15) & 3
+                    if fl == 2:
+                        if not first:
+                            break
+                        first = False
+                        offnum = v & 0x7FFF
+                        continue
+                    if fl != 1:
+                        break
+                    h = TH.unpack_from(page, v & 0x7FFF)
+                    if prev_xmax and h[0] != prev_xmax:
+                        break
+                    out.append((TID(block, offnum), h))
+                    if not h[6] & P.HEAP_HOT_UPDATED or h[4] != block:
+                        break
+                    first = False
+                    prev_xmax = h[1]
+                    offnum = h[5]
+        finally:
+            bm.release(b)
+        return out
+
+    def update(self, dboid: int, relnode: int, tid: TID, expect: tuple, data: bytes, xid: int, cid: int,
+               hot_ok: bool) -> tuple[TID | None, bool]:
+        """Put a new version of the tuple at ``tid`` whose header must still be ``expect``.
+        Returns (new tid, heap-only?) — (None, False) when the header changed meanwhile
+        (the caller examines the tuple again).  With ``hot_ok`` (no indexed column changes)
+        the new version goes on the same page as a heap-only tuple when it fits there,
+        pruning the page first if that may make room."""
+        mask = (expect[6] & P.KEEP_ON_XMAX)
+        if hot_ok:
+            tup_len = len(data) + 24
+            bm = self.bm
+            b = bm.read_buffer(dboid, relnode, 0, tid.block)
+            try:
+                with bm.content_lock(b):
+                    page = bm.page(b)
+                    off, _ = P.item(page, tid.offset)
+                    if not off:
+                        return None, False
+                    h = TH.unpack_from(page, off)
+                    if (h[1], h[6] & ~P.HINT_MASK, h[4], h[5]) != (
+                            expect[1], expect[6] & ~P.HINT_MASK, expect[4], expect[5]):
+                        return None, False
+                    if P.free_space(page) < tup_len and P.prune_xid(page):
+                        self._maybe_prune(b, page, dboid, relnode, tid.block)
+                        off, _ = P.item(page, tid.offset)
+                    if P.free_space(page) >= tup_len:
+                        return self._hot_update_locked(b, page, dboid, relnode, tid, off, h, mask, data, xid,
+                                                       cid), True
+            finally:
+                bm.release(b)
+        new_tid = self.insert(dboid, relnode, data, xid, cid, updated=True)
+        if self.set_header(dboid, relnode, tid, xid, xmax=xid, cmax=cid, mask=mask, ctid=new_tid, expect=expect):
+            return new_tid, False
+        nh = self.header_at(dboid, relnode, new_tid)
+        if nh is not None:
+            self.set_header(dboid, relnode, new_tid, xid, xmax=nh[1], cmax=nh[3], mask=nh[6] | P.XMIN_INVALID,
+                            ctid=TID(nh[4], nh[5]))
+        return None, False
+
+    def _hot_update_locked(self, b: int, page: Any, dboid: int, relnode: int, tid: TID, off: int, h: tuple,
+                           mask: int, data: bytes, xid: int, cid: int) -> TID:
+        block = tid.block
+        newmask = P.XMAX_INVALID | P.HEAP_UPDATED | P.HEAP_ONLY_TUPLE
+        tup = TH.pack(xid, 0, cid, 0, block, 0, newmask) + data
+        offnum = P.add_item(page, tup)
+        if not offnum:
+            raise RuntimeError("heap: HOT version did not fit although the page had room")
+        toff = page_item_off(page, offnum)
+        TH.pack_into(page, toff, xid, 0, cid, 0, block, offnum, newmask)
+        oldmask = mask | P.HEAP_HOT_UPDATED
+        TH.pack_into(page, off, h[0], xid, h[2], cid, block, offnum, oldmask)
+        P.set_prunable(page, xid)
+        rec = BlockRef(dboid, relnode, 0, block, page,
+                       _HDRREC.pack(tid.offset, xid, cid, oldmask, block, offnum) + _OFF.pack(offnum)
+                       + bytes(page[toff: toff + len(tup)]))
+        lsn = self.xlog.insert(RM_HEAP, XLOG_HEAP_HOT_UPDATE, xid, [rec])
+        P.set_lsn(page, lsn)
+        self.bm.mark_dirty(b)
+        return TID(block, offnum)
+
+    # ------------------------------------------------------------------ pruning
+    def horizon(self, need: int = 0) -> int:
+        """The oldest xmin of any snapshot (cached; recomputed when ``need`` is not below the
+        cached value, at most every half millisecond)."""
+        now = time.monotonic()
+        if self._horizon <= need and now - self._horizon_at > 0.0005:
+            self._horizon = self.procs.oldest_xmin()
+            self._horizon_at = now
+        return self._horizon
+
+    def _maybe_prune(self, b: int, page: Any, dboid: int, relnode: int, block: int) -> bool:
+        """heap_page_prune_opt on a page whose content lock we hold."""
+        pxid = P.prune_xid(page)
+        if not pxid or relnode < FIRST_NORMAL_OID or pxid >= self.horizon(pxid):
+            # (system catalogs are read with snapshots that do not hold back the horizon:
+            # only VACUUM prunes them)
+            return False
+        return self._prune_locked(b, page, dboid, relnode, block, self._horizon, None)[0] > 0
+
+    def _prune_locked(self, b: int, page: Any, dboid: int, relnode: int, block: int, horizon: int,
+                      dead_tids: list[TID] | None, allow_unused: set[int] | None = None
+                      ) -> tuple[int, int, int, int]:
+        """Prune one locked page.  Returns (changes, live, removed, recently dead); with
+        ``dead_tids`` (VACUUM) every LP_DEAD slot's tid is collected, and ``allow_unused``
+        LP_DEAD slots (whose index entries are gone) become LP_UNUSED."""
+        redirect, dead, unused, live, removed, recent, new_pxid = plan_prune(
+            page, horizon, self.procs.is_running, self._xid_status)
+        if allow_unused:
+            for v_off in allow_unused:
+                if v_off not in redirect and v_off not in dead:
+                    at = 20 + 4 * v_off
+                    if v_off <= P.max_offset(page) and (_LP.unpack_from(page, at)[0] >> 15) & 3 == P.LP_DEAD:
+                        unused.add(v_off)
+        if dead_tids is not None:
+            for i, v in enumerate(P.line_pointers(page)):
+                if (v >> 15) & 3 == P.LP_DEAD and i + 1 not in unused:
+                    dead_tids.append(TID(block, i + 1))
+            for o in dead:
+                dead_tids.append(TID(block, o))
+        if not redirect and not dead and not unused:
+            if P.prune_xid(page) != new_pxid:
+                P.set_prune_xid(page, new_pxid)
+                self.bm.mark_dirty_hint(b)
+            return 0, live, removed, recent
+        P.compact(page, unused, dead, redirect)
+        P.set_prune_xid(page, new_pxid)
+        data = _PRUNEHDR.pack(len(redirect), len(dead), len(unused), new_pxid)
+        parts = [data]
+        for k in sorted(redirect):
+            parts.append(struct.pack("<HH", k, redirect[k]))
+        if dead:
+            parts.append(struct.pack(f"<{len(dead)}H", *sorted(dead)))
+        if unused:
+            parts.append(struct.pack(f"<{len(unused)}H", *sorted(unused)))
+        rec = BlockRef(dboid, relnode, 0, block, page, b"".join(parts))
+        lsn = self.xlog.insert(RM_HEAP, XLOG_HEAP_PRUNE, 0, [rec])
+        P.set_lsn(page, lsn)
+        self.bm.mark_dirty(b)
+        self.pruned += 1
+        return len(redirect) + len(dead) + len(unused), live, removed, recent
 
     def follow_chain(self, dboid: int, relnode: int, tid: TID) -> TID | None:
         """The last committed version reachable from tid through t_ctid, or None if the
@@ -418,72 +665,176 @@ class Heap:
     # ------------------------------------------------------------------ vacuum
     def prune_page(self, dboid: int, relnode: int, block: int, horizon: int, xid_for_wal: int,
                    dead_tids: list[TID], allow_unused: set[int] | None = None) -> tuple[int, int, int]:
-        """Phase 1 of VACUUM on one page: tuples dead to everyone (inserter aborted, or
-        deleter committed before ``horizon``) lose their storage and become LP_DEAD
-        (their tids are appended to ``dead_tids`` for index cleanup).  With
-        ``allow_unused`` (phase 2, after index entries are gone) those LP_DEAD slots become
-        LP_UNUSED.  Returns (live, dead_removed, recently_dead)."""
+        """VACUUM on one page.  Phase 1: prune (see the module docstring) and append the tid
+        of every LP_DEAD slot to ``dead_tids`` for index cleanup.  Phase 2
+        (``allow_unused``, after those index entries are gone): the LP_DEAD slots become
+        LP_UNUSED.  Returns (live, dead removed, recently dead)."""
         bm = self.bm
         b = bm.read_buffer(dboid, relnode, 0, block)
-        live = removed = recent = 0
         try:
             with bm.content_lock(b):
                 page = bm.page(b)
                 if P.is_new(page):
                     return 0, 0, 0
-                dead: set[int] = set()
-                unused: set[int] = set()
-                hints: list[tuple[int, int]] = []
-                for i, v in enumerate(P.line_pointers(page)):
-                    off, fl, ln = P.lp_unpack(v)
-                    offnum = i + 1
-                    if fl == P.LP_DEAD:
-                        if allow_unused is not None and offnum in allow_unused:
-                            unused.add(offnum)
-                        continue
-                    if fl != P.LP_NORMAL:
-                        continue
-                    xmin, xmax, cmin, cmax, cb, co, mask = TH.unpack_from(page, off)
-                    if mask & P.XMIN_INVALID:
-                        gone = True
-                    elif not mask & P.XMIN_COMMITTED:
-                        if self.procs.is_running(xmin):
-                            live += 1
-                            continue
-                        st = self._xid_status(xmin)
-                        gone = st != C.COMMITTED
-                        if not gone:
-                            hints.append((off, mask | P.XMIN_COMMITTED))
-                    else:
-                        gone = False
-                    if not gone and xmax and not mask & (P.XMAX_INVALID | P.XMAX_LOCK_ONLY):
-                        if mask & P.XMAX_COMMITTED or (not self.procs.is_running(xmax)
-                                                       and self._xid_status(xmax) == C.COMMITTED):
-                            if xmax < horizon:
-                                gone = True
-                            else:
-                                recent += 1
-                                continue
-                    if gone:
-                        dead.add(offnum)
-                        dead_tids.append(TID(block, offnum))
-                        removed += 1
-                    else:
-                        live += 1
-                if not dead and not unused:
-                    if hints:
-                        self._apply_hints(b, page, hints)
-                    return live, 0, recent
-                P.compact(page, unused, dead)
-                rec = BlockRef(dboid, relnode, 0, block, page, force_image=True)
-                lsn = self.xlog.insert(RM_FPI, 0, xid_for_wal, [rec])
-                P.set_lsn(page, lsn)
-                bm.mark_dirty(b)
+                _n, live, removed, recent = self._prune_locked(
+                    b, page, dboid, relnode, block, horizon, dead_tids if allow_unused is None else None,
+                    allow_unused)
                 free = P.free_space(page)
         finally:
             bm.release(b)
         self.fsm.record(dboid, relnode, block, free)
         return live, removed, recent
+
+
+def hot_chains(page: Any) -> list[tuple[int, list[int]]]:
+    """(root offnum, offnums of its versions oldest first) for every chain on the page: an
+    ordinary tuple starts one, an LP_REDIRECT root points at its first version (index
+    builds index the root with the newest version's key)."""
+    lps = P.line_pointers(page)
+    n = len(lps)
+    out = []
+    for i, v in enumerate(lps):
+        fl = (v >> 15) & 3
+        root = i + 1
+        if fl == 2:
+            cur = v & 0x7FFF
+        elif fl == 1 and not TH.unpack_from(page, v & 0x7FFF)[6] & P.HEAP_ONLY_TUPLE:
+            cur = root
+        else:
+            continue
+        chain: list[int] = []
+        prev_xmax = 0
+        while 0 < cur <= n and cur not in chain:
+            w = lps[cur - 1]
+            if (w >> 15) & 3 != 1:
+                break
+            h = TH.unpack_from(page, w & 0x7FFF)
+            if cur != root and not h[6] & P.HEAP_ONLY_TUPLE:
+                break
+            if prev_xmax and h[0] != prev_xmax:
+                break
+            chain.append(cur)
+            if not h[6] & P.HEAP_HOT_UPDATED:
+                break
+            prev_xmax = h[1]
+            cur = h[5]
+        if chain:
+            out.append((root, chain))
+    return out
+
+
+def _low_free(page: Any) -> bool:
+    """PageIsFull-ish: less than a tenth of the page is free (heap_page_prune_opt's test)."""
+    h = _PH.unpack_from(page, 0)
+    return h[4] - h[3] < P.BLCKSZ // 10
+
+
+DEAD_T, RECENT_T, LIVE_T = 0, 1, 2
+
+
+def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any
+               ) -> tuple[dict[int, int], set[int], set[int], int, int, int, int]:
+    """heap_page_prune's decisions for one page: (redirect {root: target}, dead, unused,
+    live tuples, tuples removed, recently dead tuples, new pd_prune_xid)."""
+    lps = P.line_pointers(page)
+    n = len(lps)
+    info: dict[int, tuple] = {}
+    new_pxid = 0
+    live = recent = 0
+    for i, v in enumerate(lps):
+        if (v >> 15) & 3 != 1:
+            continue
+        xmin, xmax, _cmin, _cmax, cb, co, mask = TH.unpack_from(page, v & 0x7FFF)
+        if mask & P.XMIN_INVALID:
+            st = DEAD_T
+        elif not mask & P.XMIN_COMMITTED and is_running(xmin):
+            st = LIVE_T
+        elif not mask & P.XMIN_COMMITTED and xid_status(xmin) != C.COMMITTED:
+            st = DEAD_T
+        elif not xmax or mask & (P.XMAX_INVALID | P.XMAX_LOCK_ONLY):
+            st = LIVE_T
+        elif mask & P.XMAX_COMMITTED or (not is_running(xmax) and xid_status(xmax) == C.COMMITTED):
+            if xmax < horizon:
+                st = DEAD_T
+            else:
+                st = RECENT_T
+                if not new_pxid or xmax < new_pxid:
+                    new_pxid = xmax
+        else:
+            st = LIVE_T
+            if is_running(xmax) and (not new_pxid or xmax < new_pxid):
+                new_pxid = xmax
+        if st == LIVE_T:
+            live += 1
+        elif st == RECENT_T:
+            recent += 1
+        info[i + 1] = (st, xmin, xmax, cb, co, mask)
+    redirect: dict[int, int] = {}
+    dead: set[int] = set()
+    unused: set[int] = set()
+    visited: set[int] = set()
+    block_of = None
+    removed = 0
+    for i, v in enumerate(lps):
+        root = i + 1
+        fl = (v >> 15) & 3
+        if fl == 2:
+            cur = v & 0x7FFF
+        elif fl == 1 and not info[root][5] & P.HEAP_ONLY_TUPLE:
+            cur = root
+        else:
+            continue
+        chain: list[int] = []
+        prev_xmax = 0
+        ended = False  # the chain's last version was reached (nothing newer on this page)
+        while True:
+            t = info.get(cur)
+            if t is None or cur in visited or cur in chain:
+                ended = True
+                break
+            if cur != root and not t[5] & P.HEAP_ONLY_TUPLE:
+                ended = True
+                break
+            if prev_xmax and t[1] != prev_xmax:
+                ended = True
+                break
+            chain.append(cur)
+            if not t[5] & P.HEAP_HOT_UPDATED:
+                ended = True
+                break
+            if block_of is None:
+                block_of = t[3]
+            if t[3] != block_of:
+                ended = True
+                break
+            prev_xmax = t[2]
+            cur = t[4]
+        visited.update(chain)
+        latestdead = -1
+        for k, off in enumerate(chain):
+            st = info[off][0]
+            if st == DEAD_T:
+                latestdead = k
+            elif st != RECENT_T:
+                break
+        if latestdead < 0:
+            if fl == 2 and not chain:
+                dead.add(root)  # redirect to nothing
+            continue
+        for off in chain[:latestdead + 1]:
+            removed += 1
+            if off != root:
+                unused.add(off)
+        if latestdead == len(chain) - 1 and ended:
+            dead.add(root)
+        else:
+            redirect[root] = chain[latestdead + 1]
+    for off, t in info.items():
+        if off not in visited and t[5] & P.HEAP_ONLY_TUPLE and t[0] == DEAD_T:
+            unused.add(off)  # orphaned by an aborted update
+            removed += 1
+    _ = n
+    return redirect, dead, unused, live, removed, recent, new_pxid
 
 
 def page_item_off(page: Any, offnum: int) -> int:
@@ -513,21 +864,42 @@ def redo(rec: Any, bm: Any) -> None:
                     offnum = _OFF.unpack_from(data, 0)[0]
                     if P.is_new(page):
                         P.init_page(page)
-                    if offnum <= P.max_offset(page):
-                        P.set_lp(page, offnum, 0, P.LP_UNUSED, 0)
-                        hdr = list(P.PH.unpack_from(page, 0))
-                        hdr[2] |= P.PD_HAS_FREE_LINES
-                        P.PH.pack_into(page, 0, *hdr)
-                    got = P.add_item(page, data[2:], offnum)
-                    if got != offnum:
-                        raise RuntimeError(f"heap redo: item {offnum} did not fit on block {block}")
-                elif rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_HEADER:
+                    _redo_add(page, offnum, data[2:], block)
+                elif rec.rmid == RM_HEAP and rec.info in (XLOG_HEAP_HEADER, XLOG_HEAP_HOT_UPDATE):
                     offnum, xmax, cmax, mask, cbl, coff = _HDRREC.unpack_from(data, 0)
                     off, _ = P.item(page, offnum)
                     if off:
                         h = TH.unpack_from(page, off)
                         TH.pack_into(page, off, h[0], xmax, h[2], cmax, cbl, coff, mask)
+                    if xmax and not mask & (P.XMAX_LOCK_ONLY | P.XMAX_INVALID):
+                        P.set_prunable(page, xmax)
+                    if rec.info == XLOG_HEAP_HOT_UPDATE:
+                        pos = _HDRREC.size
+                        newoff = _OFF.unpack_from(data, pos)[0]
+                        _redo_add(page, newoff, data[pos + 2:], block)
+                elif rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_PRUNE:
+                    nred, ndead, nunused, pxid = _PRUNEHDR.unpack_from(data, 0)
+                    pos = _PRUNEHDR.size
+                    red = struct.unpack_from(f"<{2 * nred}H", data, pos)
+                    pos += 4 * nred
+                    dead = struct.unpack_from(f"<{ndead}H", data, pos)
+                    pos += 2 * ndead
+                    unused = struct.unpack_from(f"<{nunused}H", data, pos)
+                    P.compact(page, set(unused), set(dead), {red[i]: red[i + 1] for i in range(0, len(red), 2)})
+                    P.set_prune_xid(page, pxid)
                 P.set_lsn(page, rec.end)
                 bm.mark_dirty(b)
         finally:
             bm.release(b)
+
+
+def _redo_add(page: Any, offnum: int, tup: bytes, block: int) -> None:
+    """Place a logged tuple at its original line pointer."""
+    if offnum <= P.max_offset(page):
+        P.set_lp(page, offnum, 0, P.LP_UNUSED, 0)
+        hdr = list(P.PH.unpack_from(page, 0))
+        hdr[2] |= P.PD_HAS_FREE_LINES
+        P.PH.pack_into(page, 0, *hdr)
+    got = P.add_item(page, tup, offnum)
+    if got != offnum:
+        raise RuntimeError(f"heap redo: item {offnum} did not fit on block {block}")

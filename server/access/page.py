@@ -38,7 +38,11 @@ XMAX_COMMITTED = 0x0400
 XMAX_INVALID = 0x0800
 XMAX_LOCK_ONLY = 0x0080
 HEAP_UPDATED = 0x2000
+HEAP_HOT_UPDATED = 0x4000  # t_ctid points at a heap-only successor on the same page
+HEAP_ONLY_TUPLE = 0x8000  # no index entry points here: reached through a HOT chain
 HINT_MASK = XMIN_COMMITTED | XMIN_INVALID | XMAX_COMMITTED | XMAX_INVALID
+# bits a tuple keeps when a new xmax is set on it (update, delete, row lock)
+KEEP_ON_XMAX = XMIN_COMMITTED | XMIN_INVALID | HEAP_UPDATED | HEAP_ONLY_TUPLE
 
 MAX_TUPLE_SIZE = BLCKSZ - PH_SIZE - 4
 
@@ -129,16 +133,35 @@ def add_item(page: Any, data: bytes, offnum: int = 0) -> int:
 
 
 def item(page: Any, offnum: int) -> tuple[int, int]:
-    """(offset, length) of a normal item, or (0, 0)."""
-    v = LP.unpack_from(page, PH_SIZE + 4 * (offnum - 1))[0]
+    """(offset, length) of a normal item, or (0, 0) (also past the line pointer array)."""
+    at = PH_SIZE + 4 * (offnum - 1)
+    if offnum < 1 or at >= U16.unpack_from(page, 12)[0]:
+        return 0, 0
+    v = LP.unpack_from(page, at)[0]
     if (v >> 15) & 3 != LP_NORMAL:
         return 0, 0
     return v & 0x7FFF, v >> 17
 
 
-def compact(page: Any, unused: set[int], dead: set[int] = frozenset()) -> None:
-    """Make ``unused`` slots LP_UNUSED and ``dead`` ones LP_DEAD (storage freed) and pack the
-    remaining items at the end of the page (PageRepairFragmentation)."""
+def prune_xid(page: Any) -> int:
+    return struct.unpack_from("<I", page, 20)[0]
+
+
+def set_prune_xid(page: Any, xid: int) -> None:
+    struct.pack_into("<I", page, 20, xid)
+
+
+def set_prunable(page: Any, xid: int) -> None:
+    """PageSetPrunable: remember the oldest xid whose delete/update may leave dead tuples."""
+    cur = struct.unpack_from("<I", page, 20)[0]
+    if cur == 0 or xid < cur:
+        struct.pack_into("<I", page, 20, xid)
+
+
+def compact(page: Any, unused: Any, dead: Any = frozenset(), redirect: Any = None) -> None:
+    """Make ``unused`` slots LP_UNUSED, ``dead`` ones LP_DEAD (storage freed), ``redirect``
+    ({offnum: target offnum}) LP_REDIRECT, and pack the remaining items at the end of the
+    page (PageRepairFragmentation).  Deterministic: redo replays it to the same layout."""
     lsn, cks, flags, lower, upper, special, ver, prune = PH.unpack_from(page, 0)
     n = (lower - PH_SIZE) // 4
     lps = list(struct.unpack_from(f"<{n}I", page, PH_SIZE))
@@ -150,6 +173,9 @@ def compact(page: Any, unused: set[int], dead: set[int] = frozenset()) -> None:
             continue
         if i + 1 in dead:
             lps[i] = LP_DEAD << 15
+            continue
+        if redirect and i + 1 in redirect:
+            lps[i] = redirect[i + 1] | (LP_REDIRECT << 15)
             continue
         if fl == LP_NORMAL:
             items.append((i, bytes(page[off: off + ln])))

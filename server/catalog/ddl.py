@@ -281,6 +281,7 @@ class CatalogMixin:
 
     def _build_index(self, table_oid: int, index_oid: int, cols: list[int], unique: bool, name: str) -> None:
         from pgbundle.server.access import page as P
+        from pgbundle.server.access.heapam import hot_chains
         from pgbundle.server.access.nbtkey import encode_key, has_null
         from pgbundle.server.storage import clog as C
 
@@ -315,24 +316,29 @@ class CatalogMixin:
                     page = bm.page(b)
                     if P.is_new(page):
                         continue
-                    for i, v in enumerate(P.line_pointers(page)):
-                        off, fl, ln = P.lp_unpack(v)
-                        if fl != P.LP_NORMAL:
-                            continue
-                        h = P.TH.unpack_from(page, off)
-                        entries.append((TID(block, i + 1), h, bytes(page[off + 24: off + ln])))
+                    lps = P.line_pointers(page)
+                    for root, chain in hot_chains(page):
+                        # index the root of each HOT chain with the key of its newest version
+                        # that was not rolled back
+                        versions = []
+                        for o in chain:
+                            off, _fl, ln = P.lp_unpack(lps[o - 1])
+                            versions.append((P.TH.unpack_from(page, off), bytes(page[off + 24: off + ln])))
+                        entries.append((TID(block, root), versions))
             finally:
                 bm.release(b)
         keyed = []
-        for tid, h, data in entries:
-            xmin, mask = h[0], h[6]
-            if mask & P.XMIN_INVALID:
-                continue
-            if not mask & P.XMIN_COMMITTED and xmin != xid and not self.procs.is_running(xmin) and \
-                    self.clog.status(xmin) != C.COMMITTED:  # type: ignore[attr-defined]
-                continue
-            row = rt.codec.decode(data)
-            keyed.append((encode_key(tuple(row[a - 1] for a in cols), types), tid))
+        for tid, versions in entries:
+            for h, data in reversed(versions):
+                xmin, mask = h[0], h[6]
+                if mask & P.XMIN_INVALID:
+                    continue
+                if not mask & P.XMIN_COMMITTED and xmin != xid and not self.procs.is_running(xmin) and \
+                        self.clog.status(xmin) != C.COMMITTED:  # type: ignore[attr-defined]
+                    continue
+                row = rt.codec.decode(data)
+                keyed.append((encode_key(tuple(row[a - 1] for a in cols), types), tid))
+                break
         keyed.sort()
         irel = self.relation(index_oid)
         for key, tid in keyed:

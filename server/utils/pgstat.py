@@ -200,9 +200,9 @@ class Reporter:
     def table(self, oid: int, field: int, n: int) -> None:
         c = self.tables.get(oid)
         if c is None:
-            c = self.tables[oid] = [0] * 10
+            c = self.tables[oid] = [0] * 11
         c[field] += n
-        if field >= 4:
+        if 4 <= field <= 6:
             x = self.xact.get(oid)
             if x is None:
                 x = self.xact[oid] = [0, 0, 0]
@@ -214,7 +214,7 @@ class Reporter:
         else:
             self.rollbacks += 1
         for oid, (ins, upd, dele) in self.xact.items():
-            c = self.tables.setdefault(oid, [0] * 10)
+            c = self.tables.setdefault(oid, [0] * 11)
             if committed:
                 c[7] += ins - dele  # live
                 c[8] += upd + dele  # dead
@@ -235,7 +235,7 @@ class Reporter:
         msg: dict[str, Any] = {"db": self.dboid, "c": self.commits, "r": self.rollbacks, "br": br, "bh": bh,
                                "dl": self.deadlocks}
         # per table: seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, ins, upd, del, hot, live, dead, mod, ins_vac
-        msg["t"] = {str(oid): [c[0], c[1], c[2], c[3], c[4], c[5], c[6], 0, c[7], c[8], c[9], c[4]]
+        msg["t"] = {str(oid): [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[10], c[7], c[8], c[9], c[4]]
                     for oid, c in self.tables.items()}
         if self._send(msg):
             self.tables.clear()

@@ -1,0 +1,130 @@
+"""Issue 7's benchmark: pgbench on pgbundle server vs PostgreSQL 15, one run, side by side.
+
+    python tests/server/bench_pgbench.py [--seconds 15] [--clients 10] [--scale 10]
+                                         [--only pgbundle,pooler,postgresql-15] [--modes simple,prepared]
+
+For each target: ``pgbench -i -s SCALE``, then TPC-B (built-in tpcb-like) and ``-S``
+(select-only) with ``-c CLIENTS -j 2`` for ``--seconds`` each, in simple and prepared mode.
+Targets: PostgreSQL 15, pgbundle server, and ``pgbundle pooler`` (transaction mode, pool
+size = clients) in front of the same pgbundle server.  Every server runs with fsync on,
+synchronous_commit on and shared_buffers 128MB.  Prints tps and the ratio to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_server import Pgbundle, Postgres, free_port, wait_ready  # noqa: E402
+
+
+class Pooler:
+    def __init__(self, root: Path, upstream_port: int, pool_size: int) -> None:
+        self.port = free_port()
+        out = open(root / "pooler.out", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pgbundle.shared.cli", "pooler", "--listen-addr",
+                                      "127.0.0.1", "--listen-port", str(self.port), "--upstream",
+                                      f"postgresql://127.0.0.1:{upstream_port}", "--unix-socket-dir", "",
+                                      "--pool-mode", "transaction", "--pool-size", str(pool_size),
+                                      "--max-connections", "200"],
+                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(root))
+        wait_ready(self.port)
+
+    def stop(self) -> None:
+        os.kill(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def pgbench(port: int, args: list[str], timeout: float) -> str:
+    r = subprocess.run(["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", *args, "postgres"],
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"pgbench {' '.join(args)} failed: {r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def tps(out: str) -> float:
+    m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
+    if not m:
+        raise RuntimeError(out)
+    return float(m.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--only", default="postgresql-15,pgbundle,pooler")
+    ap.add_argument("--modes", default="simple,prepared")
+    ap.add_argument("--workloads", default="tpcb,select")
+    args = ap.parse_args()
+    only = args.only.split(",")
+    modes = args.modes.split(",")
+    workloads = args.workloads.split(",")
+    root = Path(tempfile.mkdtemp(prefix="pgbundle-pgbench-"))
+    os.chmod(root, 0o755)
+    servers: list = []
+    results: dict[str, dict[str, float]] = {}
+    try:
+        targets: list[tuple[str, int]] = []
+        if "postgresql-15" in only:
+            pg = Postgres(root)
+            servers.append(pg)
+            targets.append(("postgresql-15", pg.port))
+        if "pgbundle" in only or "pooler" in only:
+            pgb = Pgbundle(root)
+            servers.append(pgb)
+            if "pgbundle" in only:
+                targets.append(("pgbundle", pgb.port))
+            if "pooler" in only:
+                pool = Pooler(root, pgb.port, args.clients)
+                servers.insert(0, pool)
+                targets.append(("pooler", pool.port))
+        initialised: set[int] = set()
+        for label, port in targets:
+            server_port = pgb.port if label == "pooler" else port
+            t0 = time.monotonic()
+            if server_port not in initialised:
+                pgbench(server_port, ["-i", "-q", "-s", str(args.scale)], 3600)
+                initialised.add(server_port)
+            print(f"{label}: pgbench -i -s {args.scale} {time.monotonic() - t0:.1f}s", flush=True)
+            results[label] = {}
+            for wl in workloads:
+                for mode in modes:
+                    extra = ["-S"] if wl == "select" else []
+                    out = pgbench(port, ["-n", "-c", str(args.clients), "-j", "2", "-T", str(args.seconds),
+                                         "-M", mode, *extra], args.seconds + 300)
+                    results[label][f"{wl}/{mode}"] = tps(out)
+                    print(f"  {label} {wl}/{mode}: {tps(out):.0f} tps", flush=True)
+        keys = [f"{wl}/{mode}" for wl in workloads for mode in modes]
+        base = results.get("postgresql-15")
+        print(f"\n{'workload':<16}" + "".join(f"{label:>16}" for label, _ in targets)
+              + ("".join(f"{'ratio ' + label:>20}" for label, _ in targets if label != "postgresql-15")
+                 if base else ""))
+        for k in keys:
+            line = f"{k:<16}" + "".join(f"{results[label][k]:>16.0f}" for label, _ in targets)
+            if base:
+                line += "".join(f"{results[label][k] / base[k]:>20.3f}" for label, _ in targets
+                                if label != "postgresql-15")
+            print(line)
+    finally:
+        for s in servers:
+            try:
+                s.stop()
+            except Exception:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
