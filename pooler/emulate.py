@@ -266,7 +266,10 @@ def _query_effects(client: Client, server: Server, b: Batch, text: str, p: bytes
     """Handle a simple Query that changes session state; returns the Query to send."""
     sql_names = server.statements.sql
 
-    def rename(name: str) -> str:
+    def rename(name: str) -> str | None:
+        """The server-side name of a SQL-level statement; None for a protocol-level one."""
+        if name in client.prepared and name not in client.sql_prepared:
+            return None
         return f"pgbundle_{client.id}_{name}"
 
     eff, new_text = sqlscan.scan(text, rename)
@@ -291,10 +294,13 @@ def _query_effects(client: Client, server: Server, b: Batch, text: str, p: bytes
     for name in eff.deallocates:
         client.sql_prepared.pop(name, None)
         sql_names.pop(rename(name), None)
+    for name in eff.deallocates_protocol:
+        client.prepared.pop(name, None)
     if eff.deallocate_all:
         client.sql_prepared.clear()
         client.prepared.clear()
-        server.statements.clear()
+    if eff.deallocate_all or eff.deallocates_protocol:
+        server.statements.clear()  # the server runs DEALLOCATE ALL: the others prepare again
     _note(client, eff)
     if eff.discard_all:
         server.statements.clear()

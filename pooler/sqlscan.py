@@ -44,6 +44,7 @@ class Effects:
     prepares: list[str] = field(default_factory=list)  # SQL PREPARE names (client's)
     executes: list[str] = field(default_factory=list)
     deallocates: list[str] = field(default_factory=list)
+    deallocates_protocol: list[str] = field(default_factory=list)  # names of protocol-level statements
     listens: list[str] = field(default_factory=list)
     unlistens: list[str] = field(default_factory=list)  # "*" = all
     pin_check: bool = False  # may have created state that pins the server (check after)
@@ -124,6 +125,11 @@ def _effects_of(s: ast.Node, eff: Effects, rename: Callable[[str], str] | None) 
         if s.isall or s.name is None:
             eff.deallocate_all = True
             return None
+        if rename is not None and rename(s.name) is None:
+            # a protocol-level statement (psycopg evicting from its cache): on the server it is
+            # shared, so the server forgets all of its statements and they are prepared again
+            eff.deallocates_protocol.append(s.name)
+            return "DEALLOCATE ALL"
         eff.deallocates.append(s.name)
         return _renamed(s, rename)
     if isinstance(s, ast.ListenStmt):

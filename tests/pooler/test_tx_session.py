@@ -312,3 +312,14 @@ def test_temp_table_and_hold_cursor_pin(pg, pooler_factory):
         wait_for(lambda: pool_row(p)["sv_active"] == 0, what="unpinned after close")
     finally:
         a.close()
+
+
+def test_psycopg_statement_cache_eviction(tx5):
+    """psycopg evicts from its statement cache with a SQL DEALLOCATE of a protocol-level name."""
+    with psycopg.connect(tx5.dsn(), autocommit=True, prepare_threshold=0) as a, \
+            psycopg.connect(tx5.dsn(), autocommit=True, prepare_threshold=0) as b:
+        a.prepared_max = 2
+        for round_ in range(3):
+            for k in range(6):
+                assert a.execute(f"select %s::int + {k}", (round_,)).fetchone() == (round_ + k,)
+                assert b.execute(f"select %s::int * {k}", (round_,)).fetchone() == (round_ * k,)
