@@ -203,6 +203,8 @@ class ConstraintInfo:
     expression: str | None = None
     ref_table_oid: int = 0
     ref_columns: tuple[int, ...] = ()
+    on_update: str = "a"  # foreign keys: confupdtype / confdeltype ('a' no action, 'r' restrict,
+    on_delete: str = "a"  # 'c' cascade, 'n' set null, 'd' set default)
 
 
 @dataclass(frozen=True, slots=True)

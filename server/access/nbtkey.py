@@ -94,8 +94,10 @@ def encode_value(v: Any, type_oid: int) -> bytes:
         return _int((v - _EPOCH_TZ) // datetime.timedelta(microseconds=1))
     if type_oid == 1083 and isinstance(v, datetime.time):
         return _int(((v.hour * 60 + v.minute) * 60 + v.second) * 1000000 + v.microsecond)
-    if type_oid == 1186 and isinstance(v, datetime.timedelta):
-        return _int(v // datetime.timedelta(microseconds=1))
+    if type_oid == 1186:
+        if isinstance(v, datetime.timedelta):
+            return _int(v // datetime.timedelta(microseconds=1))
+        return _int(v._key())  # Interval: compares as if a month were 30 days
     if type_oid == 2950:
         return NOTNULL + (v.bytes if isinstance(v, uuid.UUID) else uuid.UUID(str(v)).bytes)
     if isinstance(v, bool):

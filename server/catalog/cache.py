@@ -118,7 +118,8 @@ def build(version: int, rows: dict[str, list[tuple[TID, tuple]]]) -> CatalogCach
         cons = []
         for cr in constraints.get(oid, []):
             cons.append(ConstraintInfo(cr[0], cr[1], cr[3], oid, tuple(cr[18] or ()), cr[9], cr[25], cr[11],
-                                       tuple(cr[19] or ())))
+                                       tuple(cr[19] or ()), (cr[12] or "a").strip() or "a",
+                                       (cr[13] or "a").strip() or "a"))
         own_index = None
         if r[C_KIND] == "i" and oid in index_of:
             ir = index_of[oid]

@@ -418,6 +418,58 @@ class CatalogMixin:
         self._cat_update("pg_class", lambda r: r[0] == oid, lambda r: (r[0], new_name) + r[2:])
         self.command_counter_increment()  # type: ignore[attr-defined]
 
+    def rename_column(self, table_oid: int, attnum: int, new_name: str) -> None:
+        rel = self.relation(table_oid)
+        self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
+        if rel.column(new_name) is not None:
+            raise PgError("42701", f'column "{new_name}" of relation "{rel.name}" already exists')
+        self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
+                         lambda r: (r[0], new_name) + r[2:])
+        for idx in rel.indexes:
+            if attnum in idx.columns:
+                pos = idx.columns.index(attnum) + 1
+                self._cat_update("pg_attribute", lambda r, i=idx.oid, p=pos: r[0] == i and r[5] == p,
+                                 lambda r: (r[0], new_name) + r[2:])
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def rewrite_table(self, table_oid: int, types: dict[int, tuple[int, int]] | None = None,
+                      convert: Callable[[tuple], tuple] | None = None) -> int:
+        """Rewrite a table into new files (ALTER COLUMN TYPE, VACUUM FULL): every visible row,
+        passed through ``convert``, goes into a fresh heap and fresh indexes; ``types``
+        ({attnum: (type oid, typmod)}) changes column types first.  The old files go at
+        commit.  Returns the number of rows."""
+        rel = self.relation(table_oid)
+        self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
+        rows = [row for _tid, row in self.seq_scan(rel)]  # type: ignore[attr-defined]
+        if convert is not None:
+            rows = [convert(r) for r in rows]
+        targets = [rel] + [self.relation(i.oid) for i in rel.indexes]
+        for t in targets:
+            new = self.allocate_oid()
+            self._new_relation_file(new)
+            if t.kind == api.RelKind.INDEX:
+                xid, _ = self._write_ctx()  # type: ignore[attr-defined]
+                self.btree.create_empty(self.database.oid, new, xid)  # type: ignore[attr-defined]
+            self.x.drop_on_commit.append((self.database.oid, t.relfilenode))  # type: ignore[attr-defined]
+            toid = t.oid
+            self._cat_update("pg_class", lambda r, toid=toid: r[0] == toid,
+                             lambda r, new=new: r[:7] + (new,) + r[8:])
+        for attnum, (typ, typmod) in (types or {}).items():
+            lay = D.type_layout(typ)
+            self._cat_update("pg_attribute", lambda r, a=attnum: r[0] == table_oid and r[5] == a,
+                             lambda r, t=typ, m=typmod, lay=lay: r[:2] + (t,) + r[3:4] + (lay[0],) + r[5:8]
+                             + (m, lay[1], lay[2]) + r[11:25] + (None,))
+            for idx in rel.indexes:
+                if attnum in idx.columns:
+                    pos = idx.columns.index(attnum) + 1
+                    self._cat_update("pg_attribute", lambda r, i=idx.oid, p=pos: r[0] == i and r[5] == p,
+                                     lambda r, t=typ, m=typmod: r[:2] + (t,) + r[3:8] + (m,) + r[9:])
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        cur = self.relation(table_oid)
+        for row in rows:
+            self.insert(cur, row)  # type: ignore[attr-defined]
+        return len(rows)
+
     def add_column(self, table_oid: int, column: ColumnDef, *, missing_value: Any = None) -> None:
         rel = self.relation(table_oid)
         self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
@@ -483,11 +535,13 @@ class CatalogMixin:
         row[11] = constraint.ref_table_oid
         row[19] = list(constraint.ref_columns) or None
         row[25] = constraint.expression
+        if constraint.kind == "f":
+            row[12], row[13], row[14] = constraint.on_update, constraint.on_delete, "s"
         self._cat_insert("pg_constraint", tuple(row))
         self.command_counter_increment()  # type: ignore[attr-defined]
         return ConstraintInfo(oid, constraint.name, constraint.kind, table_oid, constraint.columns,
                               constraint.index_oid, constraint.expression, constraint.ref_table_oid,
-                              constraint.ref_columns)
+                              constraint.ref_columns, constraint.on_update, constraint.on_delete)
 
     def drop_constraint(self, table_oid: int, name: str) -> None:
         rel = self.relation(table_oid)

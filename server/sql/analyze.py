@@ -1164,6 +1164,13 @@ class Analyzer:
             return self._row_compare(name, l, r, loc)
         if isinstance(r, SubLink) and r.kind in ("any", "all"):
             return r
+        if name in _ENUM_CMP and (self.env.is_enum(l.type) or self.env.is_enum(r.type)):
+            et = l.type if self.env.is_enum(l.type) else r.type
+            if l.type in (et, T.UNKNOWN) and r.type in (et, T.UNKNOWN):
+                from .enums import comparator
+                a = self.coerce(l, et, -1, "i", "")
+                b = self.coerce(r, et, -1, "i", "")
+                return Func(name, comparator(name, et), (a, b), T.BOOL)
         cands = [c for c in F.OPS.get(name, []) if len(c.args) == 2]
         if not cands:
             raise F._no_match("operator", name, [l.type, r.type])
@@ -1368,6 +1375,8 @@ class Analyzer:
             return self._agg_call(name, v, ps)
         special = self.env.special_function(name, schema)
         raw_args = v.get("args", []) or []
+        if any("NamedArgExpr" in a for a in raw_args):
+            raw_args = self._named_args(name, raw_args, loc)
         args = [self.expr(a, ps) for a in raw_args]
         if special is not None:
             return special(self, args, ps, loc)
@@ -1385,6 +1394,36 @@ class Analyzer:
         if c.retset and ps.expr_kind not in ("SELECT", "FROM"):
             raise _err("0A000", f"set-returning functions are not allowed in {ps.expr_kind}", loc)
         return Func(name, c.impl, cargs, ret, strict=c.strict, env=c.env, volatile=c.volatile or c.retset)
+
+    _NAMED = {"make_interval": (("years", "months", "weeks", "days", "hours", "mins", "secs"),
+                                ("0", "0", "0", "0", "0", "0", "0.0")),
+              "make_timestamp": (("year", "month", "mday", "hour", "min", "sec"), (None,) * 6),
+              "make_date": (("year", "month", "day"), (None,) * 3),
+              "make_time": (("hour", "min", "sec"), (None,) * 3)}
+
+    def _named_args(self, name: str, raw_args: list, loc: int) -> list:
+        """Positional arguments for a call with ``name => value`` arguments."""
+        spec = self._NAMED.get(name)
+        if spec is None:
+            raise _err("42883", f"function {name} with named arguments does not exist", loc)
+        pnames, defaults = spec
+        out: list = [None] * len(pnames)
+        pos = 0
+        for a in raw_args:
+            if "NamedArgExpr" in a:
+                na = a["NamedArgExpr"]
+                if na["name"] not in pnames:
+                    raise _err("42883", f"function {name} has no parameter \"{na['name']}\"", loc)
+                out[pnames.index(na["name"])] = na["arg"]
+            else:
+                out[pos] = a
+                pos += 1
+        for i, d in enumerate(defaults):
+            if out[i] is None:
+                if d is None:
+                    raise _err("42883", f"function {name} requires argument \"{pnames[i]}\"", loc)
+                out[i] = {"A_Const": {"fval": {"fval": d}} if "." in d else {"ival": {"ival": int(d)}}}
+        return out
 
     def _agg_call(self, name: str, v: dict, ps: PState) -> Expr:
         loc = v.get("location", -1)
@@ -1412,6 +1451,11 @@ class Analyzer:
         if star:
             c = [a for a in cands if not a.args][0]
             argt, ret = (), c.ret
+        elif name in ("min", "max") and len(args) == 1 and self.env.is_enum(args[0].type):
+            et = args[0].type
+            base = cands[0]
+            c = F.AggDef(name, (et,), et, base.init, F._minmax(name), base.final, base.strict)
+            argt, ret = (et,), et
         else:
             args = [self._resolve_unknown(a) if name not in ("string_agg",) else a for a in args]
             c, argt, ret = F.resolve(cands, [a.type for a in args], "function", name)
@@ -1534,6 +1578,9 @@ class Analyzer:
                                 f'{self._tn(e.type)}', loc if loc is not None else -1,
                        hint="You will need to rewrite or cast the expression.")
         return self.coerce(e, t, typmod, "a", colname, loc if loc is not None else -1)
+
+
+_ENUM_CMP = {"<", "<=", ">", ">=", "=", "<>"}
 
 
 def _relabel(e: Expr, t: int) -> Expr:

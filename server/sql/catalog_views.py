@@ -115,6 +115,17 @@ def _pg_namespace(env):
         yield (oid, name, owner, None)
 
 
+def _fk_tables(env) -> set[int]:
+    """Tables with foreign keys or referenced by one (PostgreSQL's RI triggers: relhastriggers)."""
+    out: set[int] = set()
+    for r in _rels(env, "r"):
+        for c in r.constraints:
+            if c.kind == "f":
+                out.add(r.oid)
+                out.add(c.ref_table)
+    return out
+
+
 @vt("pg_class", "oid oid, relname name, relnamespace oid, reltype oid, reloftype oid, relowner oid, relam oid, "
                 "relfilenode oid, reltablespace oid, relpages int4, reltuples float4, relallvisible int4, "
                 "reltoastrelid oid, relhasindex bool, relisshared bool, relpersistence char, relkind char, "
@@ -123,6 +134,7 @@ def _pg_namespace(env):
                 "relispartition bool, relrewrite oid, relfrozenxid xid, relminmxid xid, relacl aclitem[], "
                 "reloptions text[], relpartbound pg_node_tree", 1259)
 def _pg_class(env):
+    trig = _fk_tables(env)
     for r in _rels(env):
         er = getattr(r, "engine_rel", None)
         nidx = len(r.indexes)
@@ -131,8 +143,8 @@ def _pg_class(env):
         yield (r.oid, r.name, r.namespace_oid or _ns_oid(env, r.schema), 0, 0, r.owner_oid, am,
                getattr(er, "relfilenode", r.oid), 0, r.relpages, float(r.reltuples), 0, 0, nidx > 0,
                bool(getattr(er, "is_shared", False)), r.persistence or "p", r.kind,
-               sum(1 for c in r.columns), sum(1 for c in r.constraints if c.kind == "c"), False, False, False,
-               False, False, True, "d", False, 0, 0, 0, None, opts, None)
+               sum(1 for c in r.columns), sum(1 for c in r.constraints if c.kind == "c"), False, r.oid in trig,
+               False, False, False, True, "d", False, 0, 0, 0, None, opts, None)
     for (schema, name), t in TABLES.items():
         if t.oid:
             yield (t.oid, name, _NS_OID.get(schema, 11), 0, 0, 10, 0, 0, 0, 0, -1.0, 0, 0, False, False, "p",
@@ -209,9 +221,14 @@ def _pg_constraint(env):
             fk = c.kind == "f"
             ref = env.storage.relation_by_oid(c.ref_table) if fk else None
             fkeys = [ref.columns[k].attnum for k in c.ref_columns] if ref is not None else None
-            yield (c.oid, c.name, r.namespace_oid, c.kind, False, False, True, r.oid, 0, c.index_oid, 0,
-                   c.ref_table if fk else 0, "a" if fk else " ", "a" if fk else " ", "s" if fk else " ", True, 0,
-                   False, keys, fkeys, None, None, None, None, None, c.expr)
+            index_oid = c.index_oid
+            if fk and ref is not None:
+                want = sorted(c.ref_columns)
+                index_oid = next((i.oid for i in ref.indexes if i.unique and sorted(i.columns) == want), 0)
+            yield (c.oid, c.name, r.namespace_oid, c.kind, False, False, True, r.oid, 0, index_oid, 0,
+                   c.ref_table if fk else 0, c.on_update if fk else " ", c.on_delete if fk else " ",
+                   "s" if fk else " ", True, 0, c.kind == "c" and False, keys, fkeys, None, None, None, None,
+                   None, c.expr)
 
 
 @vt("pg_attrdef", "oid oid, adrelid oid, adnum int2, adbin pg_node_tree", 2604)
@@ -807,7 +824,13 @@ def _constraintdef(env, oid, pretty=False):
                     if ref is None:
                         return None
                     rcols = ", ".join(quote_ident(ref.columns[k].name) for k in c.ref_columns)
-                    return f"FOREIGN KEY ({cols}) REFERENCES {quote_ident(ref.name)}({rcols})"
+                    acts = {"r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+                    out = f"FOREIGN KEY ({cols}) REFERENCES {quote_ident(ref.name)}({rcols})"
+                    if c.on_update in acts:
+                        out += f" ON UPDATE {acts[c.on_update]}"
+                    if c.on_delete in acts:
+                        out += f" ON DELETE {acts[c.on_delete]}"
+                    return out
                 return c.expr or ""
     return None
 
@@ -987,6 +1010,40 @@ def _array_special(name: str):
     return None
 
 
-SPECIAL: dict[str, Callable] = {"pg_typeof": _pg_typeof}
+def _enum_special(kind: str):
+    def special(an: Any, args: list, ps: Any, loc: int):
+        env = an.env
+        types = [a.type for a in args]
+        if not args or not env.is_enum(types[0]) or (kind == "range" and len(args) == 2 and types[1] not in (
+                types[0], T.UNKNOWN)) or len(args) > (2 if kind == "range" else 1):
+            shown = ", ".join(format_type(t, -1, env.type_names()) or "unknown" for t in types)
+            raise PgError("42883", f"function enum_{kind}({shown}) does not exist", position=loc + 1 if loc >= 0
+                          else None, hint="No function matches the given name and argument types. You might need "
+                                          "to add explicit type casts.")
+        et = types[0]
+        from .enums import EnumLabel
+        arr = env.user_types()[et][2].get("_array") or T.TEXT_ARRAY
+
+        def labels():
+            return [EnumLabel(x, et) for x in env.user_types()[et][2]["labels"]]
+        if kind == "first":
+            return Func("enum_first", lambda _x: labels()[0], (args[0],), et, strict=False, volatile=True)
+        if kind == "last":
+            return Func("enum_last", lambda _x: labels()[-1], (args[0],), et, strict=False, volatile=True)
+        if len(args) == 1:
+            return Func("enum_range", lambda _x: labels(), (args[0],), arr, strict=False, volatile=True)
+        b = an.coerce(args[1], et, -1, "i", "")
+
+        def rng(lo, hi):
+            labs = labels()
+            i = 0 if lo is None else labs.index(lo)
+            j = len(labs) - 1 if hi is None else labs.index(hi)
+            return labs[i: j + 1]
+        return Func("enum_range", rng, (args[0], b), arr, strict=False, volatile=True)
+    return special
+
+
+SPECIAL: dict[str, Callable] = {"pg_typeof": _pg_typeof, "enum_first": _enum_special("first"),
+                                "enum_last": _enum_special("last"), "enum_range": _enum_special("range")}
 
 __all__ = ["virtual_table", "SPECIAL", "VirtualTable", "Func", "_dt"]

@@ -196,9 +196,17 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
                                        f'violates not-null constraint')
         return tuple(row)
 
+    from .constraints import for_relation
+    cons = for_relation(s.env, rel) if rel.constraints else None
+    if cons is not None and not cons.has_new_checks:
+        cons = None
+
     def flush() -> None:
         if state["batch"]:
             s.storage.insert_many(rel, state["batch"])
+            if cons is not None:
+                for r in state["batch"]:
+                    cons.check_new(st, r)
             state["n"] += len(state["batch"])
             state["batch"] = []
 

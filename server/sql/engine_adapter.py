@@ -33,37 +33,31 @@ class EngineStorage:
         self.engine = engine
         self._api = None
         self._rels: dict[int, tuple[Any, RelationInfo]] = {}
-        # interval columns: the engine stores datetime.timedelta (months folded in as 30 days)
-        self._intervals: dict[int, tuple[int, ...]] = {}
+        # enum columns per relation: (position, type oid)
+        self._enums: dict[int, tuple[tuple[int, int], ...]] = {}
+        self.enum_loader: Any = None
 
     def _to_engine(self, rel: RelationInfo, row: tuple) -> tuple:
-        ivs = self._intervals.get(rel.oid)
-        if not ivs:
-            return row
-        import datetime as dt
-        r = list(row)
-        for i in ivs:
-            v = r[i]
-            if v is not None and not isinstance(v, dt.timedelta):
-                r[i] = dt.timedelta(days=v.months * 30 + v.days, microseconds=v.microseconds)
-        return tuple(r)
+        return row
 
     def _from_engine(self, rel: RelationInfo, it: Iterable) -> Iterator:
-        ivs = self._intervals.get(rel.oid)
-        if not ivs:
+        """Rows as the SQL layer wants them: enum values carry their sort order."""
+        conv = self._enums.get(rel.oid)
+        if not conv:
             return iter(it)
-        from pgbundle.shared.types import Interval
+        from .enums import EnumLabel
+        if self.enum_loader is not None:
+            self.enum_loader()  # the sort order of the types (once per statement)
 
-        def conv(pairs):
+        def wrap(pairs):
             for tid, row in pairs:
                 r = list(row)
-                for i in ivs:
+                for i, oid in conv:
                     v = r[i]
-                    if v is not None and not isinstance(v, Interval):
-                        us = v.seconds * 1_000_000 + v.microseconds
-                        r[i] = Interval(0, v.days, us)
+                    if v.__class__ is str:
+                        r[i] = EnumLabel(v, oid)
                 yield tid, tuple(r)
-        return conv(it)
+        return wrap(it)
 
     @property
     def api(self):
@@ -84,13 +78,14 @@ class EngineStorage:
                 for i in er.indexes if getattr(i, "valid", True)]
         cons = [ConstraintInfo(c.oid, c.name, c.kind, tuple(a - 1 for a in c.columns), c.index_oid,
                                c.expression, getattr(c, "ref_table_oid", 0),
-                               tuple(a - 1 for a in getattr(c, "ref_columns", ()))) for c in er.constraints]
+                               tuple(a - 1 for a in getattr(c, "ref_columns", ())), c.on_update, c.on_delete)
+                for c in er.constraints]
         kind = er.kind.value if hasattr(er.kind, "value") else str(er.kind)
         rel = RelationInfo(er.oid, er.name, er.namespace, kind, cols, idxs, cons, er.namespace_oid,
                            er.owner, {}, er.tuples, er.pages, er.persistence, er)
-        ivs = tuple(i for i, c in enumerate(cols) if c.type_oid == 1186 and not c.dropped)
-        if ivs:
-            self._intervals[er.oid] = ivs
+        ens = tuple((i, c.type_oid) for i, c in enumerate(cols) if c.type_oid >= 16384 and not c.dropped)
+        if ens:
+            self._enums[er.oid] = ens
         self._rels[er.oid] = (er, rel)
         return rel
 
@@ -150,14 +145,14 @@ class EngineStorage:
 
     def scan(self, rel: RelationInfo) -> Iterator[tuple[Any, tuple]]:
         it = self.engine.seq_scan(self._er(rel))
-        return self._from_engine(rel, it) if rel.oid in self._intervals else it
+        return self._from_engine(rel, it) if rel.oid in self._enums else it
 
     def index_scan(self, index: IndexInfo, rel: RelationInfo, lo: tuple | None, lo_inclusive: bool,
                    hi: tuple | None, hi_inclusive: bool) -> Iterator[tuple[Any, tuple]]:
         B = self.api.IndexBound
         it = self.engine.index_scan(self._ei(index, rel), None if lo is None else B(lo, lo_inclusive),
                                     None if hi is None else B(hi, hi_inclusive))
-        return self._from_engine(rel, it) if rel.oid in self._intervals else it
+        return self._from_engine(rel, it) if rel.oid in self._enums else it
 
     def insert(self, rel: RelationInfo, row: tuple) -> Any:
         return self.engine.insert(self._er(rel), self._to_engine(rel, row))

@@ -120,12 +120,13 @@ class SessionEnv:
         return oid >= 16384 and oid in self.user_types()
 
     def enum_input(self, oid: int):
+        from .enums import EnumLabel
         labels = self.user_types()[oid][2]["labels"]
 
         def f(v: str) -> str:
             if v not in labels:
                 raise PgError("22P02", f'invalid input value for enum {format_type(oid, -1, self.type_names())}: "{v}"')
-            return v
+            return EnumLabel(v, oid)
         return f
 
     def enum_output(self, oid: int):
@@ -157,8 +158,10 @@ class SessionEnv:
             labels: dict[int, list] = {}
             for _tid, r in eng.seq_scan(enum):
                 labels.setdefault(r[1], []).append((r[2], r[3]))
+            from .enums import ENUM_ORDER
             for oid, v in out.items():
                 v[2]["labels"] = [lab for _o, lab in sorted(labels.get(oid, []))]
+                ENUM_ORDER[oid] = {lab: o for o, lab in labels.get(oid, [])}
         self._user_types = out
         self._user_types_stmt = self._stmt_ts
         from . import coerce

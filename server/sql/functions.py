@@ -1186,11 +1186,6 @@ def _to_timestamp(f: float) -> _dt.datetime:
     return _dt.datetime(1970, 1, 1, tzinfo=UTC) + _dt.timedelta(seconds=f)
 
 
-@fn("age", "timestamptz,timestamptz", "interval")
-def _age(a: _dt.datetime, b: _dt.datetime) -> Interval:
-    return _td_to_interval(a - b)
-
-
 @fn("justify_days", "interval", "interval")
 def _justify_days(iv: Interval) -> Interval:
     m, d = divmod(iv.days, 30)
@@ -1821,3 +1816,6 @@ def _jsonb_each_text(j: str):
 @srf("jsonb_object_keys|json_object_keys", "jsonb", "text")
 def _jsonb_object_keys(j: str):
     return list(_jload(j).keys())
+
+
+from . import functions_more as _functions_more  # noqa: E402,F401  (registers more built-ins)

@@ -53,6 +53,9 @@ def prepare_dml(p: Any, env: Any, q: Any, outer: list, cte_plans: dict) -> None:
     p.ncols = ncols
     p.defaults = _default_fns(env, rel)
     p.notnull = [i for i, c in enumerate(rel.columns) if c.not_null and not c.dropped]
+    from .constraints import for_relation
+    cons = for_relation(env, rel) if rel.constraints or _referenced(env, rel) else None
+    p.cons = cons if cons is not None and not cons.empty else None
     p.scan = None
     p.kind = q.kind
     p.tag_kind = q.kind
@@ -102,6 +105,24 @@ def prepare_dml(p: Any, env: Any, q: Any, outer: list, cte_plans: dict) -> None:
     elif q.kind == "update":
         p.recheck_sets = None
     p.returning = [compile_expr(t.expr, layout, planner) for t in q.returning]
+
+
+def _referenced(env: Any, rel: Any) -> bool:
+    """Is ``rel`` referenced by some foreign key?"""
+    from .constraints import for_relation
+    cache = env.__dict__.setdefault("_referenced_cache", {})
+    key = rel.oid
+    hit = cache.get(key)
+    if hit is not None and hit[0] is rel:
+        return hit[1]
+    found = False
+    for other in env.storage.relations("r"):
+        if any(c.kind == "f" and c.ref_table == rel.oid for c in other.constraints):
+            found = True
+            break
+    cache[key] = (rel, found)
+    del for_relation
+    return found
 
 
 def _check_notnull(p: Any, row: tuple) -> None:
@@ -182,11 +203,16 @@ def _run_insert(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
                 new = tuple(new)
                 _check_notnull(p, new)
                 storage.update(rel, tid, new, None)
+                if p.cons is not None:
+                    p.cons.check_new(st, new, old)
+                    p.cons.on_update(st, old, new)
                 n += 1
                 if ret:
                     out.append(tuple(f(new, st) for f in ret))
                 continue
         storage.insert(rel, row)
+        if p.cons is not None:
+            p.cons.check_new(st, row)
         n += 1
         if ret:
             out.append(tuple(f(row, st) for f in ret))
@@ -246,6 +272,9 @@ def _run_update(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
             _final[0] = nv
             return nv
         if storage.update(rel, tid, new, recheck):
+            if p.cons is not None:
+                p.cons.check_new(st, final[0], old)
+                p.cons.on_update(st, old, final[0])
             n += 1
             if ret:
                 rr = r[:base] + final[0] + r[base + ncols:]
@@ -272,6 +301,8 @@ def _run_delete(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
         def recheck(latest: tuple) -> bool:
             return rw is None or rw(latest + (tid,), st) is True
         if storage.delete(rel, tid, recheck):
+            if p.cons is not None:
+                p.cons.on_delete(st, r[base:base + ncols])
             n += 1
             if ret:
                 out.append(tuple(f(r, st) for f in ret))

@@ -140,6 +140,7 @@ class Session:
         self.pid = pid if pid is not None else getattr(engine, "pid", 0)
         self.startup_params = dict(params or {})
         self.env = SessionEnv(self)
+        self.storage.enum_loader = self.env.user_types
         self.prepared: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
         self.plan_cache: OrderedDict[tuple, Prepared] = OrderedDict()
@@ -414,11 +415,19 @@ class Session:
                     f = _int_text
                 elif c.type_oid in (T.TEXT, T.VARCHAR, T.NAME, T.BPCHAR, T.UNKNOWN, T.CHAR):
                     f = str.encode
+                elif c.type_oid >= 16384 and c.type_oid in self._enum_arrays():
+                    te = text_encoder(T.TEXT_ARRAY)
+                    f = (lambda v, _e=te: _e([None if x is None else str(x) for x in v]).encode())
+                elif c.type_oid >= 16384:
+                    f = (lambda v: str(v).encode())
                 else:
                     te = text_encoder(c.type_oid)
                     f = (lambda v, _e=te: _e(v).encode())
                 out.append(f)
         return out
+
+    def _enum_arrays(self) -> set[int]:
+        return {v[2].get("_array") for v in self.env.user_types().values()}
 
     def _decode_params(self, types: list[int], formats: tuple, values: tuple) -> list:
         n = len(values)

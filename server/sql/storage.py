@@ -68,6 +68,8 @@ class ConstraintInfo:
     expr: str | None = None
     ref_table: int = 0
     ref_columns: tuple[int, ...] = ()
+    on_update: str = "a"
+    on_delete: str = "a"
 
 
 @dataclass(slots=True)

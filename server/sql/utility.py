@@ -442,7 +442,13 @@ def _add_fk(s: Any, rel: Any, cname: str | None, fcols: list[str], con: dict) ->
     attnums = tuple(rel.column(c).attnum for c in fcols)
     rattnums = tuple(ref.columns[ref.column_index(c)].attnum for c in rcols)
     name = cname or f"{rel.name}_{'_'.join(fcols)}_fkey"
-    s.engine.add_constraint(rel.oid, api.ConstraintInfo(0, name, "f", rel.oid, attnums, 0, None, ref.oid, rattnums))
+    acts = {"a": "a", "r": "r", "c": "c", "n": "n", "d": "d"}
+    upd = acts.get(con.get("fk_upd_action") or "a", "a")
+    dele = acts.get(con.get("fk_del_action") or "a", "a")
+    if len(rcols) != len(fcols):
+        raise PgError("42830", "number of referencing and referenced columns for foreign key disagree")
+    s.engine.add_constraint(rel.oid, api.ConstraintInfo(0, name, "f", rel.oid, attnums, 0, None, ref.oid, rattnums,
+                                                        upd, dele))
 
 
 def _drop(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
@@ -547,10 +553,14 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
                 eng.create_index(rel.oid, con.get("conname") or f"{tname}_{'_'.join(keys)}_key", attnums,
                                  unique=True, constraint=True)
             elif ct == "CONSTR_CHECK":
-                eng.add_constraint(rel.oid, api.ConstraintInfo(0, con.get("conname") or f"{tname}_check", "c",
-                                                               rel.oid, (), 0, deparse_expr(con["raw_expr"])))
+                cname = con.get("conname") or f"{tname}_check"
+                eng.add_constraint(rel.oid, api.ConstraintInfo(0, cname, "c", rel.oid, (), 0,
+                                                               deparse_expr(con["raw_expr"])))
+                _validate_constraint(s, schema, tname, cname)
             elif ct == "CONSTR_FOREIGN":
-                _add_fk(s, s.engine.relation(rel.oid), con.get("conname"), names(con.get("fk_attrs")), con)
+                fcols = names(con.get("fk_attrs"))
+                _add_fk(s, s.engine.relation(rel.oid), con.get("conname"), fcols, con)
+                _validate_constraint(s, schema, tname, con.get("conname") or f"{tname}_{'_'.join(fcols)}_fkey")
             else:
                 raise PgError("0A000", f"ALTER TABLE ADD {ct[7:]} is not supported")
         elif st == "AT_AddColumn":
@@ -594,11 +604,76 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
             d = cmd.get("def")
             eng.set_column_default(rel.oid, rel.columns[i].attnum, deparse_expr(d) if d else None)
         elif st == "AT_DropConstraint":
+            if cmd.get("missing_ok") and not any(c.name == cmd["name"] for c in rel.constraints):
+                s.notice(f'constraint "{cmd["name"]}" of relation "{tname}" does not exist, skipping')
+                continue
             eng.drop_constraint(rel.oid, cmd["name"])
+        elif st == "AT_AlterColumnType":
+            _alter_column_type(s, rel, cmd)
         else:
             raise PgError("0A000", f"ALTER TABLE {st[3:]} is not supported")
         rel = s.storage.lookup_relation(schema, tname)
     return _R("ALTER TABLE")
+
+
+def _validate_constraint(s: Any, schema: str | None, tname: str, cname: str) -> None:
+    """Existing rows must satisfy a CHECK / FOREIGN KEY added by ALTER TABLE."""
+    from .constraints import RelConstraints
+    from .expr import ExecState
+    rel = s.storage.lookup_relation(schema, tname)
+    rc = RelConstraints(s.env, rel)
+    rc.checks = [(n, f) for n, f in rc.checks if n == cname]
+    rc.fks_out = [x for x in rc.fks_out if x[0].name == cname]
+    if not rc.checks and not rc.fks_out:
+        return
+    st = ExecState([], s.env, s.storage, s)
+    for _tid, row in s.storage.scan(rel):
+        try:
+            rc.check_new(st, row)
+        except PgError as e:
+            if e.sqlstate == "23514":
+                raise PgError("23514", f'check constraint "{cname}" of relation "{tname}" is violated by some row',
+                              schema=rel.schema, table=tname, constraint=cname) from None
+            raise
+
+
+def _alter_column_type(s: Any, rel: Any, cmd: dict) -> None:
+    """ALTER COLUMN ... TYPE ... [USING expr]: rewrite the table with converted values."""
+    from .analyze import Analyzer, ParamTypes
+    from .expr import ExecState, Layout, compile_expr
+    from .functions import quote_ident
+    from .parse import parse
+    cname = cmd["name"]
+    i = rel.column_index(cname)
+    if i < 0:
+        raise PgError("42703", f'column "{cname}" of relation "{rel.name}" does not exist')
+    cd = cmd["def"]["ColumnDef"]
+    oid, typmod, _ = resolve_type(cd["typeName"], s.env.lookup_type)
+    using = cd.get("raw_default")
+    text = deparse_expr(using) if using is not None else quote_ident(cname)
+    raw = parse(f"SELECT ({text}) FROM {quote_ident(rel.schema)}.{quote_ident(rel.name)}")[0]
+    an = Analyzer(s.env, ParamTypes())
+    q = an.analyze(raw.kind, raw.node)
+    e = q.targets[0].expr
+    try:
+        e = an.coerce(e, oid, typmod, "a", cname)
+    except PgError:
+        raise PgError("42804", f'column "{cname}" cannot be cast automatically to type '
+                               f'{s.env.type_display_name(oid)}',
+                      hint=f'You might need to specify "USING {quote_ident(cname)}::'
+                           f'{s.env.type_display_name(oid)}".') from None
+    f = compile_expr(e, Layout({q.from_[0].rt: 0}))
+    st = ExecState([], s.env, s.storage, s)
+    attnum = rel.columns[i].attnum
+    default = rel.columns[i].default
+
+    def convert(row: tuple) -> tuple:
+        r = list(row)
+        r[attnum - 1] = f(row, st)
+        return tuple(r)
+    s.engine.rewrite_table(rel.oid, {attnum: (oid, typmod)}, convert)
+    if default is not None:
+        s.engine.set_column_default(rel.oid, attnum, default)
 
 
 def _eval_default(s: Any, text: str, oid: int, typmod: int, cname: str) -> Any:
@@ -623,6 +698,18 @@ def _rename(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
         s.engine.rename_relation(rel.oid, n["newname"])
         return _R({"OBJECT_TABLE": "ALTER TABLE", "OBJECT_INDEX": "ALTER INDEX"}.get(n["renameType"],
                                                                                     "ALTER SEQUENCE"))
+    if n.get("renameType") == "OBJECT_COLUMN":
+        schema, tname = _rangevar(n["relation"])
+        rel = s.storage.lookup_relation(schema, tname)
+        if rel is None:
+            raise PgError("42P01", f'relation "{tname}" does not exist')
+        i = rel.column_index(n["subname"])
+        if i < 0:
+            raise PgError("42703", f'column "{n["subname"]}" does not exist')
+        s.engine.rename_column(rel.oid, rel.columns[i].attnum, n["newname"])
+        return _R("ALTER TABLE")
+    if n.get("renameType") == "OBJECT_TABCONSTRAINT":
+        raise PgError("0A000", "ALTER TABLE RENAME CONSTRAINT is not supported")
     raise PgError("0A000", "this kind of RENAME is not supported")
 
 
@@ -903,12 +990,135 @@ def _create_enum(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("CREATE TYPE")
 
 
+class Cursor:
+    """A SQL cursor: its plan's rows consumed lazily, a position (0 = before the first
+    row, k = on row k, count + 1 = after the last) and, for SCROLL cursors (and WITH
+    HOLD ones, which are materialised at commit), the rows seen so far so that any
+    FETCH direction works."""
+
+    def __init__(self, prep: Any, rows: Any, hold: bool, scroll: bool) -> None:
+        self.prep = prep
+        self.it = iter(rows)
+        self.hold = hold
+        self.scroll = scroll
+        self.buf: list = []
+        self.pos = 0
+        self.exhausted = False
+        self.total: int | None = None  # rows in the result once exhausted
+
+    # tuple-like access for older call sites: (prep, rows, hold)
+    def __getitem__(self, i: int) -> Any:
+        return (self.prep, self.it, self.hold)[i]
+
+    def materialize(self) -> None:
+        self._fill(None)
+
+    def _fill(self, upto: int | None) -> None:
+        """Make rows 1..upto available (all with None)."""
+        while not self.exhausted and (upto is None or len(self.buf) < upto):
+            try:
+                self.buf.append(next(self.it))
+            except StopIteration:
+                self.exhausted = True
+                self.total = len(self.buf)
+
+    def _row(self, k: int) -> Any:
+        if k < 1:
+            return None
+        self._fill(k)
+        return self.buf[k - 1] if k <= len(self.buf) else None
+
+    def _forward(self, n: int | None, keep: bool) -> list:
+        out = []
+        if not self.scroll:
+            # forward-only: no buffer kept, the position counts rows consumed
+            while n is None or len(out) < n:
+                try:
+                    r = next(self.it)
+                except StopIteration:
+                    if not self.exhausted:
+                        self.exhausted = True
+                        self.total = self.pos
+                        self.pos += 1  # after the last row
+                    break
+                self.pos += 1
+                out.append(r)
+            return out
+        while n is None or len(out) < n:
+            r = self._row(self.pos + 1)
+            if r is None:
+                self.pos = len(self.buf) + 1
+                break
+            self.pos += 1
+            out.append(r)
+        return out
+
+    def fetch(self, direction: str, count: int | None) -> list:
+        """Rows of one FETCH/MOVE (count None = ALL)."""
+        if direction == "FETCH_FORWARD":
+            if count is not None and count < 0:
+                return self.fetch("FETCH_BACKWARD", -count)
+            return self._forward(count, True)
+        self._need_scroll()
+        if direction == "FETCH_BACKWARD":
+            if count is not None and count < 0:
+                return self._forward(-count, True)
+            out = []
+            if self.pos > len(self.buf) + 1 or (self.exhausted and self.pos > len(self.buf)):
+                self.pos = len(self.buf) + 1
+            while (count is None or len(out) < count) and self.pos > 1:
+                self.pos -= 1
+                out.append(self.buf[self.pos - 1])
+            if count is None or len(out) < count:
+                self.pos = 0
+            return out
+        if direction == "FETCH_ABSOLUTE":
+            k = count or 0
+            if k < 0:
+                self._fill(None)
+                k = len(self.buf) + 1 + k
+                if k < 1:
+                    self.pos = 0
+                    return []
+            if k == 0:
+                self.pos = 0
+                return []
+            r = self._row(k)
+            if r is None:
+                self.pos = len(self.buf) + 1
+                return []
+            self.pos = k
+            return [r]
+        if direction == "FETCH_RELATIVE":
+            k = self.pos + (count or 0)
+            if count == 0:
+                r = self._row(self.pos) if self.pos >= 1 else None
+                return [r] if r is not None else []
+            if k < 1:
+                self.pos = 0
+                return []
+            r = self._row(k)
+            if r is None:
+                self.pos = len(self.buf) + 1
+                return []
+            self.pos = k
+            return [r]
+        raise PgError("0A000", f"FETCH {direction} is not supported")
+
+    def _need_scroll(self) -> None:
+        if not self.scroll:
+            raise PgError("55000", "cursor can only scan forward",
+                          hint="Declare it with SCROLL option to enable backward scan.")
+
+
 def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     name = n["portalname"]
-    hold = bool(n.get("options", 0) & 0x0020)    # CURSOR_OPT_HOLD
+    opts = n.get("options", 0)
+    hold = bool(opts & 0x0020)    # CURSOR_OPT_HOLD
+    scroll = bool(opts & 0x0002)  # CURSOR_OPT_SCROLL
     if not hold and not s.engine.in_transaction_block:
         raise PgError("25P01", "DECLARE CURSOR can only be used in transaction blocks")
-    if name in s.cursors:
+    if name in s.cursors or name in s.portals:
         raise PgError("42P03", f'cursor "{name}" already exists')
     k, q = next(iter(n["query"].items()))
     from .expr import ExecState
@@ -917,30 +1127,41 @@ def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     st = ExecState(list(params), s.env, s.storage, s)
     rows = prep.plan.rows(st, None)
     if hold:
-        rows = iter(list(rows))
-    s.cursors[name] = (prep, rows, hold)
+        rows = list(rows)
+    cur = Cursor(prep, rows, hold, scroll or hold)
+    if hold:
+        cur.materialize()
+    s.cursors[name] = cur
     return _R("DECLARE CURSOR")
 
 
 def _fetch(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     name = n.get("portalname")
     cur = s.cursors.get(name)
-    if cur is None:
-        raise PgError("34000", f'cursor "{name}" does not exist')
-    prep, rows, _hold = cur
     how = n.get("howMany", 0)
     direction = n.get("direction", "FETCH_FORWARD")
-    if direction != "FETCH_FORWARD":
-        raise PgError("0A000", "only FETCH FORWARD is supported")
-    limit = None if how >= 2**62 else how
-    out = []
-    for r in rows:
-        out.append(r)
-        if limit is not None and len(out) >= limit:
-            break
+    count = None if how >= 2**62 else how
+    if cur is None:
+        portal = s.portals.get(name)
+        if portal is None or portal.rows is None:
+            raise PgError("34000", f'cursor "{name}" does not exist')
+        # a protocol-level portal (asyncpg's cursors MOVE them): forward only
+        if direction != "FETCH_FORWARD":
+            raise PgError("55000", "cursor can only scan forward",
+                          hint="Declare it with SCROLL option to enable backward scan.")
+        out = []
+        for r in portal.rows:
+            out.append(r)
+            if count is not None and len(out) >= count:
+                break
+        portal.count += len(out)
+        if n.get("ismove"):
+            return _R(f"MOVE {len(out)}")
+        return _R(f"FETCH {len(out)}", portal.prep.columns, out)
+    out = cur.fetch(direction, count)
     if n.get("ismove"):
         return _R(f"MOVE {len(out)}")
-    return _R(f"FETCH {len(out)}", prep.columns, out)
+    return _R(f"FETCH {len(out)}", cur.prep.columns, out)
 
 
 def _do(s: Any, n: dict, raw: RawStmt, params: list) -> Any:

@@ -547,6 +547,17 @@ def _ident(s: str) -> str:
     return s
 
 
+def _format_vector(v: Any) -> str:
+    """int2vector / oidvector: elements separated by spaces."""
+    if isinstance(v, str):
+        return v
+    return " ".join(str(x) for x in v)
+
+
+def _parse_vector(s: str) -> list[int]:
+    return [int(x) for x in s.replace(",", " ").strip("{}").split()]
+
+
 _DECODERS: dict[int, Callable[[str], Any]] = {
     T.INT2: _int_decoder(T.INT2), T.INT4: _int_decoder(T.INT4), T.INT8: _int_decoder(T.INT8),
     T.OID: parse_oid, T.XID: parse_oid, T.CID: parse_oid, T.REGPROC: parse_oid,
@@ -557,6 +568,7 @@ _DECODERS: dict[int, Callable[[str], Any]] = {
     T.CHAR: parse_char, T.DATE: parse_date, T.TIME: parse_time, T.TIMESTAMP: parse_timestamp,
     T.TIMESTAMPTZ: parse_timestamptz, T.INTERVAL: parse_interval, T.JSON: parse_json,
     T.JSONB: parse_jsonb, T.UUID: parse_uuid, T.XID8: _int_decoder(T.INT8), T.PG_NODE_TREE: _ident,
+    T.INT2VECTOR: _parse_vector, T.OIDVECTOR: _parse_vector,
 }
 
 _ENCODERS: dict[int, Callable[[Any], str]] = {
@@ -566,6 +578,7 @@ _ENCODERS: dict[int, Callable[[Any], str]] = {
     T.NAME: _ident, T.CHAR: _ident, T.UNKNOWN: _ident, T.DATE: format_date, T.TIME: format_time,
     T.TIMESTAMP: format_timestamp, T.TIMESTAMPTZ: format_timestamptz, T.INTERVAL: format_interval,
     T.JSON: _ident, T.JSONB: _ident, T.UUID: str, T.PG_NODE_TREE: _ident,
+    T.INT2VECTOR: _format_vector, T.OIDVECTOR: _format_vector,
 }
 
 
