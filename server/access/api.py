@@ -185,6 +185,7 @@ class IndexInfo:
     unique: bool
     primary: bool
     valid: bool = True
+    options: tuple[int, ...] = ()  # pg_index.indoption per column: 1 DESC, 2 NULLS FIRST
 
 
 @dataclass(frozen=True, slots=True)

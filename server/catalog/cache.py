@@ -113,7 +113,7 @@ def build(version: int, rows: dict[str, list[tuple[TID, tuple]]]) -> CatalogCach
         idx_infos = []
         for ir in indexes.get(oid, []):
             idx_infos.append(IndexInfo(ir[0], names.get(ir[0], "?"), oid, tuple(ir[15] or ()), ir[4], ir[6],
-                                       ir[10]))
+                                       ir[10], tuple(ir[18] or ())))
         idx_infos.sort(key=lambda i: (not i.primary, i.oid))
         cons = []
         for cr in constraints.get(oid, []):
@@ -123,7 +123,7 @@ def build(version: int, rows: dict[str, list[tuple[TID, tuple]]]) -> CatalogCach
         own_index = None
         if r[C_KIND] == "i" and oid in index_of:
             ir = index_of[oid]
-            own_index = IndexInfo(oid, r[1], ir[1], tuple(ir[15] or ()), ir[4], ir[6], ir[10])
+            own_index = IndexInfo(oid, r[1], ir[1], tuple(ir[15] or ()), ir[4], ir[6], ir[10], tuple(ir[18] or ()))
         ns = c.namespaces.get(r[C_NS], ("?", 10))[0]
         try:
             kind = RelKind(r[C_KIND])

@@ -234,7 +234,8 @@ class CatalogMixin:
         return self.relation(oid)
 
     def create_index(self, table_oid: int, name: str | None, columns: Sequence[int], *, unique: bool = False,
-                     primary: bool = False, if_not_exists: bool = False, constraint: bool = False) -> IndexInfo | None:
+                     primary: bool = False, if_not_exists: bool = False, constraint: bool = False,
+                     options: Sequence[int] | None = None) -> IndexInfo | None:
         table = self.relation(table_oid)
         self.lock_relation(table_oid, 5)  # type: ignore[attr-defined]
         if table.kind != api.RelKind.TABLE:
@@ -264,7 +265,7 @@ class CatalogMixin:
             self._cat_insert("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod))
         self._cat_insert("pg_index", (oid, table_oid, len(cols), len(cols), unique, False, primary, False, True,
                                       False, True, False, True, True, False, cols, [0] * len(cols),
-                                      [0] * len(cols), [0] * len(cols), None, None))
+                                      [0] * len(cols), list(options or [0] * len(cols)), None, None))
         if primary:
             pkset = set(cols)
             self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] in pkset and not r[13],
@@ -368,6 +369,19 @@ class CatalogMixin:
                 if tab == oid and seq_oid in cache.relations:
                     victims.append(cache.relations[seq_oid])
         ids = {v.oid for v in victims}
+        if rel.kind == api.RelKind.TABLE:
+            deps = [(other, c) for other in cache.relations.values() if other.oid != oid
+                    for c in other.constraints if c.kind == "f" and c.ref_table_oid == oid]
+            if deps and not cascade:
+                other, c = deps[0]
+                raise PgError("2BP01", f"cannot drop table {rel.name} because other objects depend on it",
+                              detail="\n".join(f"constraint {c.name} on table {o.name} depends on table {rel.name}"
+                                               for o, c in deps),
+                              hint="Use DROP ... CASCADE to drop the dependent objects too.")
+            for other, c in deps:
+                self.notices.append(api.Notice("NOTICE", "00000", f"drop cascades to constraint {c.name} on table "
+                                                                  f"{other.name}"))
+                self._cat_delete("pg_constraint", lambda r, c=c: r[0] == c.oid)
         self._cat_delete("pg_class", lambda r: r[0] in ids)
         self._cat_delete("pg_attribute", lambda r: r[0] in ids)
         self._cat_delete("pg_attrdef", lambda r: r[1] in ids)
@@ -377,6 +391,9 @@ class CatalogMixin:
         self._cat_delete("pg_depend", lambda r: r[1] in ids or r[4] in ids)
         self._cat_delete("pg_type", lambda r: r[11] in ids)
         self._cat_delete("pg_description", lambda r: r[0] in ids)
+        if rel.kind == api.RelKind.VIEW:
+            self._cat_delete("pg_rewrite", lambda r: r[2] in ids)
+            victims = []
         if rel.kind == api.RelKind.INDEX and rel.index_info is not None:
             tab = rel.index_info.table_oid
             remaining = [i for i in cache.relations[tab].indexes if i.oid != oid] if tab in cache.relations else []
@@ -417,6 +434,61 @@ class CatalogMixin:
             raise PgError("42P07", f'relation "{new_name}" already exists')
         self._cat_update("pg_class", lambda r: r[0] == oid, lambda r: (r[0], new_name) + r[2:])
         self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def create_view(self, name: str, columns: Sequence[ColumnDef], definition: str, *, schema: str | None = None,
+                    replace: bool = False) -> RelationInfo:
+        """CREATE [OR REPLACE] VIEW: a relation of kind 'v' without storage; ``definition``
+        (the SELECT, as SQL text) is kept in pg_rewrite as its _RETURN rule."""
+        ns, _nsname = self._creation_namespace(schema)
+        cache = self.catalog()  # type: ignore[attr-defined]
+        old = cache.by_name.get((ns, name))
+        if old is not None:
+            orel = cache.relations[old]
+            if not replace or orel.kind != api.RelKind.VIEW:
+                raise PgError("42P07", f'relation "{name}" already exists')
+            ocols = [c for c in orel.columns if not c.dropped]
+            if len(columns) < len(ocols) or any(
+                    a.name != b.name or a.type_oid != b.type_oid for a, b in zip(ocols, columns)):
+                raise PgError("42P16", "cannot change name or data type of view column" if len(columns) >= len(ocols)
+                              else "cannot drop columns from view")
+            self.lock_relation(old, 8)  # type: ignore[attr-defined]
+            self._cat_delete("pg_attribute", lambda r: r[0] == old)
+            self._cat_delete("pg_rewrite", lambda r: r[2] == old)
+            self._cat_update("pg_class", lambda r: r[0] == old, lambda r: r[:17] + (len(columns),) + r[18:])
+            oid = old
+        else:
+            oid = self.allocate_oid()
+            typoid = self.allocate_oid()
+            self._cat_insert("pg_class", CC.class_row(oid, name, ns, "v", len(columns), reltype=typoid,
+                                                      owner=self.role.oid, relfilenode=0))
+            self._cat_insert("pg_type", _type_row(typoid, name, ns, self.role.oid, relid=oid))
+        for i, c in enumerate(columns):
+            self._cat_insert("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod))
+        self._cat_insert("pg_rewrite", (self.allocate_oid(), "_RETURN", oid, "1", "O", True, None, definition))
+        self.command_counter_increment()  # type: ignore[attr-defined]
+        return self.relation(oid)
+
+    def relation_is_new(self, oid: int) -> bool:
+        """Was the relation's file created (CREATE, TRUNCATE) by the running transaction?"""
+        rel = self.relation(oid)
+        return any(relnode == rel.relfilenode for _db, relnode in self.x.created)  # type: ignore[attr-defined]
+
+    def view_definition(self, oid: int) -> str | None:
+        for _tid, r in self._cat_rows("pg_rewrite"):
+            if r[2] == oid and r[1] == "_RETURN":
+                return r[7]
+        return None
+
+    def set_description(self, objoid: int, classoid: int, objsubid: int, text: str | None) -> None:
+        """COMMENT ON: replace (or with None remove) an object's pg_description row."""
+        self._cat_delete("pg_description", lambda r: r[0] == objoid and r[1] == classoid and r[2] == objsubid)
+        if text is not None and text != "":
+            self._cat_insert("pg_description", (objoid, classoid, objsubid, text))
+        self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def descriptions(self) -> list[tuple[int, int, int, str]]:
+        """Every pg_description row: (objoid, classoid, objsubid, description)."""
+        return [row for _tid, row in self._cat_rows("pg_description")]
 
     def rename_column(self, table_oid: int, attnum: int, new_name: str) -> None:
         rel = self.relation(table_oid)

@@ -101,9 +101,13 @@ PG_DESCRIPTION = CatalogDef("pg_description", 2609, _c(
 PG_DEPEND = CatalogDef("pg_depend", 2608, _c(
     "classid oid, objid oid, objsubid int4, refclassid oid, refobjid oid, refobjsubid int4, deptype char"))
 
+PG_REWRITE = CatalogDef("pg_rewrite", 2618, _c(
+    "oid oid, rulename name, ev_class oid, ev_type char, ev_enabled char, is_instead bool, ev_qual pg_node_tree, "
+    "ev_action pg_node_tree"))  # ev_action: a view's SELECT as SQL text
+
 CATALOGS: tuple[CatalogDef, ...] = (PG_DATABASE, PG_AUTHID, PG_NAMESPACE, PG_CLASS, PG_ATTRIBUTE, PG_ATTRDEF,
                                     PG_INDEX, PG_CONSTRAINT, PG_SEQUENCE, PG_TYPE, PG_ENUM, PG_DESCRIPTION,
-                                    PG_DEPEND)
+                                    PG_DEPEND, PG_REWRITE)
 BY_NAME = {c.name: c for c in CATALOGS}
 BY_OID = {c.oid: c for c in CATALOGS}
 

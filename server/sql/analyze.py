@@ -102,6 +102,7 @@ class Query:
     where: Expr | None = None
     targets: list[Target] = field(default_factory=list)
     group: list[Expr] = field(default_factory=list)
+    grouping_sets: list[list[int]] | None = None  # GROUPING SETS / ROLLUP / CUBE: indexes into group
     having: Expr | None = None
     aggs: list[Aggref] = field(default_factory=list)
     windows: list[WindowRef] = field(default_factory=list)
@@ -179,6 +180,7 @@ class PState:
         self.expr_kind = ""            # WHERE, JOIN, GROUP BY, HAVING, select list, ...
         self.aggs_allowed = False
         self.level = 0 if parent is None else parent.level + 1
+        self.windefs: dict[str, dict] = {}   # WINDOW clause: name -> WindowDef
 
     def find_cte(self, name: str) -> tuple[CTE, int] | None:
         p: PState | None = self
@@ -282,12 +284,18 @@ class Analyzer:
             q.where = self.coerce_bool(self.expr(node["whereClause"], ps), "WHERE")
         ps.expr_kind = "SELECT"
         ps.aggs_allowed = True
+        for wd in node.get("windowClause", []) or []:
+            d = wd["WindowDef"]
+            ps.windefs[d["name"]] = d
         q.targets = self._target_list(node.get("targetList", []), ps)
         if node.get("groupClause"):
             ps.expr_kind = "GROUP BY"
             ps.aggs_allowed = False
-            for g in node["groupClause"]:
-                q.group.append(self._group_or_order_expr(g, ps, q.targets, "GROUP BY"))
+            if any("GroupingSet" in g for g in node["groupClause"]):
+                self._grouping_sets(node["groupClause"], ps, q)
+            else:
+                for g in node["groupClause"]:
+                    q.group.append(self._group_or_order_expr(g, ps, q.targets, "GROUP BY"))
         if node.get("havingClause"):
             ps.expr_kind = "HAVING"
             ps.aggs_allowed = True
@@ -487,9 +495,30 @@ class Analyzer:
         if rel is None:
             full = f"{schema}.{name}" if schema else name
             raise _err("42P01", f'relation "{full}" does not exist', loc)
+        if rel.kind == "v":
+            return self._view_rte(rel, name, loc)
         live = [c for c in rel.columns]
         return RTE("relation", name, [c.name if not c.dropped else "" for c in live],
                    [c.type_oid for c in live], [c.typmod for c in live], rel=rel)
+
+    def _view_rte(self, rel: Any, name: str, loc: int) -> RTE:
+        """A view in FROM: its stored query, analysed as a subquery named like the view."""
+        from .parse import parse
+        text = self.env.view_definition(rel)
+        if text is None:
+            raise _err("XX000", f'view "{name}" has no definition', loc)
+        depth = getattr(self, "_view_depth", 0)
+        if depth > 32:
+            raise _err("42P17", f'infinite recursion detected in rules for relation "{name}"', loc)
+        self._view_depth = depth + 1
+        try:
+            raw = parse(text)[0]
+            q = self.select(raw.node, None)
+        finally:
+            self._view_depth = depth
+        cols = [c for c in rel.columns if not c.dropped]
+        return RTE("subquery", name, [c.name for c in cols], [t.expr.type for t in q.targets][:len(cols)],
+                   [t.expr.typmod for t in q.targets][:len(cols)], query=q)
 
     def _range_function(self, v: dict, ps: PState) -> int:
         funcs = v["functions"]
@@ -497,6 +526,15 @@ class Analyzer:
         ps.expr_kind = "FROM"
         for f in funcs:
             items = f["List"]["items"]
+            fc = items[0].get("FuncCall")
+            if fc is not None and names(fc["funcname"])[-1] == "unnest" and len(fc.get("args", []) or []) > 1 \
+                    and len(funcs) == 1:
+                # unnest(a, b, ...) in FROM is ROWS FROM (unnest(a), unnest(b), ...)
+                for a in fc["args"]:
+                    one = dict(fc)
+                    one["args"] = [a]
+                    exprs.append(self.expr({"FuncCall": one}, ps))
+                continue
             exprs.append(self.expr(items[0], ps))
         alias = v.get("alias") or {}
         colnames, coltypes = [], []
@@ -686,6 +724,42 @@ class Analyzer:
                 if matches:
                     return matches[0].expr
         return self._resolve_unknown(self.expr(node, ps))
+
+    def _grouping_sets(self, clause: list, ps: PState, q: Query) -> None:
+        """GROUP BY with GROUPING SETS / ROLLUP / CUBE: q.group gets every distinct grouping
+        expression, q.grouping_sets the sets (as indexes), in PostgreSQL's order."""
+        def index_of(node: dict) -> int:
+            e = self._group_or_order_expr(node, ps, q.targets, "GROUP BY")
+            for i, g in enumerate(q.group):
+                if g == e:
+                    return i
+            q.group.append(e)
+            return len(q.group) - 1
+
+        def item_sets(node: dict) -> list[list[int]]:
+            k, v = _kind(node)
+            if k != "GroupingSet":
+                return [[index_of(node)]]
+            kind = v["kind"]
+            content = v.get("content", []) or []
+            if kind == "GROUPING_SET_EMPTY":
+                return [[]]
+            if kind == "GROUPING_SET_SIMPLE":
+                return [[i for c in content for s in item_sets(c) for i in s]]
+            elems = [[i for s in item_sets(c) for i in s] for c in content]
+            if kind == "GROUPING_SET_ROLLUP":
+                return [sum(elems[:n], []) for n in range(len(elems), -1, -1)]
+            if kind == "GROUPING_SET_CUBE":
+                out = []
+                m = len(elems)
+                for mask in range((1 << m) - 1, -1, -1):
+                    out.append(sum((elems[j] for j in range(m) if mask & (1 << (m - 1 - j))), []))
+                return out
+            return [s for c in content for s in item_sets(c)]
+        sets: list[list[int]] = [[]]
+        for g in clause:
+            sets = [a + b for a in sets for b in item_sets(g)]
+        q.grouping_sets = sets
 
     def _sort_key(self, sb: dict, ps: PState, targets: list[Target]) -> SortKey:
         e = self._group_or_order_expr(sb["node"], ps, targets, "ORDER BY")
@@ -928,10 +1002,16 @@ class Analyzer:
         fields = v["fields"]
         loc = v.get("location", -1)
         if "A_Star" in fields[-1]:
+            if len(fields) >= 2:
+                row = self._whole_row(ps, fields[-2]["String"]["sval"])
+                if row is not None:
+                    return row
             raise _err("42601", "row expansion via \"*\" is not supported here", loc)
         f = [x["String"]["sval"] for x in fields]
         if len(f) == 1:
             e = self._lookup_up(ps, f[0], loc)
+            if e is None:
+                e = self._whole_row(ps, f[0])
             if e is None:
                 raise _err("42703", f'column "{f[0]}" does not exist', loc)
             return e
@@ -949,6 +1029,9 @@ class Analyzer:
                 try:
                     i = it.colnames.index(col)
                 except ValueError:
+                    if col == "tableoid":
+                        oid = it.rte.rel.oid if it.rte.kind == "relation" else getattr(it.rte.virtual, "oid", 0)
+                        return Const(oid, T.OID)
                     raise _err("42703", f"column {alias}.{col} does not exist", loc) from None
                 if up:
                     self._mark_correlated(ps, up, it.rt)
@@ -958,6 +1041,24 @@ class Analyzer:
             up += 1
         # whole-row reference to a composite column is not supported; report as missing table
         raise _err("42P01", f'missing FROM-clause entry for table "{alias}"', loc)
+
+    def _whole_row(self, ps: PState, alias: str) -> Expr | None:
+        """``t`` or ``t.*`` as a value: a row of t's columns (with their names)."""
+        p: PState | None = ps
+        up = 0
+        while p is not None:
+            for it in p.ns:
+                if it.rte is None or not it.rel_visible or it.alias != alias:
+                    continue
+                rte = it.rte
+                if up:
+                    self._mark_correlated(ps, up, it.rt)
+                cols = [(i, n) for i, n in enumerate(rte.colnames) if n]
+                return RowExpr(tuple(Var(it.rt, i, rte.coltypes[i], rte.coltypmods[i], up, n) for i, n in cols),
+                               names=tuple(n for _i, n in cols))
+            p = p.parent
+            up += 1
+        return None
 
     def _mark_correlated(self, ps: PState, up: int, rt: int) -> None:
         p = ps
@@ -1102,7 +1203,7 @@ class Analyzer:
             if citems is not None:
                 eq = self.op("=", lc, citems[0], loc)
                 arr = ArrayExpr(citems, T.array_of(t) or T.TEXT_ARRAY)
-                e = ScalarArrayOp(eq.impl, eq.args[0], arr, True)
+                e = ScalarArrayOp(eq.impl, eq.args[0], arr, True, opname="=")
                 return BoolOp("not", (e,)) if negate else e
         ors = [self.op("=", l, i, loc) for i in items]
         e = ors[0] if len(ors) == 1 else BoolOp("or", tuple(ors))
@@ -1128,7 +1229,7 @@ class Analyzer:
         if et != elem:
             r = self.coerce(r, T.array_of(et), -1, "i", "")
         impl = o.impl
-        return ScalarArrayOp(impl, left, r, use_or)
+        return ScalarArrayOp(impl, left, r, use_or, opname=name)
 
     def _row_compare(self, name: str, l: RowExpr, r: Expr, loc: int) -> Expr:
         if not isinstance(r, RowExpr) or len(r.args) != len(l.args):
@@ -1343,6 +1444,37 @@ class Analyzer:
             if not arr:
                 raise _err("42704", f"could not find array type for data type {format_type(t)}", loc)
             return SubLink("array", q, arr, correlated=q.correlated)
+        if st in ("ANY_SUBLINK", "ALL_SUBLINK") and ntargets > 1 and _kind(v["testexpr"])[0] == "RowExpr":
+            left = self.expr(v["testexpr"], ps)
+            if not isinstance(left, RowExpr) or len(left.args) != ntargets:
+                raise _err("42601", "subquery has too many columns" if ntargets > len(getattr(left, "args", ()))
+                           else "subquery has too few columns", loc)
+            opname = names(v.get("operName"))[-1] if v.get("operName") else "="
+            largs, tests = [], []
+            for a, t in zip(left.args, q.targets):
+                col = t.expr
+                o = self.op(opname, a, Const(None, col.type), loc)
+                ct = o.args[1].type
+                conv = cast_fn(col.type, ct, self.env) if ct != col.type else None
+                largs.append(o.args[0])
+                tests.append((o.impl, conv))
+
+            def row_test(x: tuple, y: tuple, _tests=tuple(tests)) -> Any:
+                null = False
+                for (impl, conv), a, b in zip(_tests, x, y):
+                    if conv is not None and b is not None:
+                        b = conv(b)
+                    if a is None or b is None:
+                        null = True
+                        continue
+                    r = impl(a, b)
+                    if r is None:
+                        null = True
+                    elif not r:
+                        return False
+                return None if null else True
+            return SubLink("any" if st == "ANY_SUBLINK" else "all", q, T.BOOL, left=RowExpr(tuple(largs)),
+                           test=row_test, correlated=q.correlated, width=ntargets)
         if st in ("ANY_SUBLINK", "ALL_SUBLINK"):
             if ntargets != 1:
                 raise _err("42601", "subquery has too many columns" if ntargets > 1 else
@@ -1371,6 +1503,10 @@ class Analyzer:
         schema = fname[-2] if len(fname) > 1 else None
         if v.get("over") is not None:
             return self._window_call(name, v, ps)
+        if v.get("agg_within_group"):
+            if not ps.aggs_allowed:
+                raise _err("42803", f"aggregate functions are not allowed in {ps.expr_kind or 'this context'}", loc)
+            return self._ordered_set_agg(name, v, ps, loc)
         if name in F.AGGS and schema in (None, "pg_catalog") and (name not in F.FUNCS or v.get("agg_star")):
             return self._agg_call(name, v, ps)
         special = self.env.special_function(name, schema)
@@ -1437,6 +1573,8 @@ class Analyzer:
                 raise _err("42803", "aggregate functions are not allowed in GROUP BY", loc)
             raise _err("42803", f"aggregate functions are not allowed in {where}", loc)
         star = bool(v.get("agg_star"))
+        if v.get("agg_within_group"):
+            return self._ordered_set_agg(name, v, ps, loc)
         saved = ps.aggs_allowed
         ps.aggs_allowed = False
         args = [] if star else [self.expr(a, ps) for a in v.get("args", []) or []]
@@ -1465,8 +1603,79 @@ class Analyzer:
         ps.query.aggs.append(a)
         return a
 
+    def _ordered_set_agg(self, name: str, v: dict, ps: PState, loc: int) -> Expr:
+        """percentile_cont / percentile_disc / mode ... WITHIN GROUP (ORDER BY x): the sorted
+        x values are the aggregate's input; the direct argument rides along."""
+        saved = ps.aggs_allowed
+        ps.aggs_allowed = False
+        direct = [self.expr(a, ps) for a in v.get("args", []) or []]
+        order = []
+        for s in v.get("agg_order", []) or []:
+            sb = s["SortBy"]
+            order.append(SortKey(self._resolve_unknown(self.expr(sb["node"], ps)),
+                                 sb.get("sortby_dir") == "SORTBY_DESC", _nulls(sb)))
+        ps.aggs_allowed = saved
+        if len(order) != 1:
+            raise _err("42883", f"function {name} with {len(order)} ordering columns does not exist", loc)
+        x = order[0].expr
+        if name in ("percentile_cont", "percentile_disc"):
+            if len(direct) != 1:
+                raise _err("42883", f"function {name} requires one direct argument", loc)
+            frac = direct[0]
+            is_array = T.element_of(frac.type) != 0 or (isinstance(frac, Const) and isinstance(frac.value, list))
+            frac = self.coerce(frac, T.FLOAT8_ARRAY if is_array else T.FLOAT8, -1, "i", "")
+            if name == "percentile_cont":
+                if x.type == T.INTERVAL:
+                    xt = T.INTERVAL
+                else:
+                    x = self.coerce(x, T.FLOAT8, -1, "i", "")
+                    xt = T.FLOAT8
+            else:
+                xt = x.type
+            ret = (T.array_of(xt) or T.FLOAT8_ARRAY) if is_array else xt
+            defn = F.AggDef(name, (T.FLOAT8, xt), ret, lambda: None,
+                            lambda s, f, val: (f, [val]) if s is None else (s[1].append(val) or s),
+                            F.percentile_final(name, is_array), strict=False)
+            args = (frac, x)
+        elif name == "mode":
+            if direct:
+                raise _err("42883", "function mode requires no direct arguments", loc)
+            defn = F.AggDef(name, (x.type,), x.type, lambda: None,
+                            lambda s, val: [val] if s is None else (s.append(val) or s), F.mode_final,
+                            strict=True)
+            args = (x,)
+        else:
+            raise _err("42883", f"function {name} does not exist", loc, hint="No function matches the given name "
+                                                                           "and argument types.")
+        a = Aggref(defn, args, defn.ret, order=tuple(order), location=loc)
+        ps.query.aggs.append(a)
+        return a
+
+    def _window_def(self, over: dict, ps: PState) -> dict:
+        """OVER (...) merged with the named window it refers to (WINDOW w AS (...))."""
+        ref = over.get("refname") or (over.get("name") if not over.get("partitionClause") and
+                                      not over.get("orderClause") else None)
+        if not ref:
+            return over
+        p: PState | None = ps
+        base = None
+        while p is not None and base is None:
+            base = p.windefs.get(ref)
+            p = p.parent
+        if base is None:
+            raise _err("42704", f'window "{ref}" does not exist', over.get("location", -1))
+        base = self._window_def(base, ps)
+        merged = dict(base)
+        if over.get("orderClause"):
+            merged["orderClause"] = over["orderClause"]
+        if over.get("frameOptions", 0) & 1:  # an explicit frame in OVER
+            for k in ("frameOptions", "startOffset", "endOffset"):
+                if k in over:
+                    merged[k] = over[k]
+        return merged
+
     def _window_call(self, name: str, v: dict, ps: PState) -> Expr:
-        over = v["over"]
+        over = self._window_def(v["over"], ps)
         part = [self._resolve_unknown(self.expr(p, ps)) for p in over.get("partitionClause", []) or []]
         order = []
         for s in over.get("orderClause", []) or []:
@@ -1477,8 +1686,25 @@ class Analyzer:
         if name in ("row_number", "rank", "dense_rank"):
             ret = T.INT8
             func: Any = name
-        elif name in ("lag", "lead", "first_value", "last_value"):
+        elif name in ("percent_rank", "cume_dist"):
+            ret = T.FLOAT8
+            func = name
+        elif name == "ntile":
+            if len(args) != 1:
+                raise _err("42883", "function ntile requires one argument", v.get("location"))
+            args = [self.coerce(args[0], T.INT4, -1, "i", "")]
+            ret = T.INT4
+            func = name
+        elif name in ("lag", "lead", "first_value", "last_value", "nth_value"):
+            if not args:
+                raise _err("42883", f"function {name}() does not exist", v.get("location"))
             ret = args[0].type
+            if name in ("lag", "lead") and len(args) > 1:
+                args[1] = self.coerce(args[1], T.INT4, -1, "i", "")
+                if len(args) > 2:
+                    args[2] = self.coerce(args[2], ret, -1, "i", "")
+            if name == "nth_value":
+                args[1] = self.coerce(args[1], T.INT4, -1, "i", "")
             func = name
         elif name in F.AGGS:
             if v.get("agg_star"):
@@ -1490,7 +1716,15 @@ class Analyzer:
             func = c
         else:
             raise _err("42883", f"window function {name} does not exist", v.get("location"))
-        w = WindowRef(func, tuple(args), ret, tuple(part), tuple(order))
+        fo = over.get("frameOptions", 0)
+        frame = None
+        if fo & 1:
+            so = self.expr(over["startOffset"], ps) if over.get("startOffset") else None
+            eo = self.expr(over["endOffset"], ps) if over.get("endOffset") else None
+            if fo & 0x2 and (fo & (0x800 | 0x1000 | 0x2000 | 0x4000)):
+                raise _err("0A000", "RANGE with offset PRECEDING/FOLLOWING is not supported", v.get("location"))
+            frame = (fo, so, eo)
+        w = WindowRef(func, tuple(args), ret, tuple(part), tuple(order), frame=frame)
         ps.query.windows.append(w)
         return w
 

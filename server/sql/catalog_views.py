@@ -204,8 +204,8 @@ def _pg_index(env):
         for i in r.indexes:
             keys = [r.columns[c].attnum for c in i.columns]
             yield (i.oid, r.oid, len(keys), len(keys), i.unique, False, i.primary, False, True, False, True,
-                   False, True, True, False, keys, [0] * len(keys), [1978] * len(keys), [0] * len(keys), None,
-                   None)
+                   False, True, True, False, keys, [0] * len(keys), [1978] * len(keys),
+                   list(i.options) if i.options else [0] * len(keys), None, None)
 
 
 @vt("pg_constraint", "oid oid, conname name, connamespace oid, contype char, condeferrable bool, "
@@ -327,7 +327,23 @@ def _pg_collation(env):
 
 @vt("pg_description", "objoid oid, classoid oid, objsubid int4, description text", 2609)
 def _pg_description(env):
-    return []
+    f = getattr(env.engine, "descriptions", None)
+    rows = list(f()) if f is not None else []
+    rows.append((_PLPGSQL_EXT, 3079, 0, "PL/pgSQL procedural language"))
+    return rows
+
+
+_PLPGSQL_EXT = 13500
+
+
+def _description(env, objoid, classoid, objsubid=0):
+    f = getattr(env.engine, "descriptions", None)
+    if f is None:
+        return None
+    for o, c, sub, text in f():
+        if o == objoid and c == classoid and sub == objsubid:
+            return text
+    return None
 
 
 @vt("pg_shdescription", "objoid oid, classoid oid, description text", 2396)
@@ -505,7 +521,29 @@ def _pg_sequences(env):
 
 @vt("pg_views", "schemaname name, viewname name, viewowner name, definition text")
 def _pg_views(env):
-    return []
+    for r in _rels(env, "v"):
+        yield (r.schema, r.name, _owner_name(env, r.owner_oid), _viewdef(env, r.oid))
+
+
+def _owner_name(env, oid):
+    for role in getattr(env.engine, "roles", lambda: [])():
+        if role.oid == oid:
+            return role.name
+    return "postgres"
+
+
+def _viewdef(env, oid, pretty=False):
+    f = getattr(env.engine, "view_definition", None)
+    text = f(oid) if f is not None else None
+    return None if text is None else f" {text};"
+
+
+@vt("views", "table_catalog name, table_schema name, table_name name, view_definition text, check_option text, "
+             "is_updatable text, is_insertable_into text, is_trigger_updatable text, is_trigger_deletable text, "
+             "is_trigger_insertable_into text", schema="information_schema")
+def _is_views(env):
+    for r in _rels(env, "v"):
+        yield (env.database, r.schema, r.name, _viewdef(env, r.oid), "NONE", "NO", "NO", "NO", "NO", "NO")
 
 
 @vt("pg_matviews", "schemaname name, matviewname name, matviewowner name, tablespace name, hasindexes bool, "
@@ -707,7 +745,16 @@ def _is_schemata(env):
 
 def indexdef(env: Any, rel: Any, index: Any) -> str:
     from .functions import quote_ident
-    cols = ", ".join(quote_ident(rel.columns[c].name) for c in index.columns)
+    opts = list(getattr(index, "options", ()) or ()) + [0] * len(index.columns)
+    parts = []
+    for c, o in zip(index.columns, opts):
+        t = quote_ident(rel.columns[c].name)
+        if o & 1:
+            t += " DESC" if o & 2 else " DESC NULLS LAST"
+        elif o & 2:
+            t += " NULLS FIRST"
+        parts.append(t)
+    cols = ", ".join(parts)
     return (f"CREATE {'UNIQUE ' if index.unique else ''}INDEX {quote_ident(index.name)} ON "
             f"{rel.schema}.{quote_ident(rel.name)} USING btree ({cols})")
 
@@ -790,8 +837,15 @@ def _userbyid(env, oid):
 _reg("pg_get_userbyid", "oid", "name", _userbyid)
 _reg("pg_encoding_to_char", "int4", "name", lambda env, e: {6: "UTF8", 0: "SQL_ASCII"}.get(e, ""))
 _reg("pg_char_to_encoding", "name", "int4", lambda env, e: 6 if e.upper() in ("UTF8", "UTF-8") else -1)
+def _get_expr_pretty(env, e, reloid, pretty):
+    if not pretty or e is None:
+        return e
+    from .deparse import pretty_text
+    return pretty_text(env, e, env.storage.relation_by_oid(reloid) if reloid else None, default=True)
+
+
 _reg("pg_get_expr", "pg_node_tree,oid", "text", lambda env, e, rel: e)
-_reg("pg_get_expr", "pg_node_tree,oid,bool", "text", lambda env, e, rel, pretty: e)
+_reg("pg_get_expr", "pg_node_tree,oid,bool", "text", _get_expr_pretty)
 
 
 def _get_indexdef(env, oid, col=0, pretty=False):
@@ -818,7 +872,11 @@ def _constraintdef(env, oid, pretty=False):
                 if c.kind == "u":
                     return f"UNIQUE ({cols})"
                 if c.kind == "c":
-                    return f"CHECK (({c.expr}))"
+                    e = c.expr or ""
+                    if pretty:
+                        from .deparse import pretty_text
+                        return f"CHECK ({pretty_text(env, e, r)})"
+                    return f"CHECK ({e})" if e.startswith("(") and e.endswith(")") else f"CHECK (({e}))"
                 if c.kind == "f":
                     ref = env.storage.relation_by_oid(c.ref_table)
                     if ref is None:
@@ -837,15 +895,21 @@ def _constraintdef(env, oid, pretty=False):
 
 _reg("pg_get_constraintdef", "oid", "text", lambda env, oid: _constraintdef(env, oid))
 _reg("pg_get_constraintdef", "oid,bool", "text", _constraintdef)
-_reg("obj_description", "oid,name", "text", lambda env, o, c: None, strict=False)
-_reg("obj_description", "oid", "text", lambda env, o: None, strict=False)
-_reg("col_description", "oid,int4", "text", lambda env, o, c: None, strict=False)
+_CLASSOIDS = {"pg_class": 1259, "pg_namespace": 2615, "pg_constraint": 2606, "pg_type": 1247, "pg_proc": 1255,
+              "pg_extension": 3079, "pg_database": 1262, "pg_authid": 1260}
+_reg("obj_description", "oid,name", "text",
+     lambda env, o, c: None if o is None or c is None else _description(env, o, _CLASSOIDS.get(c, 0)), strict=False)
+_reg("obj_description", "oid", "text", lambda env, o: None if o is None else _description(env, o, 1259),
+     strict=False)
+_reg("col_description", "oid,int4", "text",
+     lambda env, o, c: None if o is None or c is None else _description(env, o, 1259, c), strict=False)
 _reg("shobj_description", "oid,name", "text", lambda env, o, c: None, strict=False)
 _reg("pg_get_statisticsobjdef_columns", "oid", "text", lambda env, o: None, strict=False)
 _reg("pg_relation_is_publishable", "regclass", "bool", lambda env, o: False)
 _reg("pg_get_partkeydef", "oid", "text", lambda env, o: None, strict=False)
-_reg("pg_get_viewdef", "oid", "text", lambda env, o: None, strict=False)
-_reg("pg_get_viewdef", "oid,bool", "text", lambda env, o, p: None, strict=False)
+_reg("pg_get_viewdef", "oid", "text", lambda env, o: _viewdef(env, o))
+_reg("pg_get_viewdef", "oid,bool", "text", lambda env, o, p: _viewdef(env, o))
+_reg("pg_get_viewdef", "text", "text", lambda env, name: _viewdef(env, env.reg_in(T.REGCLASS, name)))
 _reg("pg_get_triggerdef", "oid,bool", "text", lambda env, o, p: None, strict=False)
 _reg("pg_get_function_identity_arguments", "oid", "text", lambda env, o: "")
 _reg("pg_get_function_result", "oid", "text", lambda env, o: "")

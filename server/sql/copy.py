@@ -86,8 +86,13 @@ def run_copy(s: Any, n: dict, raw: Any) -> Any:
     from .session import Column, CopyIn, Result
     opts = _options(n)
     fmt = str(opts.get("format", "text")).lower()
-    if fmt == "binary":
-        raise PgError("0A000", "COPY BINARY is not supported")
+    if opts.get("binary") is True:
+        fmt = "binary"
+    if opts.get("csv") is True:
+        fmt = "csv"
+    if fmt not in ("text", "csv", "binary"):
+        raise PgError("22023", f'COPY format "{fmt}" not recognized')
+    binary = fmt == "binary"
     csv_mode = fmt == "csv"
     delim = opts.get("delimiter", "," if csv_mode else "\t")
     null = opts.get("null", "" if csv_mode else "\\N")
@@ -102,6 +107,19 @@ def run_copy(s: Any, n: dict, raw: Any) -> Any:
         if rel is None:
             raise PgError("42P01", f'relation "{rv["relname"]}" does not exist')
         cols = _columns(rel, n)
+        if opts.get("freeze"):
+            is_new = getattr(s.engine, "relation_is_new", None)
+            if is_new is not None and not is_new(rel.oid):
+                # reported once the data arrives, as PostgreSQL does (the client is in COPY mode)
+                err = PgError("55000", "cannot perform COPY FREEZE because the table was not created or truncated "
+                                       "in the current subtransaction")
+
+                def fail(_data: bytes = b"") -> int:
+                    raise err
+                return CopyIn(M.CopyInResponse(1 if binary else 0, tuple(1 if binary else 0 for _ in cols)),
+                              fail, fail)
+        if binary:
+            return CopyIn(M.CopyInResponse(1, tuple(1 for _ in cols)), *_copy_in_binary(s, rel, cols))
         return CopyIn(M.CopyInResponse(0, tuple(0 for _ in cols)),
                       *_copy_in(s, rel, cols, csv_mode, delim, null, header))
     # COPY TO STDOUT
@@ -123,23 +141,174 @@ def run_copy(s: Any, n: dict, raw: Any) -> Any:
         colnames = [rel.columns[i].name for i in cols]
         rows = ((tuple(r[i] for i in cols)) for _tid, r in s.storage.scan(rel))
     tz = s.env.tz
+    if binary:
+        return _copy_out_binary(types, rows)
     encs = [text_encoder(t, tz) for t in types]
     out: list = [M.CopyOutResponse(0, tuple(0 for _ in types))]
     count = 0
+    quote = opts.get("quote", '"')
+    fq = opts.get("force_quote")
+    forced = set(range(len(types))) if fq is True or fq == ["*"] or fq == "*" else \
+        {colnames.index(c) for c in (fq or []) if c in colnames}
     if header:
-        out.append(M.CopyData((delim.join(colnames) + "\n").encode()))
+        if csv_mode:
+            out.append(M.CopyData((delim.join(_csv_field(c, delim, quote, null, False) for c in colnames)
+                                   + "\n").encode()))
+        else:
+            out.append(M.CopyData((delim.join(colnames) + "\n").encode()))
     for r in rows:
         if csv_mode:
-            buf = io.StringIO()
-            w = csv.writer(buf, delimiter=delim, lineterminator="\n")
-            w.writerow([null if v is None else e(v) for e, v in zip(encs, r)])
-            line = buf.getvalue()
+            line = delim.join(null if v is None else _csv_field(e(v), delim, quote, null, i in forced)
+                              for i, (e, v) in enumerate(zip(encs, r))) + "\n"
         else:
             line = delim.join(null if v is None else _escape(e(v)) for e, v in zip(encs, r)) + "\n"
         out.append(M.CopyData(line.encode()))
         count += 1
     out.append(M.CopyDone())
     return Result(f"COPY {count}", None, out)
+
+
+def _csv_field(s: str, delim: str, quote: str, null: str, force: bool) -> str:
+    if force or s == null or any(c in s for c in (delim, quote, "\n", "\r")) or s.startswith("\\."):
+        return quote + s.replace(quote, quote + quote) + quote
+    return s
+
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _copy_out_binary(types: list[int], rows: Any) -> Any:
+    import struct
+
+    from pgbundle.shared.types import binary_encoder
+
+    from .session import Result
+    encs = [binary_encoder(t) for t in types]
+    out: list = [M.CopyOutResponse(1, tuple(1 for _ in types)),
+                 M.CopyData(_SIGNATURE + struct.pack(">ii", 0, 0))]
+    count = 0
+    nf = struct.pack(">h", len(types))
+    for r in rows:
+        parts = [nf]
+        for e, v in zip(encs, r):
+            if v is None:
+                parts.append(b"\xff\xff\xff\xff")
+            else:
+                b = e(v)
+                parts.append(struct.pack(">i", len(b)))
+                parts.append(b)
+        out.append(M.CopyData(b"".join(parts)))
+        count += 1
+    out.append(M.CopyData(b"\xff\xff"))
+    out.append(M.CopyDone())
+    return Result(f"COPY {count}", None, out)
+
+
+def _copy_in_binary(s: Any, rel: Any, cols: list[int]):
+    """COPY FROM STDIN (FORMAT binary): header, then tuples of length-prefixed fields."""
+    import struct
+
+    from pgbundle.shared.types import binary_decoder
+
+    from .coerce import typmod_fn
+    from .constraints import for_relation
+    from .expr import ExecState
+    from .modify import _default_fns
+    decs = []
+    for i in cols:
+        c = rel.columns[i]
+        decs.append((binary_decoder(c.type_oid), typmod_fn(c.type_oid, c.typmod, False)))
+    ncols = len(rel.columns)
+    defaults = _default_fns(s.env, rel)
+    missing = [i for i in range(ncols) if i not in cols and defaults[i] is not None]
+    notnull = [i for i, c in enumerate(rel.columns) if c.not_null]
+    st = ExecState([], s.env, s.storage, s)
+    cons = for_relation(s.env, rel) if rel.constraints else None
+    state: dict[str, Any] = {"buf": b"", "header": False, "n": 0, "batch": [], "done": False}
+
+    def flush() -> None:
+        if state["batch"]:
+            s.storage.insert_many(rel, state["batch"])
+            if cons is not None and cons.has_new_checks:
+                for r in state["batch"]:
+                    cons.check_new(st, r)
+            state["n"] += len(state["batch"])
+            state["batch"] = []
+
+    def parse() -> None:
+        buf = state["buf"]
+        pos = 0
+        if not state["header"]:
+            if len(buf) < 19:
+                return
+            if buf[:11] != _SIGNATURE:
+                raise PgError("22P04", "COPY file signature not recognized")
+            ext = struct.unpack_from(">i", buf, 15)[0]
+            if len(buf) < 19 + ext:
+                return
+            pos = 19 + ext
+            state["header"] = True
+        while not state["done"]:
+            if len(buf) - pos < 2:
+                break
+            nf = struct.unpack_from(">h", buf, pos)[0]
+            if nf == -1:
+                state["done"] = True
+                pos += 2
+                break
+            if nf != len(cols):
+                raise PgError("22P04", f"row field count is {nf}, expected {len(cols)}")
+            p = pos + 2
+            vals = []
+            complete = True
+            for _ in range(nf):
+                if len(buf) - p < 4:
+                    complete = False
+                    break
+                ln = struct.unpack_from(">i", buf, p)[0]
+                p += 4
+                if ln == -1:
+                    vals.append(None)
+                    continue
+                if len(buf) - p < ln:
+                    complete = False
+                    break
+                vals.append(buf[p:p + ln])
+                p += ln
+            if not complete:
+                break
+            row: list = [None] * ncols
+            for (d, tm), i, v in zip(decs, cols, vals):
+                if v is None:
+                    continue
+                try:
+                    x = d(v)
+                except InvalidValue as e:
+                    raise PgError(e.sqlstate, e.message) from None
+                row[i] = tm(x) if tm is not None else x
+            for i in missing:
+                row[i] = defaults[i]((), st)
+            for i in notnull:
+                if row[i] is None:
+                    raise PgError("23502", f'null value in column "{rel.columns[i].name}" of relation '
+                                           f'"{rel.name}" violates not-null constraint')
+            state["batch"].append(tuple(row))
+            pos = p
+            if len(state["batch"]) >= BATCH:
+                flush()
+        state["buf"] = buf[pos:]
+
+    def feed(data: bytes) -> None:
+        state["buf"] += bytes(data)
+        parse()
+        s.check_interrupts()
+
+    def finish() -> int:
+        parse()
+        flush()
+        return state["n"]
+
+    return feed, finish
 
 
 def _columns(rel: Any, n: dict) -> list[int]:

@@ -74,7 +74,8 @@ class EngineStorage:
             return hit[1]
         cols = [ColumnInfo(c.name, c.type_oid, c.typmod, c.not_null, c.default, c.attnum,
                            getattr(c, "identity", ""), c.dropped) for c in er.columns]
-        idxs = [IndexInfo(i.oid, i.name, tuple(a - 1 for a in i.columns), i.unique, i.primary, er.oid)
+        idxs = [IndexInfo(i.oid, i.name, tuple(a - 1 for a in i.columns), i.unique, i.primary, er.oid,
+                          tuple(getattr(i, "options", ()) or ()))
                 for i in er.indexes if getattr(i, "valid", True)]
         cons = [ConstraintInfo(c.oid, c.name, c.kind, tuple(a - 1 for a in c.columns), c.index_oid,
                                c.expression, getattr(c, "ref_table_oid", 0),

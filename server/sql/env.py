@@ -100,6 +100,10 @@ class SessionEnv:
     def lookup_relation(self, schema: str | None, name: str) -> Any:
         return self.storage.lookup_relation(schema, name)
 
+    def view_definition(self, rel: Any) -> str | None:
+        f = getattr(self.engine, "view_definition", None)
+        return f(rel.oid) if f is not None else None
+
     def virtual_table(self, schema: str | None, name: str) -> Any:
         from .catalog_views import virtual_table
         return virtual_table(self, schema, name)

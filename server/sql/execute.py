@@ -760,19 +760,36 @@ class AggSpec:
 class Agg(PlanNode):
     label = "Aggregate"
 
-    def __init__(self, child: PlanNode, keys: list[Fn], aggs: list[AggSpec]) -> None:
+    def __init__(self, child: PlanNode, keys: list[Fn], aggs: list[AggSpec],
+                 sets: list[list[int]] | None = None) -> None:
         self.child = child
         self.keys = keys
         self.aggs = aggs
+        self.sets = sets
         self.width = len(keys) + len(aggs)
         if keys:
-            self.label = "HashAggregate"
+            self.label = "HashAggregate" if not sets else "MixedAggregate"
 
     def children(self) -> list[PlanNode]:
         return [self.child]
 
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
-        keys = self.keys
+        if self.sets is None:
+            return self._rows(st, self.child.rows(st, prow), self.keys, None)
+        return self._grouping_sets(st, prow)
+
+    def _grouping_sets(self, st: ExecState, prow: tuple | None) -> Iterator[tuple]:
+        rows = list(self.child.rows(st, prow))
+        nk = len(self.keys)
+        for s in self.sets:
+            keys = [self.keys[i] for i in s]
+            for out in self._rows(st, iter(rows), keys, s):
+                full: list = [None] * nk
+                for j, i in enumerate(s):
+                    full[i] = out[j]
+                yield tuple(full) + out[len(s):]
+
+    def _rows(self, st: ExecState, source: Any, keys: list[Fn], subset: list[int] | None) -> Iterator[tuple]:
         aggs = self.aggs
         simple = all(not a.distinct and not a.order and a.filter is None for a in aggs)
         groups: dict[Any, list] = {}
@@ -780,7 +797,7 @@ class Agg(PlanNode):
         nk = len(keys)
         check = st.session is not None
         n = 0
-        for r in self.child.rows(st, prow):
+        for r in source:
             n += 1
             if check and n & 1023 == 0:
                 _check_cancel(st)
@@ -835,6 +852,49 @@ class Agg(PlanNode):
             yield tuple(out)
 
 
+def _frame_bounds(frame: tuple, pos: int, n: int, okeys: list[tuple], row: tuple, st: ExecState) -> tuple[int, int]:
+    """[start, end] positions (inclusive; start > end = empty) of row ``pos``'s frame."""
+    fo, so, eo = frame
+    rows_mode = bool(fo & 0x4)
+
+    def peers(p: int) -> tuple[int, int]:
+        a = p
+        while a > 0 and okeys[a - 1] == okeys[p]:
+            a -= 1
+        b = p
+        while b + 1 < n and okeys[b + 1] == okeys[p]:
+            b += 1
+        return a, b
+
+    def off(f: Any) -> int:
+        v = f(row, st) if f is not None else 0
+        if v is None or v < 0:
+            raise PgError("22013", "frame starting offset must not be negative" if f is so else
+                          "frame ending offset must not be negative")
+        return int(v)
+    if fo & 0x20:
+        start = 0
+    elif fo & 0x200:
+        start = pos if rows_mode else peers(pos)[0]
+    elif fo & 0x800:
+        start = pos - off(so)
+    elif fo & 0x2000:
+        start = pos + off(so)
+    else:
+        start = 0
+    if fo & 0x100:
+        end = n - 1
+    elif fo & 0x400 or not (fo & 0x10):
+        end = pos if rows_mode else peers(pos)[1]
+    elif fo & 0x1000:
+        end = pos - off(eo)
+    elif fo & 0x4000:
+        end = pos + off(eo)
+    else:
+        end = pos
+    return max(start, 0), min(end, n - 1)
+
+
 class WindowAgg(PlanNode):
     """Window functions: appends one column per window call to each input row."""
     label = "WindowAgg"
@@ -851,7 +911,7 @@ class WindowAgg(PlanNode):
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         rows = list(self.child.rows(st, prow))
         extra = [[None] * len(self.wins) for _ in rows]
-        for wi, (func, args, part, order) in enumerate(self.wins):
+        for wi, (func, args, part, order, frame) in enumerate(self.wins):
             parts: dict[tuple, list[int]] = {}
             for i, r in enumerate(rows):
                 parts.setdefault(tuple(f(r, st) for f in part), []).append(i)
@@ -860,9 +920,53 @@ class WindowAgg(PlanNode):
                 sort_rows(keyed, [(j, d, nf) for j, (_f, d, nf) in enumerate(order)])
                 seq = [k[-1] for k in keyed]
                 okeys = [k[:-1] for k in keyed]
-                self._compute(func, args, seq, okeys, rows, extra, wi, st, bool(order))
+                if frame is not None and func not in ("row_number", "rank", "dense_rank", "percent_rank",
+                                                      "cume_dist", "ntile", "lag", "lead"):
+                    self._compute_framed(func, args, seq, okeys, rows, extra, wi, st, frame)
+                else:
+                    self._compute(func, args, seq, okeys, rows, extra, wi, st, bool(order))
         for r, e in zip(rows, extra):
             yield r + tuple(e)
+
+    def _compute_framed(self, func: Any, args: list[Fn], seq: list[int], okeys: list[tuple], rows: list[tuple],
+                        extra: list[list], wi: int, st: ExecState, frame: tuple) -> None:
+        """Aggregates and first/last/nth_value over an explicit frame (recomputed per row)."""
+        n = len(seq)
+        vals_cache = None
+        for pos, i in enumerate(seq):
+            a, b = _frame_bounds(frame, pos, n, okeys, rows[i], st)
+            if func in ("first_value", "last_value", "nth_value"):
+                if a > b:
+                    extra[i][wi] = None
+                    continue
+                if func == "first_value":
+                    k = a
+                elif func == "last_value":
+                    k = b
+                else:
+                    nth = args[1](rows[i], st)
+                    if nth is None:
+                        extra[i][wi] = None
+                        continue
+                    if nth <= 0:
+                        raise PgError("22016", "argument of nth_value must be greater than zero")
+                    k = a + nth - 1
+                    if k > b:
+                        extra[i][wi] = None
+                        continue
+                extra[i][wi] = args[0](rows[seq[k]], st)
+                continue
+            defn = func
+            if vals_cache is None:
+                vals_cache = [[f(rows[j], st) for f in args] for j in seq]
+            s = defn.init()
+            for p in range(a, b + 1):
+                vals = vals_cache[p]
+                if defn.strict and None in vals:
+                    continue
+                s = defn.step(s, *vals) if args else defn.step(s)
+            v = defn.final(s)
+            extra[i][wi] = list(v) if isinstance(v, list) else v
 
     def _compute(self, func: Any, args: list[Fn], seq: list[int], okeys: list[tuple], rows: list[tuple],
                  extra: list[list], wi: int, st: ExecState, ordered: bool) -> None:
@@ -880,6 +984,40 @@ class WindowAgg(PlanNode):
                     dense += 1
                     prev = okeys[pos]
                 extra[i][wi] = rank if func == "rank" else dense
+            return
+        if func in ("percent_rank", "cume_dist", "ntile"):
+            peers_end = []
+            pos = 0
+            while pos < n:
+                end = pos
+                while end + 1 < n and okeys[end + 1] == okeys[pos]:
+                    end += 1
+                peers_end.extend([end] * (end - pos + 1))
+                pos = end + 1
+            rank = 0
+            prev = object()
+            for pos, i in enumerate(seq):
+                if okeys[pos] != prev:
+                    rank = pos + 1
+                    prev = okeys[pos]
+                if func == "percent_rank":
+                    extra[i][wi] = (rank - 1) / (n - 1) if n > 1 else 0.0
+                elif func == "cume_dist":
+                    extra[i][wi] = (peers_end[pos] + 1) / n
+                else:
+                    buckets = args[0](rows[i], st)
+                    if buckets is None:
+                        extra[i][wi] = None
+                        continue
+                    if buckets <= 0:
+                        raise PgError("22014", "argument of ntile must be greater than zero")
+                    size, extra_rows = divmod(n, buckets)
+                    big = extra_rows * (size + 1)
+                    extra[i][wi] = pos // (size + 1) + 1 if pos < big else extra_rows + (pos - big) // max(size, 1) + 1
+            return
+        if func == "nth_value":
+            self._compute_framed(func, args, seq, okeys, rows, extra, wi, st, (0x1 | 0x2 | 0x20 | 0x400, None, None)
+                                 if ordered else (0x1 | 0x2 | 0x20 | 0x100, None, None))
             return
         if func in ("lag", "lead"):
             off_f = args[1] if len(args) > 1 else None
@@ -906,6 +1044,8 @@ class WindowAgg(PlanNode):
             return
         # aggregate as window function: running (with peers) when ordered, whole partition otherwise
         defn = func
+        if isinstance(defn, str):
+            raise PgError("42883", f"window function {defn} does not exist")
         if not ordered:
             s = defn.init()
             for i in seq:

@@ -173,6 +173,7 @@ class RowExpr(Expr):
     args: tuple[Expr, ...]
     type: int = T.RECORD
     typmod: int = -1
+    names: tuple[str, ...] = ()   # field names of a whole-row reference (row_to_json, json_agg)
 
     def children(self) -> tuple[Expr, ...]:
         return self.args
@@ -187,6 +188,7 @@ class ScalarArrayOp(Expr):
     use_or: bool
     type: int = T.BOOL
     typmod: int = -1
+    opname: str = "="
 
     def children(self) -> tuple[Expr, ...]:
         return (self.left, self.right)
@@ -206,6 +208,7 @@ class SubLink(Expr):
     test: Callable[[Any, Any], Any] | None = None
     correlated: bool = True
     plan: Any = None
+    width: int = 1                # columns compared by a row-valued IN / op ANY
 
     def children(self) -> tuple[Expr, ...]:
         return () if self.left is None else (self.left,)
@@ -237,6 +240,7 @@ class WindowRef(Expr):
     partition: tuple = ()
     order: tuple = ()
     typmod: int = -1
+    frame: Any = None             # (frameOptions, start offset Expr|None, end offset Expr|None)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -507,8 +511,22 @@ def _c_array(e: ArrayExpr, cc: CompileContext) -> Fn:
     return lambda r, st: [a(r, st) for a in elems]
 
 
+class NamedRow(tuple):
+    """A row value that knows its field names (whole-row references)."""
+
+    names: tuple[str, ...] = ()
+
+    def __new__(cls, values: Any, names: tuple[str, ...]) -> NamedRow:
+        t = tuple.__new__(cls, values)
+        t.names = names
+        return t
+
+
 def _c_row(e: RowExpr, cc: CompileContext) -> Fn:
     elems = [_compile(a, cc) for a in e.args]
+    if e.names:
+        names = e.names
+        return lambda r, st: NamedRow([a(r, st) for a in elems], names)
     return lambda r, st: tuple(a(r, st) for a in elems)
 
 

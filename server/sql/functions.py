@@ -383,6 +383,9 @@ def _to_text_value(v: Any) -> str:
     if isinstance(v, Interval):
         from pgbundle.shared.types.text import format_interval
         return format_interval(v)
+    if isinstance(v, tuple):
+        from pgbundle.shared.types.text import format_record
+        return format_record(v)
     return str(v)
 
 
@@ -1382,6 +1385,11 @@ def _to_jsonb(v: Any) -> str | None:
     if isinstance(v, list):
         return "[" + ", ".join(_to_jsonb(x) for x in v) + "]"
     import json
+    if isinstance(v, tuple):
+        names = getattr(v, "names", None) or tuple(f"f{i + 1}" for i in range(len(v)))
+        return "{" + ", ".join(json.dumps(n, ensure_ascii=False) + ": " + _to_jsonb(x) for n, x in zip(names, v)) + "}"
+    if isinstance(v, str) and v[:1] in ("{", "[") and False:
+        return v
     return json.dumps(_to_text_value(v), ensure_ascii=False)
 
 
@@ -1503,9 +1511,77 @@ agg("array_agg", "anynonarray", "anyarray", lambda: None,
 agg("string_agg", "text,text", "text", lambda: None,
     lambda s, x, d: (x, d, [x]) if s is None else (s[2].append(d) or s[2].append(x) or s),
     lambda s: None if s is None else "".join(s[2]))
-agg("jsonb_agg|json_agg", "anyelement", "jsonb", lambda: None,
+agg("jsonb_agg", "anyelement", "jsonb", lambda: None,
     lambda s, x: [x] if s is None else (s.append(x) or s),
     lambda s: None if s is None else "[" + ", ".join(_to_jsonb(x) for x in s) + "]", strict=False)
+
+
+def _to_json_compact(v: Any) -> str:
+    """json (not jsonb) text of a value: rows as row_to_json prints them."""
+    import json
+    if isinstance(v, tuple):
+        names = getattr(v, "names", None) or tuple(f"f{i + 1}" for i in range(len(v)))
+        return "{" + ",".join(json.dumps(n, ensure_ascii=False) + ":" + _to_json_compact(x)
+                              for n, x in zip(names, v)) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(_to_json_compact(x) for x in v) + "]"
+    return _to_jsonb(v)
+
+
+agg("json_agg", "anyelement", "json", lambda: None,
+    lambda s, x: [x] if s is None else (s.append(x) or s),
+    lambda s: None if s is None else "[" + ", \n ".join(_to_json_compact(x) for x in s) + "]", strict=False)
+
+
+def percentile_final(name: str, is_array: bool):
+    """Final function of percentile_cont / percentile_disc over the sorted values."""
+    def one(vals: list, f: float) -> Any:
+        if f is None:
+            return None
+        if not 0 <= f <= 1:
+            raise PgError("22003", f"percentile value {f} is not between 0 and 1")
+        n = len(vals)
+        if name == "percentile_disc":
+            k = max(0, math.ceil(f * n) - 1)
+            return vals[min(k, n - 1)]
+        pos = f * (n - 1)
+        lo = math.floor(pos)
+        hi = math.ceil(pos)
+        a, b = vals[lo], vals[hi]
+        if lo == hi:
+            return a
+        if isinstance(a, Interval):
+            frac = pos - lo
+            us = a._key() + (b._key() - a._key()) * frac
+            return Interval(0, 0, int(round(us)))
+        return a + (b - a) * (pos - lo)
+
+    def final(s: Any) -> Any:
+        if s is None:
+            return None
+        f, vals = s
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return None
+        if is_array:
+            return None if f is None else [one(vals, x) for x in f]
+        return one(vals, f)
+    return final
+
+
+def mode_final(s: Any) -> Any:
+    if not s:
+        return None
+    best, best_n = None, 0
+    cur, n = object(), 0
+    for v in s:
+        if v == cur:
+            n += 1
+        else:
+            cur, n = v, 1
+        if n > best_n:
+            best, best_n = v, n
+    return best
 
 
 def _var_final(samp: bool, sqrt: bool):

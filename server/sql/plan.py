@@ -464,7 +464,7 @@ class Planner:
                                    compile_expr(a.filter, layout, self) if a.filter is not None else None,
                                    [(compile_expr(s.expr, layout, self), s.desc, s.nulls_first) for s in a.order],
                                    a.star))
-        agg = X.Agg(node, keys, specs)
+        agg = X.Agg(node, keys, specs, q.grouping_sets)
         slots: dict[Any, int] = {}
         for i, g in enumerate(q.group):
             try:
@@ -480,9 +480,14 @@ class Planner:
     def _plan_windows(self, q: Query, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
         wins = []
         for w in q.windows:
+            frame = None
+            if w.frame is not None:
+                fo, so, eo = w.frame
+                frame = (fo, compile_expr(so, layout, self) if so is not None else None,
+                         compile_expr(eo, layout, self) if eo is not None else None)
             wins.append((w.func, [compile_expr(a, layout, self) for a in w.args],
                          [compile_expr(p, layout, self) for p in w.partition],
-                         [(compile_expr(s.expr, layout, self), s.desc, s.nulls_first) for s in w.order]))
+                         [(compile_expr(s.expr, layout, self), s.desc, s.nulls_first) for s in w.order], frame))
         base = node.width
         newnode = X.WindowAgg(node, wins)
         slots = dict(layout.slots)
@@ -551,13 +556,14 @@ class Planner:
         left = compile_expr(e.left, layout, self)
         test = e.test
         use_or = kind == "any"
+        width = e.width
 
         def f_quant(r, st):
             x = left(r, st)
             if not correlated and key in st.extra:
                 vals = st.extra[key]
             else:
-                vals = [row[0] for row in run(r, st)]
+                vals = [row[0] for row in run(r, st)] if width == 1 else [row[:width] for row in run(r, st)]
                 if not correlated:
                     st.extra[key] = vals
             if not vals:

@@ -56,6 +56,7 @@ class IndexInfo:
     unique: bool = False
     primary: bool = False
     relation_oid: int = 0
+    options: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)

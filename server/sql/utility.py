@@ -32,6 +32,8 @@ def to_ast(x: Any) -> Any:
     if isinstance(x, dict):
         if len(x) == 1:
             (k, v), = x.items()
+            if k == "List" and isinstance(v, dict):
+                return tuple(to_ast(i) for i in v.get("items", []) or [])
             if k == "A_Const" and isinstance(v, dict):
                 kw = {}
                 for key, cls in (("ival", "Integer"), ("fval", "Float"), ("sval", "String"), ("boolval", "Boolean"),
@@ -346,7 +348,7 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
                 elif ct == "CONSTR_NULL":
                     not_null = False
                 elif ct == "CONSTR_DEFAULT":
-                    default = deparse_expr(con["raw_expr"])
+                    default = _default_text(s, con["raw_expr"], oid, typmod, cname)
                 elif ct == "CONSTR_PRIMARY":
                     if pk is not None:
                         raise PgError("42P16", f'multiple primary keys for table "{name}" are not allowed')
@@ -412,7 +414,7 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
             col = rel.column(cname)
             eng.set_sequence_owner(seq.oid, rel.oid, col.attnum)
         for cname_, expr in checks:
-            text = deparse_expr(expr)
+            text = _check_text(s, expr, schema, name)
             eng.add_constraint(rel.oid, api.ConstraintInfo(0, cname_ or f"{name}_check", "c", rel.oid, (), 0, text))
         for cname_, fcols, con in fks:
             _add_fk(s, rel, cname_, fcols, con)
@@ -503,6 +505,7 @@ def _index(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     if rel is None:
         raise PgError("42P01", f'relation "{tname}" does not exist')
     cols = []
+    options = []
     for p in n.get("indexParams", []):
         ie = p["IndexElem"]
         cname = ie.get("name")
@@ -512,10 +515,17 @@ def _index(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
         if i < 0:
             raise PgError("42703", f'column "{cname}" does not exist')
         cols.append(rel.columns[i].attnum)
+        desc = ie.get("ordering") == "SORTBY_DESC"
+        nulls = ie.get("nulls_ordering", "SORTBY_NULLS_DEFAULT")
+        nulls_first = desc if nulls == "SORTBY_NULLS_DEFAULT" else nulls == "SORTBY_NULLS_FIRST"
+        options.append((1 if desc else 0) | (2 if nulls_first else 0))
+    if n.get("whereClause") is not None:
+        raise PgError("0A000", "partial indexes are not supported")
     if n.get("accessMethod", "btree") not in ("btree",):
         s.notice(f'access method "{n["accessMethod"]}" is not supported; a B-tree index is built instead')
     s.engine.create_index(rel.oid, n.get("idxname"), cols, unique=bool(n.get("unique")),
-                          primary=bool(n.get("primary")), if_not_exists=bool(n.get("if_not_exists")))
+                          primary=bool(n.get("primary")), if_not_exists=bool(n.get("if_not_exists")),
+                          options=options if any(options) else None)
     return _R("CREATE INDEX")
 
 
@@ -555,7 +565,7 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
             elif ct == "CONSTR_CHECK":
                 cname = con.get("conname") or f"{tname}_check"
                 eng.add_constraint(rel.oid, api.ConstraintInfo(0, cname, "c", rel.oid, (), 0,
-                                                               deparse_expr(con["raw_expr"])))
+                                                               _check_text(s, con["raw_expr"], schema, tname)))
                 _validate_constraint(s, schema, tname, cname)
             elif ct == "CONSTR_FOREIGN":
                 fcols = names(con.get("fk_attrs"))
@@ -573,7 +583,7 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
                 if con["contype"] == "CONSTR_NOTNULL":
                     not_null = True
                 elif con["contype"] == "CONSTR_DEFAULT":
-                    default = deparse_expr(con["raw_expr"])
+                    default = _default_text(s, con["raw_expr"], oid, typmod, cd["colname"])
             if rel.column_index(cd["colname"]) >= 0:
                 if cmd.get("missing_ok"):
                     s.notice(f'column "{cd["colname"]}" of relation "{tname}" already exists, skipping', "42701")
@@ -602,7 +612,9 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
             if i < 0:
                 raise PgError("42703", f'column "{cmd["name"]}" of relation "{tname}" does not exist')
             d = cmd.get("def")
-            eng.set_column_default(rel.oid, rel.columns[i].attnum, deparse_expr(d) if d else None)
+            c = rel.columns[i]
+            eng.set_column_default(rel.oid, c.attnum, _default_text(s, d, c.type_oid, c.typmod, c.name) if d
+                                   else None)
         elif st == "AT_DropConstraint":
             if cmd.get("missing_ok") and not any(c.name == cmd["name"] for c in rel.constraints):
                 s.notice(f'constraint "{cmd["name"]}" of relation "{tname}" does not exist, skipping')
@@ -614,6 +626,19 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
             raise PgError("0A000", f"ALTER TABLE {st[3:]} is not supported")
         rel = s.storage.lookup_relation(schema, tname)
     return _R("ALTER TABLE")
+
+
+def _default_text(s: Any, node: dict, oid: int, typmod: int, cname: str) -> str:
+    """A column default as PostgreSQL stores it (pg_get_expr shows it)."""
+    from .deparse import expression_text
+    return expression_text(s.env, node, oid, typmod, colname=cname) or deparse_expr(node)
+
+
+def _check_text(s: Any, node: dict, schema: str | None, tname: str) -> str:
+    from .deparse import expression_text
+    rel = s.storage.lookup_relation(schema, tname)
+    text = expression_text(s.env, node, rel=rel) if rel is not None else None
+    return text or deparse_expr(node)
 
 
 def _validate_constraint(s: Any, schema: str | None, tname: str, cname: str) -> None:
@@ -851,6 +876,39 @@ def _lock(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _comment(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    setter = getattr(s.engine, "set_description", None)
+    if setter is None:
+        return _R("COMMENT")
+    ot = n["objtype"]
+    obj = n.get("object") or {}
+    parts = names(obj["List"]["items"]) if "List" in obj else ([obj["String"]["sval"]] if "String" in obj else [])
+    text = n.get("comment")
+    if ot in ("OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_SEQUENCE", "OBJECT_VIEW", "OBJECT_MATVIEW"):
+        rel = s.storage.lookup_relation(parts[-2] if len(parts) > 1 else None, parts[-1])
+        if rel is None:
+            raise PgError("42P01", f'relation "{parts[-1]}" does not exist')
+        setter(rel.oid, 1259, 0, text)
+    elif ot == "OBJECT_COLUMN":
+        if len(parts) < 2:
+            raise PgError("42601", "column name must be qualified")
+        rel = s.storage.lookup_relation(parts[-3] if len(parts) > 2 else None, parts[-2])
+        if rel is None:
+            raise PgError("42P01", f'relation "{parts[-2]}" does not exist')
+        i = rel.column_index(parts[-1])
+        if i < 0:
+            raise PgError("42703", f'column "{parts[-1]}" of relation "{rel.name}" does not exist')
+        setter(rel.oid, 1259, rel.columns[i].attnum, text)
+    elif ot == "OBJECT_SCHEMA":
+        ns = s.env.namespace_oid(parts[-1])
+        if ns is None:
+            raise PgError("3F000", f'schema "{parts[-1]}" does not exist')
+        setter(ns, 2615, 0, text)
+    elif ot == "OBJECT_TABCONSTRAINT":
+        rel = s.storage.lookup_relation(parts[-3] if len(parts) > 2 else None, parts[-2])
+        con = next((c for c in rel.constraints if c.name == parts[-1]), None) if rel is not None else None
+        if con is None:
+            raise PgError("42704", f'constraint "{parts[-1]}" does not exist')
+        setter(con.oid, 2606, 0, text)
     return _R("COMMENT")
 
 
@@ -1111,6 +1169,35 @@ class Cursor:
                           hint="Declare it with SCROLL option to enable backward scan.")
 
 
+def _create_view(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    from pglast.stream import RawStream
+
+    from pgbundle.server.access import api
+
+    from .analyze import Analyzer, ParamTypes, output_columns
+    schema, name = _rangevar(n["view"])
+    if n["view"].get("relpersistence") == "t":
+        raise PgError("0A000", "temporary views are not supported")
+    k, qv = next(iter(n["query"].items()))
+    text = RawStream()(to_ast(n["query"]))
+    q = Analyzer(s.env, ParamTypes()).analyze(k, qv)
+    cols = output_columns(q)
+    aliases = names(n.get("aliases"))
+    if len(aliases) > len(cols):
+        raise PgError("42601", "CREATE VIEW specifies more column names than columns")
+    defs = []
+    seen = set()
+    for i, t in enumerate(cols):
+        cname = aliases[i] if i < len(aliases) else t.name
+        if cname in seen:
+            raise PgError("42701", f'column "{cname}" specified more than once')
+        seen.add(cname)
+        typ = t.expr.type if t.expr.type != T.UNKNOWN else T.TEXT
+        defs.append(api.ColumnDef(cname, typ, t.expr.typmod, False, None))
+    s.engine.create_view(name, defs, text, schema=schema, replace=bool(n.get("replace")))
+    return _R("CREATE VIEW")
+
+
 def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     name = n["portalname"]
     opts = n.get("options", 0)
@@ -1178,7 +1265,7 @@ _HANDLERS = {
     "AlterRoleStmt": _alter_role, "DropRoleStmt": _drop_role, "CreatedbStmt": _createdb, "DropdbStmt": _dropdb,
     "ExplainStmt": _explain, "PrepareStmt": _prepare_stmt, "ExecuteStmt": _execute_stmt, "CopyStmt": _copy,
     "DoStmt": _do, "RenameStmt": _rename, "CreateEnumStmt": _create_enum, "DeclareCursorStmt": _declare,
-    "FetchStmt": _fetch,
+    "FetchStmt": _fetch, "ViewStmt": _create_view,
 }
 
 __all__ = ["describe_utility", "run_utility", "deparse_expr", "json", "M"]

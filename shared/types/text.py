@@ -554,6 +554,40 @@ def _format_vector(v: Any) -> str:
     return " ".join(str(x) for x in v)
 
 
+def format_record(v: Any) -> str:
+    """A row value as PostgreSQL prints a record: (1,abc,,"a b")."""
+    parts = []
+    for x in v:
+        if x is None:
+            parts.append("")
+            continue
+        if isinstance(x, bool):
+            s = "t" if x else "f"
+        elif isinstance(x, float):
+            s = format_float8(x)
+        elif isinstance(x, Decimal):
+            s = format_numeric(x)
+        elif isinstance(x, _dt.datetime):
+            s = format_timestamptz(x) if x.tzinfo else format_timestamp(x)
+        elif isinstance(x, _dt.date):
+            s = format_date(x)
+        elif isinstance(x, Interval):
+            s = format_interval(x)
+        elif isinstance(x, bytes):
+            s = format_bytea(x)
+        elif isinstance(x, tuple):
+            s = format_record(x)
+        elif isinstance(x, list):
+            from .arrays import format_array_text
+            s = format_array_text(x, str)
+        else:
+            s = str(x)
+        if s == "" or any(c in s for c in ' ,()"\\') :
+            s = '"' + s.replace("\\", "\\\\").replace('"', '""') + '"'
+        parts.append(s)
+    return "(" + ",".join(parts) + ")"
+
+
 def _parse_vector(s: str) -> list[int]:
     return [int(x) for x in s.replace(",", " ").strip("{}").split()]
 
@@ -578,7 +612,7 @@ _ENCODERS: dict[int, Callable[[Any], str]] = {
     T.NAME: _ident, T.CHAR: _ident, T.UNKNOWN: _ident, T.DATE: format_date, T.TIME: format_time,
     T.TIMESTAMP: format_timestamp, T.TIMESTAMPTZ: format_timestamptz, T.INTERVAL: format_interval,
     T.JSON: _ident, T.JSONB: _ident, T.UUID: str, T.PG_NODE_TREE: _ident,
-    T.INT2VECTOR: _format_vector, T.OIDVECTOR: _format_vector,
+    T.INT2VECTOR: _format_vector, T.OIDVECTOR: _format_vector, T.RECORD: format_record,
 }
 
 
