@@ -108,6 +108,9 @@ class BackendEngine(CatalogMixin, api.Engine):
         self._lastval: int | None = None
         self._catver = env.ctl.cell("catalog_version")
         self._advisory: dict[tuple[int, bool], int] = {}
+        # RegisterXactCallback: fn(event, savepoint_depth) after 'commit' / 'abort' / 'savepoint' /
+        # 'release' / 'rollback_to' (LISTEN/NOTIFY, see pgbundle.server.tcop.async_notify)
+        self.xact_callbacks: list[Any] = []
 
     # ================================================================== interrupts/activity
     def check_for_interrupts(self) -> None:
@@ -209,10 +212,15 @@ class BackendEngine(CatalogMixin, api.Engine):
         xid = self.x.xid or self._assign_xid()
         return xid, self.x.cid
 
+    def _xact_event(self, event: str) -> None:
+        for cb in self.xact_callbacks:
+            cb(event, len(self.x.savepoints))
+
     def commit(self) -> None:
         x = self.x
         if not x.active:
             self._end_xact()
+            self._xact_event("commit")
             return
         try:
             if x.xid:
@@ -247,11 +255,13 @@ class BackendEngine(CatalogMixin, api.Engine):
             self.stats.xact_end(True)
         finally:
             self._end_xact()
+        self._xact_event("commit")
 
     def rollback(self) -> None:
         x = self.x
         if not x.active:
             self._end_xact()
+            self._xact_event("abort")
             return
         try:
             self.bm.release_all()
@@ -268,6 +278,7 @@ class BackendEngine(CatalogMixin, api.Engine):
             self.stats.xact_end(False)
         finally:
             self._end_xact()
+            self._xact_event("abort")
 
     def _end_xact(self) -> None:
         table = self.env.locktable
@@ -287,6 +298,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         if not self.x.block:
             raise PgError("25P01", "SAVEPOINT can only be used in transaction blocks")
         self.x.savepoints.append(X.Savepoint(name, len(self.x.undo), self.x.catalog_dirty, len(self.x.created)))
+        self._xact_event("savepoint")
 
     def _find_savepoint(self, name: str, what: str) -> int:
         if not self.x.block:
@@ -301,6 +313,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         del self.x.savepoints[i:]
         if not self.x.savepoints:
             self.x.undo.clear()
+        self._xact_event("release")
 
     def rollback_to_savepoint(self, name: str) -> None:
         i = self._find_savepoint(name, "ROLLBACK TO SAVEPOINT")
@@ -325,6 +338,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         if self.x.catalog_dirty:
             self._invalidate()
         self.command_counter_increment()
+        self._xact_event("rollback_to")
 
     def _undo(self, *entry: Any) -> None:
         if self.x.savepoints:
@@ -723,7 +737,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         if own:
             self.start_statement()
         try:
-            res = vacuum.vacuum(self, rel, analyze=analyze, verbose=verbose, autovacuum=autovacuum)
+            res = vacuum.vacuum(self, rel, analyze=analyze, verbose=verbose, autovacuum=autovacuum, full=full)
         except BaseException:
             if own:
                 self.rollback()
@@ -733,9 +747,46 @@ class BackendEngine(CatalogMixin, api.Engine):
         return res
 
     def analyze(self, rel: RelationInfo | None = None) -> None:
+        """ANALYZE: in the running transaction block, or in a transaction of its own."""
         from pgbundle.server.access import vacuum
 
-        vacuum.analyze(self, rel)
+        own = not self.x.block
+        if own and not self.x.active:
+            self.start_statement()
+        try:
+            vacuum.analyze(self, rel)
+        except BaseException:
+            if own:
+                self.rollback()
+            raise
+        if own:
+            self.commit()
+
+    def relation_pages(self, oid: int) -> int:
+        """Current size of a relation in pages (0 for relations without storage)."""
+        rel = self._cache_rel(oid)
+        if rel is None or rel.kind == api.RelKind.VIEW or not rel.relfilenode:
+            return 0
+        rt = self._runtime(rel)
+        return self.bm.nblocks(rt.dboid, rt.relnode)
+
+    def column_stats(self, oid: int) -> dict[int, tuple]:
+        """pg_statistic of a table: attnum -> (null_frac, width, n_distinct, stats dict), cached
+        per catalog version."""
+        import json
+
+        cache = self.catalog()
+        hit = getattr(self, "_colstats", None)
+        if hit is None or hit[0] is not cache:
+            allstats: dict[int, dict[int, tuple]] = {}
+            for _tid, r in self._cat_rows("pg_statistic"):
+                try:
+                    extra = json.loads(r[6]) if r[6] else {}
+                except ValueError:
+                    extra = {}
+                allstats.setdefault(r[0], {})[r[1]] = (r[3], r[4], r[5], extra)
+            hit = self._colstats = (cache, allstats)
+        return hit[1].get(oid, {})
 
     def checkpoint(self) -> None:
         from pgbundle.server.postmaster import checkpointer

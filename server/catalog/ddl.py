@@ -19,6 +19,7 @@ from pgbundle.server.access.api import TID, ColumnDef, ConstraintInfo, IndexInfo
 from pgbundle.server.access.tupdesc import encode_row
 from pgbundle.server.catalog import cache as CC
 from pgbundle.server.catalog import defs as D
+from pgbundle.server.catalog import tempns
 from pgbundle.server.errors import PgError
 
 XLOG_NEXTOID = 0x30
@@ -128,11 +129,17 @@ class CatalogMixin:
     def lookup_relation(self, name: str, schema: str | None = None) -> RelationInfo | None:
         cache = self.catalog()  # type: ignore[attr-defined]
         if schema is not None:
+            if schema == tempns.ALIAS:
+                schema = tempns.schema_name(self)
             ns = cache.ns_by_name.get(schema)
             if ns is None:
                 return None
             oid = cache.by_name.get((ns, name))
             return cache.relations.get(oid) if oid is not None else None
+        if getattr(self, "_temp_ns_used", False):
+            temp = tempns.lookup(self, name)
+            if temp is not None:
+                return temp
         path = self.search_path
         if "pg_catalog" not in path:
             path = ["pg_catalog", *path]
@@ -157,6 +164,8 @@ class CatalogMixin:
     def _creation_namespace(self, schema: str | None) -> tuple[int, str]:
         cache = self.catalog()  # type: ignore[attr-defined]
         if schema is not None:
+            if schema in (tempns.ALIAS, tempns.schema_name(self)):
+                return tempns.creation_namespace(self)
             ns = cache.ns_by_name.get(schema)
             if ns is None:
                 raise PgError("3F000", f'schema "{schema}" does not exist')

@@ -105,9 +105,13 @@ PG_REWRITE = CatalogDef("pg_rewrite", 2618, _c(
     "oid oid, rulename name, ev_class oid, ev_type char, ev_enabled char, is_instead bool, ev_qual pg_node_tree, "
     "ev_action pg_node_tree"))  # ev_action: a view's SELECT as SQL text
 
+PG_STATISTIC = CatalogDef("pg_statistic", 2619, _c(
+    "starelid oid, staattnum int2, stainherit bool, stanullfrac float4, stawidth int4, stadistinct float4, "
+    "stavalues text"))  # stavalues: JSON {"mcv": [text...], "mcf": [...], "hist": [text...], "corr": x}
+
 CATALOGS: tuple[CatalogDef, ...] = (PG_DATABASE, PG_AUTHID, PG_NAMESPACE, PG_CLASS, PG_ATTRIBUTE, PG_ATTRDEF,
                                     PG_INDEX, PG_CONSTRAINT, PG_SEQUENCE, PG_TYPE, PG_ENUM, PG_DESCRIPTION,
-                                    PG_DEPEND, PG_REWRITE)
+                                    PG_DEPEND, PG_REWRITE, PG_STATISTIC)
 BY_NAME = {c.name: c for c in CATALOGS}
 BY_OID = {c.oid: c for c in CATALOGS}
 

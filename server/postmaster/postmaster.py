@@ -205,6 +205,7 @@ class Postmaster:
     def _run(self) -> int:
         s = self.settings
         self._listen()  # before the logger takes stderr: a bind failure must reach the terminal
+        _remove_temp_files(self.datadir)
         if s.value("logging_collector"):
             logdir = str(s.value("log_directory"))
             print(f"{elog._stamp()} [{os.getpid()}] LOG:  redirecting log output to logging collector process",
@@ -634,3 +635,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _remove_temp_files(datadir: str) -> None:
+    """RemovePgTempFiles: sort spill files a crashed or killed backend left behind."""
+    tmp = os.path.join(datadir, "base", "pgsql_tmp")
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith("pgsql_tmp"):
+            try:
+                os.unlink(os.path.join(tmp, name))
+            except OSError:
+                pass

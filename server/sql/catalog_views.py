@@ -519,6 +519,27 @@ def _pg_sequences(env):
         yield (r.schema, r.name, "postgres", T.INT8, 1, 1, 2**63 - 1, 1, False, 1, None)
 
 
+@vt("pg_stats", "schemaname name, tablename name, attname name, inherited bool, null_frac float4, avg_width int4, "
+                "n_distinct float4, most_common_vals text[], most_common_freqs float4[], histogram_bounds text[], "
+                "correlation float4")
+def _pg_stats(env):
+    f = getattr(env.engine, "column_stats", None)
+    if f is None:
+        return
+    for r in _rels(env, "r"):
+        try:
+            stats = f(r.oid)
+        except Exception:  # noqa: BLE001
+            continue
+        for c in r.columns:
+            st = stats.get(c.attnum)
+            if st is None or c.dropped:
+                continue
+            extra = st[3] or {}
+            yield (r.schema, r.name, c.name, False, st[0], st[1], st[2], extra.get("mcv") or None,
+                   extra.get("mcf") or None, extra.get("hist") or None, None)
+
+
 @vt("pg_views", "schemaname name, viewname name, viewowner name, definition text")
 def _pg_views(env):
     for r in _rels(env, "v"):

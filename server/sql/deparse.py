@@ -27,6 +27,23 @@ class Unsupported(Exception):
     pass
 
 
+_varname: Any = None  # optional Var -> text (EXPLAIN qualifies columns with their table)
+
+
+def explain_text(e: Any, varname: Any, env: Any = None) -> str:
+    """EXPLAIN's rendering of a qual: pretty, parenthesised like PostgreSQL's."""
+    global _varname, _env
+    _varname = varname
+    _env = env
+    try:
+        t = deparse(e, None, top=False, pretty=True, parent="")
+    except Exception:  # noqa: BLE001
+        t = "?"
+    finally:
+        _varname = None
+    return t if t.startswith("(") and t.endswith(")") else f"({t})"
+
+
 def _ident(name: str) -> str:
     from .functions import quote_ident
     return quote_ident(name)
@@ -57,6 +74,8 @@ def deparse(e: Any, names: dict | None = None, top: bool = True, pretty: bool = 
     if isinstance(e, Const):
         return _const(e, names)
     if isinstance(e, Var):
+        if _varname is not None:
+            return _varname(e)
         return _ident(e.name) if e.name else f"${e.col + 1}"
     if isinstance(e, Func):
         name = e.name

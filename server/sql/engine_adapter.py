@@ -149,10 +149,10 @@ class EngineStorage:
         return self._from_engine(rel, it) if rel.oid in self._enums else it
 
     def index_scan(self, index: IndexInfo, rel: RelationInfo, lo: tuple | None, lo_inclusive: bool,
-                   hi: tuple | None, hi_inclusive: bool) -> Iterator[tuple[Any, tuple]]:
+                   hi: tuple | None, hi_inclusive: bool, backward: bool = False) -> Iterator[tuple[Any, tuple]]:
         B = self.api.IndexBound
         it = self.engine.index_scan(self._ei(index, rel), None if lo is None else B(lo, lo_inclusive),
-                                    None if hi is None else B(hi, hi_inclusive))
+                                    None if hi is None else B(hi, hi_inclusive), backward=backward)
         return self._from_engine(rel, it) if rel.oid in self._enums else it
 
     def insert(self, rel: RelationInfo, row: tuple) -> Any:

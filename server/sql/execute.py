@@ -26,22 +26,78 @@ CHECK_EVERY = 1024
 class PlanNode:
     width: int = 0
     label: str = "Node"
+    # planner estimates (startup cost, total cost, rows, width) and EXPLAIN detail lines
+    est: tuple[float, float, float, int] | None = None
+    notes: tuple[str, ...] = ()
+    # EXPLAIN ANALYZE counters (set by instrument())
+    actual: list | None = None
 
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         raise NotImplementedError
 
-    def explain(self, depth: int = 0) -> list[str]:
-        pad = "  " * depth + ("->  " if depth else "")
-        out = [pad + self.describe()]
+    @property
+    def est_rows(self) -> float:
+        return self.est[2] if self.est is not None else 1000.0
+
+    @property
+    def est_cost(self) -> float:
+        return self.est[1] if self.est is not None else 100.0
+
+    def explain(self, depth: int = 0, costs: bool = True, analyze: bool = False) -> list[str]:
+        head = self.describe()
+        if costs and self.est is not None:
+            s, t, r, w = self.est
+            head += "  " + _fmt_cost(s, t, r, w)
+        if analyze:
+            a = self.actual
+            if a is None or a[2] == 0:
+                head += " (never executed)"
+            else:
+                head += f" (actual time={a[1] * 1000 / a[2]:.3f}..{a[1] * 1000 / a[2]:.3f} rows={a[0] // a[2]} " \
+                        f"loops={a[2]})"
+        prefix = "" if depth == 0 else " " * (6 * depth - 4) + "->  "
+        out = [prefix + head]
+        dpad = " " * (6 * depth + 2)
+        for d in self.details(analyze):
+            out.append(dpad + d)
         for c in self.children():
-            out.extend(c.explain(depth + 1))
+            out.extend(c.explain(depth + 1, costs, analyze))
         return out
+
+    def details(self, analyze: bool = False) -> list[str]:
+        return list(self.notes)
 
     def describe(self) -> str:
         return self.label
 
     def children(self) -> list[PlanNode]:
         return []
+
+
+def _fmt_cost(s: float, t: float, r: float, w: int) -> str:
+    from .costs import fmt_cost
+    return fmt_cost(s, t, r, w)
+
+
+def instrument(node: PlanNode) -> None:
+    """EXPLAIN ANALYZE: count rows, loops and time of every node's rows()."""
+    import time as _time
+    if node.actual is not None:
+        return
+    node.actual = [0, 0.0, 0]
+    orig = node.rows
+
+    def counted(st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
+        a = node.actual
+        a[2] += 1
+        t0 = _time.perf_counter()
+        for r in orig(st, prow):
+            a[0] += 1
+            yield r
+        a[1] += _time.perf_counter() - t0
+    node.rows = counted  # type: ignore[method-assign]
+    for c in node.children():
+        instrument(c)
 
 
 def _check_cancel(st: ExecState) -> None:
@@ -104,9 +160,10 @@ class IndexScan(PlanNode):
         self.with_tid = with_tid
         self.width = len(rel.columns) + (1 if with_tid else 0)
         self.alias = alias
+        self.backward = False
 
     def describe(self) -> str:
-        return f"Index Scan using {self.index.name} on {self.rel.name}" + \
+        return f"Index Scan{' Backward' if self.backward else ''} using {self.index.name} on {self.rel.name}" + \
             (f" {self.alias}" if self.alias and self.alias != self.rel.name else "")
 
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
@@ -131,7 +188,10 @@ class IndexScan(PlanNode):
             hi = tuple(keys) + (v,)
             hi_inc = self.hi[1]
         qual = self.qual
-        it = st.storage.index_scan(self.index, self.rel, lo, lo_inc, hi, hi_inc)
+        if self.backward:
+            it = st.storage.index_scan(self.index, self.rel, lo, lo_inc, hi, hi_inc, backward=True)
+        else:
+            it = st.storage.index_scan(self.index, self.rel, lo, lo_inc, hi, hi_inc)
         if self.with_tid:
             for tid, row in it:
                 r = row + (tid,)
@@ -433,6 +493,18 @@ class HashJoin(PlanNode):
     def describe(self) -> str:
         return "Hash" + ({"left": " Left", "right": " Right", "full": " Full"}.get(self.kind, "")) + " Join"
 
+    def explain(self, depth: int = 0, costs: bool = True, analyze: bool = False) -> list[str]:
+        lines = PlanNode.explain(self, depth, costs, analyze)
+        # PostgreSQL shows the inner side under a Hash node
+        inner = self.right.explain(depth + 2, costs, analyze)
+        outer = self.left.explain(depth + 1, costs, analyze)
+        head = lines[: 1 + len(self.details(analyze))]
+        hash_line = " " * (6 * (depth + 1) - 4) + "->  Hash"
+        if costs and self.right.est is not None:
+            s, t, r, w = self.right.est
+            hash_line += "  " + _fmt_cost(t, t, r, w)
+        return head + outer + [hash_line] + inner
+
     def children(self) -> list[PlanNode]:
         return [self.left, self.right]
 
@@ -495,8 +567,11 @@ class Filter(PlanNode):
     def children(self) -> list[PlanNode]:
         return [self.child]
 
-    def explain(self, depth: int = 0) -> list[str]:
-        return self.child.explain(depth)
+    def explain(self, depth: int = 0, costs: bool = True, analyze: bool = False) -> list[str]:
+        lines = self.child.explain(depth, costs, analyze)
+        for k, n in enumerate(self.notes):
+            lines.insert(1 + k, " " * (6 * depth + 2) + n)
+        return lines
 
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         qual = self.qual
@@ -516,8 +591,8 @@ class Project(PlanNode):
     def children(self) -> list[PlanNode]:
         return [self.child]
 
-    def explain(self, depth: int = 0) -> list[str]:
-        return self.child.explain(depth)
+    def explain(self, depth: int = 0, costs: bool = True, analyze: bool = False) -> list[str]:
+        return self.child.explain(depth, costs, analyze)
 
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         fns = self.fns
@@ -581,24 +656,194 @@ def sort_rows(rows: list[tuple], keys: list[tuple[int, bool, bool | None]]) -> l
     return rows
 
 
+class _Rev:
+    """Inverts the order of a sort key element (DESC keys in a merge)."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k: Any) -> None:
+        self.k = k
+
+    def __lt__(self, other: _Rev) -> bool:
+        return other.k < self.k
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Rev) and self.k == other.k
+
+
+def composite_key(keys: list[tuple[int, bool, bool | None]]) -> Callable[[tuple], tuple]:
+    """One key function ordering rows exactly like :func:`sort_rows` (for merges and heaps)."""
+    parts = []
+    for idx, desc, nulls_first in keys:
+        if nulls_first is None:
+            nulls_first = desc
+        parts.append((idx, desc, not nulls_first if not desc else nulls_first))
+
+    def key(r: tuple) -> tuple:
+        out = []
+        for idx, desc, nf in parts:
+            v = r[idx]
+            k = (nf, 0) if v is None else (not nf, v)
+            out.append(_Rev(k) if desc else k)
+        return tuple(out)
+    return key
+
+
+def _row_size(r: tuple) -> int:
+    """Rough memory use of a row (work_mem accounting)."""
+    n = 56 + 8 * len(r)
+    for v in r:
+        if isinstance(v, (str, bytes)):
+            n += 49 + len(v)
+        elif v is not None:
+            n += 32
+    return n
+
+
 class Sort(PlanNode):
+    """ORDER BY: in memory while the rows fit in ``work_mem``, otherwise sorted runs are
+    written to temporary files under ``base/pgsql_tmp`` and merged (external merge sort).
+    With ``limit`` (a LIMIT above it, offset included) only the top rows are kept (top-N
+    heapsort)."""
     label = "Sort"
 
     def __init__(self, child: PlanNode, keys: list[tuple[int, bool, bool | None]]) -> None:
         self.child = child
         self.keys = keys
         self.width = child.width
+        self.limit: Fn | None = None
+        self.key_names: list[str] = []
+        self.last_method = ""
 
     def children(self) -> list[PlanNode]:
         return [self.child]
 
+    def details(self, analyze: bool = False) -> list[str]:
+        out = list(self.notes)
+        if self.key_names:
+            out.append("Sort Key: " + ", ".join(self.key_names))
+        if analyze and self.last_method:
+            out.append(self.last_method)
+        return out
+
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
-        rows = list(self.child.rows(st, prow))
-        if st.session is not None:
+        check = st.session is not None
+        work_mem = _work_mem(st)
+        if self.limit is not None:
+            n = self.limit(prow, st)
+            if n is not None and n >= 0:
+                return self._top_n(st, prow, int(n))
+        rows: list[tuple] = []
+        used = 0
+        runs: list[Any] = []
+        count = 0
+        for r in self.child.rows(st, prow):
+            rows.append(r)
+            used += _row_size(r)
+            count += 1
+            if check and count & 1023 == 0:
+                _check_cancel(st)
+            if used > work_mem:
+                if len(rows) > 1:
+                    sort_rows(rows, self.keys)
+                runs.append(_write_run(st, rows))
+                rows = []
+                used = 0
+        if check:
             _check_cancel(st)
-        if len(rows) > 1:
+        if not runs:
+            if len(rows) > 1:
+                sort_rows(rows, self.keys)
+            self.last_method = f"Sort Method: quicksort  Memory: {max(used // 1024, 25)}kB"
+            return iter(rows)
+        if rows:
             sort_rows(rows, self.keys)
-        return iter(rows)
+            runs.append(_write_run(st, rows))
+        disk = sum(r.size for r in runs)
+        self.last_method = f"Sort Method: external merge  Disk: {max(disk // 1024, 1)}kB"
+        return _merge_runs(runs, composite_key(self.keys))
+
+    def _top_n(self, st: ExecState, prow: tuple | None, n: int) -> Iterator[tuple]:
+        import heapq
+        key = composite_key(self.keys)
+        if n == 0:
+            for _ in self.child.rows(st, prow):
+                pass
+            return iter(())
+        # heapq.nsmallest is stable for equal keys (it uses the input position as tiebreaker)
+        out = heapq.nsmallest(n, self.child.rows(st, prow), key=key)
+        self.last_method = "Sort Method: top-N heapsort  Memory: 25kB"
+        return iter(out)
+
+
+def _work_mem(st: ExecState) -> int:
+    try:
+        return int(st.env.settings.value("work_mem")) * 1024
+    except Exception:  # noqa: BLE001
+        return 4 * 1024 * 1024
+
+
+class _Run:
+    """One sorted run in a temporary file (pickled batches), deleted once read or at exit."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        self.size = size
+
+    def __iter__(self) -> Iterator[tuple]:
+        import os
+        import pickle
+        try:
+            with open(self.path, "rb") as f:
+                while True:
+                    try:
+                        batch = pickle.load(f)
+                    except EOFError:
+                        break
+                    yield from batch
+        finally:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+_tmp_counter = [0]
+
+
+def _temp_dir(st: ExecState) -> str:
+    import os
+    import tempfile
+    base = None
+    eng = getattr(st.env, "engine", None)
+    env = getattr(eng, "env", None)
+    datadir = getattr(env, "datadir", None)
+    if datadir:
+        base = os.path.join(datadir, "base", "pgsql_tmp")
+    else:
+        base = os.path.join(tempfile.gettempdir(), "pgbundle_tmp")
+    os.makedirs(base, exist_ok=True)
+    return base
+
+
+def _write_run(st: ExecState, rows: list[tuple]) -> _Run:
+    import os
+    import pickle
+    _tmp_counter[0] += 1
+    path = os.path.join(_temp_dir(st), f"pgsql_tmp{os.getpid()}.{_tmp_counter[0]}")
+    with open(path, "wb") as f:
+        for i in range(0, len(rows), 1000):
+            pickle.dump(rows[i:i + 1000], f, protocol=pickle.HIGHEST_PROTOCOL)
+        size = f.tell()
+    stats = getattr(getattr(getattr(st.env, "engine", None), "stats", None), "temp_file", None)
+    if stats is not None:
+        stats(size)
+    return _Run(path, size)
+
+
+def _merge_runs(runs: list[_Run], key: Callable[[tuple], tuple]) -> Iterator[tuple]:
+    import heapq
+    return heapq.merge(*[iter(r) for r in runs], key=key)
 
 
 class Unique(PlanNode):
@@ -677,8 +922,8 @@ class Trim(PlanNode):
     def children(self) -> list[PlanNode]:
         return [self.child]
 
-    def explain(self, depth: int = 0) -> list[str]:
-        return self.child.explain(depth)
+    def explain(self, depth: int = 0, costs: bool = True, analyze: bool = False) -> list[str]:
+        return self.child.explain(depth, costs, analyze)
 
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         w = self.width

@@ -26,6 +26,7 @@ from typing import Any
 from pgbundle.server.errors import PgError
 from pgbundle.shared.types import oids as T
 
+from . import costs as C
 from . import execute as X
 from . import functions as F
 from .analyze import CTE, RTE, JoinNode, Query, RangeRef
@@ -63,6 +64,35 @@ class Planner:
         self.env = env
         self.outer = outer or []
         self.cte_plans: dict[str, tuple[Any, CTE]] = dict(cte_plans or {})
+        self._tinfo: dict[int, C.TableInfo] = {}
+        self.order_hint: list[tuple[int, bool, bool]] | None = None
+        self.sorted_by_scan = False
+
+    # ------------------------------------------------------------------ estimates
+
+    def _table_info(self, rt: int) -> C.TableInfo:
+        ti = self._tinfo.get(rt)
+        if ti is None:
+            ti = self._tinfo[rt] = C.TableInfo(self.env, self.q.rtable[rt].rel)
+        return ti
+
+    def _setting(self, name: str, default: Any = True) -> Any:
+        try:
+            return self.env.settings.value(name)
+        except Exception:  # noqa: BLE001
+            return default
+
+    def _text(self, e: Expr, qualify: bool) -> str:
+        from .deparse import explain_text
+        rtable = self.q.rtable
+
+        def varname(v: Var) -> str:
+            from .functions import quote_ident
+            n = quote_ident(v.name) if v.name else f"col{v.col + 1}"
+            if qualify and v.levelsup == 0 and 0 <= v.rt < len(rtable):
+                return f"{quote_ident(rtable[v.rt].alias)}.{n}"
+            return n
+        return explain_text(e, varname, self.env)
 
     # ------------------------------------------------------------------ entry points
 
@@ -70,8 +100,30 @@ class Planner:
         self._plan_ctes(q)
         if q.kind == "setop":
             return self._plan_setop(q)
+        self.order_hint = self._order_hint(q)
         node, layout = self.plan_from_where(q, dml_target=-1)
         return self._finish_select(q, node, layout)
+
+    def _order_hint(self, q: Query) -> list[tuple[int, bool, bool]] | None:
+        """ORDER BY plain columns of the only table + LIMIT: an index in that order can
+        replace the sort (and stop after LIMIT rows)."""
+        if q.limit is None or not q.sort or q.has_aggs or q.aggs or q.windows or q.distinct or q.distinct_on:
+            return None
+        if len(q.from_) != 1 or not isinstance(q.from_[0], RangeRef):
+            return None
+        rt = q.from_[0].rt
+        if q.rtable[rt].kind != "relation":
+            return None
+        out = []
+        for s in q.sort:
+            e = s.expr
+            if isinstance(e, Slot) and e.index < len(q.targets):
+                e = q.targets[e.index].expr
+            if not isinstance(e, Var) or e.rt != rt or e.levelsup != 0:
+                return None
+            nulls_first = s.desc if s.nulls_first is None else s.nulls_first
+            out.append((e.col, s.desc, nulls_first))
+        return out
 
     def _plan_ctes(self, q: Query) -> None:
         # a CTE query is one level below the query owning the WITH (which it cannot reference)
@@ -106,7 +158,7 @@ class Planner:
         if q.sort:
             node = X.Sort(node, [(s.expr.index, s.desc, s.nulls_first) for s in q.sort])
         if q.limit is not None or q.offset is not None:
-            node = X.Limit(node, self._const_fn(q.offset), self._const_fn(q.limit))
+            node = self._limit(node, q)
         del layout
         return node
 
@@ -206,15 +258,62 @@ class Planner:
             rel = rte.rel
             if rel.kind == "S":
                 return X.VirtualScan(_SequenceRow(rel), qual)
+            ti = self._table_info(rt)
+            sel = 1.0
+            for c in quals:
+                sel *= C.clause_selectivity(ti, rt, c)
+            rows = max(ti.tuples * sel, 1.0)
+            seq_cost = C.seq_scan_cost(ti, len(quals))
+            qualify = len(self.q.rtable) > 1 and self.dml_target < 0
             idx = self._choose_index(rt, rte, quals)
+            ordered = None
+            if self.order_hint is not None and rt == self._only_rt():
+                ordered = self._ordered_index(rel, idx)
+                if ordered is not None:
+                    idx = ordered[0]
+            use_index = False
             if idx is not None:
+                index, eq, lo, hi = idx
+                ncols = len(eq) + (1 if lo or hi else 0)
+                used = [c for c in quals if (p := self._index_pred(rt, c)) is not None
+                        and p[0] in index.columns[:ncols]]
+                isel = 1.0
+                for c in used:
+                    isel *= C.clause_selectivity(ti, rt, c)
+                matched = max(ti.tuples * isel, 1.0)
+                unique_eq = index.unique and len(eq) == len(index.columns)
+                idx_cost = C.index_scan_cost(ti, matched, unique_eq) + \
+                    matched * (len(quals) - len(used)) * C.CPU_OPERATOR_COST
+                use_index = (idx_cost <= seq_cost or not self._setting("enable_seqscan")) and \
+                    bool(self._setting("enable_indexscan"))
+                if ordered is not None and self.q.limit is not None:
+                    use_index = True
+            if idx is not None and use_index:
                 index, eq, lo, hi = idx
                 const_lay = Layout({}, self.outer)
                 eqf = [compile_expr(e, const_lay, self) for e in eq]
                 lof = (compile_expr(lo[0], const_lay, self), lo[1]) if lo else None
                 hif = (compile_expr(hi[0], const_lay, self), hi[1]) if hi else None
-                return X.IndexScan(rel, index, eqf, lof, hif, qual, with_tid, rte.alias)
-            return X.SeqScan(rel, qual, with_tid, rte.alias)
+                node = X.IndexScan(rel, index, eqf, lof, hif, qual, with_tid, rte.alias)
+                if ordered is not None:
+                    node.backward = ordered[1]
+                    self.sorted_by_scan = True
+                    node.est = (0.0, idx_cost if not ordered else idx_cost, rows, ti.width)
+                else:
+                    node.est = (0.0, idx_cost, rows, ti.width)
+                notes = []
+                if used:
+                    notes.append("Index Cond: " + self._text(and_all(used), qualify))
+                rest = [c for c in quals if c not in used]
+                if rest:
+                    notes.append("Filter: " + self._text(and_all(rest), qualify))
+                node.notes = tuple(notes)
+                return node
+            node = X.SeqScan(rel, qual, with_tid, rte.alias)
+            node.est = (0.0, seq_cost, rows, ti.width)
+            if quals:
+                node.notes = ("Filter: " + self._text(and_all(quals), qualify),)
+            return node
         if rte.kind == "virtual":
             return X.VirtualScan(rte.virtual, qual)
         if rte.kind == "values":
@@ -250,6 +349,34 @@ class Planner:
             node.correlated = getattr(cte, "correlated", True)
             return node
         raise PgError("XX000", f"cannot scan {rte.kind}")
+
+    def _only_rt(self) -> int:
+        return self.q.from_[0].rt if len(self.q.from_) == 1 and isinstance(self.q.from_[0], RangeRef) else -1
+
+    def _ordered_index(self, rel: Any, idx: Any) -> tuple[Any, bool] | None:
+        """(index match, backward) when an index returns rows in the ORDER BY order: its
+        columns after the equality prefix are the sort columns, all ascending with NULLs
+        last (forward) or all descending with NULLs first (backward)."""
+        hint = self.order_hint
+        if not hint:
+            return None
+        desc = hint[0][1]
+        if any(d != desc or nf != desc for _c, d, nf in hint):
+            return None
+        cols = [c for c, _d, _nf in hint]
+        if idx is not None:
+            index, eq, lo, hi = idx
+            if list(index.columns[len(eq):len(eq) + len(cols)]) == cols and not (lo or hi) or \
+                    list(index.columns[len(eq):len(eq) + len(cols)]) == cols:
+                if all(not (o & 1) for o in getattr(index, "options", ()) or ()):
+                    return idx, desc
+        for index in rel.indexes:
+            if list(index.columns[:len(cols)]) == cols and all(not (o & 1) for o in
+                                                                 getattr(index, "options", ()) or ()):
+                if idx is not None and idx[1]:
+                    return None  # an equality lookup on another index is better
+                return (index, [], None, None), desc
+        return None
 
     def _index_pred(self, rt: int, e: Expr, avail_other: bool = False) -> tuple[int, str, Expr] | None:
         """(column, operator, other side) when ``e`` is ``col op expr`` usable
@@ -312,17 +439,47 @@ class Planner:
 
     def _join(self, left: X.PlanNode, lrts: set[int], right: X.PlanNode, rrts: set[int], kind: str,
               quals: list[Expr]) -> tuple[X.PlanNode, set[int]]:
+        """Join two inputs: an index nested loop (right side a table with an index on an
+        equi-join column), a hash join on the equalities, or a nested loop — the cheapest
+        by the estimates (row counts from ANALYZE statistics)."""
         allrts = lrts | rrts
         if kind in ("inner", "cross"):
             quals = quals + self._take(allrts)
             kind = "inner"
         full = self._local_layout(allrts)
+        lrows, lcost = left.est_rows, left.est_cost
+        rrows, rcost = right.est_rows, right.est_cost
+        width = (left.est[3] if left.est else 32) + (right.est[3] if right.est else 32)
         # lateral: the right side uses columns of the left side
         lateral = self._is_lateral(right, rrts, lrts)
         if lateral:
             qual = compile_expr(and_all(quals), full, self) if quals else None
             node = X.NestLoop(left, right, kind if kind != "inner" else "inner", qual, True)
+            node.est = (0.0, lcost + lrows * rcost, lrows * rrows * (C.DEFAULT_SEL if quals else 1.0), width)
             return self._post_join(node, allrts), allrts
+        # equalities between the two sides (hash keys) and their selectivity
+        lkeys, rkeys, rest = [], [], []
+        jsel = 1.0
+        for c in quals:
+            if isinstance(c, Func) and c.name == "=" and len(c.args) == 2 and c.args[0].type == c.args[1].type:
+                a, b = c.args
+                ra, rb = rts_of(a), rts_of(b)
+                pair = None
+                if ra and rb and ra <= lrts and rb <= rrts and _hashable(a) and _hashable(b):
+                    pair = (a, b)
+                elif ra and rb and ra <= rrts and rb <= lrts and _hashable(a) and _hashable(b):
+                    pair = (b, a)
+                if pair is not None:
+                    lkeys.append(pair[0])
+                    rkeys.append(pair[1])
+                    jsel *= self._eqjoin_sel(pair[0], pair[1])
+                    continue
+            rest.append(c)
+            jsel *= C.DEFAULT_INEQ_SEL if isinstance(c, Func) else C.DEFAULT_SEL
+        out_rows = max(lrows * rrows * jsel, 1.0)
+        if kind == "left":
+            out_rows = max(out_rows, lrows)
+        candidates: list[tuple[float, Any]] = []
         # index nested loop: right is a single table with an index on an equi-join column
         if len(rrts) == 1 and kind in ("inner", "left"):
             (rrt,) = tuple(rrts)
@@ -339,40 +496,68 @@ class Planner:
                 if preds:
                     m = self._match_index(rte.rel, preds)
                     if m is not None and m[1]:
-                        index, eq, lo, hi = m
-                        keylay = self._local_layout(lrts)
-                        eqf = [compile_expr(e, keylay, self) for e in eq]
-                        lof = (compile_expr(lo[0], keylay, self), lo[1]) if lo else None
-                        hif = (compile_expr(hi[0], keylay, self), hi[1]) if hi else None
-                        inner = X.IndexScan(rte.rel, index, eqf, lof, hif, right.qual, right.with_tid, rte.alias)
-                        qual = compile_expr(and_all(quals), full, self) if quals else None
-                        node = X.NestLoop(left, inner, kind, qual, True)
-                        return self._post_join(node, allrts), allrts
-        # hash join on equalities between the sides
-        lkeys, rkeys, rest = [], [], []
-        for c in quals:
-            if isinstance(c, Func) and c.name == "=" and len(c.args) == 2 and c.args[0].type == c.args[1].type:
-                a, b = c.args
-                ra, rb = rts_of(a), rts_of(b)
-                if ra and rb and ra <= lrts and rb <= rrts and _hashable(a) and _hashable(b):
-                    lkeys.append(a)
-                    rkeys.append(b)
-                    continue
-                if ra and rb and ra <= rrts and rb <= lrts and _hashable(a) and _hashable(b):
-                    lkeys.append(b)
-                    rkeys.append(a)
-                    continue
-            rest.append(c)
+                        ti = self._table_info(rrt)
+                        per_probe = max(rrows * jsel, 1.0) if lkeys else max(ti.tuples * C.DEFAULT_EQ_SEL, 1.0)
+                        unique = m[0].unique and len(m[1]) == len(m[0].columns)
+                        probe = C.index_scan_cost(ti, per_probe, unique)
+                        cost = lcost + lrows * probe
+                        if not self._setting("enable_nestloop"):
+                            cost += 1e9
+                        candidates.append((cost, ("inl", m, used, rrt, rte)))
         if lkeys:
+            cost = lcost + rcost + (lrows + rrows) * C.CPU_OPERATOR_COST * 2 + rrows * C.CPU_TUPLE_COST
+            if not self._setting("enable_hashjoin"):
+                cost += 1e9
+            candidates.append((cost, ("hash",)))
+        if candidates:
+            cost, choice = min(candidates, key=lambda c: c[0])
+        else:
+            cost, choice = lcost + lrows * rcost, ("nl",)
+        if choice[0] == "inl":
+            _, m, used, rrt, rte = choice
+            index, eq, lo, hi = m
+            keylay = self._local_layout(lrts)
+            eqf = [compile_expr(e, keylay, self) for e in eq]
+            lof = (compile_expr(lo[0], keylay, self), lo[1]) if lo else None
+            hif = (compile_expr(hi[0], keylay, self), hi[1]) if hi else None
+            inner = X.IndexScan(rte.rel, index, eqf, lof, hif, right.qual, right.with_tid, rte.alias)
+            ti = self._table_info(rrt)
+            inner.est = (0.0, C.index_scan_cost(ti, max(rrows * jsel, 1.0), index.unique), max(rrows * jsel, 1.0),
+                         right.est[3] if right.est else 32)
+            inner.notes = ("Index Cond: " + self._text(and_all(used), True),) + tuple(
+                n for n in right.notes if n.startswith("Filter"))
+            qual = compile_expr(and_all(quals), full, self) if quals else None
+            node = X.NestLoop(left, inner, kind, qual, True)
+            others = [c for c in quals if c not in used]
+            if others:
+                node.notes = ("Join Filter: " + self._text(and_all(others), True),)
+        elif choice[0] == "hash":
             llay = self._local_layout(lrts)
             rlay = self._local_layout(rrts)
             node = X.HashJoin(left, right, kind, [compile_expr(e, llay, self) for e in lkeys],
                               [compile_expr(e, rlay, self) for e in rkeys],
                               compile_expr(and_all(rest), full, self) if rest else None)
-            return self._post_join(node, allrts), allrts
-        qual = compile_expr(and_all(quals), full, self) if quals else None
-        node = X.NestLoop(left, right, kind, qual, False)
+            conds = [Func("=", F.comparison("=", a.type), (a, b), T.BOOL) for a, b in zip(lkeys, rkeys)]
+            notes = ["Hash Cond: " + self._text(and_all(conds), True)]
+            if rest:
+                notes.append("Join Filter: " + self._text(and_all(rest), True))
+            node.notes = tuple(notes)
+        else:
+            qual = compile_expr(and_all(quals), full, self) if quals else None
+            node = X.NestLoop(left, right, kind, qual, False)
+            if quals:
+                node.notes = ("Join Filter: " + self._text(and_all(quals), True),)
+        node.est = (0.0, cost, out_rows, width)
         return self._post_join(node, allrts), allrts
+
+    def _eqjoin_sel(self, a: Expr, b: Expr) -> float:
+        def side(e: Expr) -> tuple[Any, Any]:
+            if isinstance(e, Var) and e.levelsup == 0 and self.q.rtable[e.rt].kind == "relation":
+                return self._table_info(e.rt), e.col
+            return None, None
+        lti, lc = side(a)
+        rti, rc = side(b)
+        return C.join_selectivity(lti, lc, rti, rc)
 
     def _post_join(self, node: X.PlanNode, allrts: set[int]) -> X.PlanNode:
         """Conjuncts that became evaluable above an outer join."""
@@ -435,26 +620,78 @@ class Planner:
                 extra.append(e)
         fns = [compile_expr(e, layout, self) for e in target_exprs + extra]
         srf = [_is_srf(e) for e in target_exprs + extra]
+        below = node
         if any(srf):
             node = X.ProjectSet(node, fns, srf)
         else:
             node = X.Project(node, fns)
+        node.est = below.est
+        keytext = [self._sort_text(s) for s in q.sort]
         if q.distinct_on:
-            node = X.Sort(node, [(i, False, None) for i in don_idx] + sort_idx)
+            node = self._sort(node, [(i, False, None) for i in don_idx] + sort_idx,
+                              [self._text_or(e) for e in q.distinct_on] + keytext)
             node = X.Unique(node, ntargets, don_idx)
+            node.est = node.child.est
         elif q.distinct:
             if extra:
                 raise PgError("42P10", "for SELECT DISTINCT, ORDER BY expressions must appear in select list")
             node = X.Unique(node, ntargets)
+            node.est = node.child.est
             if sort_idx:
-                node = X.Sort(node, sort_idx)
-        elif sort_idx:
-            node = X.Sort(node, sort_idx)
+                node = self._sort(node, sort_idx, keytext)
+        elif sort_idx and not self.sorted_by_scan:
+            node = self._sort(node, sort_idx, keytext)
         if q.limit is not None or q.offset is not None:
-            node = X.Limit(node, self._const_fn(q.offset), self._const_fn(q.limit))
+            node = self._limit(node, q)
         if extra:
             node = X.Trim(node, ntargets)
         return node
+
+    def _sort(self, node: X.PlanNode, keys: list, names: list[str]) -> X.Sort:
+        import math
+        s = X.Sort(node, keys)
+        s.key_names = names
+        if node.est is not None:
+            n = max(node.est_rows, 1.0)
+            c = node.est_cost + n * math.log2(n + 1) * C.CPU_OPERATOR_COST * 2
+            s.est = (c, c + n * C.CPU_OPERATOR_COST, node.est_rows, node.est[3])
+        return s
+
+    def _text_or(self, e: Expr) -> str:
+        t = self._text(e, len(getattr(self, "q", Query("select")).rtable) > 1)
+        return t[1:-1] if t.startswith("(") and t.endswith(")") and isinstance(e, (Var,)) else t
+
+    def _sort_text(self, s: Any) -> str:
+        e = s.expr
+        if isinstance(e, Slot):
+            return str(e.index + 1)
+        t = self._text(e, len(self.q.rtable) > 1) if hasattr(self, "q") else "?"
+        if isinstance(e, Var) and t.startswith("(") and t.endswith(")"):
+            t = t[1:-1]
+        return t + (" DESC" if s.desc else "") + (
+            (" NULLS FIRST" if s.nulls_first else " NULLS LAST") if s.nulls_first is not None and
+            s.nulls_first != s.desc else "")
+
+    def _limit(self, node: X.PlanNode, q: Query) -> X.PlanNode:
+        """LIMIT/OFFSET; a Sort right below keeps only offset + count rows (top-N)."""
+        off = self._const_fn(q.offset)
+        cnt = self._const_fn(q.limit)
+        if isinstance(node, X.Sort) and cnt is not None:
+            def bound(prow, st, _o=off, _c=cnt):
+                c = _c((), st)
+                if c is None:
+                    return None
+                o = _o((), st) if _o is not None else 0
+                return (o or 0) + c
+            node.limit = bound
+        lim = X.Limit(node, off, cnt)
+        if node.est is not None:
+            n = node.est_rows
+            if isinstance(q.limit, Const) and isinstance(q.limit.value, int):
+                n = min(n, q.limit.value)
+            lim.est = (node.est[0], node.est[0] + (node.est_cost - node.est[0]) * (n / max(node.est_rows, 1.0)), n,
+                       node.est[3])
+        return lim
 
     def _plan_agg(self, q: Query, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
         keys = [compile_expr(g, layout, self) for g in q.group]
@@ -624,11 +861,17 @@ class DMLPlan:
         st.extra[("dmlcount", id(self))] = count
         return iter(rows)
 
-    def explain(self, depth: int = 0) -> list[str]:
-        pad = "  " * depth
-        out = [pad + f"{self.q.kind.capitalize()} on {self.q.target.name}"]
+    def explain(self, depth: int = 0, costs: bool = True, analyze: bool = False) -> list[str]:
+        head = f"{self.q.kind.capitalize()} on {self.q.target.name}"
+        if costs:
+            sc = getattr(self, "scan", None)
+            total = sc.est_cost if sc is not None else 0.01
+            head += f"  (cost=0.00..{total:.2f} rows=0 width=0)"
+        out = [head]
         if getattr(self, "scan", None) is not None:
-            out.extend(self.scan.explain(depth + 1))
+            out.extend(self.scan.explain(depth + 1, costs, analyze))
+        elif self.q.kind == "insert":
+            out.append("  ->  Result  (cost=0.00..0.01 rows=1 width=0)" if costs else "  ->  Result")
         return out
 
 

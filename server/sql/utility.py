@@ -994,14 +994,32 @@ def _explain(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     inner = RS(k, q, raw.text, raw.location)
     if k not in ("SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt"):
         raise PgError("0A000", f"EXPLAIN {k} is not supported")
-    prep = s._prepare(raw.text, inner, ())
-    lines = prep.plan.explain()
+    import time as _time
     o = _opts(n)
-    if o.get("analyze"):
+    costs = o.get("costs", True) not in (False, "off", "false", 0)
+    analyze = bool(o.get("analyze")) and o.get("analyze") not in ("off", "false")
+    t0 = _time.perf_counter()
+    prep = s._prepare(raw.text, inner, ())
+    t1 = _time.perf_counter()
+    if analyze:
+        from .execute import instrument
+        plan = prep.plan
+        if hasattr(plan, "scan") and plan.scan is not None:
+            instrument(plan.scan)
+        elif not hasattr(plan, "scan"):
+            instrument(plan)
         res = s._run(prep, [None] * len(prep.param_types))
         if res.rows is not None:
             for _ in res.rows:
                 pass
+        t2 = _time.perf_counter()
+        lines = prep.plan.explain(0, costs, True)
+        s.plan_cache.clear()  # the instrumented plan must not be reused
+        if o.get("timing", True) not in (False, "off"):
+            lines.append(f"Planning Time: {(t1 - t0) * 1000:.3f} ms")
+            lines.append(f"Execution Time: {(t2 - t1) * 1000:.3f} ms")
+    else:
+        lines = prep.plan.explain(0, costs, False)
     return _R("EXPLAIN", [Column("QUERY PLAN", T.TEXT)], [(ln,) for ln in lines])
 
 
@@ -1169,6 +1187,42 @@ class Cursor:
                           hint="Declare it with SCROLL option to enable backward scan.")
 
 
+def _create_table_as(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    """CREATE TABLE ... AS SELECT (and SELECT ... INTO): the query's columns, then its rows."""
+    from pgbundle.server.access import api
+
+    from .analyze import Analyzer, ParamTypes, output_columns
+    from .parse import RawStmt as RS
+    if n.get("objtype") == "OBJECT_MATVIEW":
+        raise PgError("0A000", "materialized views are not supported")
+    into = n["into"]
+    schema, name = _rangevar(into["rel"])
+    if n.get("if_not_exists") and s.storage.lookup_relation(schema, name) is not None:
+        s.notice(f'relation "{name}" already exists, skipping', "42P07")
+        return _R("CREATE TABLE AS")
+    k, qv = next(iter(n["query"].items()))
+    q = Analyzer(s.env, ParamTypes()).analyze(k, qv)
+    cols = output_columns(q)
+    aliases = names(into.get("colNames"))
+    if len(aliases) > len(cols):
+        raise PgError("42601", "too many column names were specified")
+    defs = []
+    for i, t in enumerate(cols):
+        typ = t.expr.type if t.expr.type != T.UNKNOWN else T.TEXT
+        defs.append(api.ColumnDef(aliases[i] if i < len(aliases) else t.name, typ, t.expr.typmod, False, None))
+    persistence = "u" if into["rel"].get("relpersistence") == "u" else "p"
+    if into["rel"].get("relpersistence") == "t":
+        raise PgError("0A000", "temporary tables are not supported")
+    s.engine.create_table(name, defs, schema=schema, persistence=persistence)
+    if into.get("skipData"):
+        return _R("CREATE TABLE AS" if n.get("objtype") != "OBJECT_MATVIEW" else "SELECT 0")
+    ins = {"relation": dict(into["rel"]), "selectStmt": n["query"]}
+    prep = s._prepare(raw.text + " /* insert */", RS("InsertStmt", ins, raw.text, raw.location), ())
+    res = s._run(prep, list(params))
+    count = res.tag.split()[-1] if res.tag else "0"
+    return _R(f"SELECT {count}")
+
+
 def _create_view(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     from pglast.stream import RawStream
 
@@ -1265,7 +1319,7 @@ _HANDLERS = {
     "AlterRoleStmt": _alter_role, "DropRoleStmt": _drop_role, "CreatedbStmt": _createdb, "DropdbStmt": _dropdb,
     "ExplainStmt": _explain, "PrepareStmt": _prepare_stmt, "ExecuteStmt": _execute_stmt, "CopyStmt": _copy,
     "DoStmt": _do, "RenameStmt": _rename, "CreateEnumStmt": _create_enum, "DeclareCursorStmt": _declare,
-    "FetchStmt": _fetch, "ViewStmt": _create_view,
+    "FetchStmt": _fetch, "ViewStmt": _create_view, "CreateTableAsStmt": _create_table_as,
 }
 
 __all__ = ["describe_utility", "run_utility", "deparse_expr", "json", "M"]

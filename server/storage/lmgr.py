@@ -177,6 +177,29 @@ class LockTable:
                 out.append((holder, m))
         return out
 
+    def grants(self) -> list[tuple[int, int, int, int, int, bool]]:
+        """(locktype, mode, holder slot, dboid, objid, fastpath) of every lock held, for
+        pg_locks: the shared table's entries, then the fast-path relation locks (one row
+        per mode).  Read without the partition locks, as a statistics view may be."""
+        out = []
+        for b in range(self.nb):
+            vals = self._bucket.unpack_from(self.buf, self.off + b * self.ns * _ENT.size)
+            for i in range(self.ns):
+                lt, m, holder, db, obj = vals[5 * i: 5 * i + 5]
+                if lt:
+                    out.append((lt, m, holder, db, obj, False))
+        vals = self._fp_all.unpack_from(self.buf, self.fp_off)
+        per = FP_SLOTS * 3
+        for p in range(self.nprocs):
+            row = vals[p * per: (p + 1) * per]
+            for i in range(0, per, 3):
+                bits = row[i + 2]
+                if bits:
+                    for m in WEAK_MODES:
+                        if bits & (1 << m):
+                            out.append((LOCKTAG_RELATION, m, p, row[i], row[i + 1], True))
+        return out
+
     def release_all(self, slot: int) -> None:
         """Drop every grant held by ``slot`` (process exit safety net)."""
         zero = bytes(_ENT.size)

@@ -5,7 +5,8 @@ Signal handlers only set flags (and poke the wake-up pipe so a sleeping trio loo
 notices); the flags are acted on at safe points: between rows, between pages, in every
 wait loop.  SIGINT = cancel the running query (57014), SIGTERM = terminate the session
 (FATAL 57P01), SIGALRM = statement_timeout (57014 'canceling statement due to statement
-timeout').  SIGQUIT is handled immediately by the backend (see :mod:`.postgres`).
+timeout'), SIGUSR1 = a NOTIFY was published for a channel this backend may listen on
+(:mod:`.async_notify`).  SIGQUIT is handled immediately by the backend (see :mod:`.postgres`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def on_sigalrm(signum: int, frame: object) -> None:
 
 
 reload_pending = False
+notify_pending = False
+
+
+def on_sigusr1(signum: int, frame: object) -> None:
+    """ProcessNotifyInterrupt's trigger: the protocol loop reads the NOTIFY queue."""
+    global notify_pending
+    notify_pending = True
+    _poke()
 
 
 def on_sighup(signum: int, frame: object) -> None:
@@ -62,6 +71,7 @@ def install() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGALRM, on_sigalrm)
     signal.signal(signal.SIGHUP, on_sighup)
+    signal.signal(signal.SIGUSR1, on_sigusr1)
 
 
 def start_query(statement_timeout_ms: int) -> None:
@@ -94,8 +104,8 @@ def check_for_interrupts() -> None:
 
 
 def reset() -> None:
-    global cancel_pending, die_pending, timeout_pending, query_active
-    cancel_pending = die_pending = timeout_pending = query_active = False
+    global cancel_pending, die_pending, timeout_pending, query_active, notify_pending
+    cancel_pending = die_pending = timeout_pending = query_active = notify_pending = False
 
 
 _ = PgError

@@ -253,6 +253,8 @@ DEFINITIONS: tuple[Guc, ...] = (
     _G("enable_nestloop", "bool", True, "user", _QT, "Enables the planner's use of nested-loop join plans."),
     _G("enable_mergejoin", "bool", True, "user", _QT, "Enables the planner's use of merge join plans."),
     _G("enable_sort", "bool", True, "user", _QT, "Enables the planner's use of explicit sort steps."),
+    _G("default_statistics_target", "integer", 100, "user", "Query Tuning / Other Planner Options",
+       "Sets the default statistics target.", None, 1, 10000),
     _G("random_page_cost", "real", 4.0, "user", "Query Tuning / Planner Cost Constants",
        "Sets the planner's estimate of the cost of a nonsequentially fetched disk page.", None, 0, 1.79769e+308),
     _G("max_parallel_workers_per_gather", "integer", 2, "user", "Resource Usage / Asynchronous Behavior",
