@@ -1785,7 +1785,7 @@ class Analyzer:
         out = e
         if conv is not None:
             if isinstance(e, Const) and e.value is not None:
-                out = Const(conv(e.value), t, -1, e.location)
+                out = Const(conv(e.value), t, -1, e.location, src if src in (T.INT2, T.INT4, T.INT8) else 0)
             else:
                 out = Func("cast", conv, (e,), t)
         elif out.type != t:

@@ -184,12 +184,12 @@ def _copy_out_binary(types: list[int], rows: Any) -> Any:
 
     from .session import Result
     encs = [binary_encoder(t) for t in types]
-    out: list = [M.CopyOutResponse(1, tuple(1 for _ in types)),
-                 M.CopyData(_SIGNATURE + struct.pack(">ii", 0, 0))]
+    out: list = [M.CopyOutResponse(1, tuple(1 for _ in types))]
+    header = _SIGNATURE + struct.pack(">ii", 0, 0)  # sent with the first row, as PostgreSQL does
     count = 0
     nf = struct.pack(">h", len(types))
     for r in rows:
-        parts = [nf]
+        parts = [header, nf] if count == 0 else [nf]
         for e, v in zip(encs, r):
             if v is None:
                 parts.append(b"\xff\xff\xff\xff")
@@ -199,7 +199,7 @@ def _copy_out_binary(types: list[int], rows: Any) -> Any:
                 parts.append(b)
         out.append(M.CopyData(b"".join(parts)))
         count += 1
-    out.append(M.CopyData(b"\xff\xff"))
+    out.append(M.CopyData(b"\xff\xff" if count else header + b"\xff\xff"))
     out.append(M.CopyDone())
     return Result(f"COPY {count}", None, out)
 

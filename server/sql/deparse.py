@@ -28,6 +28,7 @@ class Unsupported(Exception):
 
 
 _varname: Any = None  # optional Var -> text (EXPLAIN qualifies columns with their table)
+_pretty_mode = False
 
 
 def explain_text(e: Any, varname: Any, env: Any = None) -> str:
@@ -70,9 +71,15 @@ def deparse(e: Any, names: dict | None = None, top: bool = True, pretty: bool = 
     drops the parentheses PostgreSQL's pretty mode drops (``parent``: 'bool' under
     AND/OR/NOT, 'op' under an operator, 'func' as a function or cast argument)."""
     if pretty:
-        return _pretty(e, names, top, parent)
+        global _pretty_mode
+        saved = _pretty_mode
+        _pretty_mode = True
+        try:
+            return _pretty(e, names, top, parent)
+        finally:
+            _pretty_mode = saved
     if isinstance(e, Const):
-        return _const(e, names)
+        return _const(e, names, top)
     if isinstance(e, Var):
         if _varname is not None:
             return _varname(e)
@@ -184,7 +191,7 @@ _REG_TYPES = (T.REGCLASS, T.REGTYPE, T.REGNAMESPACE, T.REGROLE, T.REGPROC)
 _env: Any = None  # the session environment of the running deparse (reg* output)
 
 
-def _const(e: Const, names: dict | None) -> str:
+def _const(e: Const, names: dict | None, top: bool = False) -> str:
     v, t = e.value, e.type
     if t in _REG_TYPES and v is not None and _env is not None:
         return f"{_literal(_env.reg_out(t, v), T.TEXT)}::{_tname(t, -1, names)}"
@@ -196,6 +203,9 @@ def _const(e: Const, names: dict | None) -> str:
         if v >= 0 and (t != T.INT8 or v < 2**31):
             return str(v)
         return f"{_literal(v, t)}::{_tname(t, -1, names)}"
+    if getattr(e, "src_type", 0) and not top and t in (T.NUMERIC, T.FLOAT8, T.FLOAT4) and e.src_type != t:
+        s = str(int(v)) if not isinstance(v, float) or v.is_integer() else repr(v)
+        return f"({s})::{_tname(t, -1, names)}" if not _pretty_mode else f"{s}::{_tname(t, -1, names)}"
     if t in (T.NUMERIC, T.FLOAT8, T.FLOAT4) and isinstance(v, (Decimal, float, int)):
         s = str(v) if not isinstance(v, float) else repr(v)
         if isinstance(v, float) and s.endswith(".0"):

@@ -40,6 +40,7 @@ class Const(Expr):
     type: int
     typmod: int = -1
     location: int = -1
+    src_type: int = 0             # the literal's own type when a cast folded it (deparse shows the cast)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1010,12 +1010,31 @@ op("-", "timestamptz,timestamptz", "interval", lambda a, b: _td_to_interval(a - 
 op("+", "interval,interval", "interval", _op.add)
 op("-", "interval,interval", "interval", _op.sub)
 op("-", "interval", "interval", _op.neg)
-op("*", "interval,float8", "interval",
-   lambda iv, f: Interval(int(iv.months * f), int(iv.days * f), int(round(iv.microseconds * f))))
-op("*", "float8,interval", "interval",
-   lambda f, iv: Interval(int(iv.months * f), int(iv.days * f), int(round(iv.microseconds * f))))
-op("/", "interval,float8", "interval",
-   lambda iv, f: Interval(int(iv.months / f), int(iv.days / f), int(round(iv.microseconds / f))))
+def _interval_mul(iv: Interval, f: float) -> Interval:
+    """interval_mul: fractional months cascade into days (30 per month), fractional days
+    into time, as PostgreSQL does."""
+    m = iv.months * f
+    months = int(m)
+    d = iv.days * f + (m - months) * 30
+    days = int(d)
+    us = iv.microseconds * f + (d - days) * 86_400_000_000
+    return Interval(months, days, int(round(us)))
+
+
+def _interval_div(iv: Interval, f: float) -> Interval:
+    if f == 0:
+        raise _div0()
+    m = iv.months / f
+    months = int(m)
+    d = iv.days / f + (m - months) * 30
+    days = int(d)
+    us = iv.microseconds / f + (d - days) * 86_400_000_000
+    return Interval(months, days, int(round(us)))
+
+
+op("*", "interval,float8", "interval", _interval_mul)
+op("*", "float8,interval", "interval", lambda f, iv: _interval_mul(iv, f))
+op("/", "interval,float8", "interval", _interval_div)
 
 
 @fn("now|transaction_timestamp", "", "timestamptz", env=True)

@@ -361,7 +361,7 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
                     if con.get("conname"):
                         cnames[(cname,)] = con["conname"]
                 elif ct == "CONSTR_CHECK":
-                    checks.append((con.get("conname"), con["raw_expr"]))
+                    checks.append((con.get("conname") or f"{name}_{cname}_check", con["raw_expr"]))
                 elif ct == "CONSTR_IDENTITY":
                     not_null = True
                 elif ct == "CONSTR_FOREIGN":
