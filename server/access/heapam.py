@@ -741,10 +741,18 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any
     info: dict[int, tuple] = {}
     new_pxid = 0
     live = recent = 0
+    simple_live = set()  # plain live tuples (no HOT chain through them): nothing to decide
+    unpack = TH.unpack_from
+    plain = P.XMIN_COMMITTED | P.XMAX_INVALID
+    chainy = P.HEAP_HOT_UPDATED | P.HEAP_ONLY_TUPLE | P.XMIN_INVALID
     for i, v in enumerate(lps):
         if (v >> 15) & 3 != 1:
             continue
-        xmin, xmax, _cmin, _cmax, cb, co, mask = TH.unpack_from(page, v & 0x7FFF)
+        xmin, xmax, _cmin, _cmax, cb, co, mask = unpack(page, v & 0x7FFF)
+        if mask & plain == plain and not mask & chainy:
+            live += 1
+            simple_live.add(i + 1)
+            continue
         if mask & P.XMIN_INVALID:
             st = DEAD_T
         elif not mask & P.XMIN_COMMITTED and is_running(xmin):
@@ -778,6 +786,8 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any
     for i, v in enumerate(lps):
         root = i + 1
         fl = (v >> 15) & 3
+        if root in simple_live:
+            continue
         if fl == 2:
             cur = v & 0x7FFF
         elif fl == 1 and not info[root][5] & P.HEAP_ONLY_TUPLE:
