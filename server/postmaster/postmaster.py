@@ -255,7 +255,9 @@ class Postmaster:
 
     def _init_shmem(self) -> None:
         from pgbundle.server.storage import bufmgr, clog, lwlock, shmem
+        from pgbundle.server.tcop import async_notify
 
+        async_notify.clear_all(self.datadir)  # AsyncShmemInit: no listener survives a (re)start
         shm = shmem.create(self.settings)
         bufmgr.init_descriptors(shm)
         clog.init(shm)

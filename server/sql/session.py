@@ -57,6 +57,7 @@ from pgbundle.shared.types.binary import LENIENT_INT_DECODER
 from pgbundle.shared.types.oids import TYPES
 
 from . import catalog_views as _catalog_views  # noqa: F401  (registers catalog functions)
+from . import session_views as _session_views  # noqa: F401  (LISTEN/NOTIFY, pg_cursors, pg_locks, temp schema)
 from .analyze import Analyzer, ParamTypes, output_columns
 from . import literals
 from .engine_adapter import EngineStorage

@@ -402,13 +402,16 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
         n["relation"].get("relpersistence", "p"), "p")
     if n["relation"].get("relpersistence") == "t":
         persistence = "t"
+    if persistence == "t":
+        from .session_views import temp_schema
+        schema = temp_schema(s, schema)
     seqs = []
     for cname, oid in serials:
         seq = eng.create_sequence(f"{name}_{cname}_seq", schema=schema, type_oid=oid)
         seqs.append((seq, cname))
     rel = eng.create_table(name, cols, schema=schema, primary_key=pk, unique=uniques,
                            constraint_names=cnames or None, if_not_exists=bool(n.get("if_not_exists")),
-                           persistence=persistence if persistence in ("p", "u") else "p", options=options)
+                           persistence=persistence, options=options)
     if rel is not None:
         for seq, cname in seqs:
             col = rel.column(cname)
@@ -837,23 +840,25 @@ def _close(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _listen(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    s.listening.add(n["conditionname"])
+    from .session_views import listen
+    listen(s, n["conditionname"])
     return _R("LISTEN")
 
 
 def _unlisten(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    if n.get("conditionname") is None:
-        s.listening.clear()
-    else:
-        s.listening.discard(n["conditionname"])
+    from .session_views import unlisten
+    unlisten(s, n.get("conditionname"))
     return _R("UNLISTEN")
 
 
 def _notify(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    from .session_views import notify
+    notify(s, n.get("conditionname"), n.get("payload"))
     return _R("NOTIFY")
 
 
 def _discard(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+    from . import session_views
     t = n.get("target")
     if t == "DISCARD_ALL":
         if s.engine.in_transaction_block:
@@ -862,10 +867,12 @@ def _discard(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
         s.sql_prepared.clear()
         s.cursors.clear()
         s.listening.clear()
+        session_views.discard(s, t)
         return _R("DISCARD ALL")
     if t == "DISCARD_PLANS":
         s.plan_cache.clear()
         return _R("DISCARD PLANS")
+    session_views.discard(s, t)
     return _R("DISCARD " + {"DISCARD_SEQUENCES": "SEQUENCES", "DISCARD_TEMP": "TEMP"}.get(t, "ALL"))
 
 
@@ -1210,9 +1217,10 @@ def _create_table_as(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     for i, t in enumerate(cols):
         typ = t.expr.type if t.expr.type != T.UNKNOWN else T.TEXT
         defs.append(api.ColumnDef(aliases[i] if i < len(aliases) else t.name, typ, t.expr.typmod, False, None))
-    persistence = "u" if into["rel"].get("relpersistence") == "u" else "p"
-    if into["rel"].get("relpersistence") == "t":
-        raise PgError("0A000", "temporary tables are not supported")
+    persistence = {"u": "u", "t": "t"}.get(into["rel"].get("relpersistence"), "p")
+    if persistence == "t":
+        from .session_views import temp_schema
+        schema = temp_schema(s, schema)
     s.engine.create_table(name, defs, schema=schema, persistence=persistence)
     if into.get("skipData"):
         return _R("CREATE TABLE AS" if n.get("objtype") != "OBJECT_MATVIEW" else "SELECT 0")
@@ -1272,6 +1280,9 @@ def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     cur = Cursor(prep, rows, hold, scroll or hold)
     if hold:
         cur.materialize()
+    import datetime as _dt
+    cur.binary = bool(opts & 0x0001)  # CURSOR_OPT_BINARY (pg_cursors.is_binary)
+    cur.creation_time = _dt.datetime.now(_dt.timezone.utc)
     s.cursors[name] = cur
     return _R("DECLARE CURSOR")
 

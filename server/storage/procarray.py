@@ -154,6 +154,14 @@ class ProcArray:
         off = self._off(self.my)
         self.buf[off + _APPNAME: off + _APPNAME + _NAME] = _enc(appname, _NAME)
 
+    def set_client(self, client_addr: str, client_port: int) -> None:
+        """The client address pg_stat_activity shows (a pooled client's, see tcop.session_report)."""
+        if self.my < 0:
+            return
+        off = self._off(self.my)
+        struct.pack_into("<H", self.buf, off + 16, client_port)
+        self.buf[off + _ADDR_OFF: off + _ADDR_OFF + _ADDR] = _enc(client_addr, _ADDR)
+
     def set_state(self, state: str, query: str | None = None) -> None:
         """pgstat_report_activity: state, and the query text + query_start when given."""
         if self.my < 0:

@@ -10,7 +10,11 @@ Signals (PostgreSQL's): SIGINT cancels the running query (57014), SIGTERM ends t
 session with FATAL 57P01, SIGQUIT makes the backend send 57P02 ('terminating connection
 because of crash of another server process') — or 57P01 for an immediate shutdown — and
 ``_exit(2)`` at once.  A watcher task notices the postmaster's death (EOF on the
-postmaster-alive pipe) and exits.
+postmaster-alive pipe) and exits.  SIGUSR1 means a NOTIFY was published: the watcher wakes
+the idle wait so that the notifications go out at once (:mod:`.async_notify`); every reply
+that ends with ReadyForQuery passes through :class:`.session_report.BackendReport`
+(notifications, ``pgbundle.session_state``, pg_stat_activity's client identity).  At
+session end the backend stops listening and drops its temporary relations.
 """
 
 from __future__ import annotations
@@ -72,7 +76,6 @@ def backend_main(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
     interrupts.reset()
     interrupts.install()
     signal.signal(signal.SIGQUIT, _quickdie)
-    signal.signal(signal.SIGUSR1, lambda s, f: None)
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
@@ -88,6 +91,7 @@ def backend_main(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
 class _State:
     die = False
     pm_dead = False
+    report: Any = None
 
 
 async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None, rfd: int) -> int:
@@ -104,6 +108,9 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
     env = None
     engine = None
     session = None
+    notifier = None
+    report = None
+    st = _State()
     code = 0
     try:
         auth_timeout = int(settings.value("authentication_timeout"))
@@ -157,20 +164,26 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
 
             session = Session(engine, database=db.name, user=role.name, settings=settings, params=params,
                               pid=os.getpid())
+            from pgbundle.server.tcop.async_notify import Notifier
+            from pgbundle.server.tcop.session_report import BackendReport
+
+            notifier = Notifier(ctx.datadir, db.oid, procs)
+            session.notifier = notifier
+            engine.xact_callbacks.append(notifier.at_xact)
+            report = st.report = BackendReport(session, engine, notifier, params, procs, client_addr, client_port)
             if settings.value("log_connections"):
                 elog.log(f"connection authorized: user={role.name} database={db.name}"
                          + (f" application_name={params['application_name']}" if params.get("application_name")
                             else ""))
-            await ms.send(M.AuthenticationOk(), *session.startup_messages(),
+            await ms.send(M.AuthenticationOk(), *session.startup_messages(), *report.startup_messages(),
                           M.BackendKeyData(os.getpid(), key.to_bytes(4, "big")), M.ReadyForQuery("I"))
         _set_title(f"pgbundle: {role.name} {db.name} {client_addr if local else f'{client_addr}({client_port})'}")
         procs.set_state("idle")
-        st = _State()
         failure: list[BaseException] = []
 
         async def main_task(scope: trio.CancelScope) -> None:
             try:
-                await _command_loop(ms, session, engine)
+                await _command_loop(ms, session, engine, report)
             except trio.Cancelled:
                 raise
             except BaseException as exc:  # re-raised below, outside the nursery's exception group
@@ -208,8 +221,17 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
         code = 1
     finally:
         try:
+            if notifier is not None:
+                notifier.close()
             if session is not None:
                 session.terminate()
+            if engine is not None and not st.pm_dead:
+                from pgbundle.server.catalog import tempns
+
+                tempns.drop_at_exit(engine)
+        except Exception:
+            elog.log_exception("error while dropping the temporary relations")
+        try:
             if engine is not None:
                 engine.close()
         except Exception:
@@ -261,6 +283,8 @@ async def _watch_interrupts(rfd: int, st: _State, scope: trio.CancelScope) -> No
             st.die = True
             scope.cancel()
             return
+        if interrupts.notify_pending and st.report is not None and st.report.idle_scope is not None:
+            st.report.idle_scope.cancel()  # idle: send the notifications now
 
 
 async def _watch_postmaster(fd: int, st: _State, scope: trio.CancelScope) -> None:
@@ -291,7 +315,7 @@ async def _send(ms: MessageStream, msgs: list) -> None:
         await ms.stream.send_all(memoryview(data)[n:])
 
 
-async def _command_loop(ms: MessageStream, session: Any, engine: Any) -> None:
+async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: Any) -> None:
     procs = engine.procs
     settings = engine.settings
     pending: list = []
@@ -305,7 +329,7 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any) -> None:
         if interrupts.reload_pending:
             interrupts.reload_pending = False
             settings.reload_files(engine.env.datadir)
-        typ, payload = await _receive(ms, session, settings, bool(pending))
+        typ, payload = await _receive(ms, session, settings, bool(pending), report)
         msg = codec.decode_frontend(typ, payload)
         t = type(msg)
         if t is M.Query:
@@ -316,9 +340,10 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any) -> None:
                 out = session.simple_query(msg.query)
             finally:
                 interrupts.end_query()
+            report.before_ready(out)
             await _send(ms, out)
             if session.copy_in_progress:
-                await _copy_in(ms, session)
+                await _copy_in(ms, session, report)
         elif t is M.Parse:
             pending.extend(session.parse(msg.name, msg.query, msg.param_types))
         elif t is M.Bind:
@@ -339,6 +364,7 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any) -> None:
             pending.extend(session.close(msg.kind, msg.name))
         elif t is M.Sync:
             pending.extend(session.sync())
+            report.before_ready(pending)
             await _send(ms, pending)
             pending = []
         elif t is M.Flush:
@@ -363,9 +389,12 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any) -> None:
             pending = []
 
 
-async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bool) -> tuple[int, bytes]:
+async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bool,
+                   report: Any = None) -> tuple[int, bytes]:
     """The next message, enforcing idle_in_transaction_session_timeout (FATAL 25P03) and
-    idle_session_timeout (FATAL 57P05) while the client is idle."""
+    idle_session_timeout (FATAL 57P05) while the client is idle.  A listening backend idle
+    outside a transaction sends notifications as they come (the SIGUSR1 watcher cancels
+    the wait; a cancelled receive loses no bytes)."""
     if mid_batch:
         return await ms.receive()
     status = session.transaction_status
@@ -375,14 +404,30 @@ async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bo
     else:
         ms_timeout = int(settings.value("idle_in_transaction_session_timeout"))
         err = ("25P03", "terminating connection due to idle-in-transaction timeout")
-    if ms_timeout <= 0:
-        return await ms.receive()
-    with trio.move_on_after(ms_timeout / 1000.0):
-        return await ms.receive()
-    raise FatalError(*err)
+    if report is None or not report.wants_idle_wakeup():
+        if ms_timeout <= 0:
+            return await ms.receive()
+        with trio.move_on_after(ms_timeout / 1000.0):
+            return await ms.receive()
+        raise FatalError(*err)
+    deadline = trio.current_time() + ms_timeout / 1000.0 if ms_timeout > 0 else float("inf")
+    while True:
+        out = report.idle_messages()
+        if out:
+            await _send(ms, out)
+        with trio.CancelScope(deadline=deadline) as cs:
+            report.idle_scope = cs
+            if report.notifier.ready:  # signalled while the last batch was being sent
+                cs.cancel()
+            try:
+                return await ms.receive()
+            finally:
+                report.idle_scope = None
+        if trio.current_time() >= deadline:
+            raise FatalError(*err)
 
 
-async def _copy_in(ms: MessageStream, session: Any) -> None:
+async def _copy_in(ms: MessageStream, session: Any, report: Any) -> None:
     while session.copy_in_progress:
         typ, payload = await ms.receive()
         msg = codec.decode_frontend(typ, payload)
@@ -392,9 +437,13 @@ async def _copy_in(ms: MessageStream, session: Any) -> None:
             if out:
                 await ms.send(*out)
         elif t is M.CopyDone:
-            await ms.send(*session.copy_done())
+            out = session.copy_done()
+            report.before_ready(out)
+            await ms.send(*out)
         elif t is M.CopyFail:
-            await ms.send(*session.copy_fail(msg.message))
+            out = session.copy_fail(msg.message)
+            report.before_ready(out)
+            await ms.send(*out)
         elif t in (M.Flush, M.Sync):
             continue
         elif t is M.Terminate:

@@ -8,6 +8,8 @@ import asyncpg
 import psycopg
 import pytest
 
+from .conftest import connect, pool_row
+from .test_limits import wait_for
 from .test_pgbench import failed, pgbench, processed
 
 
@@ -15,6 +17,13 @@ from .test_pgbench import failed, pgbench, processed
 def tx_pgb(pgb_server, pooler_factory):
     return pooler_factory(["--upstream", f"postgresql://127.0.0.1:{pgb_server.port}", "--unix-socket-dir", "",
                            "--pool-mode", "transaction", "--pool-size", "5", "--max-connections", "200"])
+
+
+@pytest.fixture
+def tx2_pgb(pgb_server, pooler_factory):
+    """Pool size 2 and an admin console: pinning is visible in SHOW POOLS."""
+    return pooler_factory(["--upstream", f"postgresql://127.0.0.1:{pgb_server.port}", "--unix-socket-dir", "",
+                           "--pool-mode", "transaction", "--pool-size", "2", "--admin-users", "postgres"])
 
 
 @pytest.mark.parametrize("mode", ["prepared", "extended", "simple"])
@@ -71,3 +80,76 @@ def test_settings_follow_clients(tx_pgb):
         a.close()
         b.close()
 
+
+
+def test_listen_notify(tx_pgb):
+    listener = psycopg.connect(tx_pgb.dsn(), autocommit=True)
+    notifier = psycopg.connect(tx_pgb.dsn(), autocommit=True)
+    try:
+        listener.execute("listen chan_p")
+        for i in range(3):
+            listener.execute("select 1")
+            notifier.execute(f"notify chan_p, 'n{i}'")
+        got = [n.payload for n in listener.notifies(timeout=5, stop_after=3)]
+        assert got == ["n0", "n1", "n2"]
+    finally:
+        listener.close()
+        notifier.close()
+
+
+def _pinned_to(p, conn, other) -> int:
+    """conn keeps one server connection (same backend every time, sv_active 1) while other
+    clients come and go on the rest of the pool."""
+    assert pool_row(p)["sv_active"] == 1
+    pid = conn.execute("select pg_backend_pid()").fetchone()[0]
+    for _ in range(3):
+        assert other.execute("select pg_backend_pid()").fetchone()[0] != pid
+        assert conn.execute("select pg_backend_pid()").fetchone()[0] == pid
+    assert pool_row(p)["sv_active"] == 1
+    return pid
+
+
+def test_advisory_lock_pins_and_releases(tx2_pgb):
+    p = tx2_pgb
+    a, other = connect(p), connect(p)
+    try:
+        a.execute("select pg_advisory_lock(4242)")
+        pid = _pinned_to(p, a, other)
+        # the lock is real: visible in pg_locks, and nobody else gets it
+        assert other.execute("select locktype, pid, mode, granted from pg_locks where locktype = 'advisory' "
+                             "and objid = 4242").fetchall() == [("advisory", pid, "ExclusiveLock", True)]
+        assert other.execute("select pg_try_advisory_lock(4242)").fetchone() == (False,)
+        a.execute("select pg_advisory_unlock(4242)")
+        wait_for(lambda: pool_row(p)["sv_active"] == 0, what="server released after unlock")
+        # a transaction-level lock never pins; a shared session lock does, until unlock_all
+        a.execute("select pg_advisory_xact_lock(7)")
+        assert pool_row(p)["sv_active"] == 0
+        a.execute("select pg_advisory_lock_shared(8)")
+        _pinned_to(p, a, other)
+        a.execute("select pg_advisory_unlock_all()")
+        wait_for(lambda: pool_row(p)["sv_active"] == 0, what="server released after unlock_all")
+    finally:
+        a.close()
+        other.close()
+
+
+def test_temp_table_and_hold_cursor_pin(tx2_pgb):
+    p = tx2_pgb
+    a, other = connect(p), connect(p)
+    try:
+        a.execute("create temp table tt(a int)")
+        a.execute("insert into tt values (1), (2)")
+        _pinned_to(p, a, other)
+        assert a.execute("select count(*) from tt").fetchone() == (2,)
+        assert a.execute("select count(*) from pg_class where relnamespace = pg_my_temp_schema()").fetchone() == (1,)
+        a.execute("drop table tt")
+        wait_for(lambda: pool_row(p)["sv_active"] == 0, what="unpinned after drop")
+        a.execute("declare cur cursor with hold for select generate_series(1, 3)")
+        _pinned_to(p, a, other)
+        assert a.execute("select name, is_holdable from pg_cursors").fetchall() == [("cur", True)]
+        assert a.execute("fetch 2 from cur").fetchall() == [(1,), (2,)]
+        a.execute("close cur")
+        wait_for(lambda: pool_row(p)["sv_active"] == 0, what="unpinned after close")
+    finally:
+        a.close()
+        other.close()
