@@ -38,13 +38,15 @@ class ChildContext:
     log_pipe_w: int = -1
 
 
-def set_title(title: str) -> None:
-    try:
-        import setproctitle
+try:  # imported here, before any fork: children set their title without an import
+    import setproctitle as _setproctitle
+except ImportError:  # pragma: no cover - a declared dependency
+    _setproctitle = None
 
-        setproctitle.setproctitle(title)
-    except ImportError:
-        pass
+
+def set_title(title: str) -> None:
+    if _setproctitle is not None:
+        _setproctitle.setproctitle(title)
 
 
 def fork_child(ctx: ChildContext, title: str, fn: Callable[..., int | None], *args: Any,

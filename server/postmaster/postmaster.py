@@ -63,6 +63,22 @@ class Child:
         self.extra: str = ""
 
 
+# Imported before forking: backends share the code copy-on-write and start without
+# compiling anything (PYTHONDONTWRITEBYTECODE leaves no .pyc to load).
+_BACKEND_MODULES = (
+    "pgbundle.server.sql.session",
+    "pgbundle.server.tcop.session_report",
+    "pgbundle.server.tcop.async_notify",
+    "pgbundle.server.catalog.tempns",
+    "pgbundle.server.sql.utility",
+    "pgbundle.server.sql.modify",
+    "pgbundle.server.sql.constraints",
+    "pgbundle.server.sql.deparse",
+    "pgbundle.server.sql.copy",
+    "pgbundle.server.access.vacuum",
+)
+
+
 class Postmaster:
     def __init__(self, datadir: str, settings: Any) -> None:
         self.datadir = os.path.abspath(datadir)
@@ -245,7 +261,13 @@ class Postmaster:
         import pgbundle.server.tcop.postgres  # noqa: F401
 
         try:
-            import pgbundle.server.sql.session  # noqa: F401
+            import importlib
+
+            for mod in _BACKEND_MODULES:
+                importlib.import_module(mod)
+            from pgbundle.server.sql import literals
+
+            literals.extract("select 1")  # libpg_query's per-process setup, inherited by every child
         except ImportError as exc:
             elog.log(f"SQL layer not importable: {exc}", "WARNING")
         self._init_shmem()
