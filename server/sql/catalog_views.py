@@ -379,6 +379,11 @@ def _pg_publication_namespace(env):
     return []
 
 
+@vt("pg_publication_tables", "pubname name, schemaname name, tablename name, attnames name[], rowfilter text")
+def _pg_publication_tables(env):
+    return []  # no publications: CREATE PUBLICATION is not supported
+
+
 @vt("pg_trigger", "oid oid, tgrelid oid, tgparentid oid, tgname name, tgfoid oid, tgtype int2, tgenabled char, "
                   "tgisinternal bool, tgconstrrelid oid, tgconstrindid oid, tgconstraint oid, tgdeferrable bool, "
                   "tginitdeferred bool, tgnargs int2", 2620)

@@ -236,8 +236,11 @@ class SessionEnv:
         return sp[0] if sp else None
 
     def search_path(self) -> list[str]:
+        """The explicit schemas of search_path that exist (PostgreSQL's current_schemas(false):
+        ``"$user"`` counts only when a schema of that name exists)."""
         try:
-            return [s for s in self.engine.search_path if s != "pg_catalog"]
+            eng = self.engine
+            return [s for s in eng.search_path if s != "pg_catalog" and eng.lookup_namespace(s) is not None]
         except Exception:
             raw = self.settings.get("search_path")
             out = []

@@ -153,3 +153,9 @@ select format('%s=%L', 'a', 'b'), concat_ws('-', 1, null, 3), left('abcdef', -2)
 select * from (values (2, 'b'), (1, 'a'), (3, null)) v(n, s) order by s nulls first;
 create view v_acct as select owner, count(*) n from s_acct group by owner;
 select * from v_acct where n > 28 order by owner;
+-- search_path: "$user" counts only when that schema exists
+select current_schema(), current_schemas(true), current_schemas(false);
+create schema postgres;
+select current_schema(), current_schemas(false);
+drop schema postgres;
+select * from pg_publication_tables;
