@@ -82,3 +82,12 @@ class QueryCanceled(PgError):
 
     def __init__(self, message: str = "canceling statement due to user request") -> None:
         super().__init__(_s.QUERY_CANCELED, message)
+
+
+def invalid_byte_sequence(data: bytes, start: int) -> PgError:
+    """22021 for bytes that are not UTF-8, naming the bytes of the character that starts at
+    ``start`` as PostgreSQL's report_invalid_encoding does ("0xc3 0x28")."""
+    lead = data[start]
+    n = 2 if 0xC0 <= lead < 0xE0 else 3 if 0xE0 <= lead < 0xF0 else 4 if 0xF0 <= lead < 0xF8 else 1
+    return PgError("22021", 'invalid byte sequence for encoding "UTF8": '
+                   + " ".join(f"0x{b:02x}" for b in data[start:start + n]))

@@ -13,7 +13,7 @@ import csv
 import io
 from typing import Any
 
-from pgbundle.server.errors import PgError
+from pgbundle.server.errors import PgError, invalid_byte_sequence
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import InvalidValue, text_decoder, text_encoder
 
@@ -22,6 +22,14 @@ from .parse import const_value, names
 BATCH = 1000
 
 _UNESCAPE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+
+
+def _text(data: bytes) -> str:
+    """COPY data as text; bytes that are not UTF-8 are 22021, as in PostgreSQL."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise invalid_byte_sequence(data, e.start) from None
 
 
 def _unescape(field: str) -> str:
@@ -413,14 +421,14 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
             state["buf"] = buf
             return
         state["buf"] = buf[cut + 1:]
-        handle_lines(buf[:cut].decode())
+        handle_lines(_text(buf[:cut]))
         s.check_interrupts()
 
     def finish() -> int:
         rest = state["buf"]
         state["buf"] = b""
         if rest.strip():
-            handle_lines(rest.decode().rstrip("\n"))
+            handle_lines(_text(rest).rstrip("\n"))
         flush()
         return state["n"]
 

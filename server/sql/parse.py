@@ -17,7 +17,7 @@ from typing import Any
 
 from pglast import parser as _pg
 
-from pgbundle.server.errors import PgError
+from pgbundle.server.errors import PgError, invalid_byte_sequence
 
 CACHE_SIZE = 512
 
@@ -46,6 +46,9 @@ def parse(sql: str) -> tuple[RawStmt, ...]:
         if msg.startswith("syntax error at end of input"):
             msg = "syntax error at end of input"
         raise PgError("42601", msg, position=pos) from None
+    except UnicodeEncodeError as e:  # the client sent bytes that are not UTF-8 (decoded with surrogateescape)
+        raw = sql.encode("utf-8", "surrogateescape")
+        raise invalid_byte_sequence(raw, len(sql[:e.start].encode("utf-8", "surrogateescape"))) from None
     out = []
     stmts = tree.get("stmts", [])
     for s in stmts:

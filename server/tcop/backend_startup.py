@@ -65,8 +65,16 @@ async def read_startup(ms: MessageStream, procs: Any) -> M.StartupMessage:
         return msg
 
 
+def _clean_ascii(value: str) -> str:
+    """PostgreSQL 15's pg_clean_ascii: anything but printable ASCII becomes '?'."""
+    return value if value.isascii() and value.isprintable() else "".join(
+        c if " " <= c <= "~" else "?" for c in value)
+
+
 def normalize_params(params: dict[str, str]) -> dict[str, str]:
     out = dict(params)
+    if "application_name" in out:
+        out["application_name"] = _clean_ascii(out["application_name"])
     enc = out.get("client_encoding")
     if enc is not None:
         e = enc.strip().strip("'\"").lower().replace("-", "").replace("_", "")
