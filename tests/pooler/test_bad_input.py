@@ -10,9 +10,10 @@ import time
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
 
 from pgbundle.shared.protocol import encode, messages as m
+from tests.conftest import mutated_streams
 
 from .conftest import base_args, connect, error_of, raw_exchange, startup_bytes
 
@@ -129,13 +130,7 @@ VALID = startup_bytes(application_name="fuzz") + encode(m.Query("select 1")) + e
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(
-    st.binary(max_size=300),
-    st.builds(lambda i, b: VALID[:i] + b + VALID[i:], st.integers(0, len(VALID)), st.binary(min_size=1, max_size=8)),
-    st.builds(lambda i, j: VALID[:i] + VALID[j:], st.integers(0, len(VALID)), st.integers(0, len(VALID))),
-    st.builds(lambda i, x: VALID[:i] + bytes([x]) + VALID[i + 1:], st.integers(0, len(VALID) - 1),
-              st.integers(0, 255)),
-))
+@given(mutated_streams(VALID))
 def test_fuzz_listener(bad_pooler, data):
     try:
         with socket.create_connection(("127.0.0.1", bad_pooler.port), timeout=5) as s:

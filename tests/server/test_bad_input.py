@@ -9,9 +9,10 @@ import struct
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
 
 from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
+from tests.conftest import mutated_streams
 
 
 def _startup(**params: str) -> bytes:
@@ -91,13 +92,7 @@ VALID = (_startup(application_name="fuzz") + encode(m.Query("select 1")) + encod
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.one_of(
-    st.binary(max_size=300),
-    st.builds(lambda i, b: VALID[:i] + b + VALID[i:], st.integers(0, len(VALID)), st.binary(min_size=1, max_size=8)),
-    st.builds(lambda i, j: VALID[:i] + VALID[j:], st.integers(0, len(VALID)), st.integers(0, len(VALID))),
-    st.builds(lambda i, x: VALID[:i] + bytes([x]) + VALID[i + 1:], st.integers(0, len(VALID) - 1),
-              st.integers(0, 255)),
-))
+@given(mutated_streams(VALID))
 def test_fuzz(server, data):
     for msg in _exchange(server.port, data):
         if isinstance(msg, m.ErrorResponse):
