@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--only", default="postgresql-15,pgbundle,pooler")
     ap.add_argument("--modes", default="simple,prepared")
     ap.add_argument("--workloads", default="tpcb,select")
+    ap.add_argument("--plot", type=Path, help="write a bar chart (PNG) and the figures (.json next to it)")
     args = ap.parse_args()
     only = args.only.split(",")
     modes = args.modes.split(",")
@@ -117,6 +118,9 @@ def main() -> None:
                 line += "".join(f"{results[label][k] / base[k]:>20.3f}" for label, _ in targets
                                 if label != "postgresql-15")
             print(line)
+        if args.plot:
+            plot(results, [label for label, _ in targets], keys, args.plot,
+                 f"pgbench -s {args.scale}, -c {args.clients} -j 2, {args.seconds} s per run")
     finally:
         for s in servers:
             try:
@@ -124,6 +128,41 @@ def main() -> None:
             except Exception:
                 pass
         shutil.rmtree(root, ignore_errors=True)
+
+
+def plot(results: dict[str, dict[str, float]], labels: list[str], keys: list[str], path: Path, title: str) -> None:
+    """Grouped bars of tps per workload (log scale), each bar labelled with its ratio to PostgreSQL."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps({"title": title, "tps": results}, indent=2))
+    fig, ax = plt.subplots(figsize=(11, 5.5), constrained_layout=True)
+    width = 0.8 / len(labels)
+    colors = {"postgresql-15": "#336791", "pgbundle": "#e8833a", "pooler": "#58a55c"}
+    names = {"postgresql-15": "PostgreSQL 15", "pgbundle": "pgbundle server",
+             "pooler": "pgbundle server through pgbundle pooler"}
+    base = results.get("postgresql-15")
+    for i, label in enumerate(labels):
+        xs = [k + (i - (len(labels) - 1) / 2) * width for k in range(len(keys))]
+        ys = [results[label][k] for k in keys]
+        bars = ax.bar(xs, ys, width, label=names.get(label, label), color=colors.get(label))
+        if base and label != "postgresql-15":
+            for bar, k in zip(bars, keys):
+                ax.annotate(f"{results[label][k] / base[k]:.2f}×", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("transactions per second (log scale)")
+    ax.set_xticks(range(len(keys)), [k.replace("select", "-S").replace("tpcb", "TPC-B") for k in keys])
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path} and {path.with_suffix('.json')}")
 
 
 if __name__ == "__main__":
