@@ -48,6 +48,7 @@ ROOT = 2
 XLOG_BTREE_INSERT_LEAF = 0x00
 _TIDLEN = 6
 _PAGE_ITEMS_MAX = BLCKSZ - P.PH_SIZE - SPECIAL
+_UPPER_CACHE_MAX = 64  # upper-level page copies per backend (8 KB each)
 
 
 class NeedWait(Exception):
@@ -86,6 +87,10 @@ def _write_items(page: Any, items: list[bytes], right: int, level: int, flags: i
             raise RuntimeError("btree page overflow")
 
 
+_LP_AT = P.LP.unpack_from
+_LP0 = P.PH_SIZE
+
+
 def _item_at(page: Any, i: int) -> bytes:
     v = P.LP.unpack_from(page, P.PH_SIZE + 4 * i)[0]
     off = v & 0x7FFF
@@ -99,9 +104,14 @@ def _nitems(page: Any) -> int:
 def _leaf_search(page: Any, entry: bytes) -> int:
     """Index of the first leaf item >= entry."""
     lo, hi = 0, _nitems(page)
+    lp = _LP_AT
+    view = None if page.__class__ is bytes else page  # a locked page in the pool: compare copies
     while lo < hi:
-        mid = (lo + hi) // 2
-        if _item_at(page, mid) < entry:
+        mid = (lo + hi) >> 1
+        v = lp(page, _LP0 + 4 * mid)[0]
+        off = v & 0x7FFF
+        it = page[off: off + (v >> 17)]
+        if (it if view is None else bytes(it)) < entry:
             lo = mid + 1
         else:
             hi = mid
@@ -111,9 +121,14 @@ def _leaf_search(page: Any, entry: bytes) -> int:
 def _internal_search(page: Any, entry: bytes) -> tuple[int, int]:
     """(index, child block) of the last internal item whose separator <= entry."""
     lo, hi = 1, _nitems(page)
+    lp = _LP_AT
+    view = None if page.__class__ is bytes else page
     while lo < hi:
-        mid = (lo + hi) // 2
-        if _item_at(page, mid)[4:] <= entry:
+        mid = (lo + hi) >> 1
+        v = lp(page, _LP0 + 4 * mid)[0]
+        off = v & 0x7FFF
+        it = page[off + 4: off + (v >> 17)]
+        if (it if view is None else bytes(it)) <= entry:
             lo = mid + 1
         else:
             hi = mid
@@ -145,6 +160,8 @@ class BTree:
         self.xlog = env.xlog
         self.locks = env.locks.btree
         self._roots: dict[tuple[int, int], int] = {}
+        # readers' copies of upper-level pages: (dboid, relnode, block) -> (LSN, page)
+        self._upper: dict[tuple[int, int, int], tuple[int, bytes]] = {}
 
     def _lock(self, dboid: int, relnode: int) -> Any:
         return self.locks[hash((dboid, relnode)) % len(self.locks)]
@@ -193,32 +210,74 @@ class BTree:
         return root, level
 
     # ------------------------------------------------------------------ descent
-    def _descend(self, dboid: int, relnode: int, entry: bytes, *, cached_root: bool = False) -> list[int]:
-        """Blocks from root to the leaf where ``entry`` belongs.  Writers (holding the index
-        lock) read the metapage; readers may start from a cached root: an old root is still
-        a valid page of the tree (a root split keeps it as the leftmost child), and readers
-        move right anyway (PostgreSQL caches the metapage in rd_amcache the same way)."""
-        root = self._roots.get((dboid, relnode)) if cached_root else None
-        if root is None:
-            root, _level = self._meta(dboid, relnode)
-            self._roots[(dboid, relnode)] = root
+    def _descend(self, dboid: int, relnode: int, entry: bytes) -> list[int]:
+        """Blocks from root to the leaf where ``entry`` belongs, for writers (holding the
+        index lock): the metapage and every page read afresh.  Readers use
+        :meth:`_find_leaf`."""
+        root, _level = self._meta(dboid, relnode)
+        self._roots[(dboid, relnode)] = root
         path = []
         blk = root
-        bm = self.bm
         while True:
             path.append(blk)
-            b = bm.read_buffer(dboid, relnode, 0, blk)
-            try:
-                with bm.content_lock(b):  # copy under the lock, search outside it: the
-                    off = bm.page_off(b)  # root's lock is the most contended in the pool
-                    page = bm.buf[off: off + BLCKSZ]
-            finally:
-                bm.release(b)
-            right, level, flags = _special(page)
-            if flags & LEAF:
+            page = self._copy_page(dboid, relnode, blk)
+            if _special(page)[2] & LEAF:
                 return path
-            _, child = _internal_search(page, entry)
-            blk = child
+            blk = _internal_search(page, entry)[1]
+
+    def _copy_page(self, dboid: int, relnode: int, blk: int) -> bytes:
+        """A copy of the page taken under its content lock (searched outside the lock: the
+        root's lock is the most contended in the pool)."""
+        bm = self.bm
+        b = bm.read_buffer(dboid, relnode, 0, blk)
+        try:
+            with bm.content_lock(b):
+                off = bm.page_off(b)
+                return bm.buf[off: off + BLCKSZ]
+        finally:
+            bm.release(b)
+
+    def _find_leaf(self, dboid: int, relnode: int, entry: bytes) -> tuple[int, bytes]:
+        """(block, copy) of the leaf where a reader starts looking for ``entry``.
+
+        Upper-level pages come from this backend's copies while the page's LSN in the
+        buffer pool is the one the copy was taken at (one mapping-lock round trip instead
+        of pin + content lock + copy + unpin; PostgreSQL's backends cache the metapage).  A
+        copy that is behind a change still in progress is safe, as an old root is: pages
+        are never removed, a split keeps the low keys in the left page, and readers move
+        right along the leaves.  The cached root is re-read from the metapage once its page
+        no longer says ROOT (it split)."""
+        bm = self.bm
+        upper = self._upper
+        root = self._roots.get((dboid, relnode))
+        fresh = root is None
+        if fresh:
+            root, _level = self._meta(dboid, relnode)
+            self._roots[(dboid, relnode)] = root
+        blk = root
+        while True:
+            key = (dboid, relnode, blk)
+            hit = upper.get(key)
+            if hit is not None and bm.cached_lsn(dboid, relnode, 0, blk) == hit[0]:
+                page = hit[1]
+            else:
+                page = self._copy_page(dboid, relnode, blk)
+                if not _special(page)[2] & LEAF:
+                    if len(upper) >= _UPPER_CACHE_MAX:
+                        del upper[next(iter(upper))]
+                    upper[key] = (P.page_lsn(page), page)
+                elif hit is not None:
+                    del upper[key]
+            _right, _level, flags = _special(page)
+            if blk == root and not flags & ROOT and not fresh:
+                fresh = True  # the root split since we cached it: ask the metapage
+                root, _level = self._meta(dboid, relnode)
+                self._roots[(dboid, relnode)] = root
+                blk = root
+                continue
+            if flags & LEAF:
+                return blk, page
+            blk = _internal_search(page, entry)[1]
 
     # ------------------------------------------------------------------ insert
     def insert(self, dboid: int, relnode: int, key: bytes, tid: TID, xid: int,
@@ -327,42 +386,37 @@ class BTree:
     def _scan_range(self, dboid: int, relnode: int, start: bytes, stop: bytes, *, locked: bool = False,
                     stop_inclusive: bool = False) -> Iterator[TID]:
         """TIDs of entries in [start, stop) (or [start, stop] prefix-wise), in order."""
-        bm = self.bm
         last: bytes | None = None
         while True:
             batch: list[bytes] = []
             more = False
-            try:
-                seek = start if last is None else last + b"\x00"
-                path = self._descend(dboid, relnode, seek, cached_root=not locked)
-                blk = path[-1]
-                while True:
-                    b = bm.read_buffer(dboid, relnode, 0, blk)
-                    try:
-                        with bm.content_lock(b):
-                            off = bm.page_off(b)
-                            page = bm.buf[off: off + BLCKSZ]
-                    finally:
-                        bm.release(b)
-                    right, _lvl, _fl = _special(page)
-                    n = _nitems(page)
-                    i = _leaf_search(page, seek)
-                    done = False
-                    while i < n:
-                        it = _item_at(page, i)
-                        if it >= stop and not (stop_inclusive and it.startswith(stop)):
-                            done = True
-                            break
-                        batch.append(it)
-                        i += 1
-                    if done or right == NONE:
+            seek = start if last is None else last + b"\x00"
+            if locked:
+                blk = self._descend(dboid, relnode, seek)[-1]
+                page = None
+            else:
+                blk, page = self._find_leaf(dboid, relnode, seek)
+            while True:
+                if page is None:
+                    page = self._copy_page(dboid, relnode, blk)
+                right, _lvl, _fl = _special(page)
+                n = _nitems(page)
+                i = _leaf_search(page, seek)
+                done = False
+                while i < n:
+                    it = _item_at(page, i)
+                    if it >= stop and not (stop_inclusive and it.startswith(stop)):
+                        done = True
                         break
-                    if batch:
-                        more = True
-                        break
-                    blk = right
-            finally:
-                pass
+                    batch.append(it)
+                    i += 1
+                if done or right == NONE:
+                    break
+                if batch:
+                    more = True
+                    break
+                blk = right
+                page = None
             for it in batch:
                 blk_, off_ = struct.unpack_from(">IH", it, len(it) - _TIDLEN)
                 yield TID(blk_, off_)

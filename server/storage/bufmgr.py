@@ -170,27 +170,34 @@ class BufMgr:
         return hash((t[0], t[1], t[3], t[2])) % self.nbuckets
 
     # ------------------------------------------------------------------ pins
-    def pin_locked_header(self, b: int) -> None:
-        """Pin ``b`` (the caller holds its mapping lock, or already a pin)."""
-        if b in self.pins:
-            self.pins[b] += 1
-            return
+    def pin_locked_header(self, b: int) -> int:
+        """Pin ``b`` (the caller holds its mapping lock, or already a pin).  Returns the
+        flags read under the header lock while pinning (0 when we already had a pin)."""
+        pins = self.pins
+        c = pins.get(b)
+        if c is not None:
+            pins[b] = c + 1
+            return 0
+        off = self.state_off + b * STATE.size
         with self.header[b % N_HEADER]:
-            usage, flags, ref = self.state(b)
-            self.set_state(b, usage + 1 if usage < MAX_USAGE else MAX_USAGE, flags, ref + 1)
-        self.pins[b] = 1
+            usage, flags, ref = STATE.unpack_from(self.buf, off)
+            STATE.pack_into(self.buf, off, usage + 1 if usage < MAX_USAGE else MAX_USAGE, flags, ref + 1)
+        pins[b] = 1
+        return flags
 
     def release(self, b: int) -> None:
-        c = self.pins.get(b)
+        pins = self.pins
+        c = pins.get(b)
         if c is None:
             return
         if c > 1:
-            self.pins[b] = c - 1
+            pins[b] = c - 1
             return
-        del self.pins[b]
+        del pins[b]
+        off = self.state_off + b * STATE.size
         with self.header[b % N_HEADER]:
-            usage, flags, ref = self.state(b)
-            self.set_state(b, usage, flags, max(ref - 1, 0))
+            usage, flags, ref = STATE.unpack_from(self.buf, off)
+            STATE.pack_into(self.buf, off, usage, flags, ref - 1 if ref > 0 else 0)
 
     def release_all(self) -> None:
         for b in list(self.pins):
@@ -204,12 +211,13 @@ class BufMgr:
         h = hash(tag) % self.nbuckets
         plock = self.mapping[h % N_MAPPING]
         while True:
+            flags = 0
             with plock:
                 b = self._lookup(h, dboid, relnode, fork, block)
                 if b >= 0:
-                    self.pin_locked_header(b)
+                    flags = self.pin_locked_header(b)
             if b >= 0:
-                if self._wait_valid(b):
+                if flags & VALID or self._wait_valid(b):  # valid when pinned: no second look
                     self.blks_hit += 1
                     return b
                 # the reader failed: take the I/O over ourselves
@@ -221,6 +229,18 @@ class BufMgr:
             b = self._load(h, tag, zero)
             if b >= 0:
                 return b
+
+    def cached_lsn(self, dboid: int, relnode: int, fork: int, block: int) -> int:
+        """The LSN of a page that is valid in the pool, read without pinning it (under its
+        mapping partition lock, which keeps the buffer's tag); -1 if it is not in the pool.
+        A change in progress under the page's content lock may not show yet (the LSN is set
+        last), so equal to an LSN seen earlier means: no change completed since then."""
+        h = hash((dboid, relnode, fork, block)) % self.nbuckets
+        with self.mapping[h % N_MAPPING]:
+            b = self._lookup(h, dboid, relnode, fork, block)
+            if b < 0 or not STATE.unpack_from(self.buf, self.state_off + b * STATE.size)[1] & VALID:
+                return -1
+            return _LSN.unpack_from(self.buf, self.pages_off + b * BLCKSZ)[0]
 
     def _wait_valid(self, b: int) -> bool:
         """Wait while another process reads the page in; False if its read failed."""
