@@ -505,7 +505,48 @@ class BackendEngine(CatalogMixin, api.Engine):
         return tid
 
     def insert_many(self, rel: RelationInfo, rows: Sequence[Row]) -> list[TID]:
-        return [self.insert(rel, r) for r in rows]
+        """As insert() row by row, with the heap tuples placed page by page: the rows
+        before the first one a per-row check rejects (column count, NOT NULL, size) go in
+        as one batch, then their index entries in order; that row and the rest go through
+        insert(), so errors, their order and the statistics are those of insert()."""
+        self._dml_lock(rel.oid, 3)
+        rt = self._runtime(rel)
+        ncols = len(rt.info.columns)
+        notnull = [i for i, _name in rt.notnull]
+        limit = P.MAX_TUPLE_SIZE - 4 - P.TH_SIZE
+        rows = [tuple(r) for r in rows]
+        datas = []
+        for row in rows:
+            if len(row) != ncols:
+                break
+            for i in notnull:
+                if row[i] is None:
+                    break
+            else:
+                data = encode_row(row)
+                if len(data) <= limit:
+                    datas.append(data)
+                    continue
+            break
+        good = len(datas)
+        tids: list[TID] = []
+        if good:
+            xid, cid = self._write_ctx()
+            tids = self.heap.insert_many(rt.dboid, rt.relnode, datas, xid, cid)
+            if self.x.savepoints:
+                for tid in tids:
+                    self._undo("ins", rt.dboid, rt.relnode, tid)
+            done = 0
+            try:
+                if rt.indexes:
+                    for row, tid in zip(rows, tids):
+                        self._index_insert(rt, row, tid, xid)
+                        done += 1
+                else:
+                    done = good
+            finally:
+                self.stats.table(rel.oid, 4, done)
+        return tids + [self.insert(rel, r) for r in rows[good:]]
 
     def _index_insert(self, rt: RelRuntime, row: Row, tid: TID, xid: int) -> None:
         for idx, relnode, cols, types in rt.indexes:

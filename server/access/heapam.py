@@ -13,6 +13,11 @@ content lock and logged as one record.  Index entries point at the chain's *root
 :meth:`Heap.hot_fetch` walks the chain (following an LP_REDIRECT root) to the version
 the snapshot sees, and unique checks walk it too.
 
+Bulk insertion (COPY FROM): :meth:`Heap.insert_many` fills a page with as many of
+the new tuples as fit under one content lock and logs them as one
+XLOG_HEAP_MULTI_INSERT record (offnums + tuples; redo replays them like single
+inserts), instead of one record per tuple.
+
 Other updates: the new version is inserted first (xmin = us, anywhere), then the old
 version's header is set under its page lock (xmax = us, ctid → new version) *if* it
 is still unchanged; otherwise the new version is killed (XMIN_INVALID) and the caller
@@ -52,6 +57,7 @@ XLOG_HEAP_INSERT = 0x00
 XLOG_HEAP_HEADER = 0x10  # set xmax/cmax/infomask/ctid of one tuple
 XLOG_HEAP_HOT_UPDATE = 0x20  # old tuple's header (as HEADER) + new offnum + new tuple
 XLOG_HEAP_PRUNE = 0x30  # counts, then redirect pairs, dead and unused offnums (u16 each)
+XLOG_HEAP_MULTI_INSERT = 0x40  # count u16, offnums u16[count], lengths u16[count], tuples
 _PRUNEHDR = struct.Struct("<HHHI")  # nredirect, ndead, nunused, new prune xid
 FIRST_NORMAL_OID = 16384
 PRUNE_CHAIN = 4  # an index fetch that walked more versions than this tries to prune
@@ -253,18 +259,7 @@ class Heap:
             new_page = False
             if block < 0:
                 attempts += 1
-                nblocks = bm.nblocks(dboid, relnode)
-                if attempts == 1 and nblocks > 0:
-                    block = self.fsm.search(dboid, relnode, size + 4, nblocks)
-                    if block < 0:
-                        block = nblocks - 1  # the last page is the usual target
-                elif attempts == 2 and nblocks > 0:
-                    block = self.fsm.search(dboid, relnode, size + 4, nblocks)
-                if block < 0:
-                    block, b = bm.extend(dboid, relnode)
-                    new_page = True
-                else:
-                    b = bm.read_buffer(dboid, relnode, 0, block)
+                block, b = self._find_block(dboid, relnode, size + 4, attempts)
             else:
                 b = bm.read_buffer(dboid, relnode, 0, block)
             try:
@@ -294,6 +289,67 @@ class Heap:
             self.fsm.record(dboid, relnode, block, free)
             self._target.pop(key, None)
             block = -1
+
+    def _find_block(self, dboid: int, relnode: int, need: int, attempts: int) -> tuple[int, int]:
+        """(block, pinned buffer) to try for a tuple needing ``need`` bytes: the free-space
+        map or the last page first, the map again second, a new page third."""
+        bm = self.bm
+        block = -1
+        nblocks = bm.nblocks(dboid, relnode)
+        if attempts == 1 and nblocks > 0:
+            block = self.fsm.search(dboid, relnode, need, nblocks)
+            if block < 0:
+                block = nblocks - 1  # the last page is the usual target
+        elif attempts == 2 and nblocks > 0:
+            block = self.fsm.search(dboid, relnode, need, nblocks)
+        if block < 0:
+            return bm.extend(dboid, relnode)
+        return block, bm.read_buffer(dboid, relnode, 0, block)
+
+    def insert_many(self, dboid: int, relnode: int, datas: list[bytes], xid: int, cid: int) -> list[TID]:
+        """Place several new tuples (xmin = xid) in order, filling each page before taking
+        the next, with one WAL record per page (PostgreSQL's heap_multi_insert).  The
+        caller has checked that every tuple fits on a page."""
+        bm = self.bm
+        key = (dboid, relnode)
+        sizes = [P.TH_SIZE + len(d) for d in datas]
+        out: list[TID] = []
+        n = len(datas)
+        i = 0
+        block = self._target.get(key, -1)
+        attempts = 0
+        while i < n:
+            if block < 0:
+                attempts += 1
+                block, b = self._find_block(dboid, relnode, sizes[i] + 4, attempts)
+            else:
+                b = bm.read_buffer(dboid, relnode, 0, block)
+            try:
+                with bm.content_lock(b):
+                    page = bm.page(b)
+                    new_page = P.is_new(page)  # see insert(): only a page nobody initialised
+                    if new_page:
+                        P.init_page(page)
+                    payload = _place_many(page, block, datas, sizes, i, xid, cid, out)
+                    if payload is not None:
+                        rec = BlockRef(dboid, relnode, 0, block, page, payload, will_init=new_page)
+                        lsn = self.xlog.insert(RM_HEAP, XLOG_HEAP_MULTI_INSERT, xid, [rec])
+                        P.set_lsn(page, lsn)
+                        bm.mark_dirty(b)
+                    free = P.free_space(page)
+            finally:
+                bm.release(b)
+            placed = len(out) - i
+            i = len(out)
+            if i < n:
+                self.fsm.record(dboid, relnode, block, free)
+                self._target.pop(key, None)
+                block = -1
+                if placed:
+                    attempts = 0
+            else:
+                self._target[key] = block
+        return out
 
     # ------------------------------------------------------------------ tuple state
     def examine(self, dboid: int, relnode: int, tid: TID, xid: int, cid: int) -> tuple[int, tuple]:
@@ -550,8 +606,11 @@ class Heap:
         """Prune one locked page.  Returns (changes, live, removed, recently dead); with
         ``dead_tids`` (VACUUM) every LP_DEAD slot's tid is collected, and ``allow_unused``
         LP_DEAD slots (whose index entries are gone) become LP_UNUSED."""
+        hints: list[tuple[int, int]] | None = [] if self._hints_ok() else None
         redirect, dead, unused, live, removed, recent, new_pxid = plan_prune(
-            page, horizon, self.procs.is_running, self._xid_status)
+            page, horizon, self.procs.is_running, self._xid_status, hints)
+        if hints:  # before compact(), which moves the tuples (with their headers)
+            self._apply_hints(b, page, hints)
         if allow_unused:
             for v_off in allow_unused:
                 if v_off not in redirect and v_off not in dead:
@@ -732,10 +791,29 @@ def _low_free(page: Any) -> bool:
 DEAD_T, RECENT_T, LIVE_T = 0, 1, 2
 
 
-def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any
+def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints: list | None = None
                ) -> tuple[dict[int, int], set[int], set[int], int, int, int, int]:
     """heap_page_prune's decisions for one page: (redirect {root: target}, dead, unused,
-    live tuples, tuples removed, recently dead tuples, new pd_prune_xid)."""
+    live tuples, tuples removed, recently dead tuples, new pd_prune_xid).  With ``hints``,
+    (offset, infomask) pairs that set XMIN_COMMITTED on tuples whose inserter was found
+    committed are appended (HeapTupleSatisfiesVacuum's SetHintBits).  Each xid's state is
+    asked once per page (a finished transaction's fate does not change; one still
+    running is treated as running for the whole page, as if asked first)."""
+    running_of: dict[int, bool] = {}
+    status_of: dict[int, int] = {}
+    ask_running, ask_status = is_running, xid_status
+
+    def is_running(x: int) -> bool:
+        r = running_of.get(x)
+        if r is None:
+            r = running_of[x] = ask_running(x)
+        return r
+
+    def xid_status(x: int) -> int:
+        r = status_of.get(x)
+        if r is None:
+            r = status_of[x] = ask_status(x)
+        return r
     lps = P.line_pointers(page)
     n = len(lps)
     info: dict[int, tuple] = {}
@@ -772,6 +850,10 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any
             st = LIVE_T
             if is_running(xmax) and (not new_pxid or xmax < new_pxid):
                 new_pxid = xmax
+        if hints is not None and not mask & (P.XMIN_COMMITTED | P.XMIN_INVALID) and not is_running(xmin) \
+                and xid_status(xmin) == C.COMMITTED:
+            mask |= P.XMIN_COMMITTED
+            hints.append((v & 0x7FFF, mask))
         if st == LIVE_T:
             live += 1
         elif st == RECENT_T:
@@ -847,6 +929,55 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any
     return redirect, dead, unused, live, removed, recent, new_pxid
 
 
+def _place_many(page: Any, block: int, datas: list[bytes], sizes: list[int], i: int, xid: int, cid: int,
+                out: list[TID]) -> bytes | None:
+    """Put datas[i:] as new tuples on ``page`` while they fit (each as ``P.add_item``
+    would place it); append their tids to ``out``; return the XLOG_HEAP_MULTI_INSERT
+    payload (count, offnums, lengths, tuples) or None when not even the first fits."""
+    lsn, cks, flags, lower, upper, special, ver, prune = _PH.unpack_from(page, 0)
+    mask = P.XMAX_INVALID
+    tups = []
+    offs = []
+    if flags & P.PD_HAS_FREE_LINES:  # free line pointers get reused: one at a time
+        for j in range(i, len(datas)):
+            size = sizes[j]
+            if P.free_space(page) < size:
+                break
+            offnum = P.add_item(page, TH.pack(xid, 0, cid, 0, block, 0, mask) + datas[j])
+            if not offnum:
+                break
+            toff = page_item_off(page, offnum)
+            TH.pack_into(page, toff, xid, 0, cid, 0, block, offnum, mask)
+            tups.append(bytes(page[toff: toff + size]))
+            offs.append(offnum)
+    else:
+        room = upper - lower
+        total = 0
+        j = i
+        n = len(datas)
+        while j < n and total + sizes[j] + 4 <= room:
+            total += sizes[j] + 4
+            j += 1
+        first = (lower - P.PH_SIZE) // 4 + 1
+        offs = list(range(first, first + j - i))
+        pack = TH.pack
+        tups = [pack(xid, 0, cid, 0, block, o, mask) + d for o, d in zip(offs, datas[i:j])]
+        pos = upper
+        lps = []
+        for t in tups:
+            pos -= len(t)
+            lps.append(pos | (P.LP_NORMAL << 15) | (len(t) << 17))
+        if tups:
+            page[pos:upper] = b"".join(reversed(tups))
+            struct.pack_into(f"<{len(lps)}I", page, lower, *lps)
+            _PH.pack_into(page, 0, lsn, cks, flags, lower + 4 * len(lps), pos, special, ver, prune)
+    if not tups:
+        return None
+    out.extend(TID(block, o) for o in offs)
+    k = len(tups)
+    return struct.pack(f"<H{k}H{k}H", k, *offs, *(len(t) for t in tups)) + b"".join(tups)
+
+
 def page_item_off(page: Any, offnum: int) -> int:
     return _LP.unpack_from(page, 24 + 4 * (offnum - 1))[0] & 0x7FFF
 
@@ -887,6 +1018,15 @@ def redo(rec: Any, bm: Any) -> None:
                         pos = _HDRREC.size
                         newoff = _OFF.unpack_from(data, pos)[0]
                         _redo_add(page, newoff, data[pos + 2:], block)
+                elif rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_MULTI_INSERT:
+                    if P.is_new(page):
+                        P.init_page(page)
+                    k = _OFF.unpack_from(data, 0)[0]
+                    hdr = struct.unpack_from(f"<{2 * k}H", data, 2)
+                    pos = 2 + 4 * k
+                    for offnum, ln in zip(hdr[:k], hdr[k:]):
+                        _redo_add(page, offnum, data[pos: pos + ln], block)
+                        pos += ln
                 elif rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_PRUNE:
                     nred, ndead, nunused, pxid = _PRUNEHDR.unpack_from(data, 0)
                     pos = _PRUNEHDR.size

@@ -20,6 +20,9 @@ never make them miss or repeat an entry.
 WAL: a leaf insert without split is a logical record (position + item); splits, new
 roots, builds and VACUUM log full page images.
 
+CREATE INDEX / ADD PRIMARY KEY sort the entries once and :meth:`BTree.build` writes the
+tree bottom-up (nbtsort.c) instead of inserting one entry at a time.
+
 Unique indexes: before inserting, every entry with an equal key is checked against the
 heap: a live row → 23505; a row whose inserter or deleter is still running → release
 the index, wait for that transaction, start over (PostgreSQL's _bt_check_unique).
@@ -187,6 +190,76 @@ class BTree:
             finally:
                 bm.release(b0)
                 bm.release(b1)
+
+    def build(self, dboid: int, relnode: int, entries: list[bytes], xid: int) -> None:
+        """Bulk-load ``entries`` (``key || tid``, sorted) into an index that
+        :meth:`create_empty` just made (PostgreSQL's nbtsort.c): the leaves are filled left
+        to right to 90 % (later inserts find room), each upper level (70 %) is built from
+        the low keys of the level below until one page is left, the root; every page is
+        WAL-logged as a full image and the metapage last points at the new root."""
+        if not entries:
+            return
+        bm = self.bm
+        with self._lock(dboid, relnode):
+            root, level = self._meta(dboid, relnode)
+            if level or root != 1 or bm.nblocks(dboid, relnode) != 2 or self._nitems_at(dboid, relnode, 1):
+                raise RuntimeError(f"index {relnode} is not empty: cannot bulk-load it")
+            self._roots.pop((dboid, relnode), None)
+            pages = _pack(entries, False, LEAF_FILL)
+            lows = [items[0] for items in pages]  # each page's low key (its first entry)
+            first = 1
+            level = 0
+            while True:
+                flags = (LEAF if level == 0 else 0) | (ROOT if len(pages) == 1 else 0)
+                for i, items in enumerate(pages):
+                    self.env.check_for_interrupts()
+                    right = first + i + 1 if i + 1 < len(pages) else NONE
+                    self._put_page(dboid, relnode, first + i, _node_image(items, right, level, flags), xid)
+                if len(pages) == 1:
+                    break
+                # the parent level: child block || low key per page of this level; the first
+                # item of each parent page keeps only the block (minus infinity) and its
+                # separator becomes that parent's low key
+                parent = [_U32.pack(first + i) + (lows[i] if i else b"") for i in range(len(pages))]
+                first += len(pages)
+                pages = _pack(parent, True, INTERNAL_FILL)
+                lows = [items[0][4:] for items in pages]
+                for items in pages:
+                    items[0] = items[0][:4]
+                level += 1
+            mb = bm.read_buffer(dboid, relnode, 0, 0)
+            try:
+                with bm.content_lock(mb):
+                    _META.pack_into(bm.page(mb), P.PH_SIZE, MAGIC, first, level)
+                    self._log_images(dboid, relnode, xid, [(0, mb)])
+            finally:
+                bm.release(mb)
+
+    def _nitems_at(self, dboid: int, relnode: int, blk: int) -> int:
+        bm = self.bm
+        b = bm.read_buffer(dboid, relnode, 0, blk)
+        try:
+            with bm.content_lock(b):
+                return _nitems(bm.page(b))
+        finally:
+            bm.release(b)
+
+    def _put_page(self, dboid: int, relnode: int, blk: int, image: bytes, xid: int) -> None:
+        """Write page ``blk`` (an existing block or the next new one) and log its image."""
+        bm = self.bm
+        if blk < bm.nblocks(dboid, relnode):
+            b = bm.read_buffer(dboid, relnode, 0, blk)
+        else:
+            got, b = bm.extend(dboid, relnode)
+            if got != blk:
+                bm.release(b)
+                raise RuntimeError(f"index {relnode} grew under its build: block {got}, expected {blk}")
+        try:
+            with bm.content_lock(b):
+                bm.page(b)[:] = image
+                self._log_images(dboid, relnode, xid, [(blk, b)])
+        finally:
+            bm.release(b)
 
     def _log_images(self, dboid: int, relnode: int, xid: int, pages: list[tuple[int, int]]) -> None:
         """Log full images of pages whose content locks the caller holds."""
@@ -472,6 +545,49 @@ class BTree:
 
 class _Duplicate(Exception):
     pass
+
+
+LEAF_FILL = _PAGE_ITEMS_MAX * 90 // 100  # BTREE_DEFAULT_FILLFACTOR
+INTERNAL_FILL = _PAGE_ITEMS_MAX * 70 // 100  # BTREE_NONLEAF_FILLFACTOR
+
+
+def _pack(items: list[bytes], internal: bool, fill: int) -> list[list[bytes]]:
+    """Cut ``items`` into pages of at most ``fill`` bytes (items + line pointers).  A page
+    takes at least two items when they fit at all, so every level shrinks; on an
+    ``internal`` page the first item will keep only its 4-byte child block."""
+    pages: list[list[bytes]] = []
+    cur: list[bytes] = []
+    used = 0
+    for it in items:
+        size = len(it) + 4
+        if cur and used + size > fill and (len(cur) >= 2 or used + size > _PAGE_ITEMS_MAX):
+            pages.append(cur)
+            cur = []
+            used = 0
+        cur.append(it)
+        used += 8 if internal and len(cur) == 1 else size
+    if cur:
+        pages.append(cur)
+    return pages
+
+
+def _node_image(items: list[bytes], right: int, level: int, flags: int) -> bytes:
+    """The page :func:`_write_items` would make of ``items``, built in one go."""
+    special = BLCKSZ - SPECIAL
+    lps = []
+    pos = special
+    for it in items:
+        pos -= len(it)
+        lps.append(pos | (P.LP_NORMAL << 15) | (len(it) << 17))
+    lower = P.PH_SIZE + 4 * len(items)
+    if pos < lower:
+        raise RuntimeError("btree page overflow")
+    page = bytearray(BLCKSZ)
+    P.PH.pack_into(page, 0, 0, 0, 0, lower, pos, special, BLCKSZ | 4, 0)
+    struct.pack_into(f"<{len(lps)}I", page, P.PH_SIZE, *lps)
+    page[pos:special] = b"".join(reversed(items))
+    _set_special(page, right, level, flags)
+    return bytes(page)
 
 
 def _split_point(items: list[bytes]) -> int:

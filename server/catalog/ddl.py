@@ -290,36 +290,63 @@ class CatalogMixin:
         return info
 
     def _build_index(self, table_oid: int, index_oid: int, cols: list[int], unique: bool, name: str) -> None:
+        """Fill a new index from its table in one pass over the heap: the root of each HOT
+        chain is indexed with the key of its newest version that was not rolled back; a
+        unique index first rejects two rows visible to the catalog snapshot with equal
+        keys (the second one, in heap order, is reported).  Each tuple is decoded once;
+        the entries are sorted and written bottom-up by :meth:`BTree.build`."""
         from pgbundle.server.access import page as P
         from pgbundle.server.access.heapam import hot_chains
-        from pgbundle.server.access.nbtkey import encode_key, has_null
+        from pgbundle.server.access.nbtkey import encode_key, encode_value, has_null
         from pgbundle.server.storage import clog as C
 
         table = self.relation(table_oid)
         rt = self._runtime(table)  # type: ignore[attr-defined]
         types = tuple(table.columns[a - 1].type_oid for a in cols)
+        pos = [a - 1 for a in cols]
         heap = self.heap  # type: ignore[attr-defined]
         bm = self.env.bm
         xid = self.x.xid  # type: ignore[attr-defined]
-        if unique:
-            seen: dict[bytes, tuple] = {}
-            snap = self._catalog_snapshot()  # type: ignore[attr-defined]
-            for _tid, row in heap.scan(rt.dboid, rt.relnode, snap, rt.codec.decode):
-                vals = tuple(row[a - 1] for a in cols)
-                if has_null(vals):
-                    continue
-                k = encode_key(vals, types)
-                if k in seen:
-                    from pgbundle.server.access.engine import _fmt
+        decode = rt.codec.decode
+        tid_pack = struct.Struct(">IH").pack
+        if len(pos) == 1:
+            c0, t0 = pos[0], types[0]
 
-                    names = ", ".join(table.columns[a - 1].name for a in cols)
-                    raise PgError("23505", f'could not create unique index "{name}"',
-                                  detail=f"Key ({names})=({', '.join(_fmt(v) for v in vals)}) is duplicated.")
-                seen[k] = vals
-        entries = []
+            def values(row: tuple) -> tuple:
+                return (row[c0],)
+
+            def key_of(vals: tuple) -> bytes:
+                return encode_value(vals[0], t0)
+        else:
+            def values(row: tuple) -> tuple:
+                return tuple(row[c] for c in pos)
+
+            def key_of(vals: tuple) -> bytes:
+                return encode_key(vals, types)
+        snap = self._catalog_snapshot() if unique else None  # type: ignore[attr-defined]
+        seen: set[bytes] = set()
+        entries: list[bytes] = []
+        committed: dict[int, bool] = {}
         nblocks = bm.nblocks(rt.dboid, rt.relnode)
         for block in range(nblocks):
             self.check_for_interrupts()  # type: ignore[attr-defined]
+            keys: dict[int, tuple[tuple, bytes]] = {}  # offnum -> (values, key), each tuple decoded once
+            if snap is not None:
+                visible = heap.scan_block(rt.dboid, rt.relnode, block, snap)
+                heap.tup_returned += len(visible)
+                for off, data in visible:
+                    vals = values(decode(data))
+                    k = keys[off] = (vals, key_of(vals))
+                    if has_null(vals):
+                        continue
+                    if k[1] in seen:
+                        from pgbundle.server.access.engine import _fmt
+
+                        names = ", ".join(table.columns[a - 1].name for a in cols)
+                        raise PgError("23505", f'could not create unique index "{name}"',
+                                      detail=f"Key ({names})=({', '.join(_fmt(v) for v in vals)}) is duplicated.")
+                    seen.add(k[1])
+            chains = []
             b = bm.read_buffer(rt.dboid, rt.relnode, 0, block)
             try:
                 with bm.content_lock(b):
@@ -328,31 +355,37 @@ class CatalogMixin:
                         continue
                     lps = P.line_pointers(page)
                     for root, chain in hot_chains(page):
-                        # index the root of each HOT chain with the key of its newest version
-                        # that was not rolled back
                         versions = []
                         for o in chain:
                             off, _fl, ln = P.lp_unpack(lps[o - 1])
-                            versions.append((P.TH.unpack_from(page, off), bytes(page[off + 24: off + ln])))
-                        entries.append((TID(block, root), versions))
+                            h = P.TH.unpack_from(page, off)
+                            versions.append((o, h[0], h[6], bytes(page[off + 24: off + ln])))
+                        chains.append((root, versions))
             finally:
                 bm.release(b)
-        keyed = []
-        for tid, versions in entries:
-            for h, data in reversed(versions):
-                xmin, mask = h[0], h[6]
-                if mask & P.XMIN_INVALID:
-                    continue
-                if not mask & P.XMIN_COMMITTED and xmin != xid and not self.procs.is_running(xmin) and \
-                        self.clog.status(xmin) != C.COMMITTED:  # type: ignore[attr-defined]
-                    continue
-                row = rt.codec.decode(data)
-                keyed.append((encode_key(tuple(row[a - 1] for a in cols), types), tid))
-                break
-        keyed.sort()
+            for root, versions in chains:
+                # index the root of each HOT chain with the key of its newest version that
+                # was not rolled back
+                for o, xmin, mask, data in reversed(versions):
+                    if mask & P.XMIN_INVALID:
+                        continue
+                    if not mask & P.XMIN_COMMITTED and xmin != xid:
+                        ok = committed.get(xmin)
+                        if ok is None:
+                            running = self.procs.is_running(xmin)
+                            ok = running or self.clog.status(xmin) == C.COMMITTED  # type: ignore[attr-defined]
+                            if not running:
+                                committed[xmin] = ok  # a finished transaction's fate is settled
+                        if not ok:
+                            continue
+                    k = keys.get(o)
+                    entries.append((k[1] if k is not None else key_of(values(decode(data)))) + tid_pack(block, root))
+                    break
+        self.stats.table(table_oid, 0, 1)  # type: ignore[attr-defined]  # counted as a seq scan, as in
+        self.stats.table(table_oid, 1, len(entries))  # type: ignore[attr-defined]  # PostgreSQL's builds
+        entries.sort()
         irel = self.relation(index_oid)
-        for key, tid in keyed:
-            self.btree.insert(rt.dboid, irel.relfilenode, key, tid, xid)  # type: ignore[attr-defined]
+        self.btree.build(rt.dboid, irel.relfilenode, entries, xid)  # type: ignore[attr-defined]
 
     def drop_relation(self, oid: int, *, cascade: bool = False) -> None:
         rel = self.relation(oid)
@@ -599,7 +632,7 @@ class CatalogMixin:
 
     def set_column_not_null(self, table_oid: int, attnum: int, not_null: bool) -> None:
         rel = self.relation(table_oid)
-        if not_null:
+        if not_null and not rel.columns[attnum - 1].not_null:  # (already NOT NULL: nothing to check)
             for _tid, row in self.seq_scan(rel):  # type: ignore[attr-defined]
                 if attnum - 1 >= len(row) or row[attnum - 1] is None:
                     raise PgError("23502", f'column "{rel.columns[attnum - 1].name}" of relation "{rel.name}" '
