@@ -31,6 +31,7 @@ the index, wait for that transaction, start over (PostgreSQL's _bt_check_unique)
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,7 +52,7 @@ ROOT = 2
 XLOG_BTREE_INSERT_LEAF = 0x00
 _TIDLEN = 6
 _PAGE_ITEMS_MAX = BLCKSZ - P.PH_SIZE - SPECIAL
-_UPPER_CACHE_MAX = 64  # upper-level page copies per backend (8 KB each)
+_UPPER_CACHE_MAX = 32  # upper-level pages a backend keeps searchable (see BTree._find_leaf)
 
 
 class NeedWait(Exception):
@@ -139,6 +140,20 @@ def _internal_search(page: Any, entry: bytes) -> tuple[int, int]:
     return idx, _U32.unpack_from(_item_at(page, idx), 0)[0]
 
 
+def _separators(page: bytes) -> tuple[list[bytes], list[int]]:
+    """An internal page's separators (the first one empty: minus infinity) and children,
+    for ``bisect_right(separators, entry) - 1`` = :func:`_internal_search`'s index."""
+    n = _nitems(page)
+    seps = []
+    kids = []
+    for v in struct.unpack_from(f"<{n}I", page, _LP0):
+        off = v & 0x7FFF
+        kids.append(_U32.unpack_from(page, off)[0])
+        seps.append(page[off + 4: off + (v >> 17)])
+    seps[0] = b""
+    return seps, kids
+
+
 def _insert_at(page: Any, pos: int, data: bytes) -> bool:
     """Insert ``data`` as the pos-th item (0-based), shifting the line pointers."""
     lsn, cks, flags, lower, upper, special, ver, prune = P.PH.unpack_from(page, 0)
@@ -163,8 +178,8 @@ class BTree:
         self.xlog = env.xlog
         self.locks = env.locks.btree
         self._roots: dict[tuple[int, int], int] = {}
-        # readers' copies of upper-level pages: (dboid, relnode, block) -> (LSN, page)
-        self._upper: dict[tuple[int, int, int], tuple[int, bytes]] = {}
+        # readers' upper-level pages: (dboid, relnode, block) -> (LSN, flags, separators, children)
+        self._upper: dict[tuple[int, int, int], tuple[int, int, list[bytes], list[int]]] = {}
 
     def _lock(self, dboid: int, relnode: int) -> Any:
         return self.locks[hash((dboid, relnode)) % len(self.locks)]
@@ -313,13 +328,13 @@ class BTree:
     def _find_leaf(self, dboid: int, relnode: int, entry: bytes) -> tuple[int, bytes]:
         """(block, copy) of the leaf where a reader starts looking for ``entry``.
 
-        Upper-level pages come from this backend's copies while the page's LSN in the
-        buffer pool is the one the copy was taken at (one mapping-lock round trip instead
-        of pin + content lock + copy + unpin; PostgreSQL's backends cache the metapage).  A
-        copy that is behind a change still in progress is safe, as an old root is: pages
-        are never removed, a split keeps the low keys in the left page, and readers move
-        right along the leaves.  The cached root is re-read from the metapage once its page
-        no longer says ROOT (it split)."""
+        Upper-level pages come from this backend's cache (their separators and children,
+        searched with ``bisect``) while the page's LSN in the buffer pool is the one they
+        were read at: one mapping-lock round trip instead of pin + content lock + copy +
+        unpin (PostgreSQL's backends cache the metapage).  An entry that is behind a change
+        still in progress is safe, as an old root is: pages are never removed, a split
+        keeps the low keys in the left page, and readers move right along the leaves.  The
+        cached root is re-read from the metapage once its page no longer says ROOT."""
         bm = self.bm
         upper = self._upper
         root = self._roots.get((dboid, relnode))
@@ -331,26 +346,29 @@ class BTree:
         while True:
             key = (dboid, relnode, blk)
             hit = upper.get(key)
+            page = None
             if hit is not None and bm.cached_lsn(dboid, relnode, 0, blk) == hit[0]:
-                page = hit[1]
+                _lsn, flags, seps, kids = hit
             else:
                 page = self._copy_page(dboid, relnode, blk)
-                if not _special(page)[2] & LEAF:
+                flags = _special(page)[2]
+                if flags & LEAF:
+                    if hit is not None:
+                        del upper[key]
+                else:
+                    seps, kids = _separators(page)
                     if len(upper) >= _UPPER_CACHE_MAX:
                         del upper[next(iter(upper))]
-                    upper[key] = (P.page_lsn(page), page)
-                elif hit is not None:
-                    del upper[key]
-            _right, _level, flags = _special(page)
+                    upper[key] = (P.page_lsn(page), flags, seps, kids)
             if blk == root and not flags & ROOT and not fresh:
                 fresh = True  # the root split since we cached it: ask the metapage
                 root, _level = self._meta(dboid, relnode)
                 self._roots[(dboid, relnode)] = root
                 blk = root
                 continue
-            if flags & LEAF:
+            if page is not None and flags & LEAF:
                 return blk, page
-            blk = _internal_search(page, entry)[1]
+            blk = kids[bisect_right(seps, entry) - 1]
 
     # ------------------------------------------------------------------ insert
     def insert(self, dboid: int, relnode: int, key: bytes, tid: TID, xid: int,

@@ -96,6 +96,13 @@ class ProcArray:
         # typed views: single aligned loads/stores for the fields read without the lock
         self._xids = memoryview(self.buf)[self.xids_off: self.xids_off + 4 * self.n].cast("I")
         self._xmins = memoryview(self.buf)[self.xmins_off: self.xmins_off + 4 * self.n].cast("I")
+        # xactCompletionCount (in the spare bytes after the slots): bumped, under the lock,
+        # whenever an xid leaves the array; with next_xid unchanged too, a new snapshot
+        # would equal the last one (PostgreSQL's GetSnapshotDataReuse)
+        done_off = self.slots_off + self.n * self.ssize
+        self._done = memoryview(self.buf)[done_off: done_off + 8].cast("Q")
+        self._last: tuple[int, int, int, tuple[int, int, frozenset[int]]] | None = None
+        self._last_snap: Snapshot | None = None
 
     def _off(self, i: int) -> int:
         return self.slots_off + i * self.ssize
@@ -134,6 +141,8 @@ class ProcArray:
         if self.my < 0:
             return
         with self.lock:
+            if self._xids[self.my]:
+                self._done[0] += 1
             _U32.pack_into(self.buf, self.xids_off + 4 * self.my, 0)
             _U32.pack_into(self.buf, self.xmins_off + 4 * self.my, 0)
             _PID.pack_into(self.buf, self._off(self.my), 0)
@@ -198,23 +207,34 @@ class ProcArray:
         return xid
 
     def snapshot(self, my_xid: int, set_xmin: bool = True) -> tuple[int, int, frozenset[int]]:
-        """(xmin, xmax, xip) of a new snapshot; advertises its xmin in our slot."""
+        """(xmin, xmax, xip) of a new snapshot; advertises its xmin in our slot.  When no
+        xid was assigned or ended since our last snapshot, that one is the answer again."""
         with self.lock:
-            xmax = self._nx_st.unpack_from(self.buf, self._nx_off)[0]
-            xids = self._arr.unpack_from(self.buf, self.xids_off)
-            xip = frozenset(x for x in xids if x and x != my_xid)
-            xmin = min(xip) if xip else xmax
-            if my_xid and my_xid < xmin:
-                xmin = my_xid
-            if set_xmin and self.my >= 0:
-                cur = _U32.unpack_from(self.buf, self.xmins_off + 4 * self.my)[0]
-                if cur == 0:
-                    _U32.pack_into(self.buf, self.xmins_off + 4 * self.my, xmin)
-        return xmin, xmax, xip
+            xmax = self._nx[0]
+            done = self._done[0]
+            last = self._last
+            if last is not None and last[0] == xmax and last[1] == done and last[2] == my_xid:
+                res = last[3]
+            else:
+                xids = self._arr.unpack_from(self.buf, self.xids_off)
+                xip = frozenset(x for x in xids if x and x != my_xid)
+                xmin = min(xip) if xip else xmax
+                if my_xid and my_xid < xmin:
+                    xmin = my_xid
+                res = (xmin, xmax, xip)
+                self._last = (xmax, done, my_xid, res)
+            if set_xmin and self.my >= 0 and self._xmins[self.my] == 0:
+                self._xmins[self.my] = res[0]
+        return res
 
     def make_snapshot(self, my_xid: int, cid: int) -> Snapshot:
-        xmin, xmax, xip = self.snapshot(my_xid)
-        return Snapshot(xmin, xmax, xip, my_xid, cid)
+        res = self.snapshot(my_xid)
+        snap = self._last_snap
+        if snap is not None and snap.cid == cid and snap.xmax == res[1] and snap.xid == my_xid \
+                and snap.xip is res[2] and snap.xmin == res[0]:
+            return snap  # immutable: the same one again
+        snap = self._last_snap = Snapshot(res[0], res[1], res[2], my_xid, cid)
+        return snap
 
     def clear_xmin(self) -> None:
         if self.my >= 0:
@@ -229,6 +249,7 @@ class ProcArray:
         with self.lock:
             self._xids[self.my] = 0
             self._xmins[self.my] = 0
+            self._done[0] += 1
 
     def is_running(self, xid: int) -> bool:
         """TransactionIdIsInProgress (without the lock: a stale answer only makes callers

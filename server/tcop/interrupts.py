@@ -21,6 +21,7 @@ die_pending = False
 timeout_pending = False
 die_reason = ("57P01", "terminating connection due to administrator command")
 query_active = False
+timer_armed = False  # ITIMER_REAL runs for statement_timeout: end_query disarms it
 wake_fd: int = -1
 
 
@@ -75,20 +76,25 @@ def install() -> None:
 
 
 def start_query(statement_timeout_ms: int) -> None:
-    global cancel_pending, timeout_pending, query_active
+    global cancel_pending, timeout_pending, query_active, timer_armed
     cancel_pending = False
     timeout_pending = False
     query_active = True
     if statement_timeout_ms > 0:
         signal.setitimer(signal.ITIMER_REAL, statement_timeout_ms / 1000.0)
+        timer_armed = True
 
 
 def end_query() -> None:
-    global cancel_pending, timeout_pending, query_active
+    """The statement is over: no cancel or timeout pending, the timer off (a system call
+    only when start_query armed it)."""
+    global cancel_pending, timeout_pending, query_active, timer_armed
     query_active = False
     cancel_pending = False
     timeout_pending = False
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    if timer_armed:
+        timer_armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def check_for_interrupts() -> None:
@@ -104,8 +110,9 @@ def check_for_interrupts() -> None:
 
 
 def reset() -> None:
-    global cancel_pending, die_pending, timeout_pending, query_active, notify_pending
+    global cancel_pending, die_pending, timeout_pending, query_active, notify_pending, timer_armed
     cancel_pending = die_pending = timeout_pending = query_active = notify_pending = False
+    timer_armed = False  # a forked child does not inherit its parent's interval timer
 
 
 _ = PgError

@@ -31,10 +31,11 @@ from pgbundle.server.errors import FatalError, PgError
 from pgbundle.server.tcop import backend_startup as BS
 from pgbundle.server.tcop import interrupts
 from pgbundle.server.utils import elog
-from pgbundle.shared.io import MessageStream
+from pgbundle.shared.io import RECEIVE_SIZE, MessageStream
 from pgbundle.shared.protocol import codec
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.protocol.errors import ProtocolError
+from pgbundle.shared.protocol.framing import NEED_DATA
 from pgbundle.shared.sqlstate import error_fields
 
 _client_fd = -1
@@ -293,8 +294,11 @@ async def _watch_postmaster(fd: int, st: _State, scope: trio.CancelScope) -> Non
     scope.cancel()
 
 
+_IDLE_STATES = {"I": "idle", "T": "idle in transaction", "E": "idle in transaction (aborted)"}
+
+
 def _idle_state(status: str) -> str:
-    return {"I": "idle", "T": "idle in transaction", "E": "idle in transaction (aborted)"}[status]
+    return _IDLE_STATES[status]
 
 
 async def _send(ms: MessageStream, msgs: list) -> None:
@@ -318,6 +322,7 @@ async def _send(ms: MessageStream, msgs: list) -> None:
 async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: Any) -> None:
     procs = engine.procs
     settings = engine.settings
+    frames = ms.frames
     pending: list = []
     last_state = "idle"
     while True:
@@ -329,7 +334,11 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
         if interrupts.reload_pending:
             interrupts.reload_pending = False
             settings.reload_files(engine.env.datadir)
-        typ, payload = await _receive(ms, session, settings, bool(pending), report)
+        f = frames.next_frame() if pending or not report.wants_idle_wakeup() else NEED_DATA
+        if f is NEED_DATA:  # nothing buffered: wait (idle timeouts, notifications)
+            typ, payload = await _receive(ms, session, settings, bool(pending), report)
+        else:
+            typ, payload = f
         msg = codec.decode_frontend(typ, payload)
         t = type(msg)
         if t is M.Query:
@@ -396,7 +405,7 @@ async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bo
     outside a transaction sends notifications as they come (the SIGUSR1 watcher cancels
     the wait; a cancelled receive loses no bytes)."""
     if mid_batch:
-        return await ms.receive()
+        return await _read_frame(ms)
     status = session.transaction_status
     if status == "I":
         ms_timeout = int(settings.value("idle_session_timeout"))
@@ -406,9 +415,9 @@ async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bo
         err = ("25P03", "terminating connection due to idle-in-transaction timeout")
     if report is None or not report.wants_idle_wakeup():
         if ms_timeout <= 0:
-            return await ms.receive()
+            return await _read_frame(ms)
         with trio.move_on_after(ms_timeout / 1000.0):
-            return await ms.receive()
+            return await _read_frame(ms)
         raise FatalError(*err)
     deadline = trio.current_time() + ms_timeout / 1000.0 if ms_timeout > 0 else float("inf")
     while True:
@@ -425,6 +434,38 @@ async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bo
                 report.idle_scope = None
         if trio.current_time() >= deadline:
             raise FatalError(*err)
+
+
+_reads_without_yield = 0
+
+
+async def _read_frame(ms: MessageStream) -> tuple[int, bytes]:
+    """``ms.receive()`` with the socket read tried at once (as :func:`_send` writes): a
+    trio wait only when nothing has arrived.  Every 32nd read that did not wait passes a
+    checkpoint, so that the signal and postmaster watchers run even under a client that
+    never lets the socket go empty (trio's own receive yields at every read)."""
+    global _reads_without_yield
+    frames = ms.frames
+    sock = ms.stream.socket
+    while True:
+        f = frames.next_frame()
+        if f is not NEED_DATA:
+            return f
+        try:
+            data = sock._sock.recv(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            _reads_without_yield = 0
+            await trio.lowlevel.wait_readable(sock)
+            continue
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if not data:
+            raise EOFError("peer closed the connection")
+        frames.receive_data(data)
+        _reads_without_yield += 1
+        if _reads_without_yield >= 32:
+            _reads_without_yield = 0
+            await trio.lowlevel.checkpoint()
 
 
 async def _copy_in(ms: MessageStream, session: Any, report: Any) -> None:
