@@ -178,8 +178,9 @@ class BTree:
         self.xlog = env.xlog
         self.locks = env.locks.btree
         self._roots: dict[tuple[int, int], int] = {}
-        # readers' upper-level pages: (dboid, relnode, block) -> (LSN, flags, separators, children)
-        self._upper: dict[tuple[int, int, int], tuple[int, int, list[bytes], list[int]]] = {}
+        # readers' upper-level pages: (dboid, relnode, block) -> (LSN, flags, separators,
+        # children, WAL insert position when last found current)
+        self._upper: dict[tuple[int, int, int], tuple[int, int, list[bytes], list[int], int]] = {}
 
     def _lock(self, dboid: int, relnode: int) -> Any:
         return self.locks[hash((dboid, relnode)) % len(self.locks)]
@@ -331,12 +332,15 @@ class BTree:
         Upper-level pages come from this backend's cache (their separators and children,
         searched with ``bisect``) while the page's LSN in the buffer pool is the one they
         were read at: one mapping-lock round trip instead of pin + content lock + copy +
-        unpin (PostgreSQL's backends cache the metapage).  An entry that is behind a change
-        still in progress is safe, as an old root is: pages are never removed, a split
-        keeps the low keys in the left page, and readers move right along the leaves.  The
-        cached root is re-read from the metapage once its page no longer says ROOT."""
+        unpin (PostgreSQL's backends cache the metapage) -- and no check at all while the
+        WAL insert position has not moved since the entry was last found current.  An
+        entry that is behind a change still in progress is safe, as an old root is: pages
+        are never removed, a split keeps the low keys in the left page, and readers move
+        right along the leaves.  The cached root is re-read from the metapage once its
+        page no longer says ROOT."""
         bm = self.bm
         upper = self._upper
+        wal = self.xlog.insert_pos  # read before any page is looked at
         root = self._roots.get((dboid, relnode))
         fresh = root is None
         if fresh:
@@ -347,8 +351,12 @@ class BTree:
             key = (dboid, relnode, blk)
             hit = upper.get(key)
             page = None
-            if hit is not None and bm.cached_lsn(dboid, relnode, 0, blk) == hit[0]:
-                _lsn, flags, seps, kids = hit
+            if hit is not None and (hit[4] == wal or bm.cached_lsn(dboid, relnode, 0, blk) == hit[0]):
+                # no WAL written since the entry was last found current: no page changed
+                # (every change of an index page is WAL-logged before its LSN is set)
+                _lsn, flags, seps, kids, _wal = hit
+                if _wal != wal:
+                    upper[key] = (_lsn, flags, seps, kids, wal)
             else:
                 page = self._copy_page(dboid, relnode, blk)
                 flags = _special(page)[2]
@@ -359,7 +367,7 @@ class BTree:
                     seps, kids = _separators(page)
                     if len(upper) >= _UPPER_CACHE_MAX:
                         del upper[next(iter(upper))]
-                    upper[key] = (P.page_lsn(page), flags, seps, kids)
+                    upper[key] = (P.page_lsn(page), flags, seps, kids, wal)
             if blk == root and not flags & ROOT and not fresh:
                 fresh = True  # the root split since we cached it: ask the metapage
                 root, _level = self._meta(dboid, relnode)

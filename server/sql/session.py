@@ -145,6 +145,7 @@ class Session:
         self.prepared: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
         self.plan_cache: OrderedDict[tuple, Prepared] = OrderedDict()
+        self._rowdescs: dict[tuple, tuple] = {}
         self.failed = False             # explicit block aborted by an error
         self.skip_until_sync = False
         self.cancel_requested = False
@@ -387,6 +388,19 @@ class Session:
     # ------------------------------------------------------------------ encoding
 
     def _row_description(self, cols: list[Column], formats: list[int]) -> M.RowDescription:
+        """The RowDescription of ``cols``; the same object again for the same column list
+        (a prepared statement's, kept alive by the cache entry) and formats."""
+        key = (id(cols), tuple(formats))
+        hit = self._rowdescs.get(key)
+        if hit is not None and hit[0] is cols:
+            return hit[1]
+        rd = self._make_row_description(cols, formats)
+        if len(self._rowdescs) >= PLAN_CACHE_SIZE:
+            self._rowdescs.clear()
+        self._rowdescs[key] = (cols, rd)
+        return rd
+
+    def _make_row_description(self, cols: list[Column], formats: list[int]) -> M.RowDescription:
         fields = []
         for i, c in enumerate(cols):
             ti = TYPES.get(c.type_oid)
@@ -398,7 +412,6 @@ class Session:
         return M.RowDescription(tuple(fields))
 
     def _encoders(self, cols: list[Column], formats: list[int]) -> list:
-        tz = self.env.tz
         out = []
         for i, c in enumerate(cols):
             if _fmt_at(formats, i) == 1:
@@ -410,7 +423,7 @@ class Session:
                     env = self.env
                     f = (lambda v, _t=t: env.reg_out(_t, v).encode())
                 elif c.type_oid == T.TIMESTAMPTZ or (T.element_of(c.type_oid) == T.TIMESTAMPTZ):
-                    te = text_encoder(c.type_oid, tz)
+                    te = text_encoder(c.type_oid, self.env.tz)
                     f = (lambda v, _e=te: _e(v).encode())
                 elif c.type_oid in (T.INT4, T.INT8, T.INT2, T.OID):
                     f = _int_text
@@ -436,7 +449,6 @@ class Session:
             raise PgError("08P01", f"bind message supplies {n} parameters, but prepared statement \"\" "
                                    f"requires {len(types)}")
         out = []
-        tz = self.env.tz
         for i, v in enumerate(values):
             if v is None:
                 out.append(None)
@@ -456,7 +468,7 @@ class Session:
                     elif t in (T.REGCLASS, T.REGTYPE, T.REGNAMESPACE, T.REGROLE):
                         val = self.env.reg_in(t, s)
                     elif t == T.TIMESTAMPTZ:
-                        val = text_decoder(t, tz)(s)
+                        val = text_decoder(t, self.env.tz)(s)
                     else:
                         val = text_decoder(t)(s)
             except InvalidValue as e:

@@ -83,12 +83,13 @@ class Reader:
         return bytes(self.buf[p:])
 
     def cstr(self) -> str:
-        end = self.buf.find(b"\0", self.pos)
+        buf = self.buf
+        pos = self.pos
+        end = buf.find(b"\0", pos)
         if end < 0:
             raise RemoteProtocolError("invalid string in message")
-        s = bytes(self.buf[self.pos : end]).decode("utf-8", "surrogateescape")
         self.pos = end + 1
-        return s
+        return bytes(buf[pos:end]).decode("utf-8", "surrogateescape")
 
     def value(self) -> bytes | None:
         n = self.int32()
@@ -102,7 +103,38 @@ class Reader:
         n = self.int16()
         if n < 0:
             raise RemoteProtocolError("invalid count in message")
-        return tuple(self.int16() for _ in range(n))
+        if n == 0:
+            return ()
+        p = self.pos
+        if p + 2 * n > len(self.buf):
+            raise RemoteProtocolError("invalid message format")
+        self.pos = p + 2 * n
+        return struct.unpack_from(f"!{n}h", self.buf, p)
+
+    def values(self, n: int) -> tuple[bytes | None, ...]:
+        """``n`` length-prefixed values (-1 = NULL), as :meth:`value` ``n`` times."""
+        buf = self.buf
+        pos = self.pos
+        size = len(buf)
+        out: list[bytes | None] = []
+        try:
+            for _ in range(n):
+                if pos + 4 > size:
+                    raise RemoteProtocolError("invalid message format")
+                ln = _I32.unpack_from(buf, pos)[0]
+                pos += 4
+                if ln == -1:
+                    out.append(None)
+                    continue
+                if ln < -1:
+                    raise RemoteProtocolError("invalid value length in message")
+                if pos + ln > size:
+                    raise RemoteProtocolError("invalid message format")
+                out.append(bytes(buf[pos : pos + ln]))
+                pos += ln
+        finally:
+            self.pos = pos
+        return tuple(out)
 
     def done(self) -> None:
         if self.pos != len(self.buf):
@@ -178,7 +210,7 @@ def _d_bind(r: Reader) -> m.Message:
     n = r.int16()
     if n < 0:
         raise RemoteProtocolError("invalid count in message")
-    params = tuple(r.value() for _ in range(n))
+    params = r.values(n)
     return m.Bind(portal, stmt, fmts, params, r.int16s())
 
 
@@ -378,6 +410,40 @@ def _value(v: bytes | None) -> bytes:
     return _I32.pack(len(v)) + v
 
 
+def _e_data_row(x: m.DataRow) -> bytes:
+    vals = x.values
+    out = [_I16.pack(len(vals))]
+    for v in vals:
+        if v is None:
+            out.append(b"\xff\xff\xff\xff")
+        else:
+            out.append(_I32.pack(len(v)))
+            out.append(v)
+    body = b"".join(out)
+    return _HDR.pack(b"D", len(body) + 4) + body
+
+
+_ROW_DESCRIPTIONS: dict[m.RowDescription, bytes] = {}  # a server sends the same ones again
+
+
+def _e_row_description(x: m.RowDescription) -> bytes:
+    b = _ROW_DESCRIPTIONS.get(x)
+    if b is None:
+        b = frame(
+            b"T",
+            _I16.pack(len(x.fields))
+            + b"".join(
+                _s(f.name)
+                + _FIELD.pack(f.table_oid, f.column_attnum, f.type_oid, f.type_size, f.type_modifier, f.format)
+                for f in x.fields
+            ),
+        )
+        if len(_ROW_DESCRIPTIONS) >= 256:
+            _ROW_DESCRIPTIONS.clear()
+        _ROW_DESCRIPTIONS[x] = b
+    return b
+
+
 def _int16s(xs: tuple[int, ...]) -> bytes:
     return struct.pack(f"!h{len(xs)}h", len(xs), *xs)
 
@@ -460,16 +526,8 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     m.BackendKeyData: lambda x: frame(b"K", _U32.pack(x.process_id) + x.secret_key),
     m.ParameterStatus: lambda x: frame(b"S", _s(x.name) + _s(x.value)),
     m.ReadyForQuery: lambda x: frame(b"Z", x.status.encode("ascii")),
-    m.RowDescription: lambda x: frame(
-        b"T",
-        _I16.pack(len(x.fields))
-        + b"".join(
-            _s(f.name)
-            + _FIELD.pack(f.table_oid, f.column_attnum, f.type_oid, f.type_size, f.type_modifier, f.format)
-            for f in x.fields
-        ),
-    ),
-    m.DataRow: lambda x: frame(b"D", _I16.pack(len(x.values)) + b"".join(_value(v) for v in x.values)),
+    m.RowDescription: _e_row_description,
+    m.DataRow: _e_data_row,
     m.CommandComplete: lambda x: frame(b"C", _s(x.tag)),
     m.EmptyQueryResponse: lambda x: b"I\0\0\0\4",
     m.ErrorResponse: lambda x: frame(b"E", _fields_bytes(x.fields)),
@@ -507,4 +565,8 @@ def encode(msg: m.Message) -> bytes:
 
 def encode_many(msgs: list[m.Message] | tuple[m.Message, ...]) -> bytes:
     """The wire bytes of several messages, in order."""
-    return b"".join(encode(x) for x in msgs)
+    enc = _ENCODERS
+    try:
+        return b"".join([enc[type(x)](x) for x in msgs])
+    except (KeyError, struct.error):
+        return b"".join([encode(x) for x in msgs])  # raises encode()'s error
