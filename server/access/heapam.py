@@ -45,6 +45,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 from pgbundle.server.access import page as P
@@ -259,7 +260,7 @@ class Heap:
             new_page = False
             if block < 0:
                 attempts += 1
-                block, b = self._find_block(dboid, relnode, size + 4, attempts)
+                block, b, _from_fsm = self._find_block(dboid, relnode, size + 4, attempts)
             else:
                 b = bm.read_buffer(dboid, relnode, 0, block)
             try:
@@ -290,21 +291,25 @@ class Heap:
             self._target.pop(key, None)
             block = -1
 
-    def _find_block(self, dboid: int, relnode: int, need: int, attempts: int) -> tuple[int, int]:
-        """(block, pinned buffer) to try for a tuple needing ``need`` bytes: the free-space
-        map or the last page first, the map again second, a new page third."""
+    def _find_block(self, dboid: int, relnode: int, need: int, attempts: int) -> tuple[int, int, bool]:
+        """(block, pinned buffer, whether the free-space map offered it) to try for a tuple
+        needing ``need`` bytes: the map or the last page first, the map again second, a new
+        page third."""
         bm = self.bm
         block = -1
         nblocks = bm.nblocks(dboid, relnode)
         if attempts == 1 and nblocks > 0:
             block = self.fsm.search(dboid, relnode, need, nblocks)
-            if block < 0:
-                block = nblocks - 1  # the last page is the usual target
+            if block >= 0:
+                return block, bm.read_buffer(dboid, relnode, 0, block), True
+            block = nblocks - 1  # the last page is the usual target
         elif attempts == 2 and nblocks > 0:
             block = self.fsm.search(dboid, relnode, need, nblocks)
+            if block >= 0:
+                return block, bm.read_buffer(dboid, relnode, 0, block), True
         if block < 0:
-            return bm.extend(dboid, relnode)
-        return block, bm.read_buffer(dboid, relnode, 0, block)
+            return (*bm.extend(dboid, relnode), False)
+        return block, bm.read_buffer(dboid, relnode, 0, block), False
 
     def insert_many(self, dboid: int, relnode: int, datas: list[bytes], xid: int, cid: int) -> list[TID]:
         """Place several new tuples (xmin = xid) in order, filling each page before taking
@@ -318,10 +323,14 @@ class Heap:
         i = 0
         block = self._target.get(key, -1)
         attempts = 0
+        extend = False  # the free-space map had nothing: take new pages for the rest
         while i < n:
-            if block < 0:
+            if block < 0 and extend:
+                block, b = bm.extend(dboid, relnode)
+            elif block < 0:
                 attempts += 1
-                block, b = self._find_block(dboid, relnode, sizes[i] + 4, attempts)
+                block, b, from_fsm = self._find_block(dboid, relnode, sizes[i] + 4, attempts)
+                extend = not from_fsm and attempts > 1
             else:
                 b = bm.read_buffer(dboid, relnode, 0, block)
             try:
@@ -782,6 +791,38 @@ def hot_chains(page: Any) -> list[tuple[int, list[int]]]:
     return out
 
 
+def chain_versions(page: Any) -> list[tuple[int, list[tuple[int, int, int, bytes]]]]:
+    """:func:`hot_chains` with each version as (offnum, xmin, infomask, row data), for
+    index builds; a page without HOT chains (the usual case) is read in one pass."""
+    lps = P.line_pointers(page)
+    unpack = TH.unpack_from
+    out = []
+    hot = P.HEAP_ONLY_TUPLE | P.HEAP_HOT_UPDATED
+    for o, v in enumerate(lps, 1):
+        fl = (v >> 15) & 3
+        if fl == 1:
+            off = v & 0x7FFF
+            h = unpack(page, off)
+            if not h[6] & hot:
+                out.append((o, [(o, h[0], h[6], bytes(page[off + 24: off + (v >> 17)]))]))
+                continue
+        elif fl != 2:
+            continue
+        break  # a HOT chain or a redirect: the general walk
+    else:
+        return out
+    out = []
+    for root, chain in hot_chains(page):
+        versions = []
+        for o in chain:
+            v = lps[o - 1]
+            off = v & 0x7FFF
+            h = unpack(page, off)
+            versions.append((o, h[0], h[6], bytes(page[off + 24: off + (v >> 17)])))
+        out.append((root, versions))
+    return out
+
+
 def _low_free(page: Any) -> bool:
     """PageIsFull-ish: less than a tenth of the page is free (heap_page_prune_opt's test)."""
     h = _PH.unpack_from(page, 0)
@@ -827,6 +868,10 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
         if (v >> 15) & 3 != 1:
             continue
         xmin, xmax, _cmin, _cmax, cb, co, mask = unpack(page, v & 0x7FFF)
+        if hints is not None and not mask & (P.XMIN_COMMITTED | P.XMIN_INVALID) and not is_running(xmin) \
+                and xid_status(xmin) == C.COMMITTED:
+            mask |= P.XMIN_COMMITTED
+            hints.append((v & 0x7FFF, mask))
         if mask & plain == plain and not mask & chainy:
             live += 1
             simple_live.add(i + 1)
@@ -850,10 +895,6 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
             st = LIVE_T
             if is_running(xmax) and (not new_pxid or xmax < new_pxid):
                 new_pxid = xmax
-        if hints is not None and not mask & (P.XMIN_COMMITTED | P.XMIN_INVALID) and not is_running(xmin) \
-                and xid_status(xmin) == C.COMMITTED:
-            mask |= P.XMIN_COMMITTED
-            hints.append((v & 0x7FFF, mask))
         if st == LIVE_T:
             live += 1
         elif st == RECENT_T:
@@ -936,9 +977,9 @@ def _place_many(page: Any, block: int, datas: list[bytes], sizes: list[int], i: 
     payload (count, offnums, lengths, tuples) or None when not even the first fits."""
     lsn, cks, flags, lower, upper, special, ver, prune = _PH.unpack_from(page, 0)
     mask = P.XMAX_INVALID
-    tups = []
-    offs = []
     if flags & P.PD_HAS_FREE_LINES:  # free line pointers get reused: one at a time
+        offs: Any = []
+        tups = []
         for j in range(i, len(datas)):
             size = sizes[j]
             if P.free_space(page) < size:
@@ -950,7 +991,7 @@ def _place_many(page: Any, block: int, datas: list[bytes], sizes: list[int], i: 
             TH.pack_into(page, toff, xid, 0, cid, 0, block, offnum, mask)
             tups.append(bytes(page[toff: toff + size]))
             offs.append(offnum)
-    else:
+    else:  # appended after the last line pointer: all at once
         room = upper - lower
         total = 0
         j = i
@@ -959,23 +1000,24 @@ def _place_many(page: Any, block: int, datas: list[bytes], sizes: list[int], i: 
             total += sizes[j] + 4
             j += 1
         first = (lower - P.PH_SIZE) // 4 + 1
-        offs = list(range(first, first + j - i))
+        offs = range(first, first + j - i)
         pack = TH.pack
         tups = [pack(xid, 0, cid, 0, block, o, mask) + d for o, d in zip(offs, datas[i:j])]
-        pos = upper
-        lps = []
-        for t in tups:
-            pos -= len(t)
-            lps.append(pos | (P.LP_NORMAL << 15) | (len(t) << 17))
         if tups:
+            lens = sizes[i:j]
+            normal = P.LP_NORMAL << 15
+            lps = [(upper - end) | normal | (ln << 17) for end, ln in zip(accumulate(lens), lens)]
+            k = len(lps)
+            pos = upper - total + 4 * k
             page[pos:upper] = b"".join(reversed(tups))
-            struct.pack_into(f"<{len(lps)}I", page, lower, *lps)
-            _PH.pack_into(page, 0, lsn, cks, flags, lower + 4 * len(lps), pos, special, ver, prune)
+            struct.pack_into(f"<{k}I", page, lower, *lps)
+            _PH.pack_into(page, 0, lsn, cks, flags, lower + 4 * k, pos, special, ver, prune)
     if not tups:
         return None
-    out.extend(TID(block, o) for o in offs)
+    new = tuple.__new__  # TID(block, o) without the namedtuple constructor's overhead
+    out.extend([new(TID, (block, o)) for o in offs])
     k = len(tups)
-    return struct.pack(f"<H{k}H{k}H", k, *offs, *(len(t) for t in tups)) + b"".join(tups)
+    return struct.pack(f"<H{k}H{k}H", k, *offs, *sizes[i:i + k]) + b"".join(tups)
 
 
 def page_item_off(page: Any, offnum: int) -> int:

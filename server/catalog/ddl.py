@@ -296,7 +296,7 @@ class CatalogMixin:
         keys (the second one, in heap order, is reported).  Each tuple is decoded once;
         the entries are sorted and written bottom-up by :meth:`BTree.build`."""
         from pgbundle.server.access import page as P
-        from pgbundle.server.access.heapam import hot_chains
+        from pgbundle.server.access.heapam import chain_versions
         from pgbundle.server.access.nbtkey import encode_key, encode_value, has_null
         from pgbundle.server.storage import clog as C
 
@@ -309,6 +309,7 @@ class CatalogMixin:
         xid = self.x.xid  # type: ignore[attr-defined]
         decode = rt.codec.decode
         tid_pack = struct.Struct(">IH").pack
+        null_in = has_null
         if len(pos) == 1:
             c0, t0 = pos[0], types[0]
 
@@ -317,6 +318,9 @@ class CatalogMixin:
 
             def key_of(vals: tuple) -> bytes:
                 return encode_value(vals[0], t0)
+
+            def null_in(vals: tuple) -> bool:
+                return vals[0] is None
         else:
             def values(row: tuple) -> tuple:
                 return tuple(row[c] for c in pos)
@@ -337,7 +341,7 @@ class CatalogMixin:
                 for off, data in visible:
                     vals = values(decode(data))
                     k = keys[off] = (vals, key_of(vals))
-                    if has_null(vals):
+                    if null_in(vals):
                         continue
                     if k[1] in seen:
                         from pgbundle.server.access.engine import _fmt
@@ -353,14 +357,7 @@ class CatalogMixin:
                     page = bm.page(b)
                     if P.is_new(page):
                         continue
-                    lps = P.line_pointers(page)
-                    for root, chain in hot_chains(page):
-                        versions = []
-                        for o in chain:
-                            off, _fl, ln = P.lp_unpack(lps[o - 1])
-                            h = P.TH.unpack_from(page, off)
-                            versions.append((o, h[0], h[6], bytes(page[off + 24: off + ln])))
-                        chains.append((root, versions))
+                    chains = chain_versions(page)
             finally:
                 bm.release(b)
             for root, versions in chains:

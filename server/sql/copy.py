@@ -20,6 +20,7 @@ from pgbundle.shared.types import InvalidValue, text_decoder, text_encoder
 from .parse import const_value, names
 
 BATCH = 1000
+CHUNK = 65536  # COPY text data parsed per this many bytes
 
 _UNESCAPE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 
@@ -59,6 +60,12 @@ def _unescape(field: str) -> str:
         out.append(c)
         i += 1
     return "".join(out)
+
+
+def _then(d: Any, tm: Any) -> Any:
+    def conv(f: str) -> Any:
+        return tm(d(f))
+    return conv
 
 
 def _escape(s: str) -> str:
@@ -218,19 +225,8 @@ def _copy_in_binary(s: Any, rel: Any, cols: list[int]):
 
     from pgbundle.shared.types import binary_decoder
 
-    from .coerce import typmod_fn
     from .constraints import for_relation
-    from .expr import ExecState
-    from .modify import _default_fns
-    decs = []
-    for i in cols:
-        c = rel.columns[i]
-        decs.append((binary_decoder(c.type_oid), typmod_fn(c.type_oid, c.typmod, False)))
-    ncols = len(rel.columns)
-    defaults = _default_fns(s.env, rel)
-    missing = [i for i in range(ncols) if i not in cols and defaults[i] is not None]
-    notnull = [i for i, c in enumerate(rel.columns) if c.not_null]
-    st = ExecState([], s.env, s.storage, s)
+    build, st = _row_builder(s, rel, cols, binary_decoder)
     cons = for_relation(s.env, rel) if rel.constraints else None
     state: dict[str, Any] = {"buf": b"", "header": False, "n": 0, "batch": [], "done": False}
 
@@ -285,22 +281,7 @@ def _copy_in_binary(s: Any, rel: Any, cols: list[int]):
                 p += ln
             if not complete:
                 break
-            row: list = [None] * ncols
-            for (d, tm), i, v in zip(decs, cols, vals):
-                if v is None:
-                    continue
-                try:
-                    x = d(v)
-                except InvalidValue as e:
-                    raise PgError(e.sqlstate, e.message) from None
-                row[i] = tm(x) if tm is not None else x
-            for i in missing:
-                row[i] = defaults[i]((), st)
-            for i in notnull:
-                if row[i] is None:
-                    raise PgError("23502", f'null value in column "{rel.columns[i].name}" of relation '
-                                           f'"{rel.name}" violates not-null constraint')
-            state["batch"].append(tuple(row))
+            state["batch"].append(build(vals))
             pos = p
             if len(state["batch"]) >= BATCH:
                 flush()
@@ -333,45 +314,62 @@ def _columns(rel: Any, n: dict) -> list[int]:
     return out
 
 
-def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null: str, header: bool):
+def _row_builder(s: Any, rel: Any, cols: list[int], decoder: Any) -> tuple[Any, Any]:
+    """(build, exec state): ``build(fields)`` turns the fields of one data row (for
+    ``cols``; None for NULL) into the table row: each converted by its type's
+    ``decoder(oid)`` and typmod, defaults for the other columns, NOT NULL checked."""
+    from .coerce import typmod_fn
+    from .expr import ExecState
     from .modify import _default_fns
-    tz = s.env.tz
-    decs = []
-    for i in cols:
-        c = rel.columns[i]
-        d = text_decoder(c.type_oid, tz)
-        from .coerce import typmod_fn
-        tm = typmod_fn(c.type_oid, c.typmod, False)
-        decs.append((d, tm))
+    decs = [(decoder(rel.columns[i].type_oid), typmod_fn(rel.columns[i].type_oid, rel.columns[i].typmod, False))
+            for i in cols]
     ncols = len(rel.columns)
     defaults = _default_fns(s.env, rel)
     missing = [i for i in range(ncols) if i not in cols and defaults[i] is not None]
-    state = {"buf": b"", "n": 0, "line": 0, "batch": [], "header": header}
-    from .expr import ExecState
-    st = ExecState([], s.env, s.storage, s)
     notnull = [i for i, c in enumerate(rel.columns) if c.not_null]
+    st = ExecState([], s.env, s.storage, s)
+    # every column, in order: a row is the converted fields as they are
+    plain = cols == list(range(ncols))
+    plain_decs = [d if tm is None else _then(d, tm) for d, tm in decs]  # (typmods raise PgError only)
+
+    def build(fields: list) -> tuple:
+        if plain:
+            try:
+                row = [None if f is None else d(f) for d, f in zip(plain_decs, fields)]
+            except InvalidValue as e:
+                raise PgError(e.sqlstate, e.message) from None
+        else:
+            row = [None] * ncols
+            for (d, tm), i, f in zip(decs, cols, fields):
+                if f is None:
+                    continue
+                try:
+                    v = d(f)
+                except InvalidValue as e:
+                    raise PgError(e.sqlstate, e.message) from None
+                row[i] = tm(v) if tm is not None else v
+            for i in missing:
+                row[i] = defaults[i]((), st)
+        for i in notnull:
+            if row[i] is None:
+                raise PgError("23502", f'null value in column "{rel.columns[i].name}" of relation "{rel.name}" '
+                                       f'violates not-null constraint')
+        return tuple(row)
+    return build, st
+
+
+def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null: str, header: bool):
+    tz = s.env.tz
+    build, st = _row_builder(s, rel, cols, lambda oid: text_decoder(oid, tz))
+    state: dict[str, Any] = {"parts": [], "size": 0, "next": CHUNK, "n": 0, "batch": [], "header": header,
+                             "ended": False}
 
     def convert(fields: list[str | None]) -> tuple:
         if len(fields) != len(cols):
             if len(fields) < len(cols):
                 raise PgError("22P04", f"missing data for column \"{rel.columns[cols[len(fields)]].name}\"")
             raise PgError("22P04", "extra data after last expected column")
-        row = [None] * ncols
-        for (d, tm), i, f in zip(decs, cols, fields):
-            if f is None:
-                continue
-            try:
-                v = d(f)
-            except InvalidValue as e:
-                raise PgError(e.sqlstate, e.message) from None
-            row[i] = tm(v) if tm is not None else v
-        for i in missing:
-            row[i] = defaults[i]((), st)
-        for i in notnull:
-            if row[i] is None:
-                raise PgError("23502", f'null value in column "{rel.columns[i].name}" of relation "{rel.name}" '
-                                       f'violates not-null constraint')
-        return tuple(row)
+        return build(fields)
 
     from .constraints import for_relation
     cons = for_relation(s.env, rel) if rel.constraints else None
@@ -388,7 +386,10 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
             state["batch"] = []
 
     def handle_lines(text: str) -> None:
+        if state["ended"]:
+            return
         lines = text.split("\n")
+        batch = state["batch"]
         if csv_mode:
             reader = csv.reader(lines, delimiter=delim)
             for rec in reader:
@@ -398,35 +399,59 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
                 if not rec:
                     continue
                 if rec == ["\\."]:
-                    return
-                state["batch"].append(convert([None if f == null else f for f in rec]))
+                    state["ended"] = True
+                    break
+                batch.append(convert([None if f == null else f for f in rec]))
         else:
+            escaped = "\\" in text
             for line in lines:
                 if state["header"]:
                     state["header"] = False
                     continue
                 if line == "\\.":
-                    return
+                    state["ended"] = True  # the end-of-data marker: what follows is ignored
+                    break
                 if line.endswith("\r"):
                     line = line[:-1]
                 fields = line.split(delim)
-                state["batch"].append(convert([None if f == null else _unescape(f) for f in fields]))
+                if escaped:
+                    batch.append(convert([None if f == null else _unescape(f) for f in fields]))
+                else:
+                    batch.append(convert([None if f == null else f for f in fields]))
+                if len(batch) >= BATCH:
+                    flush()
+                    batch = state["batch"]
         if len(state["batch"]) >= BATCH:
             flush()
 
-    def feed(data: bytes) -> None:
-        buf = state["buf"] + bytes(data)
+    def process() -> None:
+        """Parse the complete lines buffered so far (text format: data arrive in pieces of
+        any size, often one row per CopyData; they are parsed some 64 KB at a time)."""
+        buf = b"".join(state["parts"])
         cut = buf.rfind(b"\n")
         if cut < 0:
-            state["buf"] = buf
+            state["parts"] = [buf]
+            state["size"] = len(buf)
+            state["next"] = max(CHUNK, 2 * len(buf))  # one long line: do not re-join it for every piece
             return
-        state["buf"] = buf[cut + 1:]
+        rest = buf[cut + 1:]
+        state["parts"] = [rest]
+        state["size"] = len(rest)
+        state["next"] = CHUNK
         handle_lines(_text(buf[:cut]))
         s.check_interrupts()
 
+    def feed(data: bytes) -> None:
+        state["parts"].append(bytes(data))
+        state["size"] += len(data)
+        # CSV: a quoted value may hold a newline, so every piece is parsed as it comes
+        if csv_mode or state["size"] >= state["next"]:
+            process()
+
     def finish() -> int:
-        rest = state["buf"]
-        state["buf"] = b""
+        process()
+        rest = b"".join(state["parts"])
+        state["parts"] = []
         if rest.strip():
             handle_lines(_text(rest).rstrip("\n"))
         flush()

@@ -159,7 +159,10 @@ class EngineStorage:
         return self.engine.insert(self._er(rel), self._to_engine(rel, row))
 
     def insert_many(self, rel: RelationInfo, rows: Iterable[tuple]) -> int:
-        rows = [self._to_engine(rel, r) for r in rows]
+        if type(self)._to_engine is EngineStorage._to_engine:  # rows go as they are
+            rows = rows if isinstance(rows, list) else list(rows)
+        else:
+            rows = [self._to_engine(rel, r) for r in rows]
         self.engine.insert_many(self._er(rel), rows)
         return len(rows)
 

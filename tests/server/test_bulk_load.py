@@ -97,9 +97,8 @@ def test_copy_errors_leave_nothing(server):
         # a failed COPY inside a savepoint leaves no row behind
         with c.transaction():
             c.execute("insert into ce values (7, 'y')")
-            with pytest.raises(psycopg.errors.UniqueViolation):
-                with c.transaction():
-                    _copy(c, "ce", [(k, "z") for k in range(100, 3000)] + [(7, "dup")] + [(4000, "w")])
+            with pytest.raises(psycopg.errors.UniqueViolation), c.transaction():
+                _copy(c, "ce", [(k, "z") for k in range(100, 3000)] + [(7, "dup")] + [(4000, "w")])
             assert c.execute("select count(*) from ce").fetchone() == (2,)
             _copy(c, "ce", [(k, "z") for k in range(100, 3000)])
         assert c.execute("select count(*) from ce").fetchone() == (2902,)
