@@ -57,6 +57,9 @@ def _ts(t: float) -> datetime.datetime | None:
     return datetime.datetime.fromtimestamp(t, _UTC) if t else None
 
 
+_ISOLATION_BY_NAME = {i.value: i for i in Isolation}
+
+
 class RelRuntime:
     """Per-backend runtime data of a relation: codec and index key types."""
 
@@ -121,7 +124,8 @@ class BackendEngine(CatalogMixin, api.Engine):
 
     # ================================================================== transactions
     def _default_isolation(self) -> Isolation:
-        return Isolation(self.settings.value("default_transaction_isolation"))
+        v = self.settings.value("default_transaction_isolation")
+        return _ISOLATION_BY_NAME.get(v) or Isolation(v)
 
     def begin(self, isolation: Isolation | None = None, read_only: bool | None = None) -> None:
         if self.x.block:
@@ -720,8 +724,14 @@ class BackendEngine(CatalogMixin, api.Engine):
         if irel is None:
             raise PgError("42P01", f'index "{index.name}" does not exist')
         types = [table.columns[a - 1].type_oid for a in index.columns]
-        lo = None if lower is None else b"".join(encode_value(v, t) for v, t in zip(lower.values, types))
-        hi = None if upper is None else b"".join(encode_value(v, t) for v, t in zip(upper.values, types))
+        lo = None if lower is None else b"".join([encode_value(v, t) for v, t in zip(lower.values, types)])
+        if upper is None:
+            hi = None
+        elif lower is not None and len(upper.values) == len(lower.values) and all(
+                a is b for a, b in zip(upper.values, lower.values)):
+            hi = lo  # an equality: the same key
+        else:
+            hi = b"".join([encode_value(v, t) for v, t in zip(upper.values, types)])
         snap = snapshot or self.snapshot()
         self.stats.table(table.oid, 2, 1)
         tids = self.btree.scan(rt.dboid, irel.relfilenode, lo, lower.inclusive if lower else True, hi,

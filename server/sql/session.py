@@ -549,7 +549,7 @@ class Session:
                     n = 0
                     check = self.check_interrupts
                     for row in res.rows:
-                        out.append(M.DataRow(tuple(None if v is None else e(v) for e, v in zip(enc, row))))
+                        out.append(M.DataRow(tuple([None if v is None else e(v) for e, v in zip(enc, row)])))
                         n += 1
                         if n & 1023 == 0:
                             check()
@@ -752,7 +752,7 @@ class Session:
             enc = p.encoders
             n = 0
             for row in p.rows:
-                out.append(M.DataRow(tuple(None if v is None else e(v) for e, v in zip(enc, row))))
+                out.append(M.DataRow(tuple([None if v is None else e(v) for e, v in zip(enc, row)])))
                 n += 1
                 if max_rows and n >= max_rows:
                     p.count += n

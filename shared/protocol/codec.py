@@ -264,8 +264,17 @@ _FRONTEND: dict[int, Callable[[Reader], m.Message]] = {
 }
 
 
+# messages without a payload: one (immutable) instance each
+_FRONTEND_EMPTY: dict[int, m.Message] = {ord("S"): m.Sync(), ord("H"): m.Flush(), ord("X"): m.Terminate(),
+                                         ord("c"): m.CopyDone()}
+
+
 def decode_frontend(type_byte: int, payload: bytes) -> m.Message:
     """Decode a message a client sent.  Unknown types raise RemoteProtocolError."""
+    if not payload:
+        msg = _FRONTEND_EMPTY.get(type_byte)
+        if msg is not None:
+            return msg
     fn = _FRONTEND.get(type_byte)
     if fn is None:
         raise RemoteProtocolError(f"invalid frontend message type {type_byte}")
