@@ -235,6 +235,18 @@ class Heap:
         finally:
             bm.release(b)
 
+    def block_chains(self, dboid: int, relnode: int, block: int) -> tuple[list, bool]:
+        """:func:`chain_versions` of a block, and whether it is plain with no prunable
+        tuples (``pd_prune_xid`` unset: a scan would not prune it); ([], True) for a new page."""
+        b = self.bm.read_buffer(dboid, relnode, 0, block)
+        try:
+            with self.bm.content_lock(b):
+                page = self.bm.page(b)
+                chains, plain = ([], True) if P.is_new(page) else chain_versions(page)
+                return chains, plain and not P.prune_xid(page)
+        finally:
+            self.bm.release(b)
+
     def header_at(self, dboid: int, relnode: int, tid: TID) -> tuple[int, ...] | None:
         b = self.bm.read_buffer(dboid, relnode, 0, tid.block)
         try:
@@ -791,9 +803,10 @@ def hot_chains(page: Any) -> list[tuple[int, list[int]]]:
     return out
 
 
-def chain_versions(page: Any) -> list[tuple[int, list[tuple[int, int, int, bytes]]]]:
-    """:func:`hot_chains` with each version as (offnum, xmin, infomask, row data), for
-    index builds; a page without HOT chains (the usual case) is read in one pass."""
+def chain_versions(page: Any) -> tuple[list[tuple[int, list[tuple[int, int, int, int, bytes]]]], bool]:
+    """(:func:`hot_chains` with each version as (offnum, xmin, xmax, infomask, row data),
+    whether the page is plain: no HOT chain, no redirect, every tuple its own chain) for
+    index builds; a plain page (the usual case) is read in one pass."""
     lps = P.line_pointers(page)
     unpack = TH.unpack_from
     out = []
@@ -804,13 +817,13 @@ def chain_versions(page: Any) -> list[tuple[int, list[tuple[int, int, int, bytes
             off = v & 0x7FFF
             h = unpack(page, off)
             if not h[6] & hot:
-                out.append((o, [(o, h[0], h[6], bytes(page[off + 24: off + (v >> 17)]))]))
+                out.append((o, [(o, h[0], h[1], h[6], bytes(page[off + 24: off + (v >> 17)]))]))
                 continue
         elif fl != 2:
             continue
         break  # a HOT chain or a redirect: the general walk
     else:
-        return out
+        return out, True
     out = []
     for root, chain in hot_chains(page):
         versions = []
@@ -818,9 +831,21 @@ def chain_versions(page: Any) -> list[tuple[int, list[tuple[int, int, int, bytes
             v = lps[o - 1]
             off = v & 0x7FFF
             h = unpack(page, off)
-            versions.append((o, h[0], h[6], bytes(page[off + 24: off + (v >> 17)])))
+            versions.append((o, h[0], h[1], h[6], bytes(page[off + 24: off + (v >> 17)])))
         out.append((root, versions))
-    return out
+    return out, False
+
+
+def plainly_visible(chains: list, snap: Snapshot) -> bool:
+    """Whether every tuple of a plain page (see :func:`chain_versions`) is visible to
+    ``snap`` by its hint bits alone: inserter committed before the snapshot, no deleter
+    (HeapTupleSatisfiesMVCC's first answer, nothing to look up or to hint)."""
+    smax, xip = snap.xmax, snap.xip
+    gone = P.XMAX_INVALID | P.XMAX_LOCK_ONLY
+    for _root, ((_o, xmin, xmax, mask, _data),) in chains:
+        if not mask & P.XMIN_COMMITTED or xmin >= smax or xmin in xip or (xmax and not mask & gone):
+            return False
+    return True
 
 
 def _low_free(page: Any) -> bool:

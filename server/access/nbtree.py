@@ -33,6 +33,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 from pgbundle.server.access import page as P
@@ -581,6 +582,11 @@ def _pack(items: list[bytes], internal: bool, fill: int) -> list[list[bytes]]:
     """Cut ``items`` into pages of at most ``fill`` bytes (items + line pointers).  A page
     takes at least two items when they fit at all, so every level shrinks; on an
     ``internal`` page the first item will keep only its 4-byte child block."""
+    if not internal and items:
+        sizes = set(map(len, items))
+        per = fill // (len(items[0]) + 4)
+        if len(sizes) == 1 and per >= 2:  # entries of one size (fixed-width keys): slices
+            return [items[k: k + per] for k in range(0, len(items), per)]
     pages: list[list[bytes]] = []
     cur: list[bytes] = []
     used = 0
@@ -600,11 +606,10 @@ def _pack(items: list[bytes], internal: bool, fill: int) -> list[list[bytes]]:
 def _node_image(items: list[bytes], right: int, level: int, flags: int) -> bytes:
     """The page :func:`_write_items` would make of ``items``, built in one go."""
     special = BLCKSZ - SPECIAL
-    lps = []
-    pos = special
-    for it in items:
-        pos -= len(it)
-        lps.append(pos | (P.LP_NORMAL << 15) | (len(it) << 17))
+    lens = list(map(len, items))
+    normal = P.LP_NORMAL << 15
+    lps = [(special - end) | normal | (ln << 17) for end, ln in zip(accumulate(lens), lens)]
+    pos = special - sum(lens)
     lower = P.PH_SIZE + 4 * len(items)
     if pos < lower:
         raise RuntimeError("btree page overflow")

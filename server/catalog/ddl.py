@@ -296,8 +296,8 @@ class CatalogMixin:
         keys (the second one, in heap order, is reported).  Each tuple is decoded once;
         the entries are sorted and written bottom-up by :meth:`BTree.build`."""
         from pgbundle.server.access import page as P
-        from pgbundle.server.access.heapam import chain_versions
-        from pgbundle.server.access.nbtkey import encode_key, encode_value, has_null
+        from pgbundle.server.access.heapam import plainly_visible
+        from pgbundle.server.access.nbtkey import encode_key, has_null, value_encoder
         from pgbundle.server.storage import clog as C
 
         table = self.relation(table_oid)
@@ -311,13 +311,14 @@ class CatalogMixin:
         tid_pack = struct.Struct(">IH").pack
         null_in = has_null
         if len(pos) == 1:
-            c0, t0 = pos[0], types[0]
+            c0 = pos[0]
+            enc0 = value_encoder(types[0])
 
             def values(row: tuple) -> tuple:
                 return (row[c0],)
 
             def key_of(vals: tuple) -> bytes:
-                return encode_value(vals[0], t0)
+                return enc0(vals[0])
 
             def null_in(vals: tuple) -> bool:
                 return vals[0] is None
@@ -335,8 +336,13 @@ class CatalogMixin:
         for block in range(nblocks):
             self.check_for_interrupts()  # type: ignore[attr-defined]
             keys: dict[int, tuple[tuple, bytes]] = {}  # offnum -> (values, key), each tuple decoded once
+            chains, plain = heap.block_chains(rt.dboid, rt.relnode, block)
             if snap is not None:
-                visible = heap.scan_block(rt.dboid, rt.relnode, block, snap)
+                if plain and plainly_visible(chains, snap):
+                    visible = [(vs[0][0], vs[0][4]) for _root, vs in chains]
+                else:  # the tuples the snapshot sees (a scan may prune the page first: read it again)
+                    visible = heap.scan_block(rt.dboid, rt.relnode, block, snap)
+                    chains, plain = heap.block_chains(rt.dboid, rt.relnode, block)
                 heap.tup_returned += len(visible)
                 for off, data in visible:
                     vals = values(decode(data))
@@ -350,20 +356,10 @@ class CatalogMixin:
                         raise PgError("23505", f'could not create unique index "{name}"',
                                       detail=f"Key ({names})=({', '.join(_fmt(v) for v in vals)}) is duplicated.")
                     seen.add(k[1])
-            chains = []
-            b = bm.read_buffer(rt.dboid, rt.relnode, 0, block)
-            try:
-                with bm.content_lock(b):
-                    page = bm.page(b)
-                    if P.is_new(page):
-                        continue
-                    chains = chain_versions(page)
-            finally:
-                bm.release(b)
             for root, versions in chains:
                 # index the root of each HOT chain with the key of its newest version that
                 # was not rolled back
-                for o, xmin, mask, data in reversed(versions):
+                for o, xmin, _xmax, mask, data in reversed(versions):
                     if mask & P.XMIN_INVALID:
                         continue
                     if not mask & P.XMIN_COMMITTED and xmin != xid:
