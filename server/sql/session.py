@@ -146,6 +146,7 @@ class Session:
         self.portals: dict[str, Portal] = {}
         self.plan_cache: OrderedDict[tuple, Prepared] = OrderedDict()
         self._rowdescs: dict[tuple, tuple] = {}
+        self._encs: dict[tuple, tuple] = {}
         self.failed = False             # explicit block aborted by an error
         self.skip_until_sync = False
         self.cancel_requested = False
@@ -412,6 +413,21 @@ class Session:
         return M.RowDescription(tuple(fields))
 
     def _encoders(self, cols: list[Column], formats: list[int]) -> list:
+        """Value → wire bytes per column; the same list again for the same column list and
+        formats when no column's output depends on the session (time zone, user types)."""
+        key = (id(cols), tuple(formats))
+        hit = self._encs.get(key)
+        if hit is not None and hit[0] is cols:
+            return hit[1]
+        out = self._make_encoders(cols, formats)
+        if all(c.type_oid < 16384 and c.type_oid != T.TIMESTAMPTZ and T.element_of(c.type_oid) != T.TIMESTAMPTZ
+               for c in cols):
+            if len(self._encs) >= PLAN_CACHE_SIZE:
+                self._encs.clear()
+            self._encs[key] = (cols, out)
+        return out
+
+    def _make_encoders(self, cols: list[Column], formats: list[int]) -> list:
         out = []
         for i, c in enumerate(cols):
             if _fmt_at(formats, i) == 1:

@@ -103,6 +103,8 @@ class ProcArray:
         self._done = memoryview(self.buf)[done_off: done_off + 8].cast("Q")
         self._last: tuple[int, int, int, tuple[int, int, frozenset[int]]] | None = None
         self._last_snap: Snapshot | None = None
+        self._last_query: str | None = None
+        self._last_query_bytes = b""
 
     def _off(self, i: int) -> int:
         return self.slots_off + i * self.ssize
@@ -180,7 +182,11 @@ class ProcArray:
         self.buf[off + 5] = STATE_CODE[state]
         _D.pack_into(self.buf, off + 56, now)  # state_change
         if query is not None:
-            q = query.encode("utf-8", "replace")[: self.qsize - 1]
+            if query is self._last_query:  # the same statement again (a prepared one)
+                q = self._last_query_bytes
+            else:
+                q = query.encode("utf-8", "replace")[: self.qsize - 1]
+                self._last_query, self._last_query_bytes = query, q
             self.buf[off + _QUERY: off + _QUERY + len(q)] = q
             _U32.pack_into(self.buf, off + 64, len(q))
             _D.pack_into(self.buf, off + 48, now)  # query_start

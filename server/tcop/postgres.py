@@ -323,6 +323,8 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
     procs = engine.procs
     settings = engine.settings
     frames = ms.frames
+    decode = codec.decode_frontend
+    Query, Parse, Bind, Describe, Execute, Sync = M.Query, M.Parse, M.Bind, M.Describe, M.Execute, M.Sync
     pending: list = []
     last_state = "idle"
     while True:
@@ -339,9 +341,9 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
             typ, payload = await _receive(ms, session, settings, bool(pending), report)
         else:
             typ, payload = f
-        msg = codec.decode_frontend(typ, payload)
+        msg = decode(typ, payload)
         t = type(msg)
-        if t is M.Query:
+        if t is Query:
             procs.set_state("active", msg.query)
             last_state = "active"
             interrupts.start_query(int(settings.value("statement_timeout")))
@@ -353,14 +355,14 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
             await _send(ms, out)
             if session.copy_in_progress:
                 await _copy_in(ms, session, report)
-        elif t is M.Parse:
+        elif t is Parse:
             pending.extend(session.parse(msg.name, msg.query, msg.param_types))
-        elif t is M.Bind:
+        elif t is Bind:
             pending.extend(session.bind(msg.portal, msg.statement, msg.param_formats, msg.params,
                                         msg.result_formats))
-        elif t is M.Describe:
+        elif t is Describe:
             pending.extend(session.describe(msg.kind, msg.name))
-        elif t is M.Execute:
+        elif t is Execute:
             if last_state != "active":
                 procs.set_state("active", getattr(session, "portal_query", lambda n: None)(msg.portal))
                 last_state = "active"
@@ -371,7 +373,7 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
                 interrupts.end_query()
         elif t is M.Close:
             pending.extend(session.close(msg.kind, msg.name))
-        elif t is M.Sync:
+        elif t is Sync:
             pending.extend(session.sync())
             report.before_ready(pending)
             await _send(ms, pending)

@@ -432,6 +432,20 @@ def _e_data_row(x: m.DataRow) -> bytes:
     return _HDR.pack(b"D", len(body) + 4) + body
 
 
+_READY = {st: frame(b"Z", st.encode("ascii")) for st in ("I", "T", "E")}
+_TAGS: dict[str, bytes] = {}  # CommandComplete of the tags sent again and again
+
+
+def _e_command_complete(x: m.CommandComplete) -> bytes:
+    b = _TAGS.get(x.tag)
+    if b is None:
+        b = frame(b"C", _s(x.tag))
+        if len(_TAGS) >= 256:
+            _TAGS.clear()
+        _TAGS[x.tag] = b
+    return b
+
+
 _ROW_DESCRIPTIONS: dict[m.RowDescription, bytes] = {}  # a server sends the same ones again
 
 
@@ -534,10 +548,10 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     m.AuthenticationSASLFinal: lambda x: _e_auth(12, x.data),
     m.BackendKeyData: lambda x: frame(b"K", _U32.pack(x.process_id) + x.secret_key),
     m.ParameterStatus: lambda x: frame(b"S", _s(x.name) + _s(x.value)),
-    m.ReadyForQuery: lambda x: frame(b"Z", x.status.encode("ascii")),
+    m.ReadyForQuery: lambda x: _READY.get(x.status) or frame(b"Z", x.status.encode("ascii")),
     m.RowDescription: _e_row_description,
     m.DataRow: _e_data_row,
-    m.CommandComplete: lambda x: frame(b"C", _s(x.tag)),
+    m.CommandComplete: _e_command_complete,
     m.EmptyQueryResponse: lambda x: b"I\0\0\0\4",
     m.ErrorResponse: lambda x: frame(b"E", _fields_bytes(x.fields)),
     m.NoticeResponse: lambda x: frame(b"N", _fields_bytes(x.fields)),
