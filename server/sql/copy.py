@@ -404,6 +404,7 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
                 batch.append(convert([None if f == null else f for f in rec]))
         else:
             escaped = "\\" in text
+            no_nulls = not escaped and "\\" in null  # (the NULL marker, \N by default, cannot occur)
             for line in lines:
                 if state["header"]:
                     state["header"] = False
@@ -414,7 +415,9 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
                 if line.endswith("\r"):
                     line = line[:-1]
                 fields = line.split(delim)
-                if escaped:
+                if no_nulls:
+                    batch.append(convert(fields))
+                elif escaped:
                     batch.append(convert([None if f == null else _unescape(f) for f in fields]))
                 else:
                     batch.append(convert([None if f == null else f for f in fields]))

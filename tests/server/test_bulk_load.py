@@ -121,3 +121,38 @@ def test_unique_index_build_reports_the_duplicate(server):
         assert c.execute("select count(*) from ud where a >= 0").fetchone() == (5000,)
         with pytest.raises(psycopg.errors.UniqueViolation):
             c.execute("insert into ud values (4000, 1)")
+
+
+def test_copy_text_pieces_as_postgresql(server):
+    """Rows split across CopyData messages anyhow, escapes, \\N, column lists with
+    defaults, char(n) padding, CRLF, the end-of-data marker (what follows it is
+    ignored, as PostgreSQL 15 does), COPY BINARY of the result back in."""
+    with server.connect() as c:
+        c.execute("create table ct (a int, b text default 'dflt', c char(5), d numeric(6,2) not null default 0)")
+
+        def copy(sql: str, pieces: list[bytes]) -> str:
+            with c.cursor() as cur:
+                with cur.copy(sql) as cp:
+                    for p in pieces:
+                        cp.write(p)
+                return cur.statusmessage
+
+        assert copy("copy ct from stdin", [b"1\tx\\ty\tab\t1.234\n2\t\\N\tabc", b"de\t2\n3\tlast\\\\\t\\N\t3.5"]) == "COPY 3"
+        assert copy("copy ct (a, c) from stdin", [b"4\tq\n5", b"\tqq\n"]) == "COPY 2"
+        assert copy("copy ct from stdin", [b"10\ta\tb\t1\n\\.\n11\ta\tb\t1\n", b"12\ta\tb\t1\n"]) == "COPY 1"
+        assert copy("copy ct from stdin", [b"30\tr\xc3\xa9\tc\t1\r\n"]) == "COPY 1"
+        rows = [(1, "x\ty", "ab   ", "1.23"), (2, None, "abcde", "2.00"), (3, "last\\", None, "3.50"),
+                (4, "dflt", "q    ", "0.00"), (5, "dflt", "qq   ", "0.00"), (10, "a", "b    ", "1.00"),
+                (30, "ré", "c    ", "1.00")]
+        got = c.execute("select a, b, c, d::text from ct order by a").fetchall()
+        assert got == rows
+        with pytest.raises(psycopg.errors.StringDataRightTruncation):
+            copy("copy ct from stdin", [b"9\ta\ttoolongvalue\t1\n"])
+        with pytest.raises(psycopg.errors.BadCopyFileFormat):
+            copy("copy ct from stdin", [b"7\ta\tb\t1\textra\n"])
+        data = []
+        with c.cursor().copy("copy ct to stdout with (format binary)") as cp:
+            data = [bytes(b) for b in cp]
+        c.execute("create table ct2 (a int, b text, c char(5), d numeric(6,2) not null)")
+        assert copy("copy ct2 from stdin with (format binary)", data) == "COPY 7"
+        assert c.execute("select a, b, c, d::text from ct2 order by a").fetchall() == rows
