@@ -19,6 +19,12 @@ from pgbundle.shared.types.oids import TYPES
 from .coerce import TYPE_ALIASES, format_type
 
 UTC = _dt.timezone.utc
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_ns(ns: int) -> _dt.datetime:
+    """``datetime.now(UTC)`` for a ``time.time_ns()`` reading."""
+    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
 _tz_cache: dict[str, _dt.tzinfo] = {}
 
 
@@ -54,6 +60,8 @@ class SessionEnv:
         self.default_cache: dict = {}
         self._xact_ts: _dt.datetime | None = None
         self._stmt_ts: _dt.datetime | None = None
+        self._xact_ns: int | None = None
+        self._stmt_ns: int | None = None
         self._tzname = None
         self._tz: _dt.tzinfo = UTC
         self._user_types: dict[int, Any] | None = None
@@ -69,22 +77,33 @@ class SessionEnv:
             self._tzname = name
         return self._tz
 
+    # The clock is read as integer nanoseconds at statement start and turned into a
+    # datetime (floored to microseconds, as datetime.now) only when asked for.
     def xact_timestamp(self) -> _dt.datetime:
         if self._xact_ts is None:
-            self._xact_ts = _dt.datetime.now(UTC)
+            if self._xact_ns is None:
+                self._xact_ns = time.time_ns()
+            self._xact_ts = _from_ns(self._xact_ns)
         return self._xact_ts
 
     def statement_timestamp(self) -> _dt.datetime:
-        return self._stmt_ts or self.xact_timestamp()
+        if self._stmt_ns is None:
+            return self.xact_timestamp()
+        if self._stmt_ts is None:
+            self._stmt_ts = self.xact_timestamp() if self._stmt_ns == self._xact_ns else _from_ns(self._stmt_ns)
+        return self._stmt_ts
 
     def start_statement(self, new_xact: bool) -> None:
-        now = _dt.datetime.now(UTC)
-        self._stmt_ts = now
-        if new_xact or self._xact_ts is None:
-            self._xact_ts = now
+        now = time.time_ns()
+        self._stmt_ns = now
+        self._stmt_ts = None
+        if new_xact or self._xact_ns is None:
+            self._xact_ns = now
+            self._xact_ts = None
 
     def end_xact(self) -> None:
         self._xact_ts = None
+        self._xact_ns = None
 
     def sleep(self, secs: float) -> None:
         end = time.monotonic() + max(secs, 0)
@@ -142,7 +161,7 @@ class SessionEnv:
     def user_types(self) -> dict[int, Any]:
         """oid -> (name, namespace oid, {"labels": [...], "_array": oid}) of user-defined
         (enum) types, read from pg_type/pg_enum once per statement."""
-        if self._user_types is not None and self._user_types_stmt == self._stmt_ts:
+        if self._user_types is not None and self._user_types_stmt == self._stmt_ns:
             return self._user_types
         out: dict[int, Any] = {}
         eng = self.engine
@@ -167,7 +186,7 @@ class SessionEnv:
                 v[2]["labels"] = [lab for _o, lab in sorted(labels.get(oid, []))]
                 ENUM_ORDER[oid] = {lab: o for o, lab in labels.get(oid, [])}
         self._user_types = out
-        self._user_types_stmt = self._stmt_ts
+        self._user_types_stmt = self._stmt_ns
         from . import coerce
         coerce.ENUM_TYPES.clear()
         coerce.ENUM_TYPES.update({oid: v[2]["labels"] for oid, v in out.items()})
