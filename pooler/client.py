@@ -73,6 +73,7 @@ class Client:
         self.state = ClientState.LOGIN
         self.pool: Pool | None = None
         self.server: Server | None = None
+        self.last_server: Server | None = None  # the server it had last (Pool._pick_idle prefers it)
         self.user = ""
         self.database = ""
         self.startup_params: dict[str, str] = {}

@@ -10,7 +10,8 @@ list it sits on -- and changes only through the functions in this module:
                    -> CLOSED
 
 ``Pool.idle`` is a LIFO stack (pgbouncer's default; FIFO with
-``server_round_robin``); ``Pool.waiting`` is a FIFO queue, so clients are
+``server_round_robin``), except that a client gets back the server it had last when that
+one is idle (its settings and prepared statements need no re-sync); ``Pool.waiting`` is a FIFO queue, so clients are
 served in arrival order.  A server released while clients wait goes straight to
 the first of them.  Everything here runs in the pooler's one trio thread: no
 locks, and no awaits between a check and the state change it guards.
@@ -166,7 +167,7 @@ class Pool:
         server's own login error.  Cancellation leaves the client unlinked.
         """
         while self.idle and not self.waiting and not self.paused:
-            server = self.idle.pop()
+            server = self._pick_idle(client)
             if server.needs_check():
                 self.used.add(server)
                 server.state = ServerState.USED
@@ -226,10 +227,23 @@ class Pool:
                                        detail=self.last_login_error.message if self.last_login_error else None)
             self._wake(c)
 
+    def _pick_idle(self, client: Client) -> Server:
+        """The idle server ``client`` had last, if it is idle (its settings and prepared
+        statements are already there: no re-sync), else the top of the LIFO stack."""
+        last = client.last_server
+        if last is not None and last.state is ServerState.IDLE and last.pool is self \
+                and not self.pooler.config.settings.server_round_robin:
+            if self.idle[-1] is last:
+                return self.idle.pop()
+            self.idle.remove(last)
+            return last
+        return self.idle.pop()
+
     def _link(self, client: Client, server: Server) -> None:
         self.active.add(server)
         server.state = ServerState.ACTIVE
         server.client = client
+        client.last_server = server
         server.link_time = time.monotonic()
         client.server = server
         client.state = ClientState.ACTIVE

@@ -96,6 +96,35 @@ def test_fifo_order(pg, pooler_factory):
     assert order == "0,1,2,3"
 
 
+@pytest.mark.parametrize("round_robin", [False, True])
+def test_client_gets_its_last_server_back(pg, pooler_factory, round_robin):
+    """Transaction mode: a client whose last server is idle gets that one again (its settings
+    and prepared statements are there already) -- not the most recently released one.
+    With server_round_robin the idle list is a plain FIFO queue, as in pgbouncer."""
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "2",
+                                 "-s", f"server_round_robin={int(round_robin)}"))
+    a, b = connect(p, autocommit=False), connect(p, autocommit=False)
+    try:
+        pid = lambda c: c.execute("select pg_backend_pid()").fetchone()[0]  # noqa: E731
+        first_a, first_b = pid(a), pid(b)  # both inside a transaction: two servers
+        assert first_a != first_b
+        a.commit()
+        b.commit()
+        a.autocommit = b.autocommit = True
+        alone = [pid(a) for _ in range(4)]
+        seen_a, seen_b = [], []
+        for _ in range(4):
+            seen_a.append(pid(a))  # a released last, then b runs: LIFO alone would swap them
+            seen_b.append(pid(b))
+        if round_robin:
+            assert set(alone) == {first_a, first_b}  # FIFO: one client alone goes round both
+        else:
+            assert alone == seen_a == [first_a] * 4 and seen_b == [first_b] * 4
+    finally:
+        a.close()
+        b.close()
+
+
 def test_query_wait_timeout(pg, pooler_factory):
     p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "1",
                                  "-s", "query_wait_timeout=1"))
