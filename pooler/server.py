@@ -584,13 +584,7 @@ class Server:
         Returns the ErrorResponse if it failed, else None.  Errors: ConnectionLost
         if the server goes away (its task then cleans up).
         """
-        assert self.conn is not None
-        sink = self.expect_internal()
-        await self.conn.send_all(encode(m.Query(sql)))
-        await sink.done.wait()
-        if self.state is ServerState.CLOSED:
-            raise ConnectionLost("server closed during an internal query")
-        return sink.error
+        return (await self.run_internal_rows(sql))[0]
 
     def needs_check(self) -> bool:
         s = self.pool.pooler.config.settings
