@@ -14,7 +14,7 @@ import os
 import struct
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Callable
 
 from pgbundle.server.access import api
 from pgbundle.server.access import page as P
@@ -784,11 +784,22 @@ class BackendEngine(CatalogMixin, api.Engine):
 
         if self.x.block:
             raise PgError("25001", "VACUUM cannot run inside a transaction block")
-        own = not self.x.active
-        if own:
+        return self._maintenance(not self.x.active, lambda: vacuum.vacuum(
+            self, rel, analyze=analyze, verbose=verbose, autovacuum=autovacuum, full=full))
+
+    def analyze(self, rel: RelationInfo | None = None) -> None:
+        """ANALYZE: in the running transaction block, or in a transaction of its own."""
+        from pgbundle.server.access import vacuum
+
+        self._maintenance(not self.x.block, lambda: vacuum.analyze(self, rel))
+
+    def _maintenance(self, own: bool, work: Callable[[], Any]) -> Any:
+        """Run ``work`` in a transaction of its own (``own``: started if none runs, committed
+        after, rolled back on error) or in the caller's."""
+        if own and not self.x.active:
             self.start_statement()
         try:
-            res = vacuum.vacuum(self, rel, analyze=analyze, verbose=verbose, autovacuum=autovacuum, full=full)
+            res = work()
         except BaseException:
             if own:
                 self.rollback()
@@ -796,22 +807,6 @@ class BackendEngine(CatalogMixin, api.Engine):
         if own:
             self.commit()
         return res
-
-    def analyze(self, rel: RelationInfo | None = None) -> None:
-        """ANALYZE: in the running transaction block, or in a transaction of its own."""
-        from pgbundle.server.access import vacuum
-
-        own = not self.x.block
-        if own and not self.x.active:
-            self.start_statement()
-        try:
-            vacuum.analyze(self, rel)
-        except BaseException:
-            if own:
-                self.rollback()
-            raise
-        if own:
-            self.commit()
 
     def relation_pages(self, oid: int) -> int:
         """Current size of a relation in pages (0 for relations without storage)."""
