@@ -448,20 +448,22 @@ class CatalogMixin:
 
     def truncate(self, oids: Sequence[int]) -> None:
         for oid in oids:
-            rel = self.relation(oid)
             self.lock_relation(oid, 8)  # type: ignore[attr-defined]
-            targets = [rel] + [self.relation(i.oid) for i in rel.indexes]
-            for t in targets:
-                new = self.allocate_oid()
-                self._new_relation_file(new)
-                if t.kind == api.RelKind.INDEX:
-                    xid, _ = self._write_ctx()  # type: ignore[attr-defined]
-                    self.btree.create_empty(self.database.oid, new, xid)  # type: ignore[attr-defined]
-                self.x.drop_on_commit.append((self.database.oid, t.relfilenode))  # type: ignore[attr-defined]
-                toid = t.oid
-                self._cat_update("pg_class", lambda r, toid=toid: r[0] == toid,
-                                 lambda r, new=new: r[:7] + (new,) + r[8:9] + (0, -1.0) + r[11:])
+            self._new_files(self.relation(oid), reset_stats=True)
         self.command_counter_increment()  # type: ignore[attr-defined]
+
+    def _new_files(self, rel: RelationInfo, *, reset_stats: bool) -> None:
+        """Give ``rel`` and its indexes new, empty files (empty B-trees for the indexes); the old
+        files go at commit.  ``reset_stats`` also zeroes relpages and reltuples (TRUNCATE)."""
+        for t in [rel] + [self.relation(i.oid) for i in rel.indexes]:
+            new = self.allocate_oid()
+            self._new_relation_file(new)
+            if t.kind == api.RelKind.INDEX:
+                xid, _ = self._write_ctx()  # type: ignore[attr-defined]
+                self.btree.create_empty(self.database.oid, new, xid)  # type: ignore[attr-defined]
+            self.x.drop_on_commit.append((self.database.oid, t.relfilenode))  # type: ignore[attr-defined]
+            self._cat_update("pg_class", lambda r, toid=t.oid: r[0] == toid,  # relfilenode, relpages, reltuples
+                             lambda r, new=new: r[:7] + (new,) + (r[8:9] + (0, -1.0) + r[11:] if reset_stats else r[8:]))
 
     def rename_relation(self, oid: int, new_name: str) -> None:
         rel = self.relation(oid)
@@ -550,17 +552,7 @@ class CatalogMixin:
         rows = [row for _tid, row in self.seq_scan(rel)]  # type: ignore[attr-defined]
         if convert is not None:
             rows = [convert(r) for r in rows]
-        targets = [rel] + [self.relation(i.oid) for i in rel.indexes]
-        for t in targets:
-            new = self.allocate_oid()
-            self._new_relation_file(new)
-            if t.kind == api.RelKind.INDEX:
-                xid, _ = self._write_ctx()  # type: ignore[attr-defined]
-                self.btree.create_empty(self.database.oid, new, xid)  # type: ignore[attr-defined]
-            self.x.drop_on_commit.append((self.database.oid, t.relfilenode))  # type: ignore[attr-defined]
-            toid = t.oid
-            self._cat_update("pg_class", lambda r, toid=toid: r[0] == toid,
-                             lambda r, new=new: r[:7] + (new,) + r[8:])
+        self._new_files(rel, reset_stats=False)
         for attnum, (typ, typmod) in (types or {}).items():
             lay = D.type_layout(typ)
             self._cat_update("pg_attribute", lambda r, a=attnum: r[0] == table_oid and r[5] == a,
