@@ -1160,33 +1160,26 @@ class Cursor:
             if k < 0:
                 self._fill(None)
                 k = len(self.buf) + 1 + k
-                if k < 1:
-                    self.pos = 0
-                    return []
-            if k == 0:
-                self.pos = 0
-                return []
-            r = self._row(k)
-            if r is None:
-                self.pos = len(self.buf) + 1
-                return []
-            self.pos = k
-            return [r]
+            return self._goto(k)
         if direction == "FETCH_RELATIVE":
-            k = self.pos + (count or 0)
             if count == 0:
                 r = self._row(self.pos) if self.pos >= 1 else None
                 return [r] if r is not None else []
-            if k < 1:
-                self.pos = 0
-                return []
-            r = self._row(k)
-            if r is None:
-                self.pos = len(self.buf) + 1
-                return []
-            self.pos = k
-            return [r]
+            return self._goto(self.pos + (count or 0))
         raise PgError("0A000", f"FETCH {direction} is not supported")
+
+    def _goto(self, k: int) -> list:
+        """Position on row ``k`` and return it; before the first row (k < 1) or after the last,
+        position there and return nothing."""
+        if k < 1:
+            self.pos = 0
+            return []
+        r = self._row(k)
+        if r is None:
+            self.pos = len(self.buf) + 1
+            return []
+        self.pos = k
+        return [r]
 
     def _need_scroll(self) -> None:
         if not self.scroll:
