@@ -50,7 +50,7 @@ from typing import Any
 
 from pgbundle.server.access import page as P
 from pgbundle.server.access.api import TID, Snapshot
-from pgbundle.server.access.xlog import RM_FPI, RM_HEAP, BlockRef
+from pgbundle.server.access.xlog import RM_HEAP, BlockRef
 from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
 
@@ -75,6 +75,39 @@ UPDATED = 2  # committed update by another transaction
 DELETED = 3  # committed delete by another
 BEING_UPDATED = 4  # in-progress transaction holds xmax
 INVISIBLE = 5
+
+
+def _hot_chain(page: Any, block: int, offnum: int, limit: int = 10000) -> Iterator[tuple[int, int, int, tuple]]:
+    """The versions of the HOT chain rooted at line pointer ``offnum`` of ``page`` (a redirect
+    only as the root), as (offnum, tuple offset, tuple end, header), oldest first; the caller
+    holds the content lock.  The walk stops where the chain breaks: a dead or unused line
+    pointer, an xmin that is not the previous version's xmax, a version not HOT-updated or
+    updated onto another page."""
+    nlp = (P.U16.unpack_from(page, 12)[0] - 24) // 4
+    prev_xmax = 0
+    first = True
+    while 0 < offnum <= nlp and limit > 0:
+        v = _LP.unpack_from(page, 20 + 4 * offnum)[0]
+        fl = (v >> 15) & 3
+        if fl == 2:  # redirect: only as a chain's root
+            if not first:
+                return
+            first = False
+            offnum = v & 0x7FFF
+            continue
+        if fl != 1:
+            return
+        off = v & 0x7FFF
+        h = TH.unpack_from(page, off)
+        if prev_xmax and h[0] != prev_xmax:
+            return
+        yield offnum, off, off + (v >> 17), h
+        if not h[6] & P.HEAP_HOT_UPDATED or h[4] != block:
+            return
+        first = False
+        prev_xmax = h[1]
+        offnum = h[5]
+        limit -= 1
 
 
 class Heap:
@@ -463,38 +496,14 @@ class Heap:
         try:
             with bm.content_lock(b):
                 page = bm.page(b)
-                lower = P.U16.unpack_from(page, 12)[0]
-                nlp = (lower - 24) // 4
-                offnum = tid.offset
-                prev_xmax = 0
-                first = True
                 walked = 0
                 found = None
                 hints: list[tuple[int, int]] = []
-                while 0 < offnum <= nlp:
-                    v = _LP.unpack_from(page, 20 + 4 * offnum)[0]
-                    fl = (v >> 15) & 3
-                    if fl == 2:  # redirect: only as a chain's root
-                        if not first:
-                            break
-                        first = False
-                        offnum = v & 0x7FFF
-                        continue
-                    if fl != 1:
-                        break
-                    off = v & 0x7FFF
-                    xmin, xmax, _cmin, _cmax, cb, co, mask = TH.unpack_from(page, off)
-                    if prev_xmax and xmin != prev_xmax:
-                        break
+                for offnum, off, end, _h in _hot_chain(page, block, tid.offset):
                     walked += 1
                     if self.visible(page, off, snap, hints):
-                        found = (TID(block, offnum), bytes(page[off + 24: off + (v >> 17)]))
+                        found = (TID(block, offnum), bytes(page[off + 24: end]))
                         break
-                    if not mask & P.HEAP_HOT_UPDATED or cb != block:
-                        break
-                    first = False
-                    prev_xmax = xmax
-                    offnum = co
                 if hints:
                     self._apply_hints(b, page, hints)
                 if walked > PRUNE_CHAIN or (walked > 1 and _low_free(page)):
@@ -514,30 +523,8 @@ class Heap:
         try:
             with bm.content_lock(b):
                 page = bm.page(b)
-                nlp = (P.U16.unpack_from(page, 12)[0] - 24) // 4
-                offnum = tid.offset
-                prev_xmax = 0
-                first = True
-                while 0 < offnum <= nlp and len(out) < 10000:
-                    v = _LP.unpack_from(page, 20 + 4 * offnum)[0]
-                    fl = (v >> 15) & 3
-                    if fl == 2:
-                        if not first:
-                            break
-                        first = False
-                        offnum = v & 0x7FFF
-                        continue
-                    if fl != 1:
-                        break
-                    h = TH.unpack_from(page, v & 0x7FFF)
-                    if prev_xmax and h[0] != prev_xmax:
-                        break
+                for offnum, _off, _end, h in _hot_chain(page, block, tid.offset):
                     out.append((TID(block, offnum), h))
-                    if not h[6] & P.HEAP_HOT_UPDATED or h[4] != block:
-                        break
-                    first = False
-                    prev_xmax = h[1]
-                    offnum = h[5]
         finally:
             bm.release(b)
         return out
