@@ -71,18 +71,25 @@ class RelConstraints:
 
     # ------------------------------------------------------------------ referenced rows
 
-    def on_delete(self, st: Any, old: tuple) -> None:
+    def _referencing_rows(self, old: tuple, new: tuple | None, st: Any, action: str):
+        """For each foreign key into this table whose key in ``old`` is not null (and differs in
+        ``new``, for an update) and that rows still reference: refuse NO ACTION / RESTRICT, else
+        yield (constraint, child, child constraints, action, new key, referencing rows)."""
         for con, child, index in self.fks_in:
             key = tuple(old[i] for i in con.ref_columns)
-            if any(v is None for v in key):
+            newkey = None if new is None else tuple(new[i] for i in con.ref_columns)
+            if key == newkey or any(v is None for v in key):
                 continue
             rows = _referencing(st, child, index, con.columns, key)
             if not rows:
                 continue
-            act = con.on_delete
+            act = getattr(con, action)
             if act in ("a", "r"):
                 self._still_referenced(con, child, key)
-            child_cons = for_relation(self.env, child)
+            yield con, child, for_relation(self.env, child), act, newkey, rows
+
+    def on_delete(self, st: Any, old: tuple) -> None:
+        for con, child, child_cons, act, _newkey, rows in self._referencing_rows(old, None, st, "on_delete"):
             for tid, crow in rows:
                 if act == "c":
                     if st.storage.delete(child, tid, None):
@@ -92,18 +99,7 @@ class RelConstraints:
                     self._set_columns(st, child, child_cons, con, tid, crow, act)
 
     def on_update(self, st: Any, old: tuple, new: tuple) -> None:
-        for con, child, index in self.fks_in:
-            key = tuple(old[i] for i in con.ref_columns)
-            newkey = tuple(new[i] for i in con.ref_columns)
-            if key == newkey or any(v is None for v in key):
-                continue
-            rows = _referencing(st, child, index, con.columns, key)
-            if not rows:
-                continue
-            act = con.on_update
-            if act in ("a", "r"):
-                self._still_referenced(con, child, key)
-            child_cons = for_relation(self.env, child)
+        for con, child, child_cons, act, newkey, rows in self._referencing_rows(old, new, st, "on_update"):
             for tid, crow in rows:
                 if act == "c":
                     nrow = list(crow)
