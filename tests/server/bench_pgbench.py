@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import Pgbundle, Postgres, free_port, wait_ready  # noqa: E402
+from bench_server import Pgbundle, Postgres, free_port, stop_all, wait_ready  # noqa: E402
 
 
 class Pooler:
@@ -122,12 +121,7 @@ def main() -> None:
             plot(results, [label for label, _ in targets], keys, args.plot,
                  f"pgbench -s {args.scale}, -c {args.clients} -j 2, {args.seconds} s per run")
     finally:
-        for s in servers:
-            try:
-                s.stop()
-            except Exception:
-                pass
-        shutil.rmtree(root, ignore_errors=True)
+        stop_all(servers, root)
 
 
 def plot(results: dict[str, dict[str, float]], labels: list[str], keys: list[str], path: Path, title: str) -> None:

@@ -121,6 +121,16 @@ class Pgbundle:
         self.proc.wait(60)
 
 
+def stop_all(servers: list, root: Path) -> None:
+    """Stop every server started (each one even if another fails) and remove their directory."""
+    for s in servers:
+        try:
+            s.stop()
+        except Exception:
+            pass
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=15)
@@ -152,12 +162,7 @@ def main() -> None:
             a, b = results["postgresql-15"][name], results["pgbundle"][name]
             print(f"{name:<10} {a:>18.0f} {b:>14.0f} {b / a:>8.3f}")
     finally:
-        for s in servers:
-            try:
-                s.stop()
-            except Exception:
-                pass
-        shutil.rmtree(root, ignore_errors=True)
+        stop_all(servers, root)
 
 
 if __name__ == "__main__":
