@@ -15,6 +15,7 @@ statements of one prepared statement.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -27,7 +28,7 @@ from . import functions as F
 from .coerce import SERIAL_TYPES, can_coerce, cast_fn, common_type, format_type, resolve_type, typmod_fn
 from .expr import (Aggref, ArrayExpr, BoolOp, BoolTest, Case, Coalesce, Const, Dynamic, Expr, Func, NullTest,
                    Param, RowExpr, ScalarArrayOp, Slot, SubLink, Var, WindowRef, is_constant, walk)
-from .parse import const_value, names
+from .parse import names
 from .storage import RelationInfo
 
 
@@ -1018,47 +1019,46 @@ class Analyzer:
         col = f[-1]
         alias = f[-2]
         schema = f[-3] if len(f) >= 3 else None
-        p: PState | None = ps
-        up = 0
-        while p is not None:
-            for it in p.ns:
-                if it.rte is None or not it.rel_visible or it.alias != alias:
-                    continue
-                if schema is not None and it.rte.kind == "relation" and it.rte.rel.schema != schema:
-                    continue
-                try:
-                    i = it.colnames.index(col)
-                except ValueError:
-                    if col == "tableoid":
-                        oid = it.rte.rel.oid if it.rte.kind == "relation" else getattr(it.rte.virtual, "oid", 0)
-                        return Const(oid, T.OID)
-                    raise _err("42703", f"column {alias}.{col} does not exist", loc) from None
-                if up:
-                    self._mark_correlated(ps, up, it.rt)
-                rte = it.rte
-                return Var(it.rt, i, rte.coltypes[i], rte.coltypmods[i], up, col)
-            p = p.parent
-            up += 1
+        for it, up in self._relations_named(ps, alias):
+            if schema is not None and it.rte.kind == "relation" and it.rte.rel.schema != schema:
+                continue
+            try:
+                i = it.colnames.index(col)
+            except ValueError:
+                if col == "tableoid":
+                    oid = it.rte.rel.oid if it.rte.kind == "relation" else getattr(it.rte.virtual, "oid", 0)
+                    return Const(oid, T.OID)
+                raise _err("42703", f"column {alias}.{col} does not exist", loc) from None
+            if up:
+                self._mark_correlated(ps, up, it.rt)
+            rte = it.rte
+            return Var(it.rt, i, rte.coltypes[i], rte.coltypmods[i], up, col)
         # whole-row reference to a composite column is not supported; report as missing table
         raise _err("42P01", f'missing FROM-clause entry for table "{alias}"', loc)
 
     def _whole_row(self, ps: PState, alias: str) -> Expr | None:
         """``t`` or ``t.*`` as a value: a row of t's columns (with their names)."""
+        for it, up in self._relations_named(ps, alias):
+            rte = it.rte
+            if up:
+                self._mark_correlated(ps, up, it.rt)
+            cols = [(i, n) for i, n in enumerate(rte.colnames) if n]
+            return RowExpr(tuple(Var(it.rt, i, rte.coltypes[i], rte.coltypmods[i], up, n) for i, n in cols),
+                           names=tuple(n for _i, n in cols))
+        return None
+
+    @staticmethod
+    def _relations_named(ps: PState, alias: str) -> Iterator[tuple[NSItem, int]]:
+        """The visible range-table entries called ``alias``, innermost query level first, each
+        with how many levels up it is."""
         p: PState | None = ps
         up = 0
         while p is not None:
             for it in p.ns:
-                if it.rte is None or not it.rel_visible or it.alias != alias:
-                    continue
-                rte = it.rte
-                if up:
-                    self._mark_correlated(ps, up, it.rt)
-                cols = [(i, n) for i, n in enumerate(rte.colnames) if n]
-                return RowExpr(tuple(Var(it.rt, i, rte.coltypes[i], rte.coltypmods[i], up, n) for i, n in cols),
-                               names=tuple(n for _i, n in cols))
+                if it.rte is not None and it.rel_visible and it.alias == alias:
+                    yield it, up
             p = p.parent
             up += 1
-        return None
 
     def _mark_correlated(self, ps: PState, up: int, rt: int) -> None:
         p = ps
