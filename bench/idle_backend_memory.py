@@ -38,7 +38,10 @@ def measure(port: int, n: int) -> tuple[float, float, float]:
     finally:
         for c in conns:
             c.close()
-    mean = lambda key: sum(r[key] for r in rs) / len(rs) / 1024
+
+    def mean(key: str) -> float:
+        return sum(r[key] for r in rs) / len(rs) / 1024
+
     uss = sum(r["Private_Clean"] + r["Private_Dirty"] for r in rs) / len(rs) / 1024
     return uss, mean("Pss"), mean("Rss")
 

@@ -33,8 +33,14 @@ import trio
 
 from pgbundle.shared import sqlstate
 from pgbundle.shared.auth.md5 import is_md5_secret, md5_secret, md5_verify
-from pgbundle.shared.auth.scram import MECHANISM, ScramError, ScramSecret, ScramVerifier, is_scram_secret, \
-    parse_scram_secret
+from pgbundle.shared.auth.scram import (
+    MECHANISM,
+    ScramError,
+    ScramSecret,
+    ScramVerifier,
+    is_scram_secret,
+    parse_scram_secret,
+)
 from pgbundle.shared.protocol import messages as m, parse_password, parse_sasl_initial_response
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 

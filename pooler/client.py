@@ -378,7 +378,7 @@ def _plain(pieces, intact, data, stats):
     nsync = 0
     ext = -1
     terminate = False
-    for t, p in pieces:
+    for t, _p in pieces:
         if t == PASS:
             continue
         if t == _Q or t == _S or t == _F:

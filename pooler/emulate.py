@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING
 from pgbundle.shared import sqlstate
 from pgbundle.shared.protocol import PASS, RemoteProtocolError, encode, messages as m
 
-from . import ops as O
-from . import sqlscan
+from . import ops as O, sqlscan
 from .prepare import bind_statement, kind_and_name, parse_parse, rename_bind
 
 if TYPE_CHECKING:

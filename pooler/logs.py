@@ -1,12 +1,14 @@
 """Logging: pgbouncer's line format and phrases, or one JSON object per line.
 
-Text lines are pgbouncer's, so log alerts written for pgbouncer keep working::
+Text lines are pgbouncer's, so log alerts written for pgbouncer keep working (the timestamp
+``2026-11-24 21:00:00.123 UTC [4242]`` that starts every line left out)::
 
-    2026-11-24 21:00:00.123 UTC [4242] LOG C-7: app/alice@127.0.0.1:50312 login attempt: db=app user=alice tls=no replication=no
-    2026-11-24 21:00:05.001 UTC [4242] LOG C-7: app/alice@127.0.0.1:50312 closing because: client close request (age=4s)
-    2026-11-24 21:00:05.002 UTC [4242] LOG S-3: app/alice@127.0.0.1:5432 new connection to server (from 127.0.0.1:41800)
-    2026-11-24 21:01:00.000 UTC [4242] LOG stats: 120 xacts/s, 240 queries/s, 0 client parses/s, 0 server parses/s, 0 binds/s, in 9000 B/s, out 20000 B/s, xact 812 us, query 401 us, wait 12 us
-    2026-11-24 21:01:02.000 UTC [4242] WARNING C-9: app/bob@127.0.0.1:50400 pooler error: query_wait_timeout
+    LOG C-7: app/alice@127.0.0.1:50312 login attempt: db=app user=alice tls=no replication=no
+    LOG C-7: app/alice@127.0.0.1:50312 closing because: client close request (age=4s)
+    LOG S-3: app/alice@127.0.0.1:5432 new connection to server (from 127.0.0.1:41800)
+    LOG stats: 120 xacts/s, 240 queries/s, 0 client parses/s, 0 server parses/s, 0 binds/s,
+        in 9000 B/s, out 20000 B/s, xact 812 us, query 401 us, wait 12 us     (one line)
+    WARNING C-9: app/bob@127.0.0.1:50400 pooler error: query_wait_timeout
 
 With ``log_format = json`` each line is an object: ``ts`` (ISO 8601, UTC),
 ``pid``, ``level`` (pgbouncer's: LOG, WARNING, ERROR, FATAL, DEBUG), ``msg``

@@ -25,18 +25,18 @@ import trio
 
 from pgbundle.shared import sqlstate
 
+from . import logs
 from .admin import AdminConsole
 from .auth import Authenticator, Credentials
 from .cancel import CancelRouter
 from .client import Client, serve_client
 from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_file
-from . import logs
 from .janitor import janitor
-from .metrics import MetricsServer
 from .listen import Listeners
-from .prepare import StatementCache
+from .metrics import MetricsServer
 from .netio import Conn
 from .objects import Pool, PoolerError, ServerState
+from .prepare import StatementCache
 from .server import Server
 from .stats import Stats
 from .varcache import VarCache

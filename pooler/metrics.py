@@ -13,7 +13,8 @@ pools -- and the HTTP handling (one GET, ``Connection: close``) is a few lines.
 
 Exposition (one series per pool, labels ``database`` and ``user``):
 
-* ``pgbundle_pool_clients{state=active|idle|waiting}``, ``pgbundle_pool_servers{state=active|idle|used|tested|login|being_canceled}``,
+* ``pgbundle_pool_clients{state=active|idle|waiting}``,
+  ``pgbundle_pool_servers{state=active|idle|used|tested|login|being_canceled}``,
   ``pgbundle_pool_maxwait_seconds`` (the oldest waiting client), ``pgbundle_pool_size``;
 * counters, the same numbers as SHOW STATS' totals: ``pgbundle_transactions_total``,
   ``pgbundle_queries_total``, ``pgbundle_server_assignments_total``, ``pgbundle_client_connections_total``,

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import deque
 import math
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 import trio

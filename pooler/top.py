@@ -212,7 +212,7 @@ def render(where: str, version: str, window: deque[Sample], window_secs: float) 
     for p in new.pools:
         db, user = p["database"], p["user"]
 
-        def diff(kind: str) -> list[int]:
+        def diff(kind: str, db: str = db, user: str = user) -> list[int]:
             cur = new.hist.get((db, user, kind), [])
             prev = old.hist.get((db, user, kind), [0] * len(cur))
             return [a - b for a, b in zip(cur, prev)] if len(prev) == len(cur) else cur

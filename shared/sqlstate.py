@@ -148,7 +148,8 @@ def error_fields(
     position: int | None = None,
 ) -> dict[str, str]:
     """The field map of an ErrorResponse/NoticeResponse, in PostgreSQL's field order."""
-    fields = {FIELD_SEVERITY: severity, FIELD_SEVERITY_NONLOCALIZED: severity, FIELD_CODE: sqlstate, FIELD_MESSAGE: message}
+    fields = {FIELD_SEVERITY: severity, FIELD_SEVERITY_NONLOCALIZED: severity, FIELD_CODE: sqlstate,
+              FIELD_MESSAGE: message}
     if detail is not None:
         fields[FIELD_DETAIL] = detail
     if hint is not None:

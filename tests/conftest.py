@@ -180,7 +180,7 @@ class PoolerProcess:
             wait_port(self.port, 20, self.proc)
         except Exception:
             self.stop()
-            raise RuntimeError("pooler did not start:\n" + self.log())
+            raise RuntimeError("pooler did not start:\n" + self.log()) from None
 
     @property
     def pid(self) -> int:

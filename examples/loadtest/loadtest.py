@@ -103,7 +103,9 @@ class Result:
         return [(i + 0.5) * width for i in range(n)], [c / width for c in counts]
 
     def summary(self) -> dict[str, Any]:
-        ms = lambda v: None if math.isnan(v) else round(v * 1000, 3)
+        def ms(v: float) -> float | None:
+            return None if math.isnan(v) else round(v * 1000, 3)
+
         return {
             "label": self.label, "target": self.target, "scenario": self.scenario,
             "concurrency": self.concurrency, "duration_s": round(self.duration, 3),
@@ -339,7 +341,10 @@ def report(results: list[Result], what: str) -> None:
         cmp = ["base", "base"] if b is r and in_group > 1 else ["", ""]
         if b is not r and b.throughput and r.ok and b.ok:
             cmp = [f"{r.throughput / b.throughput:.2f}x", f"{r.percentile(99) / b.percentile(99):.2f}x"]
-        f = lambda v: "-" if math.isnan(v) else f"{v * 1000:.2f}"
+
+        def f(v: float) -> str:
+            return "-" if math.isnan(v) else f"{v * 1000:.2f}"
+
         table.add_row(escape(r.label), str(r.ok), str(r.failed), f"{r.throughput:.1f}", f(r.percentile(50)),
                       f(r.percentile(95)), f(r.percentile(99)), f(max(r.latencies, default=math.nan)), *cmp)
     out_console.print(table)
@@ -488,7 +493,8 @@ def _run_pg(targets: list[tuple[str, str]], query: str, opts: dict) -> None:
     results = asyncio.run(run_all(targets, "pg", lambda dsn: pg_operation(dsn, query, opts["timeout"]), opts))
     title = (f"Short-lived clients (connect, {query!r}, disconnect): concurrency {opts['concurrency']}, "
              f"{opts['duration']:g} s per target{rounds_note(opts)}")
-    finish(results, f"connect-query-disconnect{rounds_note(opts)}", title, opts["plot_path"], opts["json_path"], settings)
+    finish(results, f"connect-query-disconnect{rounds_note(opts)}", title, opts["plot_path"], opts["json_path"],
+           settings)
 
 
 @cli.command()

@@ -16,9 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
-from pgbundle.server.access import api
-from pgbundle.server.access import page as P
-from pgbundle.server.access import xact as X
+from pgbundle.server.access import api, page as P, xact as X
 from pgbundle.server.access.api import (
     TID,
     Conflict,
@@ -43,8 +41,7 @@ from pgbundle.server.access.nbtkey import encode_key, encode_value, has_null
 from pgbundle.server.access.nbtree import BTree, NeedWait, _Duplicate
 from pgbundle.server.access.tupdesc import RowCodec, encode_row
 from pgbundle.server.access.xlog import RM_XACT
-from pgbundle.server.catalog import cache as CC
-from pgbundle.server.catalog import defs as D
+from pgbundle.server.catalog import cache as CC, defs as D
 from pgbundle.server.catalog.ddl import CatalogMixin
 from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
@@ -87,7 +84,8 @@ class RelRuntime:
 class BackendEngine(CatalogMixin, api.Engine):
     """The engine handle of one backend."""
 
-    def __init__(self, env: Any, database: api.DatabaseInfo, role: api.RoleInfo, *, backend_type: str = "client backend",
+    def __init__(self, env: Any, database: api.DatabaseInfo, role: api.RoleInfo, *,
+                 backend_type: str = "client backend",
                  stats: Any = None) -> None:
         self.env = env
         self.database = database

@@ -632,7 +632,7 @@ def _split_point(items: list[bytes]) -> int:
 
 
 def redo(rec: Any, bm: Any) -> None:
-    for dboid, relnode, fork, block, flags, image, data in rec.blocks:
+    for dboid, relnode, fork, block, _flags, image, data in rec.blocks:
         b = bm.read_buffer(dboid, relnode, fork, block)
         try:
             with bm.content_lock(b):

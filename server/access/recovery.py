@@ -17,8 +17,7 @@ import struct
 import time
 from typing import Any
 
-from pgbundle.server.access import checkpoint as CK
-from pgbundle.server.access import control, heapam, nbtree, sequence, xact
+from pgbundle.server.access import checkpoint as CK, control, heapam, nbtree, sequence, xact
 from pgbundle.server.access.xlog import (
     RM_BTREE,
     RM_CLOG,

@@ -126,7 +126,7 @@ def read_state(eng: Any, seq_oid: int) -> tuple[int, bool]:
 
 
 def redo(rec: Any, bm: Any) -> None:
-    for dboid, relnode, fork, block, flags, image, data in rec.blocks:
+    for dboid, relnode, fork, block, _flags, image, data in rec.blocks:
         b = bm.read_buffer(dboid, relnode, fork, block)
         try:
             with bm.content_lock(b):

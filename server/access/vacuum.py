@@ -69,7 +69,7 @@ def vacuum_rel(eng: Any, rel: RelationInfo, *, verbose: bool = False, autovacuum
         recent += rc
     dead_set = set(dead)
     idx_removed = 0
-    for idx, relnode, _cols, _types in rt.indexes:
+    for _idx, relnode, _cols, _types in rt.indexes:
         idx_removed += eng.btree.bulk_delete(rt.dboid, relnode, dead_set, 0)
     by_block: dict[int, set[int]] = {}
     for t in dead:

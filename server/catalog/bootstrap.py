@@ -17,10 +17,8 @@ import shutil
 import time
 from typing import Any
 
-from pgbundle.server.access import api, control
-from pgbundle.server.access import checkpoint as CK
-from pgbundle.server.catalog import cache as CC
-from pgbundle.server.catalog import defs as D
+from pgbundle.server.access import api, checkpoint as CK, control
+from pgbundle.server.catalog import cache as CC, defs as D
 from pgbundle.server.catalog.ddl import copy_database_dir
 
 PG_VERSION = "15"

@@ -17,9 +17,7 @@ from typing import Any
 from pgbundle.server.access import api
 from pgbundle.server.access.api import TID, ColumnDef, ConstraintInfo, IndexInfo, RelationInfo
 from pgbundle.server.access.tupdesc import encode_row
-from pgbundle.server.catalog import cache as CC
-from pgbundle.server.catalog import defs as D
-from pgbundle.server.catalog import tempns
+from pgbundle.server.catalog import cache as CC, defs as D, tempns
 from pgbundle.server.errors import PgError
 
 XLOG_NEXTOID = 0x30
@@ -463,7 +461,8 @@ class CatalogMixin:
                 self.btree.create_empty(self.database.oid, new, xid)  # type: ignore[attr-defined]
             self.x.drop_on_commit.append((self.database.oid, t.relfilenode))  # type: ignore[attr-defined]
             self._cat_update("pg_class", lambda r, toid=t.oid: r[0] == toid,  # relfilenode, relpages, reltuples
-                             lambda r, new=new: r[:7] + (new,) + (r[8:9] + (0, -1.0) + r[11:] if reset_stats else r[8:]))
+                             lambda r, new=new: r[:7] + (new,)
+                             + (r[8:9] + (0, -1.0) + r[11:] if reset_stats else r[8:]))
 
     def rename_relation(self, oid: int, new_name: str) -> None:
         rel = self.relation(oid)
@@ -646,7 +645,7 @@ class CatalogMixin:
         rel = self.relation(table_oid)
         for c in rel.constraints:
             if c.name == name:
-                self._cat_delete("pg_constraint", lambda r: r[0] == c.oid)
+                self._cat_delete("pg_constraint", lambda r, oid=c.oid: r[0] == oid)
                 if c.index_oid:
                     self.command_counter_increment()  # type: ignore[attr-defined]
                     self.drop_relation(c.index_oid, cascade=True)

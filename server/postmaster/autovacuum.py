@@ -55,7 +55,7 @@ def launcher_main(ctx: Any) -> int:
         now = time.time()
         wanted = set()
         for row in region.tables():
-            dboid, reloid = row[0], row[1]
+            dboid = row[0]
             if not dboid:
                 continue
             live, dead = row[2 + 8], row[2 + 9]

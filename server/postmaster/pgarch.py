@@ -79,7 +79,7 @@ def _archive_ready(ctx: Any, env: Any, segsize: int) -> None:
         path = os.path.join("pg_wal", seg)
         command = cmd.replace("%p", path).replace("%f", seg).replace("%%", "%")
         ok = False
-        for attempt in range(NUM_ARCHIVE_RETRIES):
+        for _attempt in range(NUM_ARCHIVE_RETRIES):
             r = subprocess.run(command, shell=True, cwd=ctx.datadir, capture_output=True, text=True)
             if r.returncode == 0:
                 ok = True

@@ -137,7 +137,8 @@ class Postmaster:
                 if other and other != os.getpid() and _alive(other):
                     raise SystemExit(
                         f'FATAL:  lock file "postmaster.pid" already exists\n'
-                        f'HINT:  Is another postmaster (PID {other}) running in data directory "{self.datadir}"?')
+                        f'HINT:  Is another postmaster (PID {other}) running in data directory '
+                        f'"{self.datadir}"?') from None
                 os.unlink(path)
                 continue
             self._pid_lines = [str(os.getpid()), self.datadir, str(int(time.time())),

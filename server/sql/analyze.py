@@ -26,11 +26,30 @@ from pgbundle.shared.types.oids import TYPES
 
 from . import functions as F
 from .coerce import SERIAL_TYPES, can_coerce, cast_fn, common_type, format_type, resolve_type, typmod_fn
-from .expr import (Aggref, ArrayExpr, BoolOp, BoolTest, Case, Coalesce, Const, Dynamic, Expr, Func, NullTest,
-                   Param, RowExpr, ScalarArrayOp, Slot, SubLink, Var, WindowRef, is_constant, walk)
+from .expr import (
+    Aggref,
+    ArrayExpr,
+    BoolOp,
+    BoolTest,
+    Case,
+    Coalesce,
+    Const,
+    Dynamic,
+    Expr,
+    Func,
+    NullTest,
+    Param,
+    RowExpr,
+    ScalarArrayOp,
+    Slot,
+    SubLink,
+    Var,
+    WindowRef,
+    is_constant,
+    walk,
+)
 from .parse import names
 from .storage import RelationInfo
-
 
 # ----------------------------------------------------------------------------- result structures
 
@@ -266,7 +285,7 @@ class Analyzer:
         q = Query("setop", setop="union", setop_all=sub.get("all", False), larg=left, rarg=right)
         q.targets = [Target(Slot(i, t.expr.type, t.expr.typmod), cols[i]) for i, t in enumerate(left.targets)]
         q.ctes = []
-        setattr(q, "recursive_name", name)
+        q.recursive_name = name
         return q
 
     def select(self, node: dict, parent: PState | None) -> Query:
@@ -572,14 +591,14 @@ class Analyzer:
         if using:
             conds = []
             for col in using:
-                l = self._lookup_in(ps.ns[:nleft], col, -1)
+                lhs = self._lookup_in(ps.ns[:nleft], col, -1)
                 r = self._lookup_in(ps.ns[nleft:], col, -1)
-                if l is None or r is None:
+                if lhs is None or r is None:
                     raise _err("42703", f'column "{col}" specified in USING clause does not exist in '
-                                        f'{"left" if l is None else "right"} table')
-                conds.append(self.op("=", l, r, -1))
-                merged = l if jt in ("inner", "left") else (r if jt == "right" else
-                                                            Coalesce((l, r), l.type))
+                                        f'{"left" if lhs is None else "right"} table')
+                conds.append(self.op("=", lhs, r, -1))
+                merged = lhs if jt in ("inner", "left") else (r if jt == "right" else
+                                                            Coalesce((lhs, r), lhs.type))
                 for it in ps.ns[nleft:]:
                     it.hidden.add(col)
                 for it in ps.ns[:nleft]:
@@ -1134,27 +1153,27 @@ class Analyzer:
             return self.op(name, self.expr(lexpr, ps), self.expr(rexpr, ps), loc)
         if kind == "AEXPR_SIMILAR":
             from .functions import pg_regex  # noqa: F401
-            l = self.expr(lexpr, ps)
+            lhs = self.expr(lexpr, ps)
             if "FuncCall" in rexpr and names(rexpr["FuncCall"]["funcname"])[-1] == "similar_to_escape":
                 rexpr = rexpr["FuncCall"]["args"][0]
             r = self.expr(rexpr, ps)
             pat = self.coerce(r, T.TEXT, -1, "i", "")
             conv = Func("similar_to_escape", _similar_to_regex, (pat,), T.TEXT)
-            e = self.op("~", l, conv, loc)
+            e = self.op("~", lhs, conv, loc)
             return BoolOp("not", (e,)) if name == "!~" else e
         if kind == "AEXPR_IN":
-            l = self.expr(lexpr, ps)
+            lhs = self.expr(lexpr, ps)
             items = [self.expr(x, ps) for x in rexpr["List"]["items"]] if "List" in rexpr else \
                 [self.expr(x, ps) for x in rexpr]
-            return self._in_list(l, items, name == "<>", loc)
+            return self._in_list(lhs, items, name == "<>", loc)
         if kind in ("AEXPR_OP_ANY", "AEXPR_OP_ALL"):
-            l = self.expr(lexpr, ps)
+            lhs = self.expr(lexpr, ps)
             r = self.expr(rexpr, ps)
-            return self._scalar_array_op(name, l, r, kind == "AEXPR_OP_ANY", loc)
+            return self._scalar_array_op(name, lhs, r, kind == "AEXPR_OP_ANY", loc)
         if kind in ("AEXPR_DISTINCT", "AEXPR_NOT_DISTINCT"):
-            l = self.expr(lexpr, ps)
+            lhs = self.expr(lexpr, ps)
             r = self.expr(rexpr, ps)
-            eq = self.op("=", l, r, loc)
+            eq = self.op("=", lhs, r, loc)
             assert isinstance(eq, Func)
             impl = eq.impl
             distinct = kind == "AEXPR_DISTINCT"
@@ -1166,38 +1185,38 @@ class Analyzer:
             f = Func("is distinct from", isdistinct, eq.args, T.BOOL, strict=False)
             return f if distinct else BoolOp("not", (f,))
         if kind == "AEXPR_NULLIF":
-            l = self.expr(lexpr, ps)
+            lhs = self.expr(lexpr, ps)
             r = self.expr(rexpr, ps)
-            eq = self.op("=", l, r, loc)
+            eq = self.op("=", lhs, r, loc)
             return Coalesce((eq.args[0], eq.args[1]), eq.args[0].type, kind="nullif")
         if kind in ("AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN", "AEXPR_BETWEEN_SYM", "AEXPR_NOT_BETWEEN_SYM"):
-            l = self.expr(lexpr, ps)
+            lhs = self.expr(lexpr, ps)
             lo, hi = [self.expr(x, ps) for x in rexpr["List"]["items"]] if "List" in rexpr else \
                 [self.expr(x, ps) for x in rexpr]
-            a = self.op(">=", l, lo, loc)
-            b = self.op("<=", l, hi, loc)
+            a = self.op(">=", lhs, lo, loc)
+            b = self.op("<=", lhs, hi, loc)
             e: Expr = BoolOp("and", (a, b))
             if kind.endswith("_SYM"):
-                a2 = self.op(">=", l, hi, loc)
-                b2 = self.op("<=", l, lo, loc)
+                a2 = self.op(">=", lhs, hi, loc)
+                b2 = self.op("<=", lhs, lo, loc)
                 e = BoolOp("or", (e, BoolOp("and", (a2, b2))))
             if "NOT" in kind:
                 e = BoolOp("not", (e,))
             return e
         raise _err("0A000", f"operator kind {kind} is not supported", loc)
 
-    def _in_list(self, l: Expr, items: list[Expr], negate: bool, loc: int) -> Expr:
-        if isinstance(l, RowExpr):
-            ors = [self._row_compare("=", l, it, loc) for it in items]
+    def _in_list(self, lhs: Expr, items: list[Expr], negate: bool, loc: int) -> Expr:
+        if isinstance(lhs, RowExpr):
+            ors = [self._row_compare("=", lhs, it, loc) for it in items]
             e: Expr = ors[0] if len(ors) == 1 else BoolOp("or", tuple(ors))
             return BoolOp("not", (e,)) if negate else e
         if all(is_constant(i) for i in items):
-            t = common_type([l.type] + [i.type for i in items], "IN")
-            if t != l.type and not can_coerce(l.type, t, "i"):
-                t = l.type
+            t = common_type([lhs.type] + [i.type for i in items], "IN")
+            if t != lhs.type and not can_coerce(lhs.type, t, "i"):
+                t = lhs.type
             try:
                 citems = tuple(self.coerce(i, t, -1, "i", "IN") for i in items)
-                lc = self.coerce(l, t, -1, "i", "IN")
+                lc = self.coerce(lhs, t, -1, "i", "IN")
             except PgError:
                 citems = None
             if citems is not None:
@@ -1205,23 +1224,23 @@ class Analyzer:
                 arr = ArrayExpr(citems, T.array_of(t) or T.TEXT_ARRAY)
                 e = ScalarArrayOp(eq.impl, eq.args[0], arr, True, opname="=")
                 return BoolOp("not", (e,)) if negate else e
-        ors = [self.op("=", l, i, loc) for i in items]
+        ors = [self.op("=", lhs, i, loc) for i in items]
         e = ors[0] if len(ors) == 1 else BoolOp("or", tuple(ors))
         return BoolOp("not", (e,)) if negate else e
 
-    def _scalar_array_op(self, name: str, l: Expr, r: Expr, use_or: bool, loc: int) -> Expr:
+    def _scalar_array_op(self, name: str, lhs: Expr, r: Expr, use_or: bool, loc: int) -> Expr:
         if isinstance(r, SubLink):
             return r
         rt = r.type
         if rt == T.UNKNOWN:
-            et = l.type if l.type != T.UNKNOWN else T.TEXT
+            et = lhs.type if lhs.type != T.UNKNOWN else T.TEXT
             r = self.coerce(r, T.array_of(et), -1, "i", "")
             rt = r.type
         elem = T.element_of(rt)
         if not elem:
             raise _err("42809", "op ANY/ALL (array) requires array on right side", loc)
         probe = Const(None, elem)
-        o = self.op(name, l, probe, loc)
+        o = self.op(name, lhs, probe, loc)
         if not isinstance(o, Func) or o.type != T.BOOL:
             raise _err("42809", "op ANY/ALL (array) requires operator to yield boolean", loc)
         left = o.args[0]
@@ -1231,25 +1250,25 @@ class Analyzer:
         impl = o.impl
         return ScalarArrayOp(impl, left, r, use_or, opname=name)
 
-    def _row_compare(self, name: str, l: RowExpr, r: Expr, loc: int) -> Expr:
-        if not isinstance(r, RowExpr) or len(r.args) != len(l.args):
+    def _row_compare(self, name: str, lhs: RowExpr, r: Expr, loc: int) -> Expr:
+        if not isinstance(r, RowExpr) or len(r.args) != len(lhs.args):
             raise _err("42601", "unequal number of entries in row expressions", loc)
-        parts = [self.op(name if name in ("=", "<>") else "=", a, b, loc) for a, b in zip(l.args, r.args)]
+        parts = [self.op(name if name in ("=", "<>") else "=", a, b, loc) for a, b in zip(lhs.args, r.args)]
         if name == "=":
             return BoolOp("and", tuple(parts))
         if name == "<>":
-            return BoolOp("or", tuple(self.op("<>", a, b, loc) for a, b in zip(l.args, r.args)))
+            return BoolOp("or", tuple(self.op("<>", a, b, loc) for a, b in zip(lhs.args, r.args)))
         # lexicographic < > <= >=
         strict = name[0]
         ors = []
-        for i in range(len(l.args)):
-            eqs = [self.op("=", l.args[j], r.args[j], loc) for j in range(i)]
-            last = self.op(strict if i < len(l.args) - 1 else name, l.args[i], r.args[i], loc)
+        for i in range(len(lhs.args)):
+            eqs = [self.op("=", lhs.args[j], r.args[j], loc) for j in range(i)]
+            last = self.op(strict if i < len(lhs.args) - 1 else name, lhs.args[i], r.args[i], loc)
             ors.append(BoolOp("and", tuple(eqs + [last])) if eqs else last)
         return BoolOp("or", tuple(ors))
 
-    def op(self, name: str, l: Expr | None, r: Expr, loc: int) -> Expr:
-        if l is None:
+    def op(self, name: str, lhs: Expr | None, r: Expr, loc: int) -> Expr:
+        if lhs is None:
             if name == "-" and isinstance(r, Const) and r.value is not None and r.type in (T.INT4, T.INT8,
                                                                                             T.NUMERIC):
                 v = -r.value
@@ -1261,26 +1280,26 @@ class Analyzer:
             c, argt, ret = F.resolve(cands, [r.type], "operator", name)
             a = self.coerce(r, argt[0], -1, "i", "")
             return Func(name, c.impl, (a,), ret, strict=c.strict, env=c.env)
-        if isinstance(l, RowExpr) and isinstance(r, RowExpr):
-            return self._row_compare(name, l, r, loc)
+        if isinstance(lhs, RowExpr) and isinstance(r, RowExpr):
+            return self._row_compare(name, lhs, r, loc)
         if isinstance(r, SubLink) and r.kind in ("any", "all"):
             return r
-        if name in _ENUM_CMP and (self.env.is_enum(l.type) or self.env.is_enum(r.type)):
-            et = l.type if self.env.is_enum(l.type) else r.type
-            if l.type in (et, T.UNKNOWN) and r.type in (et, T.UNKNOWN):
+        if name in _ENUM_CMP and (self.env.is_enum(lhs.type) or self.env.is_enum(r.type)):
+            et = lhs.type if self.env.is_enum(lhs.type) else r.type
+            if lhs.type in (et, T.UNKNOWN) and r.type in (et, T.UNKNOWN):
                 from .enums import comparator
-                a = self.coerce(l, et, -1, "i", "")
+                a = self.coerce(lhs, et, -1, "i", "")
                 b = self.coerce(r, et, -1, "i", "")
                 return Func(name, comparator(name, et), (a, b), T.BOOL)
         cands = [c for c in F.OPS.get(name, []) if len(c.args) == 2]
         if not cands:
-            raise F._no_match("operator", name, [l.type, r.type])
+            raise F._no_match("operator", name, [lhs.type, r.type])
         try:
-            c, argt, ret = F.resolve(cands, [l.type, r.type], "operator", name)
+            c, argt, ret = F.resolve(cands, [lhs.type, r.type], "operator", name)
         except PgError as e:
             e.position = loc + 1 if loc >= 0 else None
             raise
-        a = self.coerce(l, argt[0], -1, "i", "")
+        a = self.coerce(lhs, argt[0], -1, "i", "")
         b = self.coerce(r, argt[1], -1, "i", "")
         return Func(name, c.impl, (a, b), ret, strict=c.strict, env=c.env)
 
@@ -1389,7 +1408,7 @@ class Analyzer:
                         Const(1, T.INT4)
                     hi = self.coerce(self.expr(iv["uidx"], ps), T.INT4, -1, "a", "") if iv.get("uidx") else \
                         Const(2**31 - 1, T.INT4)
-                    e = Func("slice", lambda a, l, h: a[max(l - 1, 0):max(h, 0)], (e, lo, hi), e.type)
+                    e = Func("slice", lambda a, lhs, h: a[max(lhs - 1, 0):max(h, 0)], (e, lo, hi), e.type)
                 else:
                     idx = self.coerce(self.expr(iv["uidx"], ps), T.INT4, -1, "a", "")
                     e = Func("subscript", _subscript, (e, idx), elem)
@@ -1518,7 +1537,8 @@ class Analyzer:
             return special(self, args, ps, loc)
         cands = F.FUNCS.get(name)
         if not cands or schema not in (None, "pg_catalog"):
-            raise _err("42883", f"function {'.'.join(fname)}({', '.join(format_type(a.type) if a.type != T.UNKNOWN else 'unknown' for a in args)}) does not exist",
+            argtypes = ", ".join(format_type(a.type) if a.type != T.UNKNOWN else "unknown" for a in args)
+            raise _err("42883", f"function {'.'.join(fname)}({argtypes}) does not exist",
                        loc, hint="No function matches the given name and argument types. "
                                  "You might need to add explicit type casts.")
         try:

@@ -190,8 +190,6 @@ def _pg_type(env):
     for oid, (name, ns, labels) in env.user_types().items():
         yield (oid, name, ns, 10, 4, True, "e", "E", False, True, ",", 0, 0, 0, labels.get("_array", 0), 0, 0, 0,
                0, 0, 0, 0, "i", "p", False, 0, -1, 0, 0, None, None, None)
-    for r in _rels(env, "r"):
-        pass
 
 
 @vt("pg_index", "indexrelid oid, indrelid oid, indnatts int2, indnkeyatts int2, indisunique bool, "
@@ -311,7 +309,7 @@ def _pg_range(env):
 
 @vt("pg_enum", "oid oid, enumtypid oid, enumsortorder float4, enumlabel name", 3501)
 def _pg_enum(env):
-    for oid, (name, ns, labels) in env.user_types().items():
+    for oid, (_name, _ns, labels) in env.user_types().items():
         for i, lab in enumerate(labels.get("labels", [])):
             yield (oid * 1000 + i, oid, float(i + 1), lab)
 
@@ -762,7 +760,7 @@ def _is_columns(env):
 
 @vt("schemata", "catalog_name name, schema_name name, schema_owner name", schema="information_schema")
 def _is_schemata(env):
-    for oid, name, owner in env.namespaces():
+    for _oid, name, _owner in env.namespaces():
         yield (env.database, name, "postgres")
 
 

@@ -111,7 +111,8 @@ def resolve_type(tn: dict, lookup_user_type: Callable[[str, str | None], int | N
     if oid is None and lookup_user_type is not None:
         oid = lookup_user_type(name, schema)
     if oid is None:
-        raise PgError("42704", f'type "{".".join(names) if schema not in (None, "pg_catalog") else name}" does not exist',
+        shown = ".".join(names) if schema not in (None, "pg_catalog") else name
+        raise PgError("42704", f'type "{shown}" does not exist',
                       position=tn.get("location", -1) + 1 if tn.get("location", -1) >= 0 else None)
     typmod = -1
     mods = [_const_int(m) for m in tn.get("typmods", [])]

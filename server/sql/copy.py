@@ -10,7 +10,6 @@ accepted.  COPY FROM hands the session a :class:`~.session.CopyIn` whose
 from __future__ import annotations
 
 import csv
-import io
 from typing import Any
 
 from pgbundle.server.errors import PgError, invalid_byte_sequence
@@ -98,7 +97,7 @@ def _options(n: dict) -> dict[str, Any]:
 
 
 def run_copy(s: Any, n: dict, raw: Any) -> Any:
-    from .session import Column, CopyIn, Result
+    from .session import CopyIn, Result
     opts = _options(n)
     fmt = str(opts.get("format", "text")).lower()
     if opts.get("binary") is True:

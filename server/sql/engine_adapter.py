@@ -10,15 +10,13 @@ layer's (0-based column positions), turns index range scans into
 
 from __future__ import annotations
 
+import os as _os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pgbundle.server.errors import PgError
 
 from .storage import ColumnInfo, ConstraintInfo, IndexInfo, RelationInfo
-
-
-import os as _os
 
 _TRACE = bool(_os.environ.get("PGBUNDLE_SQL_TRACE"))
 

@@ -200,7 +200,7 @@ class SessionEnv:
 
     def create_enum(self, name: str, schema: str | None, labels: list[str]) -> None:
         eng = self.engine
-        for oid, v in self.user_types().items():
+        for v in self.user_types().values():
             if v[0] == name:
                 raise PgError("42710", f'type "{name}" already exists')
         if name in T.TYPES_BY_NAME or name in TYPE_ALIASES:

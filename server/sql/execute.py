@@ -455,21 +455,21 @@ class NestLoop(PlanNode):
         matched_right: set[int] = set()
         check = st.session is not None
         nl = 0
-        for l in self.left.rows(st, prow):
+        for lrow in self.left.rows(st, prow):
             nl += 1
             if check and nl & 255 == 0:
                 _check_cancel(st)
             found = False
-            inner = cached if cached is not None else right.rows(st, l if prow is None else prow + l)
+            inner = cached if cached is not None else right.rows(st, lrow if prow is None else prow + lrow)
             for j, r in enumerate(inner):
-                row = l + r
+                row = lrow + r
                 if qual is None or qual(row, st) is True:
                     found = True
                     if kind in ("right", "full"):
                         matched_right.add(j)
                     yield row
             if not found and kind in ("left", "full"):
-                yield l + rnull
+                yield lrow + rnull
         if kind in ("right", "full") and cached is not None:
             lnull = (None,) * self.left.width
             for j, r in enumerate(cached):
@@ -528,24 +528,24 @@ class HashJoin(PlanNode):
         lkeys = self.lkeys
         rnull = (None,) * self.right.width
         matched: set[int] = set()
-        for l in self.left.rows(st, prow):
+        for lrow in self.left.rows(st, prow):
             if single:
-                k = lkeys[0](l, st)
+                k = lkeys[0](lrow, st)
             else:
-                k = tuple(f(l, st) for f in lkeys)
+                k = tuple(f(lrow, st) for f in lkeys)
                 if None in k:
                     k = None
             found = False
             if k is not None:
                 for j, r in table.get(k, ()):
-                    row = l + r
+                    row = lrow + r
                     if qual is None or qual(row, st) is True:
                         found = True
                         if kind in ("right", "full"):
                             matched.add(j)
                         yield row
             if not found and kind in ("left", "full"):
-                yield l + rnull
+                yield lrow + rnull
         if kind in ("right", "full"):
             lnull = (None,) * self.left.width
             for j, r in enumerate(rows_r):

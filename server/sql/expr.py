@@ -580,7 +580,7 @@ def _c_sublink(e: SubLink, cc: CompileContext) -> Fn:
 
 
 def _c_aggref(e: Aggref, cc: CompileContext) -> Fn:
-    raise PgError("42803", f"aggregate functions are not allowed here")
+    raise PgError("42803", "aggregate functions are not allowed here")
 
 
 def _c_dynamic(e: Dynamic, cc: CompileContext) -> Fn:

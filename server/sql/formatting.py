@@ -225,7 +225,7 @@ def to_char_interval(v: Interval, fmt: str) -> str | None:
     seconds, micro = divmod(rem, 1_000_000)
     years, months = divmod(v.months, 12)
     out = []
-    for kind, p, fm, suffix in _tokens(fmt, _DT_PATTERNS):
+    for kind, p, fm, _suffix in _tokens(fmt, _DT_PATTERNS):
         if kind == "l":
             out.append(p)
             continue
@@ -383,7 +383,7 @@ def to_number(s: str, fmt: str) -> Decimal | None:
     neg = "-" in s or ("<" in s and ">" in s)
     cleaned = re.sub(r"[^0-9.]", "", s)
     if not cleaned or cleaned == ".":
-        raise PgError("22P02", f'invalid input syntax for type numeric: " "')
+        raise PgError("22P02", 'invalid input syntax for type numeric: " "')
     d = Decimal(cleaned)
     toks = _NUM_RE.findall(fmt)
     point = next((i for i, t in enumerate(toks) if t in (".", "D")), None)
@@ -503,7 +503,7 @@ def _fields_to_datetime(f: dict[str, Any]) -> _dt.datetime:
     try:
         return _dt.datetime(year, month, day, hour, f.get("minute", 0), f.get("second", 0), f.get("us", 0))
     except ValueError:
-        raise PgError("22008", f"date/time field value out of range") from None
+        raise PgError("22008", "date/time field value out of range") from None
 
 
 def to_date(s: str, fmt: str) -> _dt.date | None:

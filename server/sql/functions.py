@@ -24,7 +24,7 @@ import random as _random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from pgbundle.server.errors import PgError
@@ -1143,7 +1143,8 @@ def _extract(field: str, v: Any, env: Any = None) -> Decimal:
             return Decimal(d.second * 1_000_000 + d.microsecond)
         if f == "timezone":
             return Decimal(int(d.utcoffset().total_seconds())) if d.utcoffset() is not None else Decimal(0)
-    raise PgError("22023", f'unit "{field}" not recognized for type {"date" if not isinstance(d, _dt.datetime) else "timestamp"}')
+    typ = "date" if not isinstance(d, _dt.datetime) else "timestamp"
+    raise PgError("22023", f'unit "{field}" not recognized for type {typ}')
 
 
 for _t in ("timestamp", "timestamptz", "date", "interval", "time"):
@@ -1425,7 +1426,6 @@ def _json_build_object(*a: Any) -> str:
 def _jsonb_build_object(*a: Any) -> str:
     if len(a) % 2:
         raise PgError("22023", "argument list must have even number of elements")
-    import json
     parts = {}
     for i in range(0, len(a), 2):
         parts[_to_text_value(a[i])] = _jload(_to_jsonb(a[i + 1]))
@@ -1618,13 +1618,21 @@ def _var_final(samp: bool, sqrt: bool):
     return f
 
 
+def _numeric_final(f: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``f``'s result as numeric (the numeric variants of stddev/variance)."""
+    def final(s: Any) -> Any:
+        v = f(s)
+        return None if v is None else numeric_div(v, Decimal(1))
+    return final
+
+
 for _nm, _samp, _sq in (("stddev|stddev_samp", True, True), ("stddev_pop", False, True),
                         ("variance|var_samp", True, False), ("var_pop", False, False)):
     agg(_nm, "float8", "float8", lambda: None, lambda s, x: [x] if s is None else (s.append(x) or s),
         _var_final(_samp, _sq))
     agg(_nm, "numeric", "numeric", lambda: None,
         lambda s, x: [Decimal(x)] if s is None else (s.append(Decimal(x)) or s),
-        lambda s, f=_var_final(_samp, _sq): None if f(s) is None else numeric_div(f(s), Decimal(1)))
+        _numeric_final(_var_final(_samp, _sq)))
 
 
 # ----------------------------------------------------------------------------- resolution

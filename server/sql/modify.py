@@ -258,7 +258,7 @@ def _run_update(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
         _check_notnull(p, new)
         final = [new]
 
-        def recheck(latest: tuple, _final=final) -> tuple | None:
+        def recheck(latest: tuple, _final=final, tid=tid) -> tuple | None:
             lrow = latest + (tid,)
             if rw is not None and rw(lrow, st) is not True:
                 return None
@@ -298,7 +298,7 @@ def _run_delete(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
             continue
         seen.add(tid)
 
-        def recheck(latest: tuple) -> bool:
+        def recheck(latest: tuple, tid=tid) -> bool:
             return rw is None or rw(latest + (tid,), st) is True
         if storage.delete(rel, tid, recheck):
             if p.cons is not None:

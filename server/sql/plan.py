@@ -26,12 +26,24 @@ from typing import Any
 from pgbundle.server.errors import PgError
 from pgbundle.shared.types import oids as T
 
-from . import costs as C
-from . import execute as X
-from . import functions as F
+from . import costs as C, execute as X, functions as F
 from .analyze import CTE, RTE, JoinNode, Query, RangeRef
-from .expr import (Aggref, BoolOp, Const, Expr, Func, Layout, Param, Slot, SubLink, Var, WindowRef, compile_expr,
-                   is_constant, rts_of, walk)
+from .expr import (
+    Aggref,
+    BoolOp,
+    Const,
+    Expr,
+    Func,
+    Layout,
+    Param,
+    Slot,
+    SubLink,
+    Var,
+    compile_expr,
+    is_constant,
+    rts_of,
+    walk,
+)
 
 _CMP = {"=", "<", "<=", ">", ">="}
 _FLIP = {"=": "=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -145,10 +157,10 @@ class Planner:
                 else:
                     plan = Planner(self.env, outer, self.cte_plans).plan_select(sub)
                 correlated = sub.correlated
-            setattr(cte, "correlated", correlated)
+            cte.correlated = correlated
             self.cte_plans[cte.name] = (plan, cte)
-            setattr(cte, "plan", plan)
-            setattr(cte, "key", key)
+            cte.plan = plan
+            cte.key = key
 
     def _plan_setop(self, q: Query) -> X.PlanNode:
         left = Planner(self.env, self.outer, self.cte_plans).plan_select(q.larg)

@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +56,12 @@ from pgbundle.shared.types import InvalidValue, binary_decoder, binary_encoder, 
 from pgbundle.shared.types.binary import LENIENT_INT_DECODER
 from pgbundle.shared.types.oids import TYPES
 
-from . import catalog_views as _catalog_views  # noqa: F401  (registers catalog functions)
-from . import session_views as _session_views  # noqa: F401  (LISTEN/NOTIFY, pg_cursors, pg_locks, temp schema)
+from . import (
+    catalog_views as _catalog_views,  # noqa: F401  (registers catalog functions)
+    literals,
+    session_views as _session_views,  # noqa: F401  (LISTEN/NOTIFY, pg_cursors, pg_locks, temp schema)
+)
 from .analyze import Analyzer, ParamTypes, output_columns
-from . import literals
 from .engine_adapter import EngineStorage
 from .env import SessionEnv
 from .expr import ExecState
@@ -435,24 +437,19 @@ class Session:
                 out.append(enc)
             else:
                 if c.type_oid in (T.REGCLASS, T.REGTYPE, T.REGNAMESPACE, T.REGROLE, T.REGPROC):
-                    t = c.type_oid
-                    env = self.env
-                    f = (lambda v, _t=t: env.reg_out(_t, v).encode())
+                    f = _reg_text(self.env, c.type_oid)
                 elif c.type_oid == T.TIMESTAMPTZ or (T.element_of(c.type_oid) == T.TIMESTAMPTZ):
-                    te = text_encoder(c.type_oid, self.env.tz)
-                    f = (lambda v, _e=te: _e(v).encode())
+                    f = _encoded(text_encoder(c.type_oid, self.env.tz))
                 elif c.type_oid in (T.INT4, T.INT8, T.INT2, T.OID):
                     f = _int_text
                 elif c.type_oid in (T.TEXT, T.VARCHAR, T.NAME, T.BPCHAR, T.UNKNOWN, T.CHAR):
                     f = str.encode
                 elif c.type_oid >= 16384 and c.type_oid in self._enum_arrays():
-                    te = text_encoder(T.TEXT_ARRAY)
-                    f = (lambda v, _e=te: _e([None if x is None else str(x) for x in v]).encode())
+                    f = _enum_array_text(text_encoder(T.TEXT_ARRAY))
                 elif c.type_oid >= 16384:
-                    f = (lambda v: str(v).encode())
+                    f = _str_text
                 else:
-                    te = text_encoder(c.type_oid)
-                    f = (lambda v, _e=te: _e(v).encode())
+                    f = _encoded(text_encoder(c.type_oid))
                 out.append(f)
         return out
 
@@ -848,6 +845,30 @@ def _fmt_at(formats: list | tuple, i: int) -> int:
 
 def _int_text(v: int) -> bytes:
     return str(v).encode()
+
+
+def _str_text(v: Any) -> bytes:
+    return str(v).encode()
+
+
+def _encoded(enc: Callable[[Any], str]) -> Callable[[Any], bytes]:
+    """A text encoder whose output goes on the wire as UTF-8 bytes."""
+    def f(v: Any) -> bytes:
+        return enc(v).encode()
+    return f
+
+
+def _enum_array_text(enc: Callable[[Any], str]) -> Callable[[Any], bytes]:
+    def f(v: Any) -> bytes:
+        return enc([None if x is None else str(x) for x in v]).encode()
+    return f
+
+
+def _reg_text(env: Any, typ: int) -> Callable[[Any], bytes]:
+    """regclass/regtype/... output, looked up in the session's catalog at output time."""
+    def f(v: Any) -> bytes:
+        return env.reg_out(typ, v).encode()
+    return f
 
 
 def _collect_deps(q: Any) -> list:

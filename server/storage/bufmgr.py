@@ -31,7 +31,6 @@ import struct
 import time
 from typing import Any
 
-from pgbundle.server.errors import PgError
 from pgbundle.server.storage import freelist
 from pgbundle.server.storage.lwlock import N_CONTENT, N_HEADER, N_MAPPING
 from pgbundle.server.storage.smgr import BLCKSZ

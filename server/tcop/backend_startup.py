@@ -24,11 +24,9 @@ import trio
 from pgbundle.server.access import api
 from pgbundle.server.errors import FatalError, PgError
 from pgbundle.server.tcop import hba
-from pgbundle.shared.auth import md5 as md5auth
-from pgbundle.shared.auth import scram
+from pgbundle.shared.auth import md5 as md5auth, scram
 from pgbundle.shared.io import MessageStream
-from pgbundle.shared.protocol import codec
-from pgbundle.shared.protocol import messages as M
+from pgbundle.shared.protocol import codec, messages as M
 from pgbundle.shared.protocol.constants import PROTOCOL_3_0
 from pgbundle.shared.protocol.errors import ProtocolError
 

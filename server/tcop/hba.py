@@ -102,5 +102,5 @@ def match(rules: list[HbaLine], *, local: bool, address: str | None, database: s
 
 
 def hba_path(datadir: str, settings: object) -> str:
-    p = str(getattr(settings, "value")("hba_file") or "")
+    p = str(settings.value("hba_file") or "")
     return p or os.path.join(datadir, "pg_hba.conf")

@@ -28,12 +28,10 @@ import trio
 
 from pgbundle.server.access import api
 from pgbundle.server.errors import FatalError, PgError
-from pgbundle.server.tcop import backend_startup as BS
-from pgbundle.server.tcop import interrupts
+from pgbundle.server.tcop import backend_startup as BS, interrupts
 from pgbundle.server.utils import elog
 from pgbundle.shared.io import RECEIVE_SIZE, MessageStream
-from pgbundle.shared.protocol import codec
-from pgbundle.shared.protocol import messages as M
+from pgbundle.shared.protocol import codec, messages as M
 from pgbundle.shared.protocol.errors import ProtocolError
 from pgbundle.shared.protocol.framing import NEED_DATA
 from pgbundle.shared.sqlstate import error_fields

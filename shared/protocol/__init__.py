@@ -26,6 +26,7 @@ from .constants import (
 )
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .framing import NEED_DATA, PASS, STARTUP, FrameBuffer, StreamScanner
+from .states import TransactionStatus
 
 __all__ = [
     "messages",
@@ -52,4 +53,5 @@ __all__ = [
     "STARTUP",
     "FrameBuffer",
     "StreamScanner",
+    "TransactionStatus",
 ]

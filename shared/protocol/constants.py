@@ -19,7 +19,3 @@ MAX_STARTUP_PACKET_LENGTH = 10000
 # PostgreSQL's PQ_LARGE_MESSAGE_LIMIT - 1: the largest regular message we accept by default.
 DEFAULT_MAX_MESSAGE_LENGTH = 0x3FFFFFFF
 
-# Transaction status byte of ReadyForQuery.
-TX_IDLE = ord("I")
-TX_IN_BLOCK = ord("T")
-TX_FAILED = ord("E")

@@ -51,7 +51,7 @@ def _unpacker(st: struct.Struct) -> Callable[[bytes], Any]:
 
     def dec(b: bytes) -> Any:
         if len(b) != size:
-            raise InvalidValue("22P03", f"incorrect binary data format in bind parameter")
+            raise InvalidValue("22P03", "incorrect binary data format in bind parameter")
         return unpack(b)[0]
     return dec
 

@@ -110,7 +110,7 @@ class WebApp:
             wait_port(self.port, 30, self.proc)
         except (RuntimeError, TimeoutError):
             self.close()
-            raise RuntimeError("web app did not start:\n" + self.log())
+            raise RuntimeError("web app did not start:\n" + self.log()) from None
 
     @property
     def url(self) -> str:

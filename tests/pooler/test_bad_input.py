@@ -8,7 +8,6 @@ import socket
 import struct
 import time
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 

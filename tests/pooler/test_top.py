@@ -16,6 +16,7 @@ import time
 
 from .conftest import base_args, connect, psql
 
+
 def _controlling_tty() -> None:  # in the child: the pty becomes its terminal, so Ctrl-C is SIGINT
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 

@@ -5,8 +5,6 @@ pipelines."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 
 import asyncpg
 import psycopg

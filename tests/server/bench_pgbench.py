@@ -147,7 +147,8 @@ def plot(results: dict[str, dict[str, float]], labels: list[str], keys: list[str
         bars = ax.bar(xs, ys, width, label=names.get(label, label), color=colors.get(label))
         if base and label != "postgresql-15":
             for bar, k in zip(bars, keys):
-                ax.annotate(f"{results[label][k] / base[k]:.2f}×", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ax.annotate(f"{results[label][k] / base[k]:.2f}×",
+                            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("transactions per second (log scale)")

@@ -20,7 +20,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-
 FAST = {
     "shared_buffers": "4MB",
     "autovacuum_naptime": "1s",

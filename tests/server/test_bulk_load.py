@@ -137,7 +137,8 @@ def test_copy_text_pieces_as_postgresql(server):
                         cp.write(p)
                 return cur.statusmessage
 
-        assert copy("copy ct from stdin", [b"1\tx\\ty\tab\t1.234\n2\t\\N\tabc", b"de\t2\n3\tlast\\\\\t\\N\t3.5"]) == "COPY 3"
+        data = [b"1\tx\\ty\tab\t1.234\n2\t\\N\tabc", b"de\t2\n3\tlast\\\\\t\\N\t3.5"]
+        assert copy("copy ct from stdin", data) == "COPY 3"
         assert copy("copy ct (a, c) from stdin", [b"4\tq\n5", b"\tqq\n"]) == "COPY 2"
         assert copy("copy ct from stdin", [b"10\ta\tb\t1\n\\.\n11\ta\tb\t1\n", b"12\ta\tb\t1\n"]) == "COPY 1"
         assert copy("copy ct from stdin", [b"30\tr\xc3\xa9\tc\t1\r\n"]) == "COPY 1"

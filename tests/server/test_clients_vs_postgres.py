@@ -225,12 +225,24 @@ def test_asyncpg_matches_postgres(both):
 
 import enum  # noqa: E402
 
-from sqlalchemy import (Boolean, CheckConstraint, ForeignKey, Index, Numeric, String, Text,  # noqa: E402
-                        UniqueConstraint, create_engine, func, inspect, select, text)
-from sqlalchemy import Enum as SAEnum  # noqa: E402
+from sqlalchemy import (  # noqa: E402
+    Boolean,
+    CheckConstraint,
+    Enum as SAEnum,  # noqa: E402
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB  # noqa: E402
-from sqlalchemy.orm import (DeclarativeBase, Mapped, Session, joinedload, mapped_column,  # noqa: E402
-                            relationship, selectinload)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, joinedload, mapped_column, relationship, selectinload  # noqa: E402
 
 
 class Base(DeclarativeBase):

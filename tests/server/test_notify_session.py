@@ -15,7 +15,6 @@ import pytest
 
 from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
 
-
 # ----------------------------------------------------------------------------- helpers
 
 class Raw:

@@ -7,7 +7,8 @@ import pathlib
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("pgbundle_test_memengine", pathlib.Path(__file__).with_name("memengine.py"))
+_spec = importlib.util.spec_from_file_location("pgbundle_test_memengine",
+                                               pathlib.Path(__file__).with_name("memengine.py"))
 memengine = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(memengine)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Any
 
 from pgbundle.server.access import api
 from pgbundle.server.errors import PgError

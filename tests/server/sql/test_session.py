@@ -139,7 +139,8 @@ def test_copy_from_stdin(db):
 
 
 def test_pgbench_statements(db):
-    db.q("create table pgbench_accounts(aid int not null, bid int, abalance int, filler char(84)) with (fillfactor=100)")
+    db.q("create table pgbench_accounts(aid int not null, bid int, abalance int, filler char(84)) "
+         "with (fillfactor=100)")
     db.q("insert into pgbench_accounts select g, 1, 0, '' from generate_series(1, 50) g")
     assert db.tags("alter table pgbench_accounts add primary key (aid)") == ["ALTER TABLE"]
     assert db.tags("BEGIN;") == ["BEGIN"]

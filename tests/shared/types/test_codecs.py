@@ -13,8 +13,15 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from pgbundle.shared.types import (Interval, InvalidValue, binary_decoder, binary_encoder, oids as T,
-                                   text_decoder, text_encoder)
+from pgbundle.shared.types import (
+    Interval,
+    InvalidValue,
+    binary_decoder,
+    binary_encoder,
+    oids as T,
+    text_decoder,
+    text_encoder,
+)
 
 CASES = [
     (T.INT2, "smallint", ["0", "-32768", "32767", " 42 "]),
@@ -24,7 +31,8 @@ CASES = [
                           "12345678901234567890", "-2.5e-10", "NaN", "Infinity", "-Infinity", "1e14",
                           "100000000000000", "0.00001234"]),
     (T.FLOAT4, "float4", ["1.1", "3.14159", "1e10", "0.1", "16777217", "1e-5"]),
-    (T.NUMERIC, "numeric", ["1.25", "0.50", "-12345.678900", "0", "0.0001", "1e10", "NaN", "123456789012345678901234567890.12",
+    (T.NUMERIC, "numeric", ["1.25", "0.50", "-12345.678900", "0", "0.0001", "1e10", "NaN",
+                            "123456789012345678901234567890.12",
                             "0.000000001", "-0.5", "10000", "1.0000"]),
     (T.BOOL, "bool", ["t", "f", "true", "yes", "off", "0", "1"]),
     (T.TEXT, "text", ["", "hello", "ünïcödé", "a'b"]),
