@@ -41,10 +41,10 @@ from pgbundle.shared.auth.scram import (
     is_scram_secret,
     parse_scram_secret,
 )
+from pgbundle.shared.netio import ConnectionLost
 from pgbundle.shared.protocol import messages as m, parse_password, parse_sasl_initial_response
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
-from .netio import ConnectionLost
 from .objects import PoolerError
 
 if TYPE_CHECKING:

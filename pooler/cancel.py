@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from pgbundle.shared.netio import open_connection
 from pgbundle.shared.protocol import encode, messages as m
 
-from .netio import open_connection
 from .objects import ServerState
 
 if TYPE_CHECKING:

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING
 import trio
 
 from pgbundle.shared import sqlstate
+from pgbundle.shared.netio import Conn, ConnectionLost
 from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_startup, encode, messages as m
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
 from . import logs
 from .emulate import build_batch, local_reply
-from .netio import Conn, ConnectionLost
 from .objects import ClientState, PoolerError
 
 if TYPE_CHECKING:

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from pgbundle.shared.netio import ConnectionLost
 from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
-
-from .netio import ConnectionLost
 
 if TYPE_CHECKING:
     from .client import Client

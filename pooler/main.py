@@ -24,6 +24,7 @@ import msgspec
 import trio
 
 from pgbundle.shared import sqlstate
+from pgbundle.shared.netio import Conn
 
 from . import logs
 from .admin import AdminConsole
@@ -34,7 +35,6 @@ from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_f
 from .janitor import janitor
 from .listen import Listeners
 from .metrics import MetricsServer
-from .netio import Conn
 from .objects import Pool, PoolerError, ServerState
 from .prepare import StatementCache
 from .server import Server

@@ -32,12 +32,12 @@ import trio
 from pgbundle.shared import sqlstate
 from pgbundle.shared.auth.md5 import md5_response
 from pgbundle.shared.auth.scram import MECHANISM, ScramClient, ScramError
+from pgbundle.shared.netio import Conn, ConnectionLost, open_connection
 from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_backend, encode, messages as m
 from pgbundle.shared.protocol.codec import Reader
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
 from . import emulate, ops as O
-from .netio import Conn, ConnectionLost, open_connection
 from .objects import PoolerError, ServerState
 from .prepare import ServerStatements
 

@@ -1,8 +1,14 @@
-"""Sockets for the pooler's data path, driven by trio's low-level readiness waits.
+"""The one I/O layer of both programs: connected sockets driven by trio's low-level
+readiness waits, and whole protocol messages over them.
+
+The pooler relays raw bytes through :class:`Conn`; logins, the bundled server's
+backends and the pooler's own internal connections read and write whole messages
+through :class:`MessageConn` (the sans-IO :class:`~pgbundle.shared.protocol.FrameBuffer`
+and codec over a :class:`Conn`).
 
 trio's SocketStream yields to the scheduler on every send and receive, even
-when the kernel could complete the call at once.  On the relay path that is
-most of the pooler's CPU, so :class:`Conn` first tries the non-blocking call
+when the kernel could complete the call at once.  On a data path that is
+most of the CPU, so :class:`Conn` first tries the non-blocking call
 and only waits (``trio.lowlevel.wait_readable`` / ``wait_writable``) when the
 kernel says it would block.  Every ``_YIELD_EVERY`` calls that did not block it
 checkpoints anyway, so a busy connection cannot starve the others and
@@ -18,14 +24,25 @@ Contract:
   close the connection.
 * :meth:`Conn.close` is idempotent and wakes any task waiting on the socket
   (it gets :class:`ConnectionLost` or ``b""``).
+* :meth:`MessageConn.receive` returns the next whole message as ``(type, payload)``
+  (type 0: a startup-phase packet), raises :class:`EOFError` when the peer is gone and
+  :class:`~pgbundle.shared.protocol.RemoteProtocolError` for bad framing;
+  :meth:`MessageConn.send` encodes and sends messages in one write.  The caller owns the
+  connection and closes it.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 import trio
+
+from pgbundle.shared.protocol import FrameBuffer, codec
+from pgbundle.shared.protocol.constants import DEFAULT_MAX_MESSAGE_LENGTH
+from pgbundle.shared.protocol.framing import NEED_DATA
+from pgbundle.shared.protocol.messages import Message
 
 RECV_SIZE = 65536
 _YIELD_EVERY = 16
@@ -191,6 +208,35 @@ async def open_connection(host: str, port: int) -> Conn:
 
 
 def os_strerror(err: int) -> str:
-    import os
-
     return os.strerror(err)
+
+
+class MessageConn:
+    """Whole-message reads and writes over a :class:`Conn`."""
+
+    __slots__ = ("conn", "frames")
+
+    def __init__(self, conn: Conn, *, startup: bool = False, max_length: int = DEFAULT_MAX_MESSAGE_LENGTH) -> None:
+        self.conn = conn
+        self.frames = FrameBuffer(startup=startup, max_length=max_length)
+
+    async def receive(self) -> tuple[int, bytes]:
+        """The next complete message as ``(type, payload)`` (type 0 = startup packet)."""
+        frames = self.frames
+        while True:
+            f = frames.next_frame()
+            if f is not NEED_DATA:
+                return f
+            data = await self.conn.recv()
+            if not data:
+                raise EOFError("peer closed the connection")
+            frames.receive_data(data)
+
+    async def send(self, *msgs: Message) -> None:
+        """Encode ``msgs`` and send them in one write (ConnectionLost if the peer is gone)."""
+        await self.conn.send_all(codec.encode_many(msgs) if len(msgs) != 1 else codec.encode(msgs[0]))
+
+    async def send_many(self, msgs: list[Message]) -> None:
+        """:meth:`send` for a list."""
+        if msgs:
+            await self.conn.send_all(codec.encode_many(msgs) if len(msgs) > 1 else codec.encode(msgs[0]))
