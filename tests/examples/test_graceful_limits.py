@@ -15,7 +15,7 @@ import time
 import psycopg
 import pytest
 
-from .conftest import fresh_database, raise_fd_limit
+from .helpers import fresh_database, raise_fd_limit
 
 N_CLIENTS = 1000
 POOL_SIZE = 20

@@ -9,7 +9,7 @@ import json
 
 from PIL import Image
 
-from .conftest import fresh_database, run_loadtest
+from .helpers import fresh_database, run_loadtest
 
 
 def pooler_args(upstream_port: int) -> list[str]:
@@ -88,9 +88,9 @@ def test_bounded_and_failing_target(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import free_port
+    from tests.procs import free_port
 
-    from .conftest import LOADTEST
+    from .helpers import LOADTEST
 
     r = subprocess.run([sys.executable, str(LOADTEST), "pg", "-t", f"nobody=postgresql://127.0.0.1:{free_port()}/x",
                         "--duration", "0.5", "--warmup", "0", "--concurrency", "4", "--timeout", "2"],

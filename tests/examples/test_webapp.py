@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from .conftest import fresh_database
+from .helpers import fresh_database
 
 
 def pool_stats(pooler, dbname: str) -> dict:
@@ -107,7 +107,7 @@ def test_guestbook_end_to_end(upstream, pooler_factory, webapp_factory):
 
 def test_database_down_is_a_503(pooler_factory, webapp_factory):
     """A pooler whose upstream does not answer: the app says so (503 with a reason), it does not crash."""
-    from tests.conftest import free_port
+    from tests.procs import free_port
 
     pooler = pooler_factory(["--upstream", f"postgresql://127.0.0.1:{free_port()}", "--unix-socket-dir", "",
                              "-s", "server_connect_timeout=1", "-s", "server_login_retry=1",

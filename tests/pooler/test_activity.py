@@ -8,7 +8,7 @@ import signal
 
 import psycopg
 
-from tests.conftest import PoolerProcess
+from tests.fix_pooler import PoolerProcess
 
 from .test_admin import show
 

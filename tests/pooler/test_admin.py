@@ -16,7 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from .conftest import base_args, connect, pool_row, psql
+from .helpers import base_args, connect, pool_row, psql
 
 # pgbouncer 1.25's columns, in order (src/admin.c, src/stats.c, doc/usage.md).
 SOCKET = ["type", "user", "database", "replication", "state", "addr", "port", "local_addr", "local_port",

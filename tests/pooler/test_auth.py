@@ -6,9 +6,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.conftest import MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER
+from tests.fix_pg import MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER
 
-from .conftest import base_args, error_of, raw_exchange, startup_bytes
+from .helpers import base_args, error_of, raw_exchange, startup_bytes
 
 
 def _userlist(tmp_path, entries: dict[str, str]):

@@ -12,14 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from pgbundle.shared.protocol import encode, messages as m
-from tests.conftest import mutated_streams
+from tests.strategies import mutated_streams
 
-from .conftest import base_args, connect, error_of, raw_exchange, startup_bytes
+from .helpers import base_args, connect, error_of, raw_exchange, startup_bytes
 
 
 @pytest.fixture(scope="module")
 def bad_pooler(pg):
-    from tests.conftest import PoolerProcess
+    from tests.fix_pooler import PoolerProcess
 
     p = PoolerProcess(base_args(pg, "--pool-mode", "transaction", "-s", "client_login_timeout=2",
                                 "-s", "max_packet_size=65536"))

@@ -12,7 +12,7 @@ import time
 import psycopg
 import pytest
 
-from .conftest import base_args, connect
+from .helpers import base_args, connect
 from .test_limits import wait_for
 
 

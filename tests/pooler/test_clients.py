@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import psycopg
 
-from .conftest import connect, psql
+from .helpers import connect, psql
 
 
 def test_psql_crud(tx_pooler):

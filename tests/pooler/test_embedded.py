@@ -8,7 +8,7 @@ import time
 
 import psycopg
 
-from tests.conftest import PoolerProcess
+from tests.fix_pooler import PoolerProcess
 
 from .test_limits import wait_for
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from .conftest import base_args, connect, error_of, pool_row, raw_exchange, startup_bytes
+from .helpers import base_args, connect, error_of, pool_row, raw_exchange, startup_bytes
 
 
 def wait_for(pred, timeout: float = 10.0, what: str = "condition"):

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
+from tests.procs import free_port
 
-from .conftest import base_args, connect, pool_row
+from .helpers import base_args, connect, pool_row
 from .test_admin import admin_conn, stats_row, wait_for
 
 

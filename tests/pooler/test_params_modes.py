@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from .conftest import base_args, connect, pool_row
+from .helpers import base_args, connect, pool_row
 
 
 def test_parameters_follow_each_client(pg, pooler_factory):

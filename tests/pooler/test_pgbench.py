@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from .conftest import base_args
+from .helpers import base_args
 
 
 def pgbench(port: int, *args: str, timeout: float = 120) -> str:

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from .conftest import admin, base_args, connect
+from .helpers import admin, base_args, connect
 from .test_limits import wait_for
 
 
@@ -148,7 +148,7 @@ def test_server_check_query_drops_bad_server(pg, pooler_factory):
 def test_client_login_timeout_with_auth_pending(pg, pooler_factory, tmp_path):
     import socket
 
-    from .conftest import startup_bytes
+    from .helpers import startup_bytes
 
     af = tmp_path / "u.txt"
     af.write_text('"postgres" "pw"\n')

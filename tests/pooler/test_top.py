@@ -14,7 +14,7 @@ import termios
 import threading
 import time
 
-from .conftest import base_args, connect, psql
+from .helpers import base_args, connect, psql
 
 
 def _controlling_tty() -> None:  # in the child: the pty becomes its terminal, so Ctrl-C is SIGINT

@@ -8,7 +8,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from .conftest import connect, pool_row
+from .helpers import connect, pool_row
 from .test_limits import wait_for
 from .test_pgbench import failed, pgbench, processed
 

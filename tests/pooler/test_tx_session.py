@@ -13,7 +13,7 @@ from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
-from .conftest import base_args, connect, pool_row
+from .helpers import base_args, connect, pool_row
 from .test_limits import wait_for
 from .test_pgbench import failed, pgbench, processed
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
-from tests.conftest import mutated_streams
+from tests.strategies import mutated_streams
 
 
 def _startup(**params: str) -> bytes:

@@ -7,14 +7,10 @@ what :mod:`pgbundle.shared.types` produces from the same literal.
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
-
 import psycopg
 import pytest
 
 from pgbundle.shared.types import (
-    Interval,
     InvalidValue,
     binary_decoder,
     binary_encoder,
@@ -120,14 +116,3 @@ def test_bad_input_errors_match_postgresql(conn, oid, text, sqlstate, message):
         conn.execute(f"SELECT %s::{typ}", (text,))
     assert pe.value.sqlstate == sqlstate
     assert pe.value.diag.message_primary == message
-
-
-def test_python_values():
-    assert text_decoder(T.TIMESTAMPTZ)("2024-01-02 03:04:05+02") == dt.datetime(2024, 1, 2, 1, 4, 5,
-                                                                                tzinfo=dt.timezone.utc)
-    assert text_decoder(T.NUMERIC)("1.50") == Decimal("1.50")
-    assert text_decoder(T.INTERVAL)("1 mon") == Interval(1, 0, 0)
-    assert binary_decoder(T.OID_ARRAY)(bytes.fromhex("00000001000000000000001a0000000100000001000000040000402f")) \
-        == [16431]
-    # psycopg's int2 parameters and asyncpg's jsonb
-    assert binary_decoder(T.JSONB)(b"\x01" + b'{"a": 1}') == '{"a": 1}'

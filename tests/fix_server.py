@@ -1,39 +1,37 @@
-"""Fixtures for the server's tests: ``pgbundle server`` run as a real process group on a
-free port in a temp data directory, exactly as a user runs it.
+"""``pgbundle server`` for tests: a real process group on a free port in a temp data directory,
+exactly as a user runs it (settings become ``-c name=value``).
 
-``server_factory(**settings)`` starts one (settings become ``-c name=value``);
-``server`` is a shared one for tests that do not stop or crash it.
+* ``running_server(**settings)``: a context manager that starts one and closes it;
+* ``server_factory(start=True, **settings)`` / ``module_server_factory``: servers for one test
+  / one module, with :data:`QUICK` settings under the test's own;
+* ``server``: one quick server shared by the tests of a module (do not stop it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-FAST = {
+from tests.procs import children, free_port, group_pids
+
+# Small and lively: little shared memory, autovacuum every second, no timed checkpoints.
+QUICK = {
     "shared_buffers": "4MB",
     "autovacuum_naptime": "1s",
     "checkpoint_timeout": "300s",
     "max_connections": "100",
 }
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PgbServer:
@@ -42,8 +40,8 @@ class PgbServer:
     def __init__(self, datadir: Path | None = None, *, port: int | None = None, **settings: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="pgbundle-srv-"))
         self.datadir = datadir or (self.root / "data")
-        self.port = port or _free_port()
-        self.settings = {**FAST, **{k: str(v) for k, v in settings.items()}}
+        self.port = port or free_port()
+        self.settings = {k: str(v) for k, v in settings.items()}
         self.proc: subprocess.Popen | None = None
         self.out_path = self.root / "stdout.log"
 
@@ -105,42 +103,20 @@ class PgbServer:
             time.sleep(0.05)
 
     def group_pids(self) -> list[int]:
-        if self.proc is None:
-            return []
-        out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[2]) == self.proc.pid and fields[0] != "Z":
-                    out.append(int(d))
-            except (OSError, IndexError, ValueError):
-                continue
-        return out
+        """Live members of the server's process group (the postmaster and its children)."""
+        return [] if self.proc is None else group_pids(self.proc.pid)
 
     def children(self) -> dict[int, str]:
         """pid -> process title of the postmaster's live children."""
-        out = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) != self.pid or fields[0] == "Z":
-                    continue
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    out[int(d)] = f.read().replace(b"\0", b" ").decode().strip()
-            except (OSError, IndexError, ValueError):
-                continue
-        return out
+        return children(self.pid)
 
     # -- clients
     def dsn(self, user: str = "postgres", dbname: str = "postgres", password: str | None = None) -> str:
         s = f"host=127.0.0.1 port={self.port} user={user} dbname={dbname}"
         return s + (f" password='{password}'" if password else "")
+
+    def url(self, dbname: str = "postgres", user: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
 
     def connect(self, **kw: object) -> psycopg.Connection:
         autocommit = kw.pop("autocommit", True)
@@ -176,50 +152,53 @@ class PgbServer:
             self.kill9()
         finally:
             self.kill9()
-            import shutil
-
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture
-def server_factory() -> Iterator:
-    started: list[PgbServer] = []
-
-    def make(start: bool = True, **settings: str) -> PgbServer:
-        s = PgbServer(**settings)
-        started.append(s)
-        if start:
-            s.start()
-        return s
-
-    yield make
-    for s in started:
-        s.close()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[PgbServer]:
-    """A server shared by the tests of one module (do not stop it)."""
-    s = PgbServer()
-    s.start()
+@contextlib.contextmanager
+def running_server(**settings: str) -> Iterator[PgbServer]:
+    """A started server with exactly ``settings``; closed (and its directory removed) on exit."""
+    s = PgbServer(**settings)
     try:
+        s.start()
         yield s
     finally:
         s.close()
 
 
-@pytest.fixture(scope="module")
-def module_server_factory() -> Iterator:
-    """Like server_factory, but the servers live for the whole test module."""
+@contextlib.contextmanager
+def _factory() -> Iterator[Callable[..., PgbServer]]:
     started: list[PgbServer] = []
 
     def make(start: bool = True, **settings: str) -> PgbServer:
-        s = PgbServer(**settings)
+        s = PgbServer(**{**QUICK, **settings})
         started.append(s)
         if start:
             s.start()
         return s
 
-    yield make
-    for s in started:
-        s.close()
+    try:
+        yield make
+    finally:
+        for s in started:
+            s.close()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., PgbServer]]:
+    """``server_factory(start=True, **settings)``: servers that live for one test."""
+    with _factory() as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_server_factory() -> Iterator[Callable[..., PgbServer]]:
+    """Like server_factory, but the servers live for the whole test module."""
+    with _factory() as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def server(module_server_factory: Callable[..., PgbServer]) -> PgbServer:
+    """A quick server shared by the tests of one module (do not stop it)."""
+    return module_server_factory()
