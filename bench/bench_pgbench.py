@@ -1,6 +1,6 @@
 """Issue 7's benchmark: pgbench on pgbundle server vs PostgreSQL 15, one run, side by side.
 
-    python tests/server/bench_pgbench.py [--seconds 15] [--clients 10] [--scale 10]
+    python bench/bench_pgbench.py [--seconds 15] [--clients 10] [--scale 10]
                                          [--only pgbundle,pooler,postgresql-15] [--modes simple,prepared]
 
 For each target: ``pgbench -i -s SCALE``, then TPC-B (built-in tpcb-like) and ``-S``
@@ -15,32 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
+import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import Pgbundle, Postgres, free_port, stop_all, wait_ready  # noqa: E402
-
-
-class Pooler:
-    def __init__(self, root: Path, upstream_port: int, pool_size: int) -> None:
-        self.port = free_port()
-        out = open(root / "pooler.out", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "pgbundle.shared.cli", "pooler", "--listen-addr",
-                                      "127.0.0.1", "--listen-port", str(self.port), "--upstream",
-                                      f"postgresql://127.0.0.1:{upstream_port}", "--unix-socket-dir", "",
-                                      "--pool-mode", "transaction", "--pool-size", str(pool_size),
-                                      "--max-connections", "200"],
-                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(root))
-        wait_ready(self.port)
-
-    def stop(self) -> None:
-        os.kill(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(30)
+from targets import close_all, pgbundle_server, pooler, postgres
 
 
 def pgbench(port: int, args: list[str], timeout: float) -> str:
@@ -78,16 +59,16 @@ def main() -> None:
     try:
         targets: list[tuple[str, int]] = []
         if "postgresql-15" in only:
-            pg = Postgres(root)
+            pg = postgres()
             servers.append(pg)
             targets.append(("postgresql-15", pg.port))
         if "pgbundle" in only or "pooler" in only:
-            pgb = Pgbundle(root)
+            pgb = pgbundle_server()
             servers.append(pgb)
             if "pgbundle" in only:
                 targets.append(("pgbundle", pgb.port))
             if "pooler" in only:
-                pool = Pooler(root, pgb.port, args.clients)
+                pool = pooler(pgb.port, args.clients)
                 servers.insert(0, pool)
                 targets.append(("pooler", pool.port))
         initialised: set[int] = set()
@@ -121,7 +102,8 @@ def main() -> None:
             plot(results, [label for label, _ in targets], keys, args.plot,
                  f"pgbench -s {args.scale}, -c {args.clients} -j 2, {args.seconds} s per run")
     finally:
-        stop_all(servers, root)
+        close_all(servers)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def plot(results: dict[str, dict[str, float]], labels: list[str], keys: list[str], path: Path, title: str) -> None:
