@@ -16,34 +16,20 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from targets import free_port, wait_port
+
+from tests.procs import as_postgres
+
 PGBIN = "/usr/lib/postgresql/15/bin"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def as_pg(cmd: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--"] + cmd if os.geteuid() == 0 else cmd
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(port)
+    return as_postgres() + cmd
 
 
 def cpu_seconds(pid: int) -> float:
@@ -79,7 +65,7 @@ def main() -> None:
                     "max_connections=200\nfsync=on\nsynchronous_commit=on\n")
         procs.append(subprocess.Popen(as_pg([f"{PGBIN}/postgres", "-D", data]), cwd="/tmp",
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(pg_port)
+        wait_port(pg_port, 30)
         time.sleep(0.5)
         subprocess.run(["pgbench", "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1", "-p", str(pg_port),
                         "-U", "postgres", "postgres"], check=True, capture_output=True)
@@ -98,14 +84,14 @@ def main() -> None:
                 shutil.chown(f"{root}/{name}.ini", "postgres")
             procs.append(subprocess.Popen(as_pg(["pgbouncer", f"{root}/{name}.ini"]), cwd="/tmp",
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_port(port)
+            wait_port(port, 30)
         pb = subprocess.Popen([sys.executable, "-m", "pgbundle.shared.cli", "pooler", "--listen-port", str(pb_port),
                                "--upstream", f"postgresql://127.0.0.1:{pg_port}", "--pool-mode", "transaction",
                                "--pool-size", str(args.pool_size), "--max-connections", "1000",
                                "--unix-socket-dir", "", "-s", "log_connections=0", "-s", "log_disconnections=0",
                                "-s", "log_stats=0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(pb)
-        wait_port(pb_port)
+        wait_port(pb_port, 30)
         def pidof(name: str) -> int:
             with open(f"{root}/{name}.pid") as f:
                 return int(f.read().split()[0])

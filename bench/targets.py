@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fix_pg import PgCluster  # noqa: E402
 from tests.fix_pooler import PoolerProcess  # noqa: E402
 from tests.fix_server import PgbServer  # noqa: E402
-from tests.procs import free_port, wait_port  # noqa: E402
+from tests.procs import as_postgres, free_port, wait_port  # noqa: E402
 
-__all__ = ["PgCluster", "PgbServer", "PoolerProcess", "free_port", "wait_port", "postgres", "pgbundle_server",
-           "pooler", "close_all"]
+__all__ = ["PgCluster", "PgbServer", "PoolerProcess", "as_postgres", "free_port", "wait_port", "postgres",
+           "pgbundle_server", "pooler", "close_all"]
 
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on", "shared_buffers": "128MB",
            "max_connections": "100"}
