@@ -45,7 +45,8 @@ class _LazyGroup(click.Group):
         if target is None:
             return None
         try:
-            return getattr(importlib.import_module(target[0]), target[1])
+            cmd: click.Command = getattr(importlib.import_module(target[0]), target[1])
+            return cmd
         except (ImportError, AttributeError):
             return None
 

@@ -42,7 +42,7 @@ class MessageStream:
             data = await self.stream.receive_some(RECEIVE_SIZE)
             if not data:
                 raise EOFError("peer closed the connection")
-            self.frames.receive_data(data)
+            self.frames.receive_data(bytes(data))
 
     async def send(self, *msgs: Message) -> None:
         """Encode and send ``msgs`` in one write."""

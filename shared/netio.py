@@ -36,6 +36,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from typing import Any
 
 import trio
 
@@ -183,9 +184,10 @@ async def open_connection(host: str, port: int) -> Conn:
         path = host if host.endswith(f".s.PGSQL.{port}") else f"{host.rstrip('/')}/.s.PGSQL.{port}"
         if host.startswith("@"):
             path = "\0" + path[1:]
-        infos = [(socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path)]
+        infos: list[tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]] = [
+            (socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path)]
     else:
-        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = list(await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     last: OSError | None = None
     for family, type_, proto, _, addr in infos:
         sock = socket.socket(family, type_, proto)

@@ -181,14 +181,16 @@ class ScramClient:
 
     def client_first(self) -> str:
         if self._password_client is not None:
-            return self._password_client.get_client_first()
+            first: str = self._password_client.get_client_first()
+            return first
         return "n,," + self._client_first_bare
 
     def client_final(self, server_first: str) -> str:
         if self._password_client is not None:
             try:
                 self._password_client.set_server_first(server_first)
-                return self._password_client.get_client_final()
+                final: str = self._password_client.get_client_final()
+                return final
             except scramp.ScramException as exc:
                 raise ScramError(str(exc)) from None
         assert self._client_key is not None and self._secret is not None

@@ -14,6 +14,7 @@ Malformed payloads raise :class:`RemoteProtocolError` (SQLSTATE 08P01, PostgreSQ
 
 from __future__ import annotations
 
+import builtins
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -65,19 +66,25 @@ class Reader:
         return self.buf[self._need(1)]
 
     def int16(self) -> int:
-        return _I16.unpack_from(self.buf, self._need(2))[0]
+        v: int
+        (v,) = _I16.unpack_from(self.buf, self._need(2))
+        return v
 
     def int32(self) -> int:
-        return _I32.unpack_from(self.buf, self._need(4))[0]
+        v: int
+        (v,) = _I32.unpack_from(self.buf, self._need(4))
+        return v
 
     def uint32(self) -> int:
-        return _U32.unpack_from(self.buf, self._need(4))[0]
+        v: int
+        (v,) = _U32.unpack_from(self.buf, self._need(4))
+        return v
 
-    def bytes(self, n: int) -> bytes:
+    def bytes(self, n: int) -> builtins.bytes:
         p = self._need(n)
         return bytes(self.buf[p : p + n])
 
-    def rest(self) -> bytes:
+    def rest(self) -> builtins.bytes:
         p = self.pos
         self.pos = len(self.buf)
         return bytes(self.buf[p:])
@@ -91,7 +98,7 @@ class Reader:
         self.pos = end + 1
         return bytes(buf[pos:end]).decode("utf-8", "surrogateescape")
 
-    def value(self) -> bytes | None:
+    def value(self) -> builtins.bytes | None:
         n = self.int32()
         if n == -1:
             return None
@@ -111,7 +118,7 @@ class Reader:
         self.pos = p + 2 * n
         return struct.unpack_from(f"!{n}h", self.buf, p)
 
-    def values(self, n: int) -> tuple[bytes | None, ...]:
+    def values(self, n: int) -> tuple[builtins.bytes | None, ...]:
         """``n`` length-prefixed values (-1 = NULL), as :meth:`value` ``n`` times."""
         buf = self.buf
         pos = self.pos
@@ -351,7 +358,9 @@ def _d_data_row(r: Reader) -> m.Message:
     return m.DataRow(tuple(r.value() for _ in range(n)))
 
 
-def _d_copy_response(cls: type[Any]) -> Callable[[Reader], m.Message]:
+def _d_copy_response(
+    cls: type[m.CopyInResponse | m.CopyOutResponse | m.CopyBothResponse],
+) -> Callable[[Reader], m.Message]:
     def d(r: Reader) -> m.Message:
         fmt = r.byte()
         return cls(fmt, r.int16s())

@@ -21,7 +21,7 @@ def _malformed(s: str, detail: str = "") -> InvalidValue:
     return InvalidValue("22P02", f'malformed array literal: "{s}"')
 
 
-def parse_array_text(s: str, elem_dec: Callable[[str], Any], delim: str = ",") -> list:
+def parse_array_text(s: str, elem_dec: Callable[[str], Any], delim: str = ",") -> list[Any]:
     """Parse an array literal; elements go through ``elem_dec``."""
     i = 0
     n = len(s)
@@ -37,10 +37,10 @@ def parse_array_text(s: str, elem_dec: Callable[[str], Any], delim: str = ",") -
     if i >= n or s[i] != "{":
         raise _malformed(s)
 
-    def parse_level(i: int) -> tuple[list, int]:
+    def parse_level(i: int) -> tuple[list[Any], int]:
         assert s[i] == "{"
         i += 1
-        out: list = []
+        out: list[Any] = []
         while i < n:
             c = s[i]
             if c.isspace():
@@ -89,7 +89,7 @@ def parse_array_text(s: str, elem_dec: Callable[[str], Any], delim: str = ",") -
     return result
 
 
-def format_array_text(v: list, elem_enc: Callable[[Any], str], delim: str = ",") -> str:
+def format_array_text(v: list[Any], elem_enc: Callable[[Any], str], delim: str = ",") -> str:
     parts = []
     for x in v:
         if x is None:
@@ -104,13 +104,13 @@ def format_array_text(v: list, elem_enc: Callable[[Any], str], delim: str = ",")
     return "{" + delim.join(parts) + "}"
 
 
-def array_text_decoder(elem: int, tz: _dt.tzinfo | None = None) -> Callable[[str], list]:
+def array_text_decoder(elem: int, tz: _dt.tzinfo | None = None) -> Callable[[str], list[Any]]:
     from .text import text_decoder
     dec = text_decoder(elem, tz)
     return lambda s: parse_array_text(s, dec)
 
 
-def array_text_encoder(elem: int, tz: _dt.tzinfo | None = None) -> Callable[[list], str]:
+def array_text_encoder(elem: int, tz: _dt.tzinfo | None = None) -> Callable[[list[Any]], str]:
     from .text import text_encoder
     enc = text_encoder(elem, tz)
     return lambda v: format_array_text(v, enc)
@@ -123,7 +123,7 @@ _DIM = struct.Struct("!ii")
 _LEN = struct.Struct("!i")
 
 
-def _dims(v: list) -> list[int]:
+def _dims(v: list[Any]) -> list[int]:
     dims = []
     cur: Any = v
     while isinstance(cur, list):
@@ -134,16 +134,16 @@ def _dims(v: list) -> list[int]:
     return dims
 
 
-def _flatten(v: list, depth: int) -> list:
+def _flatten(v: list[Any], depth: int) -> list[Any]:
     if depth == 1:
         return v
-    out: list = []
+    out: list[Any] = []
     for x in v:
         out.extend(_flatten(x, depth - 1))
     return out
 
 
-def encode_array_binary(v: list, elem: int, elem_enc: Callable[[Any], bytes]) -> bytes:
+def encode_array_binary(v: list[Any], elem: int, elem_enc: Callable[[Any], bytes]) -> bytes:
     dims = _dims(v)
     if not v:
         return _HDR.pack(0, 0, elem)
@@ -162,7 +162,7 @@ def encode_array_binary(v: list, elem: int, elem_enc: Callable[[Any], bytes]) ->
     return b"".join(out)
 
 
-def decode_array_binary(data: bytes, elem_dec_for: Callable[[int], Callable[[bytes], Any]]) -> list:
+def decode_array_binary(data: bytes, elem_dec_for: Callable[[int], Callable[[bytes], Any]]) -> list[Any]:
     try:
         ndim, _hasnull, elem = _HDR.unpack_from(data, 0)
         off = _HDR.size
@@ -177,7 +177,7 @@ def decode_array_binary(data: bytes, elem_dec_for: Callable[[int], Callable[[byt
             total *= d
         if ndim == 0:
             return []
-        flat = []
+        flat: list[Any] = []
         for _ in range(total):
             (ln,) = _LEN.unpack_from(data, off)
             off += 4
@@ -189,7 +189,7 @@ def decode_array_binary(data: bytes, elem_dec_for: Callable[[int], Callable[[byt
     except struct.error:
         raise InvalidValue("22P03", "insufficient data left in message") from None
 
-    def build(level: int, items: list) -> list:
+    def build(level: int, items: list[Any]) -> list[Any]:
         if level == len(dims) - 1:
             return items
         step = len(items) // dims[level] if dims[level] else 0

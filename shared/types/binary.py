@@ -75,6 +75,7 @@ def encode_numeric(v: Decimal) -> bytes:
     if v.is_infinite():
         return _num_hdr.pack(0, 0, NUMERIC_PINF if v > 0 else NUMERIC_NINF, 0)
     sign, digits, exp = v.as_tuple()
+    assert isinstance(exp, int)  # NaN and infinities were handled above
     dscale = max(0, -exp)
     # integer made of all digits, value = int * 10**exp
     s = "".join(map(str, digits)) or "0"
@@ -251,21 +252,27 @@ def _dec_uuid(b: bytes) -> _uuid.UUID:
 def _dec_int2_widen(b: bytes) -> int:
     """int2/int4/int8 from any width: psycopg sends small ints as int2."""
     n = len(b)
+    v: int
     if n == 2:
-        return _i16.unpack(b)[0]
-    if n == 4:
-        return _i32.unpack(b)[0]
-    if n == 8:
-        return _i64.unpack(b)[0]
-    raise InvalidValue("22P03", "incorrect binary data format in bind parameter")
+        (v,) = _i16.unpack(b)
+    elif n == 4:
+        (v,) = _i32.unpack(b)
+    elif n == 8:
+        (v,) = _i64.unpack(b)
+    else:
+        raise InvalidValue("22P03", "incorrect binary data format in bind parameter")
+    return v
 
 
 def _dec_float(b: bytes) -> float:
+    v: float
     if len(b) == 8:
-        return _f64.unpack(b)[0]
-    if len(b) == 4:
-        return _f32.unpack(b)[0]
-    raise _bad()
+        (v,) = _f64.unpack(b)
+    elif len(b) == 4:
+        (v,) = _f32.unpack(b)
+    else:
+        raise _bad()
+    return v
 
 
 _DECODERS: dict[int, Callable[[bytes], Any]] = {

@@ -10,6 +10,7 @@ they mean the same thing on the wire to every client.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 BOOL = 16
 BYTEA = 17
@@ -128,7 +129,7 @@ class TypeInfo:
     typtype: str = "b"
 
 
-def _t(*a, **k) -> TypeInfo:
+def _t(*a: Any, **k: Any) -> TypeInfo:
     return TypeInfo(*a, **k)
 
 

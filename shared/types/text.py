@@ -302,8 +302,8 @@ def _parse_ts_parts(s: str, typname: str) -> tuple[_dt.datetime, str | None]:
         if t == "now":
             return _dt.datetime.now(UTC).replace(tzinfo=None), "UTC"
         if t in ("today", "tomorrow", "yesterday"):
-            d = parse_date(t)
-            return _dt.datetime(d.year, d.month, d.day), None
+            day = parse_date(t)
+            return _dt.datetime(day.year, day.month, day.day), None
         if t in ("epoch",):
             return _dt.datetime(1970, 1, 1), None
         raise InvalidValue("22007", f'invalid input syntax for type {typname}: "{s}"')
