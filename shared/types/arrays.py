@@ -6,7 +6,6 @@ An array value is a Python list (nested lists for more than one dimension);
 
 from __future__ import annotations
 
-import datetime as _dt
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -102,18 +101,6 @@ def format_array_text(v: list[Any], elem_enc: Callable[[Any], str], delim: str =
                 t = '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'
             parts.append(t)
     return "{" + delim.join(parts) + "}"
-
-
-def array_text_decoder(elem: int, tz: _dt.tzinfo | None = None) -> Callable[[str], list[Any]]:
-    from .text import text_decoder
-    dec = text_decoder(elem, tz)
-    return lambda s: parse_array_text(s, dec)
-
-
-def array_text_encoder(elem: int, tz: _dt.tzinfo | None = None) -> Callable[[list[Any]], str]:
-    from .text import text_encoder
-    enc = text_encoder(elem, tz)
-    return lambda v: format_array_text(v, enc)
 
 
 # ---------------------------------------------------------------- binary

@@ -17,6 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from . import oids as T
+from .arrays import decode_array_binary, encode_array_binary
+from .text import parse_json, parse_jsonb
 from .values import Interval, InvalidValue
 
 _i16 = struct.Struct("!h")
@@ -230,12 +232,10 @@ def _enc_jsonb(v: str) -> bytes:
 def _dec_jsonb(b: bytes) -> str:
     if not b or b[0] != 1:
         raise InvalidValue("22P03", "unsupported jsonb version number")
-    from .text import parse_jsonb
     return parse_jsonb(_dec_text(b[1:]))
 
 
 def _dec_json(b: bytes) -> str:
-    from .text import parse_json
     return parse_json(_dec_text(b))
 
 
@@ -313,7 +313,6 @@ def binary_decoder(oid: int) -> Callable[[bytes], Any]:
         return d
     elem = T.element_of(oid)
     if elem:
-        from .arrays import decode_array_binary
         return lambda b: decode_array_binary(b, binary_decoder)
     return _dec_text
 
@@ -324,7 +323,6 @@ def binary_encoder(oid: int) -> Callable[[Any], bytes]:
         return e
     elem = T.element_of(oid)
     if elem:
-        from .arrays import encode_array_binary
         ee = binary_encoder(elem)
         return lambda v: encode_array_binary(v, elem, ee)
     return lambda v: str(v).encode()

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from . import oids as T
+from .arrays import format_array_text, parse_array_text
 from .values import Interval, InvalidValue, invalid_syntax, out_of_range
 
 UTC = _dt.timezone.utc
@@ -578,7 +579,6 @@ def format_record(v: Any) -> str:
         elif isinstance(x, tuple):
             s = format_record(x)
         elif isinstance(x, list):
-            from .arrays import format_array_text
             s = format_array_text(x, str)
         else:
             s = str(x)
@@ -625,8 +625,8 @@ def text_decoder(oid: int, tz: _dt.tzinfo | None = None) -> Callable[[str], Any]
         return d
     elem = T.element_of(oid)
     if elem:
-        from .arrays import array_text_decoder
-        return array_text_decoder(elem, tz)
+        dec = text_decoder(elem, tz)
+        return lambda s: parse_array_text(s, dec)
     return _ident
 
 
@@ -639,6 +639,6 @@ def text_encoder(oid: int, tz: _dt.tzinfo | None = None) -> Callable[[Any], str]
         return e
     elem = T.element_of(oid)
     if elem:
-        from .arrays import array_text_encoder
-        return array_text_encoder(elem, tz)
+        enc = text_encoder(elem, tz)
+        return lambda v: format_array_text(v, enc)
     return str

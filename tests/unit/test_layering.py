@@ -26,7 +26,7 @@ _TODO = pytest.mark.xfail(strict=True, reason="issue 2.1: not yet in line")
 
 
 @pytest.mark.parametrize("prefix", [
-    pytest.param("pgbundle.shared", marks=_TODO),
+    "pgbundle.shared",
     "pgbundle.pooler",
     pytest.param("pgbundle.server", marks=_TODO),
 ])
