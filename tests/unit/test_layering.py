@@ -94,3 +94,23 @@ def test_protocol_package_is_sans_io() -> None:
                 mods = [node.module or ""]
             bad += [f"{name}: {x}" for x in mods if x.split(".")[0] in ("trio", "socket", "asyncio", "selectors")]
     assert not bad, bad
+
+
+@_TODO
+def test_class_names_are_unique() -> None:
+    """One name per thing: no two classes in shared/, pooler/ and server/ share a name."""
+    seen: dict[str, list[str]] = {}
+    for m in MODS.values():
+        for node in ast.walk(m.tree):
+            if isinstance(node, ast.ClassDef):
+                seen.setdefault(node.name, []).append(f"{m.path.relative_to(REPO)}:{node.lineno}")
+    dups = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not dups, dups
+
+
+@_TODO
+def test_no_modules_named_more() -> None:
+    """No ``*_more`` / ``misc`` grab-bag modules: a module is named for what it does."""
+    bad = [str(m.path.relative_to(REPO)) for m in MODS.values()
+           if m.path.stem.endswith(("_more", "_misc", "_extra")) or m.path.stem in ("misc", "more", "util", "utils")]
+    assert not bad, bad
