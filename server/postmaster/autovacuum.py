@@ -5,7 +5,7 @@ statistics, and when some table of a database has more dead tuples than
 ``autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor × reltuples`` (50 + 0.2 ×
 reltuples; reltuples estimated by n_live_tup here), ask the postmaster for a worker for
 that database — the launcher cannot fork: it writes the request into shared memory and
-signals the postmaster (SIGUSR1 + PMSIGNAL_START_AUTOVAC_WORKER), which forks the worker
+signals the postmaster (SIGUSR1 + PMSignalReason.START_AUTOVAC_WORKER), which forks the worker
 if fewer than ``autovacuum_max_workers`` run.
 
 Worker job: connect to the database, pick the tables over threshold (with pg_class's
@@ -28,9 +28,9 @@ import time
 from typing import Any
 
 from pgbundle.server.postmaster.auxprocess import AuxProcess
+from pgbundle.server.storage import pmsignal
+from pgbundle.server.storage.pmsignal import PMSignalReason
 from pgbundle.server.utils import elog, pgstat
-
-PMSIGNAL_START_AUTOVAC_WORKER = 1
 
 
 def needs_vacuum(settings: Any, n_dead: int, reltuples: float) -> bool:
@@ -69,12 +69,9 @@ def launcher_main(ctx: Any) -> int:
                     break
                 ctl.set("av_request_db", dboid)
                 ctl.set("av_request_pending", 1)
-                ctl.set("pmsignal", ctl.get("pmsignal") | PMSIGNAL_START_AUTOVAC_WORKER)
+                pmsignal.set_reason(ctl, PMSignalReason.START_AUTOVAC_WORKER)
             last_started[dboid] = now
-            try:
-                os.kill(ctl.get("postmaster_pid"), signal.SIGUSR1)
-            except ProcessLookupError:
-                pass
+            pmsignal.signal_postmaster(ctl)
             break
         aux.wait(min(naptime, 1.0) if wanted else naptime)
 

@@ -39,7 +39,7 @@ BLCKSZ = 8192
 
 # name -> struct code; the control block is a flat record of named fields.
 CONTROL_FIELDS: tuple[tuple[str, str], ...] = (
-    ("pm_state", "I"),  # see postmaster.PM_* (written by postmaster before fork, by startup)
+    ("pm_state", "I"),  # pmsignal.PMState, published by the postmaster (its only writer)
     ("next_xid", "I"),  # ProcArrayLock
     ("next_oid", "I"),  # OidGenLock
     ("oid_limit", "I"),  # OidGenLock: next_oid may go up to this before a NEXTOID record
@@ -59,7 +59,7 @@ CONTROL_FIELDS: tuple[tuple[str, str], ...] = (
     ("segs_since_ckpt", "Q"),
     ("av_request_db", "I"),  # AutovacuumLock: database the launcher wants a worker for
     ("av_request_pending", "I"),
-    ("pmsignal", "I"),  # bit flags child -> postmaster (PMSIGNAL_*)
+    ("pmsignal", "I"),  # pmsignal.PMSignalReason bits, child -> postmaster (AutovacuumLock)
     ("postmaster_pid", "I"),
     ("start_time", "d"),
     # pg_stat_bgwriter / pg_stat_checkpointer / pg_stat_wal counters (single writer each)
