@@ -46,13 +46,17 @@ import struct
 import time
 from collections.abc import Iterator
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.access import page as P
 from pgbundle.server.access.api import TID, Snapshot
-from pgbundle.server.access.xlog import RM_HEAP, BlockRef
+from pgbundle.server.access.xlog import RM_HEAP, BlockRef, Record
+from pgbundle.server.access.xlogutils import BlockRedo, redo_blocks, redo_nothing
 from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
+
+if TYPE_CHECKING:
+    from pgbundle.server.storage.bufmgr import BufMgr
 
 XLOG_HEAP_INSERT = 0x00
 XLOG_HEAP_HEADER = 0x10  # set xmax/cmax/infomask/ctid of one tuple
@@ -1039,62 +1043,67 @@ def page_item_off(page: Any, offnum: int) -> int:
 # ---------------------------------------------------------------------- redo
 
 
-def redo(rec: Any, bm: Any) -> None:
+def redo(rec: Record, bm: BufMgr) -> None:
     """Replay a heap record (and page-image records) on the buffer pool."""
-    for dboid, relnode, fork, block, flags, image, data in rec.blocks:
-        b = bm.read_buffer(dboid, relnode, fork, block)
-        try:
-            with bm.content_lock(b):
-                page = bm.page(b)
-                if image is not None:
-                    page[:] = image
-                    P.set_lsn(page, rec.end)
-                    bm.mark_dirty(b)
-                    continue
-                if flags & 2:  # will init
-                    P.init_page(page)
-                elif P.page_lsn(page) >= rec.end:
-                    continue
-                if rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_INSERT:
-                    offnum = _OFF.unpack_from(data, 0)[0]
-                    if P.is_new(page):
-                        P.init_page(page)
-                    _redo_add(page, offnum, data[2:], block)
-                elif rec.rmid == RM_HEAP and rec.info in (XLOG_HEAP_HEADER, XLOG_HEAP_HOT_UPDATE):
-                    offnum, xmax, cmax, mask, cbl, coff = _HDRREC.unpack_from(data, 0)
-                    off, _ = P.item(page, offnum)
-                    if off:
-                        h = TH.unpack_from(page, off)
-                        TH.pack_into(page, off, h[0], xmax, h[2], cmax, cbl, coff, mask)
-                    if xmax and not mask & (P.XMAX_LOCK_ONLY | P.XMAX_INVALID):
-                        P.set_prunable(page, xmax)
-                    if rec.info == XLOG_HEAP_HOT_UPDATE:
-                        pos = _HDRREC.size
-                        newoff = _OFF.unpack_from(data, pos)[0]
-                        _redo_add(page, newoff, data[pos + 2:], block)
-                elif rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_MULTI_INSERT:
-                    if P.is_new(page):
-                        P.init_page(page)
-                    k = _OFF.unpack_from(data, 0)[0]
-                    hdr = struct.unpack_from(f"<{2 * k}H", data, 2)
-                    pos = 2 + 4 * k
-                    for offnum, ln in zip(hdr[:k], hdr[k:]):
-                        _redo_add(page, offnum, data[pos: pos + ln], block)
-                        pos += ln
-                elif rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_PRUNE:
-                    nred, ndead, nunused, pxid = _PRUNEHDR.unpack_from(data, 0)
-                    pos = _PRUNEHDR.size
-                    red = struct.unpack_from(f"<{2 * nred}H", data, pos)
-                    pos += 4 * nred
-                    dead = struct.unpack_from(f"<{ndead}H", data, pos)
-                    pos += 2 * ndead
-                    unused = struct.unpack_from(f"<{nunused}H", data, pos)
-                    P.compact(page, set(unused), set(dead), {red[i]: red[i + 1] for i in range(0, len(red), 2)})
-                    P.set_prune_xid(page, pxid)
-                P.set_lsn(page, rec.end)
-                bm.mark_dirty(b)
-        finally:
-            bm.release(b)
+    fn = _REDO.get(rec.info, redo_nothing) if rec.rmid == RM_HEAP else redo_nothing
+    redo_blocks(rec, bm, fn)
+
+
+def _redo_insert(page: memoryview, block: int, data: bytes) -> None:
+    offnum = _OFF.unpack_from(data, 0)[0]
+    if P.is_new(page):
+        P.init_page(page)
+    _redo_add(page, offnum, data[2:], block)
+
+
+def _redo_header(page: memoryview, block: int, data: bytes) -> None:
+    """XLOG_HEAP_HEADER, and the old version's half of XLOG_HEAP_HOT_UPDATE."""
+    offnum, xmax, cmax, mask, cbl, coff = _HDRREC.unpack_from(data, 0)
+    off, _ = P.item(page, offnum)
+    if off:
+        h = TH.unpack_from(page, off)
+        TH.pack_into(page, off, h[0], xmax, h[2], cmax, cbl, coff, mask)
+    if xmax and not mask & (P.XMAX_LOCK_ONLY | P.XMAX_INVALID):
+        P.set_prunable(page, xmax)
+
+
+def _redo_hot_update(page: memoryview, block: int, data: bytes) -> None:
+    _redo_header(page, block, data)
+    pos = _HDRREC.size
+    newoff = _OFF.unpack_from(data, pos)[0]
+    _redo_add(page, newoff, data[pos + 2:], block)
+
+
+def _redo_multi_insert(page: memoryview, block: int, data: bytes) -> None:
+    if P.is_new(page):
+        P.init_page(page)
+    k = _OFF.unpack_from(data, 0)[0]
+    hdr = struct.unpack_from(f"<{2 * k}H", data, 2)
+    pos = 2 + 4 * k
+    for offnum, ln in zip(hdr[:k], hdr[k:]):
+        _redo_add(page, offnum, data[pos: pos + ln], block)
+        pos += ln
+
+
+def _redo_prune(page: memoryview, block: int, data: bytes) -> None:
+    nred, ndead, nunused, pxid = _PRUNEHDR.unpack_from(data, 0)
+    pos = _PRUNEHDR.size
+    red = struct.unpack_from(f"<{2 * nred}H", data, pos)
+    pos += 4 * nred
+    dead = struct.unpack_from(f"<{ndead}H", data, pos)
+    pos += 2 * ndead
+    unused = struct.unpack_from(f"<{nunused}H", data, pos)
+    P.compact(page, set(unused), set(dead), {red[i]: red[i + 1] for i in range(0, len(red), 2)})
+    P.set_prune_xid(page, pxid)
+
+
+_REDO: dict[int, BlockRedo] = {
+    XLOG_HEAP_INSERT: _redo_insert,
+    XLOG_HEAP_HEADER: _redo_header,
+    XLOG_HEAP_HOT_UPDATE: _redo_hot_update,
+    XLOG_HEAP_MULTI_INSERT: _redo_multi_insert,
+    XLOG_HEAP_PRUNE: _redo_prune,
+}
 
 
 def _redo_add(page: Any, offnum: int, tup: bytes, block: int) -> None:
