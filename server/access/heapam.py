@@ -54,6 +54,7 @@ from pgbundle.server.access.xlog import RM_HEAP, BlockRef, Record
 from pgbundle.server.access.xlogutils import BlockRedo, redo_blocks, redo_nothing
 from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
+from pgbundle.server.storage.aio import ReadQueue
 
 if TYPE_CHECKING:
     from pgbundle.server.storage.bufmgr import BufMgr
@@ -130,7 +131,7 @@ class Heap:
         self._flush = env.shm.control.cell("flush_pos")
         self.tup_returned = 0
         self.tup_fetched = 0
-        self._ioq: Any = None
+        self._ioq: ReadQueue | None = None
         self._horizon = 0
         self._horizon_at = 0.0
         self.pruned = 0
@@ -243,8 +244,6 @@ class Heap:
         if nblocks <= 64 or self.env.settings.value("io_method") != "worker":
             return 0
         if self._ioq is None:
-            from pgbundle.server.postmaster.ioworker import ReadQueue
-
             self._ioq = ReadQueue(self.env.shm, self.env.locks)
         return int(self.env.settings.value("effective_io_concurrency"))
 

@@ -31,48 +31,19 @@ import time
 from typing import Any
 
 from pgbundle.server.access import checkpoint as CK
-from pgbundle.server.errors import PgError
+
+# the requester's side (RequestCheckpoint) lives with CreateCheckPoint in access/checkpoint
+# and is used from there by the engine (CHECKPOINT) and ipc (WAL volume); named here too
+from pgbundle.server.access.checkpoint import (  # noqa: F401
+    CKPT_CAUSE_TIME,
+    CKPT_CAUSE_XLOG,
+    CKPT_FORCE,
+    CKPT_IMMEDIATE,
+    CKPT_WAIT,
+    request,
+)
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
-
-CKPT_IMMEDIATE = 0x04
-CKPT_FORCE = 0x08
-CKPT_WAIT = 0x20
-CKPT_CAUSE_XLOG = 0x80
-CKPT_CAUSE_TIME = 0x100
-
-
-def request(env: Any, flags: int, *, wait: bool, check: Any = None) -> None:
-    """RequestCheckpoint: set flags, wake the checkpointer, optionally wait for it."""
-    ctl = env.ctl
-    with env.locks.CheckpointerLock:
-        started = ctl.get("ckpt_started")
-        failed = ctl.get("ckpt_failed")
-        ctl.set("ckpt_requested", ctl.get("ckpt_requested") | flags)
-        pid = ctl.get("ckpt_pid")
-    if not pid:
-        if wait:
-            CK.create_checkpoint(env)
-        return
-    try:
-        os.kill(pid, signal.SIGUSR1)
-    except ProcessLookupError:
-        return
-    if not wait:
-        return
-    delay = 0.005
-    env.procs.set_wait("CheckpointDone")
-    try:
-        while ctl.get("ckpt_done") <= started:
-            if ctl.get("ckpt_failed") != failed:
-                raise PgError("XX000", "checkpoint request failed",
-                              hint="Consult recent messages in the server log for details.")
-            if check is not None:
-                check()
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
-    finally:
-        env.procs.set_wait(None)
 
 
 def main(ctx: Any) -> int:

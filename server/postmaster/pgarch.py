@@ -23,29 +23,12 @@ import subprocess
 import time
 from typing import Any
 
+from pgbundle.server.access.xlog import segment_number
+from pgbundle.server.access.xlogarchive import status_dir
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
 
 NUM_ARCHIVE_RETRIES = 3
-
-
-def status_dir(datadir: str) -> str:
-    return os.path.join(datadir, "pg_wal", "archive_status")
-
-
-def mark_ready(datadir: str, segname: str) -> None:
-    d = status_dir(datadir)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, segname + ".ready"), "w"):
-        pass
-
-
-def is_archived(datadir: str, segname: str) -> bool:
-    return not os.path.exists(os.path.join(status_dir(datadir), segname + ".ready"))
-
-
-def _segno(name: str, segsize: int) -> int:
-    return int(name[8:16], 16) * (0x100000000 // segsize) + int(name[16:24], 16)
 
 
 def main(ctx: Any) -> int:
@@ -87,7 +70,7 @@ def _archive_ready(ctx: Any, env: Any, segsize: int) -> None:
             elog.log(f"archive command failed with exit code {r.returncode}", "LOG",
                      detail=f'The failed archive command was: {command}')
             ctl.add("failed_count", 1)
-            ctl.set("last_failed_segno", _segno(seg, segsize))
+            ctl.set("last_failed_segno", segment_number(seg, segsize))
             ctl.set("last_failed_time", time.time())
             time.sleep(1.0)
         if not ok:
@@ -96,5 +79,5 @@ def _archive_ready(ctx: Any, env: Any, segsize: int) -> None:
             return
         os.rename(os.path.join(d, seg + ".ready"), os.path.join(d, seg + ".done"))
         ctl.add("archived_count", 1)
-        ctl.set("last_archived_segno", _segno(seg, segsize))
+        ctl.set("last_archived_segno", segment_number(seg, segsize))
         ctl.set("last_archived_time", time.time())

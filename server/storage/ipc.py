@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgbundle.server.access import checkpoint
 from pgbundle.server.access.xlog import XLog
 from pgbundle.server.storage.bufmgr import BufMgr
 from pgbundle.server.storage.clog import Clog
@@ -44,6 +45,4 @@ class Env:
         max_wal = int(self.settings.value("max_wal_size")) * 1024 * 1024
         target = 1 + self.settings.value("checkpoint_completion_target")
         if segs * self.xlog.segsize >= max_wal / target:
-            from pgbundle.server.postmaster import checkpointer
-
-            checkpointer.request(self, checkpointer.CKPT_CAUSE_XLOG, wait=False)
+            checkpoint.request(self, checkpoint.CKPT_CAUSE_XLOG, wait=False)

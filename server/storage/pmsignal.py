@@ -22,8 +22,10 @@ from __future__ import annotations
 import enum
 import os
 import signal
+from typing import TYPE_CHECKING
 
-from pgbundle.server.storage.shmem import Control
+if TYPE_CHECKING:
+    from pgbundle.server.storage.shmem import Control
 
 
 class PMState(enum.IntEnum):

@@ -164,8 +164,7 @@ class Layout:
     query_size: int = 1024
 
     def compute(self) -> None:
-        from pgbundle.server.postmaster import ioworker
-        from pgbundle.server.storage import bufmgr, clog, lmgr, procarray, sync
+        from pgbundle.server.storage import aio, bufmgr, clog, lmgr, procarray, sync
         from pgbundle.server.utils import pgstat
 
         off = 0
@@ -180,7 +179,7 @@ class Layout:
         self.procs_off = take(procarray.region_size(self))
         self.locks_off = take(lmgr.region_size(self))
         self.fsyncq_off = take(sync.region_size(self))
-        self.ioq_off = take(ioworker.region_size(self))
+        self.ioq_off = take(aio.region_size(self))
         self.stats_off = take(pgstat.region_size(self))
         self.clog_off = take(clog.region_size(self))
         self.buf_desc_off = take(bufmgr.descriptors_size(self))
