@@ -415,7 +415,7 @@ class BTree:
         for tid in self._scan_range(dboid, relnode, key, key + b"\xff\xff", locked=True):
             r = check(tid)
             if r == "live":
-                raise _Duplicate()
+                raise Duplicate()
             if isinstance(r, tuple):
                 raise NeedWait(r[1])
 
@@ -574,8 +574,11 @@ class BTree:
         return sum(1 for _ in self.scan(dboid, relnode, None, True, None, True))
 
 
-class _Duplicate(Exception):
-    pass
+class Duplicate(Exception):
+    """A unique index already holds the key (the caller turns it into 23505 with the row)."""
+
+
+_Duplicate = Duplicate  # the old private name, still imported by access/engine.py (its owner switches)
 
 
 LEAF_FILL = _PAGE_ITEMS_MAX * 90 // 100  # BTREE_DEFAULT_FILLFACTOR

@@ -27,9 +27,14 @@ import signal
 import time
 from typing import Any
 
+from pgbundle.server.access import api
+from pgbundle.server.access.engine import BackendEngine
+from pgbundle.server.access.vacuum import vacuum_rel
+from pgbundle.server.catalog import defs as D
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.storage import pmsignal
 from pgbundle.server.storage.pmsignal import PMSignalReason
+from pgbundle.server.tcop import interrupts
 from pgbundle.server.utils import elog, pgstat
 
 
@@ -77,12 +82,6 @@ def launcher_main(ctx: Any) -> int:
 
 
 def worker_main(ctx: Any, dboid: int) -> int:
-    from pgbundle.server.access import api
-    from pgbundle.server.access.engine import BackendEngine
-    from pgbundle.server.access.vacuum import vacuum_rel
-    from pgbundle.server.catalog import defs as D
-    from pgbundle.server.tcop import interrupts
-
     aux = AuxProcess(ctx, "autovacuum worker", None)
     interrupts.reset()
     signal.signal(signal.SIGTERM, interrupts.on_sigterm)

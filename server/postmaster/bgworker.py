@@ -23,6 +23,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from pgbundle.server.access import api
+from pgbundle.server.access.engine import BackendEngine
+from pgbundle.server.catalog import defs as D
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
 
@@ -39,10 +42,6 @@ class BgWorker:
         self._engines: list[Any] = []
 
     def engine(self, dbname: str = "postgres") -> Any:
-        from pgbundle.server.access import api
-        from pgbundle.server.access.engine import BackendEngine
-        from pgbundle.server.catalog import defs as D
-
         env = self.aux.env
         role = api.RoleInfo(D.BOOTSTRAP_SUPERUSER, "postgres", superuser=True)
         boot = BackendEngine(env, api.DatabaseInfo(0, "", 10), role, backend_type="background worker")

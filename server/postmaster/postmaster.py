@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import importlib
 import os
 import selectors
 import signal
@@ -37,10 +38,28 @@ import sys
 import time
 from typing import Any
 
-from pgbundle.server.postmaster import launch
-from pgbundle.server.storage import pmsignal
+import pgbundle.server.access.engine  # noqa: F401  (children use it: loaded before the first fork)
+from pgbundle.server.access import control
+from pgbundle.server.catalog import bootstrap
+from pgbundle.server.postmaster import (
+    autovacuum,
+    bgworker,
+    bgwriter,
+    checkpointer,
+    ioworker,
+    launch,
+    pgarch,
+    pgstat_collector,
+    startup,
+    syslogger,
+    walsummarizer,
+    walwriter,
+)
+from pgbundle.server.storage import bufmgr, clog, lwlock, pmsignal, shmem
 from pgbundle.server.storage.pmsignal import PMSignalReason, PMState
-from pgbundle.server.utils import elog
+from pgbundle.server.tcop import async_notify, postgres
+from pgbundle.server.utils import elog, pgstat
+from pgbundle.server.utils.guc import SERVER_VERSION
 
 SIGKILL_AFTER = 5.0
 
@@ -91,8 +110,6 @@ class Postmaster:
 
     # ------------------------------------------------------------------ startup
     def run(self) -> int:
-        from pgbundle.server.catalog import bootstrap
-
         if not bootstrap.is_initialized(self.datadir):
             bootstrap.initdb(self.datadir, echo=lambda *a, **k: print(*a, file=sys.stderr))
         self._load_config()
@@ -104,13 +121,11 @@ class Postmaster:
 
     def _load_config(self) -> None:
         s = self.settings
-        cmdline = getattr(s, "_cmdline", {})
+        cmdline = s.cmdline
         s.load_file(os.path.join(self.datadir, "postgresql.conf"))
         s.load_file(os.path.join(self.datadir, "postgresql.auto.conf"), strict=False)
         s.apply_options(cmdline)
         s.set("data_directory", self.datadir, source="override")
-        from pgbundle.server.access import control
-
         s.set_internal("wal_segment_size", control.read(self.datadir).wal_segment_size)
 
     def _pidfile(self) -> str:
@@ -230,8 +245,6 @@ class Postmaster:
         if os.geteuid() == 0:
             elog.log("running the server as root: pgbundle does not refuse, but PostgreSQL would "
                      "(\"root\" execution of the PostgreSQL server is not permitted)", "WARNING")
-        from pgbundle.server.utils.guc import SERVER_VERSION
-
         elog.log(f"starting PostgreSQL {SERVER_VERSION} compatible pgbundle server")
         # children exit when this pipe's write end (ours only) closes
         r, w = os.pipe()
@@ -247,19 +260,13 @@ class Postmaster:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(wr, selectors.EVENT_READ, "signal")
-        from pgbundle.server.utils import pgstat
-
         self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
-        # import what children use so fork shares it copy-on-write
-        import pgbundle.server.access.engine  # noqa: F401
-        import pgbundle.server.tcop.postgres  # noqa: F401
-
+        # import what children use so fork shares it copy-on-write (the engine and the
+        # protocol loop are imported with this module)
         try:
-            import importlib
-
             for mod in _BACKEND_MODULES:
                 importlib.import_module(mod)
-            from pgbundle.server.sql import literals
+            from pgbundle.server.sql import literals  # lazy: preloaded; a broken SQL layer only warns
 
             literals.extract("select 1")  # libpg_query's per-process setup, inherited by every child
         except ImportError as exc:
@@ -270,9 +277,6 @@ class Postmaster:
         return self._loop()
 
     def _init_shmem(self) -> None:
-        from pgbundle.server.storage import bufmgr, clog, lwlock, shmem
-        from pgbundle.server.tcop import async_notify
-
         async_notify.clear_all(self.datadir)  # AsyncShmemInit: no listener survives a (re)start
         shm = shmem.create(self.settings)
         bufmgr.init_descriptors(shm)
@@ -293,14 +297,10 @@ class Postmaster:
         return pid
 
     def _start_startup(self, recovery: bool) -> None:
-        from pgbundle.server.postmaster import startup
-
         self.state = PMState.RECOVERY if recovery else PMState.STARTUP
         self._fork("startup", "pgbundle: startup", startup.main)
 
     def _start_aux(self) -> None:
-        from pgbundle.server.postmaster import autovacuum, bgwriter, checkpointer, pgstat_collector, walwriter
-
         kinds = {c.kind for c in self.children.values()}
         if "checkpointer" not in kinds:
             self._fork("checkpointer", "pgbundle: checkpointer", checkpointer.main)
@@ -318,8 +318,6 @@ class Postmaster:
     def _start_optional(self) -> None:
         """Processes that exist only when configured: archiver, WAL summarizer, io workers,
         user background workers."""
-        from pgbundle.server.postmaster import bgworker, ioworker, pgarch, walsummarizer
-
         s = self.settings
         kinds = [c.kind for c in self.children.values()]
         if s.value("archive_mode") != "off" and "archiver" not in kinds:
@@ -406,8 +404,6 @@ class Postmaster:
             self._pmsignal()
 
     def _pmsignal(self) -> None:
-        from pgbundle.server.postmaster import autovacuum
-
         shm = self.ctx.shm
         if shm is None or self.state != PMState.RUN or self.shutdown_mode:
             return
@@ -441,8 +437,6 @@ class Postmaster:
                 return
             conn.setblocking(True)
             dead_end = self._dead_end_reason()
-            from pgbundle.server.tcop import postgres
-
             if dead_end is None and len(self._kinds("backend")) >= 2 * int(self.settings.value("max_connections")):
                 dead_end = ("53300", "sorry, too many clients already")
             try:
@@ -572,8 +566,6 @@ class Postmaster:
             self.ctx.shm = None
             self.ctx.locks = None
             gc.collect()
-            from pgbundle.server.utils import pgstat
-
             self.ctx.stats_recv.close()
             self.ctx.stats_sock.close()
             self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
@@ -639,8 +631,6 @@ class Postmaster:
 
 
 def _syslogger_main(ctx: Any) -> int:
-    from pgbundle.server.postmaster import syslogger
-
     return syslogger.main(ctx)
 
 

@@ -35,6 +35,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from pgbundle.server.storage import aio, bufmgr, clog, lmgr, procarray, sync
+from pgbundle.server.utils import pgstat
+
 BLCKSZ = 8192
 
 # name -> struct code; the control block is a flat record of named fields.
@@ -164,9 +167,6 @@ class Layout:
     query_size: int = 1024
 
     def compute(self) -> None:
-        from pgbundle.server.storage import aio, bufmgr, clog, lmgr, procarray, sync
-        from pgbundle.server.utils import pgstat
-
         off = 0
 
         def take(n: int) -> int:

@@ -28,6 +28,8 @@ from typing import Any
 
 import msgspec
 
+from pgbundle.server.access.api import DatabaseStats, TableStats
+
 DB = struct.Struct("<I4x13qd")
 TAB = struct.Struct("<II16q4d")
 DB_FIELDS = ("xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_returned", "tup_fetched", "tup_inserted",
@@ -266,8 +268,6 @@ def _ts(t: float) -> datetime.datetime | None:
 
 
 def read_database_stats(eng: Any) -> list[Any]:
-    from pgbundle.server.access.api import DatabaseStats
-
     region = Region(eng.env.shm)
     rows = {r[0]: r for r in region.db_rows()}
     counts: dict[int, int] = {}
@@ -284,8 +284,6 @@ def read_database_stats(eng: Any) -> list[Any]:
 
 
 def read_table_stats(eng: Any) -> list[Any]:
-    from pgbundle.server.access.api import TableStats
-
     region = Region(eng.env.shm)
     out = []
     for rel in eng.relations("rmp"):
