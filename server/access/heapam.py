@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
@@ -199,7 +199,7 @@ class Heap:
         """Visible tuples of one page as (offnum, row data)."""
         bm = self.bm
         b = bm.read_buffer(dboid, relnode, 0, block)
-        out = []
+        out: list[tuple[int, bytes]] = []
         try:
             with bm.content_lock(b):
                 page = bm.page(b)
@@ -231,7 +231,7 @@ class Heap:
             check()
             if ahead and block + ahead > requested:
                 upto = min(nblocks, block + 2 * ahead)
-                if upto > requested:
+                if upto > requested and self._ioq is not None:
                     self._ioq.push([(dboid, relnode, b) for b in range(max(requested, block + 1), upto)])
                     requested = upto
             rows = self.scan_block(dboid, relnode, block, snap)
@@ -847,7 +847,8 @@ def _low_free(page: Any) -> bool:
 DEAD_T, RECENT_T, LIVE_T = 0, 1, 2
 
 
-def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints: list | None = None
+def plan_prune(page: Any, horizon: int, is_running: Callable[[int], bool], xid_status: Callable[[int], int],
+               hints: list[tuple[int, int]] | None = None
                ) -> tuple[dict[int, int], set[int], set[int], int, int, int, int]:
     """heap_page_prune's decisions for one page: (redirect {root: target}, dead, unused,
     live tuples, tuples removed, recently dead tuples, new pd_prune_xid).  With ``hints``,
@@ -857,18 +858,17 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
     running is treated as running for the whole page, as if asked first)."""
     running_of: dict[int, bool] = {}
     status_of: dict[int, int] = {}
-    ask_running, ask_status = is_running, xid_status
 
-    def is_running(x: int) -> bool:
+    def running(x: int) -> bool:
         r = running_of.get(x)
         if r is None:
-            r = running_of[x] = ask_running(x)
+            r = running_of[x] = is_running(x)
         return r
 
-    def xid_status(x: int) -> int:
+    def status(x: int) -> int:
         r = status_of.get(x)
         if r is None:
-            r = status_of[x] = ask_status(x)
+            r = status_of[x] = xid_status(x)
         return r
     lps = P.line_pointers(page)
     n = len(lps)
@@ -883,8 +883,8 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
         if (v >> 15) & 3 != 1:
             continue
         xmin, xmax, _cmin, _cmax, cb, co, mask = unpack(page, v & 0x7FFF)
-        if hints is not None and not mask & (P.XMIN_COMMITTED | P.XMIN_INVALID) and not is_running(xmin) \
-                and xid_status(xmin) == C.COMMITTED:
+        if hints is not None and not mask & (P.XMIN_COMMITTED | P.XMIN_INVALID) and not running(xmin) \
+                and status(xmin) == C.COMMITTED:
             mask |= P.XMIN_COMMITTED
             hints.append((v & 0x7FFF, mask))
         if mask & plain == plain and not mask & chainy:
@@ -893,13 +893,13 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
             continue
         if mask & P.XMIN_INVALID:
             st = DEAD_T
-        elif not mask & P.XMIN_COMMITTED and is_running(xmin):
+        elif not mask & P.XMIN_COMMITTED and running(xmin):
             st = LIVE_T
-        elif not mask & P.XMIN_COMMITTED and xid_status(xmin) != C.COMMITTED:
+        elif not mask & P.XMIN_COMMITTED and status(xmin) != C.COMMITTED:
             st = DEAD_T
         elif not xmax or mask & (P.XMAX_INVALID | P.XMAX_LOCK_ONLY):
             st = LIVE_T
-        elif mask & P.XMAX_COMMITTED or (not is_running(xmax) and xid_status(xmax) == C.COMMITTED):
+        elif mask & P.XMAX_COMMITTED or (not running(xmax) and status(xmax) == C.COMMITTED):
             if xmax < horizon:
                 st = DEAD_T
             else:
@@ -908,7 +908,7 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
                     new_pxid = xmax
         else:
             st = LIVE_T
-            if is_running(xmax) and (not new_pxid or xmax < new_pxid):
+            if running(xmax) and (not new_pxid or xmax < new_pxid):
                 new_pxid = xmax
         if st == LIVE_T:
             live += 1

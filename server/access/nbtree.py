@@ -346,11 +346,13 @@ class BTree:
         bm = self.bm
         upper = self._upper
         wal = self.xlog.insert_pos  # read before any page is looked at
-        root = self._roots.get((dboid, relnode))
-        fresh = root is None
-        if fresh:
+        cached = self._roots.get((dboid, relnode))
+        fresh = cached is None
+        if cached is None:
             root, _level = self._meta(dboid, relnode)
             self._roots[(dboid, relnode)] = root
+        else:
+            root = cached
         blk = root
         while True:
             key = (dboid, relnode, blk)

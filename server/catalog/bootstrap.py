@@ -106,7 +106,7 @@ def initdb(datadir: str, *, superuser: str = "postgres", password: str | None = 
     role = api.RoleInfo(D.BOOTSTRAP_SUPERUSER, superuser, superuser=True, create_role=True, create_db=True,
                         can_login=True, replication=True, bypass_rls=True)
     eng = BackendEngine(env, db, role, backend_type="startup")
-    eng._internal_write = True
+    eng._internal_write = True  # type: ignore[attr-defined]  # engine.py reads it with getattr
     eng.start_statement()
     ins = eng._cat_insert
     ins("pg_authid", (D.BOOTSTRAP_SUPERUSER, superuser, True, True, True, True, True, True, True, -1,

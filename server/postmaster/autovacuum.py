@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.access import api
 from pgbundle.server.access.engine import BackendEngine
@@ -37,14 +37,18 @@ from pgbundle.server.storage.pmsignal import PMSignalReason
 from pgbundle.server.tcop import interrupts
 from pgbundle.server.utils import elog, pgstat
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+    from pgbundle.server.utils.guc import Settings
 
-def needs_vacuum(settings: Any, n_dead: int, reltuples: float) -> bool:
+
+def needs_vacuum(settings: Settings, n_dead: int, reltuples: float) -> bool:
     thresh = int(settings.value("autovacuum_vacuum_threshold")) + \
         float(settings.value("autovacuum_vacuum_scale_factor")) * max(reltuples, 0)
     return n_dead > thresh
 
 
-def launcher_main(ctx: Any) -> int:
+def launcher_main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "autovacuum launcher", "AutoVacuumMain", signals={signal.SIGUSR2: "wakeup"})
     env = aux.env
     ctl = env.ctl
@@ -81,7 +85,7 @@ def launcher_main(ctx: Any) -> int:
         aux.wait(min(naptime, 1.0) if wanted else naptime)
 
 
-def worker_main(ctx: Any, dboid: int) -> int:
+def worker_main(ctx: ChildContext, dboid: int) -> int:
     aux = AuxProcess(ctx, "autovacuum worker", None)
     interrupts.reset()
     signal.signal(signal.SIGTERM, interrupts.on_sigterm)

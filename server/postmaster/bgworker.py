@@ -21,7 +21,7 @@ Signals: SIGTERM requests shutdown, SIGUSR1 wakes the latch, SIGQUIT exits at on
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.access import api
 from pgbundle.server.access.engine import BackendEngine
@@ -29,8 +29,12 @@ from pgbundle.server.catalog import defs as D
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+    from pgbundle.server.utils.guc import Settings
 
-def entries(settings: Any) -> list[str]:
+
+def entries(settings: Settings) -> list[str]:
     raw = str(settings.value("background_workers") or "")
     return [e.strip() for e in raw.split(",") if e.strip()]
 
@@ -70,7 +74,7 @@ class BgWorker:
         elog.log(f"{self.name}: {message}", level)
 
 
-def main(ctx: Any, entry: str) -> int:
+def main(ctx: ChildContext, entry: str) -> int:
     name = entry
     aux = AuxProcess(ctx, "background worker", None)
     aux.env.procs.set_appname(name)

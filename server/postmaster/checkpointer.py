@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.access import checkpoint as CK
 
@@ -45,15 +45,19 @@ from pgbundle.server.access.checkpoint import (  # noqa: F401
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+    from pgbundle.server.storage.ipc import Env
 
-def main(ctx: Any) -> int:
+
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "checkpointer", "CheckpointerMain",
                      signals={signal.SIGTERM: "ignore", signal.SIGINT: "ignore"})
     env = aux.env
     ctl = env.ctl
     settings = ctx.settings
     ctl.set("ckpt_pid", os.getpid())
-    env._ckpt_end = env.xlog.insert_pos  # the end-of-recovery checkpoint was the last record
+    ckpt_end = env.xlog.insert_pos  # the end-of-recovery checkpoint was the last record
     last = time.time()
     last_xlog_ckpt = 0.0
     while True:
@@ -76,7 +80,7 @@ def main(ctx: Any) -> int:
                     elog.log(f"checkpoints are occurring too frequently ({int(now - last_xlog_ckpt)} seconds apart)",
                              detail=None, hint='Consider increasing the configuration parameter "max_wal_size".')
                 last_xlog_ckpt = now
-            idle = ctl.get("insert_pos") == getattr(env, "_ckpt_end", -1) and not flags & CKPT_FORCE
+            idle = ctl.get("insert_pos") == ckpt_end and not flags & CKPT_FORCE
             if idle and not flags:
                 last = now
             else:
@@ -96,14 +100,15 @@ def main(ctx: Any) -> int:
                 else:
                     ctl.add("num_timed", 1)
                 spread = not flags & CKPT_IMMEDIATE and not flags & CKPT_FORCE
-                _do(env, aux, shutdown=False, cause=" ".join(causes), spread=spread, timeout=timeout)
+                ckpt_end = _do(env, aux, shutdown=False, cause=" ".join(causes), spread=spread, timeout=timeout)
                 last = time.time()
         wait = max(0.0, timeout - (time.time() - last))
         aux.wait(min(wait, 1.0))
 
 
-def _do(env: Any, aux: AuxProcess, *, shutdown: bool, cause: str, spread: bool = False,
-        timeout: float = 0.0) -> None:
+def _do(env: Env, aux: AuxProcess, *, shutdown: bool, cause: str, spread: bool = False,
+        timeout: float = 0.0) -> int:
+    """One checkpoint; returns the WAL insert position right after it (its record's end)."""
     ctl = env.ctl
     with env.locks.CheckpointerLock:
         ctl.add("ckpt_started", 1)
@@ -128,7 +133,7 @@ def _do(env: Any, aux: AuxProcess, *, shutdown: bool, cause: str, spread: bool =
                 aux.wait(min(delay, 0.1))
     try:
         CK.create_checkpoint(env, shutdown=shutdown, log=elog.log if log_ckpt else None, pace=pace)
-        env._ckpt_end = env.xlog.insert_pos
+        ckpt_end = env.xlog.insert_pos
     except Exception:
         with env.locks.CheckpointerLock:
             ctl.add("ckpt_failed", 1)
@@ -137,3 +142,4 @@ def _do(env: Any, aux: AuxProcess, *, shutdown: bool, cause: str, spread: bool =
     with env.locks.CheckpointerLock:
         ctl.set("ckpt_done", ctl.get("ckpt_started"))
         ctl.set("ckpt_time", time.time())
+    return ckpt_end

@@ -17,13 +17,16 @@ region): head/tail words and the requests, guarded by IoQueueLock.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.storage.aio import ReadQueue
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
 
-def main(ctx: Any, n: int) -> int:
+
+def main(ctx: ChildContext, n: int) -> int:
     aux = AuxProcess(ctx, "io worker", None)
     env = aux.env
     q = ReadQueue(env.shm, env.locks)

@@ -21,17 +21,21 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.access.xlog import segment_number
 from pgbundle.server.access.xlogarchive import status_dir
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+    from pgbundle.server.storage.ipc import Env
+
 NUM_ARCHIVE_RETRIES = 3
 
 
-def main(ctx: Any) -> int:
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "archiver", "ArchiverMain")
     env = aux.env
     ctl = env.ctl
@@ -47,7 +51,7 @@ def main(ctx: Any) -> int:
         aux.wait(60.0)
 
 
-def _archive_ready(ctx: Any, env: Any, segsize: int) -> None:
+def _archive_ready(ctx: ChildContext, env: Env, segsize: int) -> None:
     ctl = env.ctl
     cmd = str(ctx.settings.value("archive_command") or "")
     d = status_dir(ctx.datadir)

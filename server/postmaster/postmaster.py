@@ -308,7 +308,7 @@ class Postmaster:
             self._fork("bgwriter", "pgbundle: background writer", bgwriter.main)
         if "walwriter" not in kinds:
             self._fork("walwriter", "pgbundle: walwriter", walwriter.main)
-        if "statscollector" not in kinds:
+        if "statscollector" not in kinds and self.ctx.stats_recv is not None:
             self._fork("statscollector", "pgbundle: stats collector", pgstat_collector.main, self.clean_start,
                        keep_fds=(self.ctx.stats_recv.fileno(),))
         if "avlauncher" not in kinds and self.settings.value("autovacuum"):
@@ -404,11 +404,11 @@ class Postmaster:
             self._pmsignal()
 
     def _pmsignal(self) -> None:
-        shm = self.ctx.shm
-        if shm is None or self.state != PMState.RUN or self.shutdown_mode:
+        shm, locks = self.ctx.shm, self.ctx.locks
+        if shm is None or locks is None or self.state != PMState.RUN or self.shutdown_mode:
             return
         ctl = shm.control
-        with self.ctx.locks.AutovacuumLock:
+        with locks.AutovacuumLock:
             flags = pmsignal.take_reasons(ctl)
             want = ctl.get("av_request_pending")
             dboid = ctl.get("av_request_db")
@@ -503,7 +503,8 @@ class Postmaster:
                 return
             if code == 0:
                 self.state = PMState.RUN
-                pmsignal.set_pm_state(self.ctx.shm.control, PMState.RUN)
+                if self.ctx.shm is not None:
+                    pmsignal.set_pm_state(self.ctx.shm.control, PMState.RUN)
                 self._start_aux()
                 self._pid_status("ready")
                 elog.log("database system is ready to accept connections")
@@ -566,8 +567,9 @@ class Postmaster:
             self.ctx.shm = None
             self.ctx.locks = None
             gc.collect()
-            self.ctx.stats_recv.close()
-            self.ctx.stats_sock.close()
+            for old in (self.ctx.stats_recv, self.ctx.stats_sock):
+                if old is not None:
+                    old.close()
             self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
             self._init_shmem()
             self._start_startup(recovery=True)

@@ -22,17 +22,20 @@ import json
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.access.xlog import WalReader
 from pgbundle.server.postmaster.auxprocess import AuxProcess
+
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
 
 
 def summary_name(start: int, end: int, tli: int = 1) -> str:
     return f"{tli:08X}{start >> 32:08X}{start & 0xFFFFFFFF:08X}{end >> 32:08X}{end & 0xFFFFFFFF:08X}.summary"
 
 
-def main(ctx: Any) -> int:
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "walsummarizer", "WalSummarizerMain", signals={signal.SIGINT: "shutdown"})
     env = aux.env
     ctl = env.ctl

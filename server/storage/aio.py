@@ -41,7 +41,7 @@ class ReadQueue:
         return n
 
     def pop(self, k: int = 8) -> list[tuple[int, int, int]]:
-        out = []
+        out: list[tuple[int, int, int]] = []
         with self.lock:
             head, tail = _HDR.unpack_from(self.buf, self.off)
             while head < tail and len(out) < k:

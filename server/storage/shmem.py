@@ -148,7 +148,8 @@ class Control:
         ``cell[0] = v`` a single aligned store (no zero-filled intermediate state, unlike
         struct.pack_into), for fields read without their lock."""
         st, off = self._f[name]
-        return memoryview(self.buf)[off: off + st.size].cast(st.format[-1])
+        fmt = st.format[-1]  # one of the struct codes of CONTROL_FIELDS: I, Q or d
+        return memoryview(self.buf)[off: off + st.size].cast(fmt)  # type: ignore[call-overload]
 
 
 @dataclass
