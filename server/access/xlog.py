@@ -159,7 +159,8 @@ class XLog:
         return self._get(self._prev)
 
     # ------------------------------------------------------------------ insertion
-    def insert(self, rmid: int, info: int, xid: int, blocks: list[BlockRef] | tuple = (), main: bytes = b"") -> int:
+    def insert(self, rmid: int, info: int, xid: int, blocks: list[BlockRef] | tuple[BlockRef, ...] = (),
+               main: bytes = b"") -> int:
         """Append a record; returns its end LSN (what a page touched by it gets as LSN)."""
         fpw = bool(self.settings.value("full_page_writes"))
         while True:

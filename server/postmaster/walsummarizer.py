@@ -79,7 +79,7 @@ def _resume_point(sdir: str) -> int:
     return best
 
 
-def _summarize(reader: WalReader, start: int, limit: int) -> tuple[int, dict]:
+def _summarize(reader: WalReader, start: int, limit: int) -> tuple[int, dict[tuple[int, int, int], set[int]]]:
     blocks: dict[tuple[int, int, int], set[int]] = {}
     end = start
     lsn = start
@@ -94,7 +94,7 @@ def _summarize(reader: WalReader, start: int, limit: int) -> tuple[int, dict]:
     return end, blocks
 
 
-def _write(sdir: str, start: int, end: int, blocks: dict) -> None:
+def _write(sdir: str, start: int, end: int, blocks: dict[tuple[int, int, int], set[int]]) -> None:
     body = {"start": start, "end": end,
             "blocks": [[d, r, f, sorted(b)] for (d, r, f), b in sorted(blocks.items())]}
     path = os.path.join(sdir, summary_name(start, end))

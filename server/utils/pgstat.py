@@ -58,7 +58,7 @@ class Region:
         self.ntab = lay.stats_tables
 
     # -- databases
-    def db_rows(self) -> list[tuple]:
+    def db_rows(self) -> list[tuple[Any, ...]]:
         out = []
         for i in range(self.ndb):
             r = DB.unpack_from(self.buf, self.db_off + i * DB.size)
@@ -106,7 +106,7 @@ class Region:
                 return o
         return -1
 
-    def table(self, dboid: int, reloid: int) -> tuple | None:
+    def table(self, dboid: int, reloid: int) -> tuple[Any, ...] | None:
         o = self._tab_slot(dboid, reloid, False)
         return None if o < 0 else TAB.unpack_from(self.buf, o)
 
@@ -149,7 +149,7 @@ class Region:
         r[18 + (3 if auto else 2)] = time.time()
         TAB.pack_into(self.buf, o, *r)
 
-    def tables(self) -> list[tuple]:
+    def tables(self) -> list[tuple[Any, ...]]:
         out = []
         for i in range(self.ntab):
             o = self.tab_off + i * TAB.size
@@ -158,7 +158,7 @@ class Region:
                 out.append(r)
         return out
 
-    def apply(self, msg: dict) -> None:
+    def apply(self, msg: dict[str, Any]) -> None:
         """Apply one message from a backend (collector only)."""
         db = msg.get("db", 0)
         if "vac" in msg:
@@ -244,7 +244,7 @@ class Reporter:
             self.commits = self.rollbacks = self.deadlocks = 0
             self._br, self._bh = bm.blks_read, bm.blks_hit
 
-    def _send(self, msg: dict) -> bool:
+    def _send(self, msg: dict[str, Any]) -> bool:
         if self.sock is None:
             return True
         try:
