@@ -52,6 +52,7 @@ from pgbundle.server.access import page as P
 from pgbundle.server.access.api import TID, Snapshot
 from pgbundle.server.access.xlog import RM_HEAP, BlockRef, Record
 from pgbundle.server.access.xlogutils import BlockRedo, redo_blocks, redo_nothing
+from pgbundle.server.catalog.defs import FIRST_NORMAL_OID
 from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
 from pgbundle.server.storage.aio import ReadQueue
@@ -65,7 +66,6 @@ XLOG_HEAP_HOT_UPDATE = 0x20  # old tuple's header (as HEADER) + new offnum + new
 XLOG_HEAP_PRUNE = 0x30  # counts, then redirect pairs, dead and unused offnums (u16 each)
 XLOG_HEAP_MULTI_INSERT = 0x40  # count u16, offnums u16[count], lengths u16[count], tuples
 _PRUNEHDR = struct.Struct("<HHHI")  # nredirect, ndead, nunused, new prune xid
-FIRST_NORMAL_OID = 16384
 PRUNE_CHAIN = 4  # an index fetch that walked more versions than this tries to prune
 _HDRREC = struct.Struct("<HIIHIH")  # offnum, xmax, cmax, infomask, ctid block, ctid off
 _OFF = struct.Struct("<H")

@@ -36,9 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgbundle.server.storage import aio, bufmgr, clog, lmgr, procarray, sync
+from pgbundle.server.storage.smgr import BLCKSZ
 from pgbundle.server.utils import pgstat
-
-BLCKSZ = 8192
 
 # name -> struct code; the control block is a flat record of named fields.
 CONTROL_FIELDS: tuple[tuple[str, str], ...] = (
