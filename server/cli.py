@@ -16,11 +16,12 @@ import time
 
 import click
 
+from pgbundle.server.errors import PgError
+from pgbundle.server.utils.guc import Settings
 
-def _settings(port: int | None, listen: str | None, max_connections: int | None, options: tuple[str, ...]) -> object:
-    from pgbundle.server.errors import PgError
-    from pgbundle.server.utils.guc import Settings
 
+def _settings(port: int | None, listen: str | None, max_connections: int | None,
+              options: tuple[str, ...]) -> Settings:
     s = Settings()
     cmdline: dict[str, str] = {}
     for opt in options:
@@ -38,7 +39,7 @@ def _settings(port: int | None, listen: str | None, max_connections: int | None,
         s.apply_options(cmdline)
     except PgError as e:
         raise click.ClickException(e.message) from None
-    s._cmdline = cmdline  # type: ignore[attr-defined]
+    s.cmdline = cmdline
     return s
 
 
@@ -52,8 +53,7 @@ def _settings(port: int | None, listen: str | None, max_connections: int | None,
 def server(datadir: str, port: int | None, listen: str | None, max_connections: int | None,
            options: tuple[str, ...]) -> None:
     """Run the PostgreSQL-compatible server in the foreground."""
-    from pgbundle.server.errors import PgError
-    from pgbundle.server.postmaster.postmaster import Postmaster
+    from pgbundle.server.postmaster.postmaster import Postmaster  # lazy: `pgbundle stop` needs no server
 
     settings = _settings(port, listen, max_connections, options)
     os.makedirs(datadir, exist_ok=True)
@@ -76,7 +76,7 @@ def server(datadir: str, port: int | None, listen: str | None, max_connections: 
 @click.option("--wal-segsize", type=int, default=None, help="size of WAL segments, in megabytes (default 16)")
 def initdb(datadir: str, username: str, pwfile: str | None, wal_segsize: int | None) -> None:
     """Create a new data directory."""
-    from pgbundle.server.catalog.bootstrap import initdb as do_initdb
+    from pgbundle.server.catalog.bootstrap import initdb as do_initdb  # lazy: `pgbundle stop` needs no server
 
     password = None
     if pwfile:

@@ -121,6 +121,17 @@ class Conn:
                 await _checkpoint()
             return data
 
+    async def wait_readable(self) -> None:
+        """Wait until :meth:`recv` would not block (data, EOF or an error is there) without
+        reading anything, so a caller that cancels the wait loses no bytes (a cancelled
+        :meth:`recv` may drop what it had just read).  The next :meth:`recv` reads at once."""
+        try:
+            await _wait_readable(self.sock)
+        except trio.ClosedResourceError:
+            pass  # closed under us: the next recv() reads b""
+        self._ops = 0
+        self._wait_first = False
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         lock = self._lock
         if not lock.locked():

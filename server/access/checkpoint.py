@@ -7,21 +7,70 @@ full-page image); (2) write the commit log; (3) write every dirty buffer (WAL fl
 first, page by page); (4) fsync every relation file written since the last checkpoint
 (the fsync request queue); (5) insert the checkpoint record and flush it; (6) update
 global/pg_control; (7) remove WAL segments older than the redo point's segment.
+
+Requesting one (PostgreSQL's RequestCheckpoint, :func:`request`): backends (CHECKPOINT,
+CREATE DATABASE, WAL volume) set ``CKPT_*`` flags in ``ckpt_requested`` under
+CheckpointerLock, signal the checkpointer (``ckpt_pid``) and may wait until ``ckpt_done``
+passes the ``ckpt_started`` they saw (``ckpt_failed`` moving means it failed); without a
+checkpointer (initdb, the startup process) a waiting request runs the checkpoint itself.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
 import time
 from typing import Any
 
 from pgbundle.server.access import control
 from pgbundle.server.access.xlog import RM_XLOG, fmt_lsn
+from pgbundle.server.errors import PgError
 
 XLOG_CHECKPOINT_SHUTDOWN = 0x00
 XLOG_CHECKPOINT_ONLINE = 0x10
 XLOG_NEXTOID = 0x30
 CKPT = struct.Struct("<QIIdB")
+
+# checkpoint request flags (CHECKPOINT_* of xlog.h), OR-ed into ckpt_requested
+CKPT_IMMEDIATE = 0x04
+CKPT_FORCE = 0x08
+CKPT_WAIT = 0x20
+CKPT_CAUSE_XLOG = 0x80
+CKPT_CAUSE_TIME = 0x100
+
+
+def request(env: Any, flags: int, *, wait: bool, check: Any = None) -> None:
+    """RequestCheckpoint: set flags, wake the checkpointer, optionally wait for it."""
+    ctl = env.ctl
+    with env.locks.CheckpointerLock:
+        started = ctl.get("ckpt_started")
+        failed = ctl.get("ckpt_failed")
+        ctl.set("ckpt_requested", ctl.get("ckpt_requested") | flags)
+        pid = ctl.get("ckpt_pid")
+    if not pid:
+        if wait:
+            create_checkpoint(env)
+        return
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        return
+    if not wait:
+        return
+    delay = 0.005
+    env.procs.set_wait("CheckpointDone")
+    try:
+        while ctl.get("ckpt_done") <= started:
+            if ctl.get("ckpt_failed") != failed:
+                raise PgError("XX000", "checkpoint request failed",
+                              hint="Consult recent messages in the server log for details.")
+            if check is not None:
+                check()
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+    finally:
+        env.procs.set_wait(None)
 
 
 def create_checkpoint(env: Any, *, shutdown: bool = False, end_of_recovery: bool = False,

@@ -44,15 +44,21 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.access import page as P
 from pgbundle.server.access.api import TID, Snapshot
-from pgbundle.server.access.xlog import RM_HEAP, BlockRef
+from pgbundle.server.access.xlog import RM_HEAP, BlockRef, Record
+from pgbundle.server.access.xlogutils import BlockRedo, redo_blocks, redo_nothing
+from pgbundle.server.catalog.defs import FIRST_NORMAL_OID
 from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
+from pgbundle.server.storage.aio import ReadQueue
+
+if TYPE_CHECKING:
+    from pgbundle.server.storage.bufmgr import BufMgr
 
 XLOG_HEAP_INSERT = 0x00
 XLOG_HEAP_HEADER = 0x10  # set xmax/cmax/infomask/ctid of one tuple
@@ -60,7 +66,6 @@ XLOG_HEAP_HOT_UPDATE = 0x20  # old tuple's header (as HEADER) + new offnum + new
 XLOG_HEAP_PRUNE = 0x30  # counts, then redirect pairs, dead and unused offnums (u16 each)
 XLOG_HEAP_MULTI_INSERT = 0x40  # count u16, offnums u16[count], lengths u16[count], tuples
 _PRUNEHDR = struct.Struct("<HHHI")  # nredirect, ndead, nunused, new prune xid
-FIRST_NORMAL_OID = 16384
 PRUNE_CHAIN = 4  # an index fetch that walked more versions than this tries to prune
 _HDRREC = struct.Struct("<HIIHIH")  # offnum, xmax, cmax, infomask, ctid block, ctid off
 _OFF = struct.Struct("<H")
@@ -126,7 +131,7 @@ class Heap:
         self._flush = env.shm.control.cell("flush_pos")
         self.tup_returned = 0
         self.tup_fetched = 0
-        self._ioq: Any = None
+        self._ioq: ReadQueue | None = None
         self._horizon = 0
         self._horizon_at = 0.0
         self.pruned = 0
@@ -194,7 +199,7 @@ class Heap:
         """Visible tuples of one page as (offnum, row data)."""
         bm = self.bm
         b = bm.read_buffer(dboid, relnode, 0, block)
-        out = []
+        out: list[tuple[int, bytes]] = []
         try:
             with bm.content_lock(b):
                 page = bm.page(b)
@@ -226,7 +231,7 @@ class Heap:
             check()
             if ahead and block + ahead > requested:
                 upto = min(nblocks, block + 2 * ahead)
-                if upto > requested:
+                if upto > requested and self._ioq is not None:
                     self._ioq.push([(dboid, relnode, b) for b in range(max(requested, block + 1), upto)])
                     requested = upto
             rows = self.scan_block(dboid, relnode, block, snap)
@@ -239,8 +244,6 @@ class Heap:
         if nblocks <= 64 or self.env.settings.value("io_method") != "worker":
             return 0
         if self._ioq is None:
-            from pgbundle.server.postmaster.ioworker import ReadQueue
-
             self._ioq = ReadQueue(self.env.shm, self.env.locks)
         return int(self.env.settings.value("effective_io_concurrency"))
 
@@ -844,7 +847,8 @@ def _low_free(page: Any) -> bool:
 DEAD_T, RECENT_T, LIVE_T = 0, 1, 2
 
 
-def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints: list | None = None
+def plan_prune(page: Any, horizon: int, is_running: Callable[[int], bool], xid_status: Callable[[int], int],
+               hints: list[tuple[int, int]] | None = None
                ) -> tuple[dict[int, int], set[int], set[int], int, int, int, int]:
     """heap_page_prune's decisions for one page: (redirect {root: target}, dead, unused,
     live tuples, tuples removed, recently dead tuples, new pd_prune_xid).  With ``hints``,
@@ -854,18 +858,17 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
     running is treated as running for the whole page, as if asked first)."""
     running_of: dict[int, bool] = {}
     status_of: dict[int, int] = {}
-    ask_running, ask_status = is_running, xid_status
 
-    def is_running(x: int) -> bool:
+    def running(x: int) -> bool:
         r = running_of.get(x)
         if r is None:
-            r = running_of[x] = ask_running(x)
+            r = running_of[x] = is_running(x)
         return r
 
-    def xid_status(x: int) -> int:
+    def status(x: int) -> int:
         r = status_of.get(x)
         if r is None:
-            r = status_of[x] = ask_status(x)
+            r = status_of[x] = xid_status(x)
         return r
     lps = P.line_pointers(page)
     n = len(lps)
@@ -880,8 +883,8 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
         if (v >> 15) & 3 != 1:
             continue
         xmin, xmax, _cmin, _cmax, cb, co, mask = unpack(page, v & 0x7FFF)
-        if hints is not None and not mask & (P.XMIN_COMMITTED | P.XMIN_INVALID) and not is_running(xmin) \
-                and xid_status(xmin) == C.COMMITTED:
+        if hints is not None and not mask & (P.XMIN_COMMITTED | P.XMIN_INVALID) and not running(xmin) \
+                and status(xmin) == C.COMMITTED:
             mask |= P.XMIN_COMMITTED
             hints.append((v & 0x7FFF, mask))
         if mask & plain == plain and not mask & chainy:
@@ -890,13 +893,13 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
             continue
         if mask & P.XMIN_INVALID:
             st = DEAD_T
-        elif not mask & P.XMIN_COMMITTED and is_running(xmin):
+        elif not mask & P.XMIN_COMMITTED and running(xmin):
             st = LIVE_T
-        elif not mask & P.XMIN_COMMITTED and xid_status(xmin) != C.COMMITTED:
+        elif not mask & P.XMIN_COMMITTED and status(xmin) != C.COMMITTED:
             st = DEAD_T
         elif not xmax or mask & (P.XMAX_INVALID | P.XMAX_LOCK_ONLY):
             st = LIVE_T
-        elif mask & P.XMAX_COMMITTED or (not is_running(xmax) and xid_status(xmax) == C.COMMITTED):
+        elif mask & P.XMAX_COMMITTED or (not running(xmax) and status(xmax) == C.COMMITTED):
             if xmax < horizon:
                 st = DEAD_T
             else:
@@ -905,7 +908,7 @@ def plan_prune(page: Any, horizon: int, is_running: Any, xid_status: Any, hints:
                     new_pxid = xmax
         else:
             st = LIVE_T
-            if is_running(xmax) and (not new_pxid or xmax < new_pxid):
+            if running(xmax) and (not new_pxid or xmax < new_pxid):
                 new_pxid = xmax
         if st == LIVE_T:
             live += 1
@@ -1039,62 +1042,67 @@ def page_item_off(page: Any, offnum: int) -> int:
 # ---------------------------------------------------------------------- redo
 
 
-def redo(rec: Any, bm: Any) -> None:
+def redo(rec: Record, bm: BufMgr) -> None:
     """Replay a heap record (and page-image records) on the buffer pool."""
-    for dboid, relnode, fork, block, flags, image, data in rec.blocks:
-        b = bm.read_buffer(dboid, relnode, fork, block)
-        try:
-            with bm.content_lock(b):
-                page = bm.page(b)
-                if image is not None:
-                    page[:] = image
-                    P.set_lsn(page, rec.end)
-                    bm.mark_dirty(b)
-                    continue
-                if flags & 2:  # will init
-                    P.init_page(page)
-                elif P.page_lsn(page) >= rec.end:
-                    continue
-                if rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_INSERT:
-                    offnum = _OFF.unpack_from(data, 0)[0]
-                    if P.is_new(page):
-                        P.init_page(page)
-                    _redo_add(page, offnum, data[2:], block)
-                elif rec.rmid == RM_HEAP and rec.info in (XLOG_HEAP_HEADER, XLOG_HEAP_HOT_UPDATE):
-                    offnum, xmax, cmax, mask, cbl, coff = _HDRREC.unpack_from(data, 0)
-                    off, _ = P.item(page, offnum)
-                    if off:
-                        h = TH.unpack_from(page, off)
-                        TH.pack_into(page, off, h[0], xmax, h[2], cmax, cbl, coff, mask)
-                    if xmax and not mask & (P.XMAX_LOCK_ONLY | P.XMAX_INVALID):
-                        P.set_prunable(page, xmax)
-                    if rec.info == XLOG_HEAP_HOT_UPDATE:
-                        pos = _HDRREC.size
-                        newoff = _OFF.unpack_from(data, pos)[0]
-                        _redo_add(page, newoff, data[pos + 2:], block)
-                elif rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_MULTI_INSERT:
-                    if P.is_new(page):
-                        P.init_page(page)
-                    k = _OFF.unpack_from(data, 0)[0]
-                    hdr = struct.unpack_from(f"<{2 * k}H", data, 2)
-                    pos = 2 + 4 * k
-                    for offnum, ln in zip(hdr[:k], hdr[k:]):
-                        _redo_add(page, offnum, data[pos: pos + ln], block)
-                        pos += ln
-                elif rec.rmid == RM_HEAP and rec.info == XLOG_HEAP_PRUNE:
-                    nred, ndead, nunused, pxid = _PRUNEHDR.unpack_from(data, 0)
-                    pos = _PRUNEHDR.size
-                    red = struct.unpack_from(f"<{2 * nred}H", data, pos)
-                    pos += 4 * nred
-                    dead = struct.unpack_from(f"<{ndead}H", data, pos)
-                    pos += 2 * ndead
-                    unused = struct.unpack_from(f"<{nunused}H", data, pos)
-                    P.compact(page, set(unused), set(dead), {red[i]: red[i + 1] for i in range(0, len(red), 2)})
-                    P.set_prune_xid(page, pxid)
-                P.set_lsn(page, rec.end)
-                bm.mark_dirty(b)
-        finally:
-            bm.release(b)
+    fn = _REDO.get(rec.info, redo_nothing) if rec.rmid == RM_HEAP else redo_nothing
+    redo_blocks(rec, bm, fn)
+
+
+def _redo_insert(page: memoryview, block: int, data: bytes) -> None:
+    offnum = _OFF.unpack_from(data, 0)[0]
+    if P.is_new(page):
+        P.init_page(page)
+    _redo_add(page, offnum, data[2:], block)
+
+
+def _redo_header(page: memoryview, block: int, data: bytes) -> None:
+    """XLOG_HEAP_HEADER, and the old version's half of XLOG_HEAP_HOT_UPDATE."""
+    offnum, xmax, cmax, mask, cbl, coff = _HDRREC.unpack_from(data, 0)
+    off, _ = P.item(page, offnum)
+    if off:
+        h = TH.unpack_from(page, off)
+        TH.pack_into(page, off, h[0], xmax, h[2], cmax, cbl, coff, mask)
+    if xmax and not mask & (P.XMAX_LOCK_ONLY | P.XMAX_INVALID):
+        P.set_prunable(page, xmax)
+
+
+def _redo_hot_update(page: memoryview, block: int, data: bytes) -> None:
+    _redo_header(page, block, data)
+    pos = _HDRREC.size
+    newoff = _OFF.unpack_from(data, pos)[0]
+    _redo_add(page, newoff, data[pos + 2:], block)
+
+
+def _redo_multi_insert(page: memoryview, block: int, data: bytes) -> None:
+    if P.is_new(page):
+        P.init_page(page)
+    k = _OFF.unpack_from(data, 0)[0]
+    hdr = struct.unpack_from(f"<{2 * k}H", data, 2)
+    pos = 2 + 4 * k
+    for offnum, ln in zip(hdr[:k], hdr[k:]):
+        _redo_add(page, offnum, data[pos: pos + ln], block)
+        pos += ln
+
+
+def _redo_prune(page: memoryview, block: int, data: bytes) -> None:
+    nred, ndead, nunused, pxid = _PRUNEHDR.unpack_from(data, 0)
+    pos = _PRUNEHDR.size
+    red = struct.unpack_from(f"<{2 * nred}H", data, pos)
+    pos += 4 * nred
+    dead = struct.unpack_from(f"<{ndead}H", data, pos)
+    pos += 2 * ndead
+    unused = struct.unpack_from(f"<{nunused}H", data, pos)
+    P.compact(page, set(unused), set(dead), {red[i]: red[i + 1] for i in range(0, len(red), 2)})
+    P.set_prune_xid(page, pxid)
+
+
+_REDO: dict[int, BlockRedo] = {
+    XLOG_HEAP_INSERT: _redo_insert,
+    XLOG_HEAP_HEADER: _redo_header,
+    XLOG_HEAP_HOT_UPDATE: _redo_hot_update,
+    XLOG_HEAP_MULTI_INSERT: _redo_multi_insert,
+    XLOG_HEAP_PRUNE: _redo_prune,
+}
 
 
 def _redo_add(page: Any, offnum: int, tup: bytes, block: int) -> None:

@@ -34,12 +34,16 @@ import struct
 from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.access import page as P
 from pgbundle.server.access.api import TID
-from pgbundle.server.access.xlog import RM_BTREE, RM_FPI, BlockRef
+from pgbundle.server.access.xlog import RM_BTREE, RM_FPI, BlockRef, Record
+from pgbundle.server.access.xlogutils import redo_blocks
 from pgbundle.server.storage.smgr import BLCKSZ
+
+if TYPE_CHECKING:
+    from pgbundle.server.storage.bufmgr import BufMgr
 
 SPECIAL = 16
 _SP = struct.Struct("<IHH8x")
@@ -342,11 +346,13 @@ class BTree:
         bm = self.bm
         upper = self._upper
         wal = self.xlog.insert_pos  # read before any page is looked at
-        root = self._roots.get((dboid, relnode))
-        fresh = root is None
-        if fresh:
+        cached = self._roots.get((dboid, relnode))
+        fresh = cached is None
+        if cached is None:
             root, _level = self._meta(dboid, relnode)
             self._roots[(dboid, relnode)] = root
+        else:
+            root = cached
         blk = root
         while True:
             key = (dboid, relnode, blk)
@@ -411,7 +417,7 @@ class BTree:
         for tid in self._scan_range(dboid, relnode, key, key + b"\xff\xff", locked=True):
             r = check(tid)
             if r == "live":
-                raise _Duplicate()
+                raise Duplicate()
             if isinstance(r, tuple):
                 raise NeedWait(r[1])
 
@@ -570,8 +576,11 @@ class BTree:
         return sum(1 for _ in self.scan(dboid, relnode, None, True, None, True))
 
 
-class _Duplicate(Exception):
-    pass
+class Duplicate(Exception):
+    """A unique index already holds the key (the caller turns it into 23505 with the row)."""
+
+
+_Duplicate = Duplicate  # the old private name, still imported by access/engine.py (its owner switches)
 
 
 LEAF_FILL = _PAGE_ITEMS_MAX * 90 // 100  # BTREE_DEFAULT_FILLFACTOR
@@ -631,21 +640,12 @@ def _split_point(items: list[bytes]) -> int:
     return len(items) // 2
 
 
-def redo(rec: Any, bm: Any) -> None:
-    for dboid, relnode, fork, block, _flags, image, data in rec.blocks:
-        b = bm.read_buffer(dboid, relnode, fork, block)
-        try:
-            with bm.content_lock(b):
-                page = bm.page(b)
-                if image is not None:
-                    page[:] = image
-                elif P.page_lsn(page) >= rec.end:
-                    continue
-                else:
-                    pos = _POS.unpack_from(data, 0)[0]
-                    if not _insert_at(page, pos, data[2:]):
-                        raise RuntimeError(f"btree redo: item did not fit in block {block}")
-                P.set_lsn(page, rec.end)
-                bm.mark_dirty(b)
-        finally:
-            bm.release(b)
+def redo(rec: Record, bm: BufMgr) -> None:
+    """Replay a B-tree record (an index entry placed at its logged position; page images)."""
+    redo_blocks(rec, bm, _redo_insert)
+
+
+def _redo_insert(page: memoryview, block: int, data: bytes) -> None:
+    pos = _POS.unpack_from(data, 0)[0]
+    if not _insert_at(page, pos, data[2:]):
+        raise RuntimeError(f"btree redo: item did not fit in block {block}")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-BLCKSZ = 8192
+from pgbundle.server.storage.smgr import BLCKSZ
+
 PH = struct.Struct("<QHHHHHHI")
 PH_SIZE = PH.size  # 24
 LP = struct.Struct("<I")

@@ -30,6 +30,7 @@ from pgbundle.server.access.xlog import (
     WalReader,
     fmt_lsn,
 )
+from pgbundle.server.catalog.ddl import copy_database_dir
 
 _U32 = struct.Struct("<I")
 _DB = struct.Struct("<II")
@@ -44,7 +45,7 @@ def startup(env: Any, log: Any) -> None:
     if ckpt is None or ckpt.rmid != RM_XLOG:
         raise RuntimeError(f"could not locate a valid checkpoint record at {fmt_lsn(cd.checkpoint_lsn)}")
     redo, next_xid, next_oid, _t, _shut = CK.CKPT.unpack_from(ckpt.main, 0)
-    env.procs._nx_st.pack_into(env.shm.buf, env.procs._nx_off, max(next_xid, 3))
+    env.procs.set_next_xid(max(next_xid, 3))
     env.ctl.set("next_oid", next_oid)
     env.ctl.set("oid_limit", next_oid)
     clean = cd.state == control.DB_SHUTDOWNED and redo == cd.checkpoint_lsn
@@ -97,7 +98,7 @@ def startup(env: Any, log: Any) -> None:
         log("redo is not required")
     env.xlog.zero_tail(end)
     env.xlog.init_positions(end, prev if prev is not None else ckpt.lsn)
-    env.procs._nx_st.pack_into(env.shm.buf, env.procs._nx_off, max_xid)
+    env.procs.set_next_xid(max_xid)
     env.ctl.set("next_oid", oid_limit)
     env.ctl.set("oid_limit", oid_limit)
     env.smgr.recovery = False
@@ -115,8 +116,6 @@ def apply(env: Any, rec: Any) -> None:
     elif rm == RM_SEQ:
         sequence.redo(rec, env.bm)
     elif rm == RM_DBASE:
-        from pgbundle.server.catalog.ddl import copy_database_dir
-
         src, dst = _DB.unpack_from(rec.main, 0)
         env.bm.sync_all(dboid=src)
         copy_database_dir(os.path.join(env.datadir, "base", str(src)), os.path.join(env.datadir, "base", str(dst)))

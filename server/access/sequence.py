@@ -11,11 +11,15 @@ next record).
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.access import page as P
-from pgbundle.server.access.xlog import RM_FPI, RM_SEQ, BlockRef
+from pgbundle.server.access.xlog import RM_FPI, RM_SEQ, BlockRef, Record
+from pgbundle.server.access.xlogutils import redo_blocks
 from pgbundle.server.errors import PgError
+
+if TYPE_CHECKING:
+    from pgbundle.server.storage.bufmgr import BufMgr
 
 _STATE = struct.Struct("<qBxxxi")  # last_value, is_called, log_cnt
 SEQ_LOG_VALS = 32
@@ -125,21 +129,14 @@ def read_state(eng: Any, seq_oid: int) -> tuple[int, bool]:
     return last, bool(called)
 
 
-def redo(rec: Any, bm: Any) -> None:
-    for dboid, relnode, fork, block, _flags, image, data in rec.blocks:
-        b = bm.read_buffer(dboid, relnode, fork, block)
-        try:
-            with bm.content_lock(b):
-                page = bm.page(b)
-                if image is not None:
-                    page[:] = image
-                else:
-                    # like seq_redo: the logged state always wins (it is ahead of anything
-                    # handed out before the crash)
-                    if P.is_new(page):
-                        P.init_page(page)
-                    page[_OFF:_OFF + _STATE.size] = data
-                P.set_lsn(page, rec.end)
-                bm.mark_dirty(b)
-        finally:
-            bm.release(b)
+def redo(rec: Record, bm: BufMgr) -> None:
+    """Like seq_redo: the logged state always wins, whatever the page LSN (nextval changes
+    the page without WAL between records, so a page written after the record may hold a
+    value already handed out; the logged state is ahead of all of them)."""
+    redo_blocks(rec, bm, _redo_state, logged_state_wins=True)
+
+
+def _redo_state(page: memoryview, block: int, data: bytes) -> None:
+    if P.is_new(page):
+        P.init_page(page)
+    page[_OFF:_OFF + _STATE.size] = data

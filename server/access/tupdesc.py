@@ -57,7 +57,8 @@ class RowCodec:
         self.types = tuple(py_type(t) for t in type_oids)
         self.natts = len(type_oids)
         self.missing = missing or (None,) * self.natts
-        self._dec = msgspec.msgpack.Decoder(tuple[tuple(Optional[t] for t in self.types)]) if self.types else None
+        self._dec = msgspec.msgpack.Decoder(tuple[tuple(Optional[t] for t in self.types)]  # type: ignore[misc]
+                                            ) if self.types else None
         self._short: dict[int, Any] = {}
 
     def decode(self, data: Any) -> tuple:
@@ -75,7 +76,8 @@ class RowCodec:
             raise msgspec.ValidationError(f"row has {n} attributes, relation has {self.natts}")
         dec = self._short.get(n)
         if dec is None:
-            dec = msgspec.msgpack.Decoder(tuple[tuple(Optional[t] for t in self.types[:n])]) if n else None
+            dec = msgspec.msgpack.Decoder(tuple[tuple(Optional[t] for t in self.types[:n])]  # type: ignore[misc]
+                                          ) if n else None
             self._short[n] = dec
         head = dec.decode(data) if dec else ()
         return tuple(head) + self.missing[n:]

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from pgbundle.server.access.api import Notice, RelationInfo, RelKind, VacuumResult
+from pgbundle.shared.types import text_encoder
 
 
 def vacuum(eng: Any, rel: RelationInfo | None, *, analyze: bool = False, verbose: bool = False,
@@ -105,8 +106,6 @@ def analyze(eng: Any, rel: RelationInfo | None) -> None:
 
 def analyze_rel(eng: Any, rel: RelationInfo, count_all: bool = True) -> None:
     """Sample the table, store reltuples (with ``count_all``) and column statistics."""
-    from pgbundle.server.access.api import TID  # noqa: F401
-
     rt = eng._runtime(rel)
     bm = eng.env.bm
     nblocks = bm.nblocks(rt.dboid, rt.relnode)
@@ -138,7 +137,6 @@ def analyze_rel(eng: Any, rel: RelationInfo, count_all: bool = True) -> None:
 
 
 def _text(v: Any, oid: int) -> str:
-    from pgbundle.shared.types import text_encoder
     try:
         return text_encoder(oid)(v)
     except Exception:  # noqa: BLE001

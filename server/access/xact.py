@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgbundle.server.access.api import Isolation, Snapshot
+from pgbundle.server.storage import clog as C
 
 XLOG_XACT_COMMIT = 0x00
 XLOG_XACT_ABORT = 0x20
@@ -96,8 +97,6 @@ def parse_commit(main: bytes) -> tuple[float, list[tuple[int, int]], list[int]]:
 
 def redo(rec: Any, env: Any) -> None:
     """Replay a commit/abort: set the commit log, remove files."""
-    from pgbundle.server.storage import clog as C
-
     if rec.info == XLOG_XACT_COMMIT:
         env.clog.set_status([rec.xid], C.COMMITTED)
         _, drops, dbs = parse_commit(rec.main)

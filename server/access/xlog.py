@@ -27,13 +27,13 @@ far*, so the others find their record already flushed.
 from __future__ import annotations
 
 import os
-import signal
 import struct
 import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from pgbundle.server.access import xlogarchive
 from pgbundle.server.storage.smgr import BLCKSZ
 
 HDR = struct.Struct("<IIQQIBBxx")
@@ -72,6 +72,11 @@ def parse_lsn(text: str) -> int:
 def segment_name(segno: int, segsize: int, tli: int = 1) -> str:
     per = 0x100000000 // segsize
     return f"{tli:08X}{segno // per:08X}{segno % per:08X}"
+
+
+def segment_number(name: str, segsize: int) -> int:
+    """The inverse of :func:`segment_name`; ValueError when ``name`` is not a WAL file name."""
+    return int(name[8:16], 16) * (0x100000000 // segsize) + int(name[16:24], 16)
 
 
 class BlockRef:
@@ -154,7 +159,8 @@ class XLog:
         return self._get(self._prev)
 
     # ------------------------------------------------------------------ insertion
-    def insert(self, rmid: int, info: int, xid: int, blocks: list[BlockRef] | tuple = (), main: bytes = b"") -> int:
+    def insert(self, rmid: int, info: int, xid: int, blocks: list[BlockRef] | tuple[BlockRef, ...] = (),
+               main: bytes = b"") -> int:
         """Append a record; returns its end LSN (what a page touched by it gets as LSN)."""
         fpw = bool(self.settings.value("full_page_writes"))
         while True:
@@ -295,16 +301,9 @@ class XLog:
         if new_seg != old_seg:
             n = self.ctl.add("segs_since_ckpt", new_seg - old_seg)
             if self.settings.value("archive_mode") != "off":
-                from pgbundle.server.postmaster import pgarch
-
                 for seg in range(old_seg, new_seg):
-                    pgarch.mark_ready(os.path.dirname(self.dir), segment_name(seg, self.segsize))
-                pid = self.ctl.get("archiver_pid")
-                if pid:
-                    try:
-                        os.kill(pid, signal.SIGUSR1)
-                    except ProcessLookupError:
-                        pass
+                    xlogarchive.mark_ready(os.path.dirname(self.dir), segment_name(seg, self.segsize))
+                xlogarchive.wake_archiver(self.ctl)
             if self.on_segment_switch is not None:
                 self.on_segment_switch(n)
 
@@ -344,24 +343,22 @@ class XLog:
         keep_from = redo // self.segsize
         archiving = self.settings.value("archive_mode") != "off"
         n = 0
+        datadir = os.path.dirname(self.dir)
         for name in os.listdir(self.dir):
             if len(name) != 24:
                 continue
             try:
-                segno = int(name[8:16], 16) * (0x100000000 // self.segsize) + int(name[16:], 16)
+                segno = segment_number(name, self.segsize)
             except ValueError:
                 continue
             if segno < keep_from:
-                if archiving and os.path.exists(os.path.join(self.dir, "archive_status", name + ".ready")):
+                if archiving and not xlogarchive.is_archived(datadir, name):
                     continue
                 fd = self._fds.pop(segno, None)
                 if fd is not None:
                     os.close(fd)
                 os.unlink(os.path.join(self.dir, name))
-                try:
-                    os.unlink(os.path.join(self.dir, "archive_status", name + ".done"))
-                except FileNotFoundError:
-                    pass
+                xlogarchive.cleanup(datadir, name)
                 n += 1
         return n
 

@@ -18,8 +18,11 @@ import time
 from typing import Any
 
 from pgbundle.server.access import api, checkpoint as CK, control
+from pgbundle.server.access.engine import BackendEngine
 from pgbundle.server.catalog import cache as CC, defs as D
 from pgbundle.server.catalog.ddl import copy_database_dir
+from pgbundle.server.storage import bufmgr, clog, ipc, lwlock, shmem
+from pgbundle.server.utils.guc import Settings
 
 PG_VERSION = "15"
 
@@ -50,10 +53,6 @@ def is_initialized(datadir: str) -> bool:
 
 def initdb(datadir: str, *, superuser: str = "postgres", password: str | None = None,
            echo: Any = print, settings: Any = None, wal_segsize_mb: int | None = None) -> None:
-    from pgbundle.server.access.engine import BackendEngine
-    from pgbundle.server.storage import bufmgr, clog, ipc, lwlock, shmem
-    from pgbundle.server.utils.guc import Settings
-
     datadir = os.path.abspath(datadir)
     if os.path.exists(datadir) and os.listdir(datadir):
         raise RuntimeError(f'directory "{datadir}" exists but is not empty')
@@ -107,7 +106,7 @@ def initdb(datadir: str, *, superuser: str = "postgres", password: str | None = 
     role = api.RoleInfo(D.BOOTSTRAP_SUPERUSER, superuser, superuser=True, create_role=True, create_db=True,
                         can_login=True, replication=True, bypass_rls=True)
     eng = BackendEngine(env, db, role, backend_type="startup")
-    eng._internal_write = True
+    eng._internal_write = True  # type: ignore[attr-defined]  # engine.py reads it with getattr
     eng.start_statement()
     ins = eng._cat_insert
     ins("pg_authid", (D.BOOTSTRAP_SUPERUSER, superuser, True, True, True, True, True, True, True, -1,

@@ -5,7 +5,7 @@ statistics, and when some table of a database has more dead tuples than
 ``autovacuum_vacuum_threshold + autovacuum_vacuum_scale_factor × reltuples`` (50 + 0.2 ×
 reltuples; reltuples estimated by n_live_tup here), ask the postmaster for a worker for
 that database — the launcher cannot fork: it writes the request into shared memory and
-signals the postmaster (SIGUSR1 + PMSIGNAL_START_AUTOVAC_WORKER), which forks the worker
+signals the postmaster (SIGUSR1 + PMSignalReason.START_AUTOVAC_WORKER), which forks the worker
 if fewer than ``autovacuum_max_workers`` run.
 
 Worker job: connect to the database, pick the tables over threshold (with pg_class's
@@ -25,21 +25,30 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
+from pgbundle.server.access import api
+from pgbundle.server.access.engine import BackendEngine
+from pgbundle.server.access.vacuum import vacuum_rel
+from pgbundle.server.catalog import defs as D
 from pgbundle.server.postmaster.auxprocess import AuxProcess
+from pgbundle.server.storage import pmsignal
+from pgbundle.server.storage.pmsignal import PMSignalReason
+from pgbundle.server.tcop import interrupts
 from pgbundle.server.utils import elog, pgstat
 
-PMSIGNAL_START_AUTOVAC_WORKER = 1
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+    from pgbundle.server.utils.guc import Settings
 
 
-def needs_vacuum(settings: Any, n_dead: int, reltuples: float) -> bool:
+def needs_vacuum(settings: Settings, n_dead: int, reltuples: float) -> bool:
     thresh = int(settings.value("autovacuum_vacuum_threshold")) + \
         float(settings.value("autovacuum_vacuum_scale_factor")) * max(reltuples, 0)
     return n_dead > thresh
 
 
-def launcher_main(ctx: Any) -> int:
+def launcher_main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "autovacuum launcher", "AutoVacuumMain", signals={signal.SIGUSR2: "wakeup"})
     env = aux.env
     ctl = env.ctl
@@ -69,23 +78,14 @@ def launcher_main(ctx: Any) -> int:
                     break
                 ctl.set("av_request_db", dboid)
                 ctl.set("av_request_pending", 1)
-                ctl.set("pmsignal", ctl.get("pmsignal") | PMSIGNAL_START_AUTOVAC_WORKER)
+                pmsignal.set_reason(ctl, PMSignalReason.START_AUTOVAC_WORKER)
             last_started[dboid] = now
-            try:
-                os.kill(ctl.get("postmaster_pid"), signal.SIGUSR1)
-            except ProcessLookupError:
-                pass
+            pmsignal.signal_postmaster(ctl)
             break
         aux.wait(min(naptime, 1.0) if wanted else naptime)
 
 
-def worker_main(ctx: Any, dboid: int) -> int:
-    from pgbundle.server.access import api
-    from pgbundle.server.access.engine import BackendEngine
-    from pgbundle.server.access.vacuum import vacuum_rel
-    from pgbundle.server.catalog import defs as D
-    from pgbundle.server.tcop import interrupts
-
+def worker_main(ctx: ChildContext, dboid: int) -> int:
     aux = AuxProcess(ctx, "autovacuum worker", None)
     interrupts.reset()
     signal.signal(signal.SIGTERM, interrupts.on_sigterm)

@@ -16,18 +16,25 @@ from __future__ import annotations
 import os
 import select
 import signal
-from typing import Any
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from pgbundle.server.storage.ipc import Env
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+
 
 class AuxProcess:
-    def __init__(self, ctx: Any, backend_type: str, wait_event: str | None = None, *, attach: bool = True,
+    def __init__(self, ctx: ChildContext, backend_type: str, wait_event: str | None = None, *, attach: bool = True,
                  signals: dict[int, str] | None = None) -> None:
         self.ctx = ctx
-        self.env = Env(ctx.shm, ctx.locks, ctx.datadir, ctx.settings) if ctx.shm is not None else None
-        if self.env is not None:
-            self.env.stats_sock = ctx.stats_sock
+        self._env: Env | None = None
+        if ctx.shm is not None and ctx.locks is not None:
+            self._env = Env(ctx.shm, ctx.locks, ctx.datadir, ctx.settings)
+        if self._env is not None:
+            self._env.stats_sock = ctx.stats_sock
         self.backend_type = backend_type
         self.wait_event = wait_event
         self.flags: set[str] = set()
@@ -36,8 +43,8 @@ class AuxProcess:
         os.set_blocking(w, False)
         self._latch_r, self._latch_w = r, w
         signal.set_wakeup_fd(w)
-        table = {signal.SIGUSR1: "wakeup", signal.SIGTERM: "shutdown", signal.SIGINT: "interrupt",
-                 signal.SIGUSR2: "usr2", signal.SIGHUP: "reload"}
+        table: dict[int, str] = {signal.SIGUSR1: "wakeup", signal.SIGTERM: "shutdown", signal.SIGINT: "interrupt",
+                                 signal.SIGUSR2: "usr2", signal.SIGHUP: "reload"}
         table.update(signals or {})
         for sig, name in table.items():
             if name == "ignore":
@@ -45,14 +52,27 @@ class AuxProcess:
             else:
                 signal.signal(sig, self._handler(name))
         signal.signal(signal.SIGQUIT, lambda s, f: os._exit(2))
-        if attach and self.env is not None:
-            self.env.procs.attach(backend_type)
-            self.env.procs.set_identity()
-            self.env.procs.set_state("idle" if backend_type == "client backend" else "active")
-            self.env.procs.set_wait(wait_event)
+        if attach and self._env is not None:
+            procs = self._env.procs
+            procs.attach(backend_type)
+            procs.set_identity()
+            procs.set_state("idle" if backend_type == "client backend" else "active")
+            procs.set_wait(wait_event)
 
-    def _handler(self, name: str) -> Any:
-        def h(signum: int, frame: Any) -> None:
+    @property
+    def latch_fd(self) -> int:
+        """The latch's read end, for a process that waits in its own select()."""
+        return self._latch_r
+
+    @property
+    def env(self) -> Env:
+        """This process's handles on shared memory (every auxiliary process has them)."""
+        if self._env is None:
+            raise RuntimeError(f"{self.backend_type}: not attached to shared memory")
+        return self._env
+
+    def _handler(self, name: str) -> Callable[[int, FrameType | None], None]:
+        def h(signum: int, frame: FrameType | None) -> None:
             self.flags.add(name)
         return h
 
@@ -101,5 +121,5 @@ class AuxProcess:
         return False
 
     def detach(self) -> None:
-        if self.env is not None:
-            self.env.procs.detach()
+        if self._env is not None:
+            self._env.procs.detach()

@@ -21,13 +21,20 @@ Signals: SIGTERM requests shutdown, SIGUSR1 wakes the latch, SIGQUIT exits at on
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pgbundle.server.access import api
+from pgbundle.server.access.engine import BackendEngine
+from pgbundle.server.catalog import defs as D
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+    from pgbundle.server.utils.guc import Settings
 
-def entries(settings: Any) -> list[str]:
+
+def entries(settings: Settings) -> list[str]:
     raw = str(settings.value("background_workers") or "")
     return [e.strip() for e in raw.split(",") if e.strip()]
 
@@ -39,10 +46,6 @@ class BgWorker:
         self._engines: list[Any] = []
 
     def engine(self, dbname: str = "postgres") -> Any:
-        from pgbundle.server.access import api
-        from pgbundle.server.access.engine import BackendEngine
-        from pgbundle.server.catalog import defs as D
-
         env = self.aux.env
         role = api.RoleInfo(D.BOOTSTRAP_SUPERUSER, "postgres", superuser=True)
         boot = BackendEngine(env, api.DatabaseInfo(0, "", 10), role, backend_type="background worker")
@@ -71,7 +74,7 @@ class BgWorker:
         elog.log(f"{self.name}: {message}", level)
 
 
-def main(ctx: Any, entry: str) -> int:
+def main(ctx: ChildContext, entry: str) -> int:
     name = entry
     aux = AuxProcess(ctx, "background worker", None)
     aux.env.procs.set_appname(name)

@@ -17,12 +17,15 @@ Shared state: reads ``next_victim`` (BufferStrategyLock not needed for a read) a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
 
-def main(ctx: Any) -> int:
+
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "background writer", "BgWriterMain")
     env = aux.env
     ctl = env.ctl

@@ -28,61 +28,36 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.access import checkpoint as CK
-from pgbundle.server.errors import PgError
+
+# the requester's side (RequestCheckpoint) lives with CreateCheckPoint in access/checkpoint
+# and is used from there by the engine (CHECKPOINT) and ipc (WAL volume); named here too
+from pgbundle.server.access.checkpoint import (  # noqa: F401
+    CKPT_CAUSE_TIME,
+    CKPT_CAUSE_XLOG,
+    CKPT_FORCE,
+    CKPT_IMMEDIATE,
+    CKPT_WAIT,
+    request,
+)
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
 
-CKPT_IMMEDIATE = 0x04
-CKPT_FORCE = 0x08
-CKPT_WAIT = 0x20
-CKPT_CAUSE_XLOG = 0x80
-CKPT_CAUSE_TIME = 0x100
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+    from pgbundle.server.storage.ipc import Env
 
 
-def request(env: Any, flags: int, *, wait: bool, check: Any = None) -> None:
-    """RequestCheckpoint: set flags, wake the checkpointer, optionally wait for it."""
-    ctl = env.ctl
-    with env.locks.CheckpointerLock:
-        started = ctl.get("ckpt_started")
-        failed = ctl.get("ckpt_failed")
-        ctl.set("ckpt_requested", ctl.get("ckpt_requested") | flags)
-        pid = ctl.get("ckpt_pid")
-    if not pid:
-        if wait:
-            CK.create_checkpoint(env)
-        return
-    try:
-        os.kill(pid, signal.SIGUSR1)
-    except ProcessLookupError:
-        return
-    if not wait:
-        return
-    delay = 0.005
-    env.procs.set_wait("CheckpointDone")
-    try:
-        while ctl.get("ckpt_done") <= started:
-            if ctl.get("ckpt_failed") != failed:
-                raise PgError("XX000", "checkpoint request failed",
-                              hint="Consult recent messages in the server log for details.")
-            if check is not None:
-                check()
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
-    finally:
-        env.procs.set_wait(None)
-
-
-def main(ctx: Any) -> int:
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "checkpointer", "CheckpointerMain",
                      signals={signal.SIGTERM: "ignore", signal.SIGINT: "ignore"})
     env = aux.env
     ctl = env.ctl
     settings = ctx.settings
     ctl.set("ckpt_pid", os.getpid())
-    env._ckpt_end = env.xlog.insert_pos  # the end-of-recovery checkpoint was the last record
+    ckpt_end = env.xlog.insert_pos  # the end-of-recovery checkpoint was the last record
     last = time.time()
     last_xlog_ckpt = 0.0
     while True:
@@ -105,7 +80,7 @@ def main(ctx: Any) -> int:
                     elog.log(f"checkpoints are occurring too frequently ({int(now - last_xlog_ckpt)} seconds apart)",
                              detail=None, hint='Consider increasing the configuration parameter "max_wal_size".')
                 last_xlog_ckpt = now
-            idle = ctl.get("insert_pos") == getattr(env, "_ckpt_end", -1) and not flags & CKPT_FORCE
+            idle = ctl.get("insert_pos") == ckpt_end and not flags & CKPT_FORCE
             if idle and not flags:
                 last = now
             else:
@@ -125,14 +100,15 @@ def main(ctx: Any) -> int:
                 else:
                     ctl.add("num_timed", 1)
                 spread = not flags & CKPT_IMMEDIATE and not flags & CKPT_FORCE
-                _do(env, aux, shutdown=False, cause=" ".join(causes), spread=spread, timeout=timeout)
+                ckpt_end = _do(env, aux, shutdown=False, cause=" ".join(causes), spread=spread, timeout=timeout)
                 last = time.time()
         wait = max(0.0, timeout - (time.time() - last))
         aux.wait(min(wait, 1.0))
 
 
-def _do(env: Any, aux: AuxProcess, *, shutdown: bool, cause: str, spread: bool = False,
-        timeout: float = 0.0) -> None:
+def _do(env: Env, aux: AuxProcess, *, shutdown: bool, cause: str, spread: bool = False,
+        timeout: float = 0.0) -> int:
+    """One checkpoint; returns the WAL insert position right after it (its record's end)."""
     ctl = env.ctl
     with env.locks.CheckpointerLock:
         ctl.add("ckpt_started", 1)
@@ -157,7 +133,7 @@ def _do(env: Any, aux: AuxProcess, *, shutdown: bool, cause: str, spread: bool =
                 aux.wait(min(delay, 0.1))
     try:
         CK.create_checkpoint(env, shutdown=shutdown, log=elog.log if log_ckpt else None, pace=pace)
-        env._ckpt_end = env.xlog.insert_pos
+        ckpt_end = env.xlog.insert_pos
     except Exception:
         with env.locks.CheckpointerLock:
             ctl.add("ckpt_failed", 1)
@@ -166,3 +142,4 @@ def _do(env: Any, aux: AuxProcess, *, shutdown: bool, cause: str, spread: bool =
     with env.locks.CheckpointerLock:
         ctl.set("ckpt_done", ctl.get("ckpt_started"))
         ctl.set("ckpt_time", time.time())
+    return ckpt_end

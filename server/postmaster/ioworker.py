@@ -11,59 +11,22 @@ lookup; a full queue makes the backend simply not prefetch.
 Signals: SIGTERM exits 0, SIGUSR1 wakes a worker (a request is waiting), SIGQUIT exits
 at once.  Crash meaning: attached to shared memory → crash reset.
 
-Shared state: the request ring (its own region, :func:`region_size`): head/tail words
-and the requests, guarded by IoQueueLock.
+Shared state: the request ring (:class:`pgbundle.server.storage.aio.ReadQueue`, its own
+region): head/tail words and the requests, guarded by IoQueueLock.
 """
 
 from __future__ import annotations
 
-import struct
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.postmaster.auxprocess import AuxProcess
+from pgbundle.server.storage.aio import ReadQueue
 
-_HDR = struct.Struct("<II")
-_REQ = struct.Struct("<III")
-CAPACITY = 256
-
-
-class ReadQueue:
-    """A ring of (dboid, relnode, block) read requests in shared memory."""
-
-    def __init__(self, shm: Any, locks: Any) -> None:
-        self.buf = shm.buf
-        self.off = shm.layout.ioq_off
-        self.lock = locks.IoQueueLock
-
-    def push(self, reqs: list[tuple[int, int, int]]) -> int:
-        n = 0
-        with self.lock:
-            head, tail = _HDR.unpack_from(self.buf, self.off)
-            for r in reqs:
-                if tail - head >= CAPACITY:
-                    break
-                _REQ.pack_into(self.buf, self.off + _HDR.size + (tail % CAPACITY) * _REQ.size, *r)
-                tail += 1
-                n += 1
-            _HDR.pack_into(self.buf, self.off, head, tail)
-        return n
-
-    def pop(self, k: int = 8) -> list[tuple[int, int, int]]:
-        out = []
-        with self.lock:
-            head, tail = _HDR.unpack_from(self.buf, self.off)
-            while head < tail and len(out) < k:
-                out.append(_REQ.unpack_from(self.buf, self.off + _HDR.size + (head % CAPACITY) * _REQ.size))
-                head += 1
-            _HDR.pack_into(self.buf, self.off, head, tail)
-        return out
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
 
 
-def region_size(layout: Any) -> int:
-    return _HDR.size + CAPACITY * _REQ.size
-
-
-def main(ctx: Any, n: int) -> int:
+def main(ctx: ChildContext, n: int) -> int:
     aux = AuxProcess(ctx, "io worker", None)
     env = aux.env
     q = ReadQueue(env.shm, env.locks)

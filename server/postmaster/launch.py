@@ -15,10 +15,17 @@ import gc
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.utils import elog
+
+if TYPE_CHECKING:
+    from pgbundle.server.storage.lwlock import Locks
+    from pgbundle.server.storage.shmem import Shmem
+    from pgbundle.server.utils.guc import Settings
 
 
 @dataclass
@@ -26,9 +33,9 @@ class ChildContext:
     """Everything a child needs, inherited through fork."""
 
     datadir: str
-    settings: Any
-    shm: Any = None
-    locks: Any = None
+    settings: Settings
+    shm: Shmem | None = None  # None before the postmaster creates it and between crash reset and re-creation
+    locks: Locks | None = None
     stats_sock: socket.socket | None = None  # backend end of the stats datagram pair
     stats_recv: socket.socket | None = None  # collector end
     pm_alive_fd: int = -1  # read end of the postmaster-alive pipe
@@ -38,6 +45,7 @@ class ChildContext:
     log_pipe_w: int = -1
 
 
+_setproctitle: ModuleType | None
 try:  # imported here, before any fork: children set their title without an import
     import setproctitle as _setproctitle
 except ImportError:  # pragma: no cover - a declared dependency

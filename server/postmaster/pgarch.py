@@ -21,34 +21,21 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
+from pgbundle.server.access.xlog import segment_number
+from pgbundle.server.access.xlogarchive import status_dir
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
+
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+    from pgbundle.server.storage.ipc import Env
 
 NUM_ARCHIVE_RETRIES = 3
 
 
-def status_dir(datadir: str) -> str:
-    return os.path.join(datadir, "pg_wal", "archive_status")
-
-
-def mark_ready(datadir: str, segname: str) -> None:
-    d = status_dir(datadir)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, segname + ".ready"), "w"):
-        pass
-
-
-def is_archived(datadir: str, segname: str) -> bool:
-    return not os.path.exists(os.path.join(status_dir(datadir), segname + ".ready"))
-
-
-def _segno(name: str, segsize: int) -> int:
-    return int(name[8:16], 16) * (0x100000000 // segsize) + int(name[16:24], 16)
-
-
-def main(ctx: Any) -> int:
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "archiver", "ArchiverMain")
     env = aux.env
     ctl = env.ctl
@@ -64,7 +51,7 @@ def main(ctx: Any) -> int:
         aux.wait(60.0)
 
 
-def _archive_ready(ctx: Any, env: Any, segsize: int) -> None:
+def _archive_ready(ctx: ChildContext, env: Env, segsize: int) -> None:
     ctl = env.ctl
     cmd = str(ctx.settings.value("archive_command") or "")
     d = status_dir(ctx.datadir)
@@ -87,7 +74,7 @@ def _archive_ready(ctx: Any, env: Any, segsize: int) -> None:
             elog.log(f"archive command failed with exit code {r.returncode}", "LOG",
                      detail=f'The failed archive command was: {command}')
             ctl.add("failed_count", 1)
-            ctl.set("last_failed_segno", _segno(seg, segsize))
+            ctl.set("last_failed_segno", segment_number(seg, segsize))
             ctl.set("last_failed_time", time.time())
             time.sleep(1.0)
         if not ok:
@@ -96,5 +83,5 @@ def _archive_ready(ctx: Any, env: Any, segsize: int) -> None:
             return
         os.rename(os.path.join(d, seg + ".ready"), os.path.join(d, seg + ".done"))
         ctl.add("archived_count", 1)
-        ctl.set("last_archived_segno", _segno(seg, segsize))
+        ctl.set("last_archived_segno", segment_number(seg, segsize))
         ctl.set("last_archived_time", time.time())

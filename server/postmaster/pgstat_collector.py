@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import os
 import select
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import pgstat
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
+
 STAT_FILE = os.path.join("pg_stat", "pgstat.stat")
 
 
-def main(ctx: Any, load_saved: bool) -> int:
+def main(ctx: ChildContext, load_saved: bool) -> int:
     aux = AuxProcess(ctx, "stats collector", "PgStatMain")
     env = aux.env
     region = pgstat.Region(env.shm)
@@ -51,6 +54,8 @@ def main(ctx: Any, load_saved: bool) -> int:
     except FileNotFoundError:
         pass
     sock = ctx.stats_recv
+    if sock is None:
+        raise RuntimeError("statistics collector started without its socket")
     sock.setblocking(False)
     dec = msgspec.msgpack.Decoder()
     while True:
@@ -62,7 +67,7 @@ def main(ctx: Any, load_saved: bool) -> int:
             os.rename(path + ".tmp", path)
             aux.detach()
             return 0
-        fds = [sock.fileno(), aux._latch_r]
+        fds = [sock.fileno(), aux.latch_fd]
         if ctx.pm_alive_fd >= 0:
             fds.append(ctx.pm_alive_fd)
         try:
@@ -71,9 +76,9 @@ def main(ctx: Any, load_saved: bool) -> int:
             r = []
         if ctx.pm_alive_fd in r:
             aux.postmaster_died()
-        if aux._latch_r in r:
+        if aux.latch_fd in r:
             try:
-                os.read(aux._latch_r, 4096)
+                os.read(aux.latch_fd, 4096)
             except BlockingIOError:
                 pass
         _drain(sock, dec, region)

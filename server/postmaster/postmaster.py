@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import importlib
 import os
 import selectors
 import signal
@@ -37,17 +38,28 @@ import sys
 import time
 from typing import Any
 
-from pgbundle.server.postmaster import launch
-from pgbundle.server.utils import elog
-
-PM_INIT = 0
-PM_STARTUP = 1
-PM_RUN = 2
-PM_WAIT_BACKENDS = 3
-PM_SHUTDOWN = 4
-PM_CRASH = 5
-PM_IMMEDIATE = 6
-PM_RECOVERY = 7
+import pgbundle.server.access.engine  # noqa: F401  (children use it: loaded before the first fork)
+from pgbundle.server.access import control
+from pgbundle.server.catalog import bootstrap
+from pgbundle.server.postmaster import (
+    autovacuum,
+    bgworker,
+    bgwriter,
+    checkpointer,
+    ioworker,
+    launch,
+    pgarch,
+    pgstat_collector,
+    startup,
+    syslogger,
+    walsummarizer,
+    walwriter,
+)
+from pgbundle.server.storage import bufmgr, clog, lwlock, pmsignal, shmem
+from pgbundle.server.storage.pmsignal import PMSignalReason, PMState
+from pgbundle.server.tcop import async_notify, postgres
+from pgbundle.server.utils import elog, pgstat
+from pgbundle.server.utils.guc import SERVER_VERSION
 
 SIGKILL_AFTER = 5.0
 
@@ -84,7 +96,7 @@ class Postmaster:
         self.datadir = os.path.abspath(datadir)
         self.settings = settings
         self.children: dict[int, Child] = {}
-        self.state = PM_INIT
+        self.state = PMState.INIT
         self.shutdown_mode: str | None = None
         self.crash_started = 0.0
         self.ctx = launch.ChildContext(self.datadir, settings)
@@ -98,8 +110,6 @@ class Postmaster:
 
     # ------------------------------------------------------------------ startup
     def run(self) -> int:
-        from pgbundle.server.catalog import bootstrap
-
         if not bootstrap.is_initialized(self.datadir):
             bootstrap.initdb(self.datadir, echo=lambda *a, **k: print(*a, file=sys.stderr))
         self._load_config()
@@ -111,13 +121,11 @@ class Postmaster:
 
     def _load_config(self) -> None:
         s = self.settings
-        cmdline = getattr(s, "_cmdline", {})
+        cmdline = s.cmdline
         s.load_file(os.path.join(self.datadir, "postgresql.conf"))
         s.load_file(os.path.join(self.datadir, "postgresql.auto.conf"), strict=False)
         s.apply_options(cmdline)
         s.set("data_directory", self.datadir, source="override")
-        from pgbundle.server.access import control
-
         s.set_internal("wal_segment_size", control.read(self.datadir).wal_segment_size)
 
     def _pidfile(self) -> str:
@@ -237,8 +245,6 @@ class Postmaster:
         if os.geteuid() == 0:
             elog.log("running the server as root: pgbundle does not refuse, but PostgreSQL would "
                      "(\"root\" execution of the PostgreSQL server is not permitted)", "WARNING")
-        from pgbundle.server.utils.guc import SERVER_VERSION
-
         elog.log(f"starting PostgreSQL {SERVER_VERSION} compatible pgbundle server")
         # children exit when this pipe's write end (ours only) closes
         r, w = os.pipe()
@@ -254,19 +260,13 @@ class Postmaster:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(wr, selectors.EVENT_READ, "signal")
-        from pgbundle.server.utils import pgstat
-
         self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
-        # import what children use so fork shares it copy-on-write
-        import pgbundle.server.access.engine  # noqa: F401
-        import pgbundle.server.tcop.postgres  # noqa: F401
-
+        # import what children use so fork shares it copy-on-write (the engine and the
+        # protocol loop are imported with this module)
         try:
-            import importlib
-
             for mod in _BACKEND_MODULES:
                 importlib.import_module(mod)
-            from pgbundle.server.sql import literals
+            from pgbundle.server.sql import literals  # lazy: preloaded; a broken SQL layer only warns
 
             literals.extract("select 1")  # libpg_query's per-process setup, inherited by every child
         except ImportError as exc:
@@ -277,9 +277,6 @@ class Postmaster:
         return self._loop()
 
     def _init_shmem(self) -> None:
-        from pgbundle.server.storage import bufmgr, clog, lwlock, shmem
-        from pgbundle.server.tcop import async_notify
-
         async_notify.clear_all(self.datadir)  # AsyncShmemInit: no listener survives a (re)start
         shm = shmem.create(self.settings)
         bufmgr.init_descriptors(shm)
@@ -300,14 +297,10 @@ class Postmaster:
         return pid
 
     def _start_startup(self, recovery: bool) -> None:
-        from pgbundle.server.postmaster import startup
-
-        self.state = PM_RECOVERY if recovery else PM_STARTUP
+        self.state = PMState.RECOVERY if recovery else PMState.STARTUP
         self._fork("startup", "pgbundle: startup", startup.main)
 
     def _start_aux(self) -> None:
-        from pgbundle.server.postmaster import autovacuum, bgwriter, checkpointer, pgstat_collector, walwriter
-
         kinds = {c.kind for c in self.children.values()}
         if "checkpointer" not in kinds:
             self._fork("checkpointer", "pgbundle: checkpointer", checkpointer.main)
@@ -315,7 +308,7 @@ class Postmaster:
             self._fork("bgwriter", "pgbundle: background writer", bgwriter.main)
         if "walwriter" not in kinds:
             self._fork("walwriter", "pgbundle: walwriter", walwriter.main)
-        if "statscollector" not in kinds:
+        if "statscollector" not in kinds and self.ctx.stats_recv is not None:
             self._fork("statscollector", "pgbundle: stats collector", pgstat_collector.main, self.clean_start,
                        keep_fds=(self.ctx.stats_recv.fileno(),))
         if "avlauncher" not in kinds and self.settings.value("autovacuum"):
@@ -325,8 +318,6 @@ class Postmaster:
     def _start_optional(self) -> None:
         """Processes that exist only when configured: archiver, WAL summarizer, io workers,
         user background workers."""
-        from pgbundle.server.postmaster import bgworker, ioworker, pgarch, walsummarizer
-
         s = self.settings
         kinds = [c.kind for c in self.children.values()]
         if s.value("archive_mode") != "off" and "archiver" not in kinds:
@@ -382,7 +373,7 @@ class Postmaster:
             for sig in sigs:
                 self._handle_signal(sig)
             self._reap()
-            if self.state == PM_RUN and not self.shutdown_mode and self._bgw_restart_at:
+            if self.state == PMState.RUN and not self.shutdown_mode and self._bgw_restart_at:
                 self._start_optional()
             done = self._advance()
             if done is not None:
@@ -401,9 +392,9 @@ class Postmaster:
             elog.log("received immediate shutdown request")
             self.shutdown_mode = "immediate"
             if self.ctx.shm is not None:
-                self.ctx.shm.control.set("pm_state", PM_IMMEDIATE)
+                pmsignal.set_pm_state(self.ctx.shm.control, PMState.IMMEDIATE)
             self._signal_children(signal.SIGQUIT)
-            self.state = PM_IMMEDIATE
+            self.state = PMState.IMMEDIATE
             self.crash_started = time.time()
         elif sig == signal.SIGHUP:
             elog.log("received SIGHUP, reloading configuration files")
@@ -413,29 +404,26 @@ class Postmaster:
             self._pmsignal()
 
     def _pmsignal(self) -> None:
-        from pgbundle.server.postmaster import autovacuum
-
-        shm = self.ctx.shm
-        if shm is None or self.state != PM_RUN or self.shutdown_mode:
+        shm, locks = self.ctx.shm, self.ctx.locks
+        if shm is None or locks is None or self.state != PMState.RUN or self.shutdown_mode:
             return
         ctl = shm.control
-        with self.ctx.locks.AutovacuumLock:
-            flags = ctl.get("pmsignal")
-            ctl.set("pmsignal", 0)
+        with locks.AutovacuumLock:
+            flags = pmsignal.take_reasons(ctl)
             want = ctl.get("av_request_pending")
             dboid = ctl.get("av_request_db")
             ctl.set("av_request_pending", 0)
-        if flags & autovacuum.PMSIGNAL_START_AUTOVAC_WORKER and want:
+        if flags & PMSignalReason.START_AUTOVAC_WORKER and want:
             if len(self._kinds("avworker")) < int(self.settings.value("autovacuum_max_workers")):
                 self._fork("avworker", "pgbundle: autovacuum worker", autovacuum.worker_main, dboid)
 
     def _begin_shutdown(self) -> None:
-        if self.state in (PM_STARTUP, PM_RECOVERY):
+        if self.state in (PMState.STARTUP, PMState.RECOVERY):
             self._signal_children(signal.SIGQUIT, ("startup",))
         if self.shutdown_mode == "fast":
             self._signal_children(signal.SIGTERM, ("backend", "avworker", "bgworker"))
-        if self.state in (PM_RUN, PM_STARTUP, PM_RECOVERY):
-            self.state = PM_WAIT_BACKENDS
+        if self.state in (PMState.RUN, PMState.STARTUP, PMState.RECOVERY):
+            self.state = PMState.WAIT_BACKENDS
         self._pid_status("stopping")
 
     def _accept(self, ls: Any) -> None:
@@ -449,8 +437,6 @@ class Postmaster:
                 return
             conn.setblocking(True)
             dead_end = self._dead_end_reason()
-            from pgbundle.server.tcop import postgres
-
             if dead_end is None and len(self._kinds("backend")) >= 2 * int(self.settings.value("max_connections")):
                 dead_end = ("53300", "sorry, too many clients already")
             try:
@@ -464,11 +450,11 @@ class Postmaster:
             conn.close()
 
     def _dead_end_reason(self) -> tuple[str, str] | None:
-        if self.shutdown_mode is not None or self.state in (PM_WAIT_BACKENDS, PM_SHUTDOWN, PM_IMMEDIATE):
+        if self.shutdown_mode is not None or self.state in (PMState.WAIT_BACKENDS, PMState.SHUTDOWN, PMState.IMMEDIATE):
             return ("57P03", "the database system is shutting down")
-        if self.state == PM_STARTUP:
+        if self.state == PMState.STARTUP:
             return ("57P03", "the database system is starting up")
-        if self.state in (PM_RECOVERY, PM_CRASH):
+        if self.state in (PMState.RECOVERY, PMState.CRASH):
             return ("57P03", "the database system is in recovery mode")
         return None
 
@@ -507,17 +493,18 @@ class Postmaster:
     def _child_exited(self, child: Child, status: int) -> None:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
         if child.kind == "syslogger":
-            if self.state not in (PM_SHUTDOWN,) and not (self.shutdown_mode and not self.children):
+            if self.state not in (PMState.SHUTDOWN,) and not (self.shutdown_mode and not self.children):
                 self._start_syslogger()
             return
         if child.kind == "deadend":
             return
         if child.kind == "startup":
-            if self.state in (PM_CRASH, PM_IMMEDIATE) or self.shutdown_mode:
+            if self.state in (PMState.CRASH, PMState.IMMEDIATE) or self.shutdown_mode:
                 return
             if code == 0:
-                self.state = PM_RUN
-                self.ctx.shm.control.set("pm_state", PM_RUN)
+                self.state = PMState.RUN
+                if self.ctx.shm is not None:
+                    pmsignal.set_pm_state(self.ctx.shm.control, PMState.RUN)
                 self._start_aux()
                 self._pid_status("ready")
                 elog.log("database system is ready to accept connections")
@@ -526,18 +513,18 @@ class Postmaster:
             elog.log("aborting startup due to startup process failure")
             self.exit_code = 1
             self.shutdown_mode = "abort"
-            self.state = PM_SHUTDOWN
+            self.state = PMState.SHUTDOWN
             return
         normal = code in (0, 1) and child.kind in ("backend", "avworker", "bgworker")
-        if child.kind == "bgworker" and normal and self.state == PM_RUN and not self.shutdown_mode:
+        if child.kind == "bgworker" and normal and self.state == PMState.RUN and not self.shutdown_mode:
             delay = int(self.settings.value("bgworker_restart_time"))
             self._bgw_restart_at[child.extra] = -1 if code == 0 or delay < 0 else time.time() + delay
-        if child.kind in ("checkpointer",) and code == 0 and self.state == PM_SHUTDOWN:
+        if child.kind in ("checkpointer",) and code == 0 and self.state == PMState.SHUTDOWN:
             normal = True
         if child.kind in ("bgwriter", "walwriter", "statscollector", "avlauncher", "archiver", "walsummarizer",
                           "ioworker") and code == 0 and self.shutdown_mode:
             normal = True
-        if self.state in (PM_CRASH, PM_IMMEDIATE):
+        if self.state in (PMState.CRASH, PMState.IMMEDIATE):
             return
         if normal:
             return
@@ -549,9 +536,9 @@ class Postmaster:
             elog.log("shutting down because restart_after_crash is off")
         elog.log("terminating any other active server processes")
         if self.ctx.shm is not None:
-            self.ctx.shm.control.set("pm_state", PM_CRASH)
+            pmsignal.set_pm_state(self.ctx.shm.control, PMState.CRASH)
         self._signal_children(signal.SIGQUIT)
-        self.state = PM_CRASH
+        self.state = PMState.CRASH
         self.crash_started = time.time()
         self.clean_start = False
         if not self.settings.value("restart_after_crash"):
@@ -564,7 +551,7 @@ class Postmaster:
     def _advance(self) -> int | None:
         """State transitions that depend on which children are left."""
         now = time.time()
-        if self.state in (PM_CRASH, PM_IMMEDIATE):
+        if self.state in (PMState.CRASH, PMState.IMMEDIATE):
             others = self._others()
             if others and now - self.crash_started > SIGKILL_AFTER:
                 for c in others:
@@ -574,21 +561,20 @@ class Postmaster:
                         pass
             if others:
                 return None
-            if self.state == PM_IMMEDIATE or self.shutdown_mode:
+            if self.state == PMState.IMMEDIATE or self.shutdown_mode:
                 return self._finish()
             elog.log("all server processes terminated; reinitializing")
             self.ctx.shm = None
             self.ctx.locks = None
             gc.collect()
-            from pgbundle.server.utils import pgstat
-
-            self.ctx.stats_recv.close()
-            self.ctx.stats_sock.close()
+            for old in (self.ctx.stats_recv, self.ctx.stats_sock):
+                if old is not None:
+                    old.close()
             self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
             self._init_shmem()
             self._start_startup(recovery=True)
             return None
-        if self.state == PM_WAIT_BACKENDS:
+        if self.state == PMState.WAIT_BACKENDS:
             if self._kinds("backend", "avworker", "startup"):
                 return None
             if self.shutdown_mode == "smart" and self._kinds("bgworker"):
@@ -600,9 +586,9 @@ class Postmaster:
                 return None
             if self._kinds("checkpointer"):
                 self._signal_children(signal.SIGUSR2, ("checkpointer",))
-            self.state = PM_SHUTDOWN
+            self.state = PMState.SHUTDOWN
             return None
-        if self.state == PM_SHUTDOWN:
+        if self.state == PMState.SHUTDOWN:
             if self._kinds("checkpointer", "avlauncher", "bgwriter", "walwriter", "startup"):
                 return None
             if self._kinds("statscollector", "archiver"):
@@ -647,8 +633,6 @@ class Postmaster:
 
 
 def _syslogger_main(ctx: Any) -> int:
-    from pgbundle.server.postmaster import syslogger
-
     return syslogger.main(ctx)
 
 

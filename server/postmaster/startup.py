@@ -16,14 +16,17 @@ construction: no other shared-memory process runs yet) and the WAL positions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.access import recovery
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 from pgbundle.server.utils import elog
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
 
-def main(ctx: Any) -> int:
+
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "startup", "RecoveryWalStream")
     aux.env.ctl.set("in_recovery", 1)
     recovery.startup(aux.env, elog.log)

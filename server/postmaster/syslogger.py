@@ -20,10 +20,13 @@ import os
 import select
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
 
 
-def main(ctx: Any) -> int:
+def main(ctx: ChildContext) -> int:
     s = ctx.settings
     rotate_flag = [False]
     signal.signal(signal.SIGUSR1, lambda sig, frame: rotate_flag.__setitem__(0, True))

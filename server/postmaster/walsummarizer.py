@@ -22,17 +22,20 @@ import json
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.access.xlog import WalReader
 from pgbundle.server.postmaster.auxprocess import AuxProcess
+
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
 
 
 def summary_name(start: int, end: int, tli: int = 1) -> str:
     return f"{tli:08X}{start >> 32:08X}{start & 0xFFFFFFFF:08X}{end >> 32:08X}{end & 0xFFFFFFFF:08X}.summary"
 
 
-def main(ctx: Any) -> int:
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "walsummarizer", "WalSummarizerMain", signals={signal.SIGINT: "shutdown"})
     env = aux.env
     ctl = env.ctl
@@ -76,7 +79,7 @@ def _resume_point(sdir: str) -> int:
     return best
 
 
-def _summarize(reader: WalReader, start: int, limit: int) -> tuple[int, dict]:
+def _summarize(reader: WalReader, start: int, limit: int) -> tuple[int, dict[tuple[int, int, int], set[int]]]:
     blocks: dict[tuple[int, int, int], set[int]] = {}
     end = start
     lsn = start
@@ -91,7 +94,7 @@ def _summarize(reader: WalReader, start: int, limit: int) -> tuple[int, dict]:
     return end, blocks
 
 
-def _write(sdir: str, start: int, end: int, blocks: dict) -> None:
+def _write(sdir: str, start: int, end: int, blocks: dict[tuple[int, int, int], set[int]]) -> None:
     body = {"start": start, "end": end,
             "blocks": [[d, r, f, sorted(b)] for (d, r, f), b in sorted(blocks.items())]}
     path = os.path.join(sdir, summary_name(start, end))

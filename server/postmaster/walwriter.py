@@ -12,12 +12,15 @@ Shared state: ``write_pos``/``flush_pos`` under WALWriteLock (see xlog).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.postmaster.auxprocess import AuxProcess
 
+if TYPE_CHECKING:
+    from pgbundle.server.postmaster.launch import ChildContext
 
-def main(ctx: Any) -> int:
+
+def main(ctx: ChildContext) -> int:
     aux = AuxProcess(ctx, "walwriter", "WalWriterMain")
     env = aux.env
     while True:

@@ -32,25 +32,24 @@ import time
 from typing import Any
 
 from pgbundle.server.storage import freelist
+from pgbundle.server.storage.buf_internals import (
+    CHECKPOINT_NEEDED,
+    DIRTY,
+    IO_ERROR,
+    IO_IN_PROGRESS,
+    JUST_DIRTIED,
+    MAX_USAGE,
+    NONE,
+    STATE,
+    TAG,
+    TAG_VALID,
+    VALID,
+)
 from pgbundle.server.storage.lwlock import N_CONTENT, N_HEADER, N_MAPPING
 from pgbundle.server.storage.smgr import BLCKSZ
 
-TAG = struct.Struct("<IIIBxxx")
-STATE = struct.Struct("<BxHHxx")
-NONE = 0xFFFFFFFF
 _U32 = struct.Struct("<I")
 _LSN = struct.Struct("<Q")
-
-VALID = 1
-DIRTY = 2
-TAG_VALID = 4
-IO_IN_PROGRESS = 8
-JUST_DIRTIED = 16
-CHECKPOINT_NEEDED = 32
-IO_ERROR = 64
-PERMANENT = 128
-
-MAX_USAGE = 5
 
 
 def nbuckets(layout: Any) -> int:

@@ -10,17 +10,18 @@ moving it and cleans dirty buffers just ahead of it (:meth:`ClockSweep.lru_scan`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.storage.buf_internals import DIRTY, IO_IN_PROGRESS, MAX_USAGE, VALID
+
+if TYPE_CHECKING:
+    from pgbundle.server.storage.bufmgr import BufMgr
 
 
 class ClockSweep:
-    def __init__(self, bm: Any) -> None:
-        from pgbundle.server.storage import bufmgr
-
+    def __init__(self, bm: BufMgr) -> None:
         self.bm = bm
-        self._m = bufmgr
         self.lock = bm.locks.BufferStrategyLock
         self.st, self.off = bm.ctl.offset("next_victim")
 
@@ -32,8 +33,7 @@ class ClockSweep:
 
     def get_victim(self) -> int:
         bm = self.bm
-        m = self._m
-        tries = bm.n * (m.MAX_USAGE + 1) + 1
+        tries = bm.n * (MAX_USAGE + 1) + 1
         while tries > 0:
             tries -= 1
             b = self._tick()
@@ -41,7 +41,7 @@ class ClockSweep:
                 continue
             with bm.header[b % len(bm.header)]:
                 usage, flags, ref = bm.state(b)
-                if ref != 0 or flags & m.IO_IN_PROGRESS:
+                if ref != 0 or flags & IO_IN_PROGRESS:
                     continue
                 if usage > 0:
                     bm.set_state(b, usage - 1, flags, ref)
@@ -56,19 +56,18 @@ class ClockSweep:
         ``lookahead`` ones after the clock hand, at most ``max_pages``.  Returns (written,
         stopped_because_of_max_pages)."""
         bm = self.bm
-        m = self._m
         hand = self.st.unpack_from(bm.buf, self.off)[0]
         written = 0
         for i in range(lookahead):
             b = (hand + i) % bm.n
             usage, flags, ref = bm.state(b)
-            if ref != 0 or usage != 0 or not flags & m.DIRTY or not flags & m.VALID:
+            if ref != 0 or usage != 0 or not flags & DIRTY or not flags & VALID:
                 continue
             if written >= max_pages:
                 return written, True
             with bm.header[b % len(bm.header)]:
                 usage, flags, ref = bm.state(b)
-                if ref != 0 or not flags & m.DIRTY:
+                if ref != 0 or not flags & DIRTY:
                     continue
                 bm.set_state(b, usage, flags, ref + 1)
             bm.pins[b] = 1

@@ -5,8 +5,10 @@ commit log, buffer manager, proc array, fsync queue, free-space map, lock table.
 
 from __future__ import annotations
 
-from typing import Any
+import socket
+from typing import TYPE_CHECKING
 
+from pgbundle.server.access import checkpoint
 from pgbundle.server.access.xlog import XLog
 from pgbundle.server.storage.bufmgr import BufMgr
 from pgbundle.server.storage.clog import Clog
@@ -17,11 +19,16 @@ from pgbundle.server.storage.smgr import Smgr
 from pgbundle.server.storage.sync import SyncQueue
 from pgbundle.server.tcop import interrupts
 
+if TYPE_CHECKING:
+    from pgbundle.server.storage.lwlock import Locks
+    from pgbundle.server.storage.shmem import Shmem
+    from pgbundle.server.utils.guc import Settings
+
 
 class Env:
     """One process's handles on the shared segment."""
 
-    def __init__(self, shm: Any, locks: Any, datadir: str, settings: Any) -> None:
+    def __init__(self, shm: Shmem, locks: Locks, datadir: str, settings: Settings) -> None:
         self.shm = shm
         self.locks = locks
         self.datadir = datadir
@@ -37,6 +44,7 @@ class Env:
         self.locktable = LockTable(shm, locks)
         self.check_for_interrupts = interrupts.check_for_interrupts
         self.xlog.on_segment_switch = self._segment_switch
+        self.stats_sock: socket.socket | None = None  # the statistics collector's datagram socket
 
     def _segment_switch(self, segs: int) -> None:
         """Backends filling WAL segments request a checkpoint (checkpointer.c: the
@@ -44,6 +52,4 @@ class Env:
         max_wal = int(self.settings.value("max_wal_size")) * 1024 * 1024
         target = 1 + self.settings.value("checkpoint_completion_target")
         if segs * self.xlog.segsize >= max_wal / target:
-            from pgbundle.server.postmaster import checkpointer
-
-            checkpointer.request(self, checkpointer.CKPT_CAUSE_XLOG, wait=False)
+            checkpoint.request(self, checkpoint.CKPT_CAUSE_XLOG, wait=False)

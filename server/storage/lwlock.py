@@ -30,7 +30,7 @@ _CTX = multiprocessing.get_context("fork")
 def _lock() -> Any:
     """A new lock: the C semaphore object itself (``acquire(block=True, timeout=None)``,
     ``release()``, ``with``), unlinked at creation as the fork context does."""
-    return _CTX.Lock()._semlock
+    return _CTX.Lock()._semlock  # type: ignore[attr-defined]  # the C object under the Python wrapper
 
 
 NAMED = ("ProcArrayLock", "OidGenLock", "WALInsertLock", "WALWriteLock", "CheckpointerLock", "AutovacuumLock",

@@ -274,6 +274,10 @@ class ProcArray:
     def next_xid(self) -> int:
         return self._nx[0]
 
+    def set_next_xid(self, xid: int) -> None:
+        """Recovery (the startup process, alone): the next xid to hand out."""
+        self._nx_st.pack_into(self.buf, self._nx_off, xid)
+
     # ------------------------------------------------------------------ reading
     def pid_of_xid(self, xid: int) -> int:
         xids = self._arr.unpack_from(self.buf, self.xids_off)

@@ -35,11 +35,13 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-BLCKSZ = 8192
+from pgbundle.server.storage import aio, bufmgr, clog, lmgr, procarray, sync
+from pgbundle.server.storage.smgr import BLCKSZ
+from pgbundle.server.utils import pgstat
 
 # name -> struct code; the control block is a flat record of named fields.
 CONTROL_FIELDS: tuple[tuple[str, str], ...] = (
-    ("pm_state", "I"),  # see postmaster.PM_* (written by postmaster before fork, by startup)
+    ("pm_state", "I"),  # pmsignal.PMState, published by the postmaster (its only writer)
     ("next_xid", "I"),  # ProcArrayLock
     ("next_oid", "I"),  # OidGenLock
     ("oid_limit", "I"),  # OidGenLock: next_oid may go up to this before a NEXTOID record
@@ -59,7 +61,7 @@ CONTROL_FIELDS: tuple[tuple[str, str], ...] = (
     ("segs_since_ckpt", "Q"),
     ("av_request_db", "I"),  # AutovacuumLock: database the launcher wants a worker for
     ("av_request_pending", "I"),
-    ("pmsignal", "I"),  # bit flags child -> postmaster (PMSIGNAL_*)
+    ("pmsignal", "I"),  # pmsignal.PMSignalReason bits, child -> postmaster (AutovacuumLock)
     ("postmaster_pid", "I"),
     ("start_time", "d"),
     # pg_stat_bgwriter / pg_stat_checkpointer / pg_stat_wal counters (single writer each)
@@ -145,7 +147,8 @@ class Control:
         ``cell[0] = v`` a single aligned store (no zero-filled intermediate state, unlike
         struct.pack_into), for fields read without their lock."""
         st, off = self._f[name]
-        return memoryview(self.buf)[off: off + st.size].cast(st.format[-1])
+        fmt = st.format[-1]  # one of the struct codes of CONTROL_FIELDS: I, Q or d
+        return memoryview(self.buf)[off: off + st.size].cast(fmt)  # type: ignore[call-overload]
 
 
 @dataclass
@@ -164,10 +167,6 @@ class Layout:
     query_size: int = 1024
 
     def compute(self) -> None:
-        from pgbundle.server.postmaster import ioworker
-        from pgbundle.server.storage import bufmgr, clog, lmgr, procarray, sync
-        from pgbundle.server.utils import pgstat
-
         off = 0
 
         def take(n: int) -> int:
@@ -180,7 +179,7 @@ class Layout:
         self.procs_off = take(procarray.region_size(self))
         self.locks_off = take(lmgr.region_size(self))
         self.fsyncq_off = take(sync.region_size(self))
-        self.ioq_off = take(ioworker.region_size(self))
+        self.ioq_off = take(aio.region_size(self))
         self.stats_off = take(pgstat.region_size(self))
         self.clog_off = take(clog.region_size(self))
         self.buf_desc_off = take(bufmgr.descriptors_size(self))

@@ -367,7 +367,7 @@ class Notifier:
                     pass
 
     # ------------------------------------------------------------------ delivery
-    def collect(self) -> list[M.NotificationResponse]:
+    def collect(self) -> list[M.Message]:
         """Notifications waiting for this backend (call only outside a transaction)."""
         if not (self.wake or interrupts.notify_pending):
             return []

@@ -10,6 +10,8 @@ role's secret in pg_authid), check the database, then send AuthenticationOk, the
 ParameterStatus set, BackendKeyData and ReadyForQuery.
 
 Every failure is a FATAL ErrorResponse with PostgreSQL's SQLSTATE and text, then close.
+The client is a :class:`pgbundle.shared.netio.MessageConn`; the one byte refusing SSL is
+:data:`pgbundle.shared.protocol.SSL_REFUSED`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -25,23 +27,30 @@ from pgbundle.server.access import api
 from pgbundle.server.errors import FatalError, PgError
 from pgbundle.server.tcop import hba
 from pgbundle.shared.auth import md5 as md5auth, scram
-from pgbundle.shared.io import MessageStream
-from pgbundle.shared.protocol import codec, messages as M
-from pgbundle.shared.protocol.constants import PROTOCOL_3_0
+from pgbundle.shared.netio import ConnectionLost, MessageConn
+from pgbundle.shared.protocol import SSL_REFUSED, codec, messages as M
 from pgbundle.shared.protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from pgbundle.server.storage.procarray import ProcArray
+    from pgbundle.server.utils.guc import Settings
+
+# The type byte of the client's answers during authentication (PasswordMessage, SASLInitialResponse
+# and SASLResponse all travel as 'p').
+_PASSWORD_TYPE = M.PasswordMessage.TYPE[0]
 
 
 class CancelHandled(Exception):
     """The connection was a CancelRequest; it has been handled."""
 
 
-async def read_startup(ms: MessageStream, procs: Any) -> M.StartupMessage:
+async def read_startup(ms: MessageConn, procs: ProcArray | None) -> M.StartupMessage:
     """Packets until the StartupMessage; answers SSL/GSS requests, serves cancels."""
     while True:
         typ, payload = await ms.receive()
         msg = codec.decode_startup(payload)
         if isinstance(msg, (M.SSLRequest, M.GSSENCRequest)):
-            await ms.send_raw(b"N")
+            await ms.conn.send_all(SSL_REFUSED)
             continue
         if isinstance(msg, M.CancelRequest):
             key = int.from_bytes(msg.secret_key[:4], "big") if len(msg.secret_key) >= 4 else -1
@@ -59,7 +68,6 @@ async def read_startup(ms: MessageStream, procs: Any) -> M.StartupMessage:
         unknown = tuple(k for k in msg.params if k.startswith("_pq_."))
         if minor > 0 or unknown:
             await ms.send(M.NegotiateProtocolVersion(0, unknown))
-        _ = PROTOCOL_3_0
         return msg
 
 
@@ -100,7 +108,7 @@ def normalize_params(params: dict[str, str]) -> dict[str, str]:
     return out
 
 
-async def authenticate(ms: MessageStream, *, method: str, role: api.RoleInfo | None, user: str) -> None:
+async def authenticate(ms: MessageConn, *, method: str, role: api.RoleInfo | None, user: str) -> None:
     """Run the exchange for ``method``; raise FatalError 28P01 on failure."""
     fail = FatalError("28P01", f'password authentication failed for user "{user}"')
     if method == "trust":
@@ -115,7 +123,7 @@ async def authenticate(ms: MessageStream, *, method: str, role: api.RoleInfo | N
     if method == "scram-sha-256":
         await ms.send(M.AuthenticationSASL((scram.MECHANISM,)))
         typ, payload = await ms.receive()
-        if typ != ord("p"):
+        if typ != _PASSWORD_TYPE:
             raise FatalError("08P01", f"expected SASL response, got message type {typ}")
         init = codec.parse_sasl_initial_response(payload)
         if init.mechanism != scram.MECHANISM:
@@ -129,7 +137,7 @@ async def authenticate(ms: MessageStream, *, method: str, role: api.RoleInfo | N
             raise fail from None
         await ms.send(M.AuthenticationSASLContinue(first.encode()))
         typ, payload = await ms.receive()
-        if typ != ord("p"):
+        if typ != _PASSWORD_TYPE:
             raise FatalError("08P01", f"expected SASL response, got message type {typ}")
         try:
             final = v.server_final(payload.decode())
@@ -141,7 +149,7 @@ async def authenticate(ms: MessageStream, *, method: str, role: api.RoleInfo | N
         salt = secrets.token_bytes(4)
         await ms.send(M.AuthenticationMD5Password(salt))
         typ, payload = await ms.receive()
-        if typ != ord("p"):
+        if typ != _PASSWORD_TYPE:
             raise FatalError("08P01", f"expected password response, got message type {typ}")
         resp = codec.parse_password(payload)
         if secret is None or not md5auth.is_md5_secret(secret) or not md5auth.md5_verify(user, secret, salt, resp):
@@ -166,7 +174,7 @@ async def authenticate(ms: MessageStream, *, method: str, role: api.RoleInfo | N
     raise FatalError("28000", f'authentication method "{method}" not supported')
 
 
-def hba_method(datadir: str, settings: Any, *, local: bool, address: str | None, database: str, user: str) -> str:
+def hba_method(datadir: str, settings: Settings, *, local: bool, address: str | None, database: str, user: str) -> str:
     rules = hba.parse(hba.hba_path(datadir, settings))
     line = hba.match(rules, local=local, address=address, database=database, user=user)
     if line is None:
@@ -176,13 +184,13 @@ def hba_method(datadir: str, settings: Any, *, local: bool, address: str | None,
     return line.method
 
 
-async def send_fatal(ms: MessageStream, err: PgError) -> None:
+async def send_fatal(ms: MessageConn, err: PgError) -> None:
     if err.severity != "FATAL":
         err.severity = "FATAL"
     try:
         with trio.move_on_after(1):
             await ms.send(M.ErrorResponse(err.fields()))
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+    except (ConnectionLost, OSError):
         pass
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pgbundle.server.errors import PgError
+
+if TYPE_CHECKING:
+    from pgbundle.server.utils.guc import Settings
 
 METHODS = ("trust", "reject", "md5", "scram-sha-256", "password", "peer", "ident")
 
@@ -21,13 +25,13 @@ class HbaLine:
     conntype: str
     databases: tuple[str, ...]
     users: tuple[str, ...]
-    network: object | None
+    network: str | ipaddress.IPv4Network | ipaddress.IPv6Network | None  # all/samehost/samenet or a network
     method: str
     line: int
 
 
 def parse(path: str) -> list[HbaLine]:
-    out = []
+    out: list[HbaLine] = []
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -46,7 +50,7 @@ def parse(path: str) -> list[HbaLine]:
         dbs = tuple(tok[1].split(","))
         users = tuple(tok[2].split(","))
         rest = tok[3:]
-        network = None
+        network: str | ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
         if conntype != "local":
             addr = rest.pop(0)
             if addr in ("all", "samehost", "samenet"):
@@ -101,6 +105,6 @@ def match(rules: list[HbaLine], *, local: bool, address: str | None, database: s
     return None
 
 
-def hba_path(datadir: str, settings: object) -> str:
+def hba_path(datadir: str, settings: Settings) -> str:
     p = str(settings.value("hba_file") or "")
     return p or os.path.join(datadir, "pg_hba.conf")

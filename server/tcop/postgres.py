@@ -15,43 +15,65 @@ the idle wait so that the notifications go out at once (:mod:`.async_notify`); e
 that ends with ReadyForQuery passes through :class:`.session_report.BackendReport`
 (notifications, ``pgbundle.session_state``, pg_stat_activity's client identity).  At
 session end the backend stops listening and drops its temporary relations.
+
+I/O: the client socket is a :class:`pgbundle.shared.netio.Conn` (non-blocking; answers go
+straight into the socket when it has room, a trio wait only when nothing has arrived or
+the socket is full, a checkpoint every few unblocked calls so that the watcher tasks run
+even under a client that never lets the socket go empty) read and written whole messages
+at a time through :class:`~pgbundle.shared.netio.MessageConn`.  A vanished client is
+``EOFError`` (read) or :class:`~pgbundle.shared.netio.ConnectionLost` (write); the SIGQUIT
+handler writes its last ErrorResponse with a plain ``os.write`` on the socket's descriptor.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from pgbundle.server.access import api
+from pgbundle.server.catalog import tempns
 from pgbundle.server.errors import FatalError, PgError
+from pgbundle.server.postmaster.launch import ChildContext, set_title
+from pgbundle.server.storage import pmsignal
+from pgbundle.server.storage.procarray import ProcArray
 from pgbundle.server.tcop import backend_startup as BS, interrupts
+from pgbundle.server.tcop.async_notify import Notifier
+from pgbundle.server.tcop.session_report import BackendReport
 from pgbundle.server.utils import elog
-from pgbundle.shared.io import RECEIVE_SIZE, MessageStream
-from pgbundle.shared.protocol import codec, messages as M
+from pgbundle.shared.netio import Conn, ConnectionLost, MessageConn
+from pgbundle.shared.protocol import TransactionStatus, codec, messages as M
 from pgbundle.shared.protocol.errors import ProtocolError
 from pgbundle.shared.protocol.framing import NEED_DATA
 from pgbundle.shared.sqlstate import error_fields
 
-_client_fd = -1
-_ctx: Any = None
+if TYPE_CHECKING:
+    from pgbundle.server.storage.ipc import Env
+    from pgbundle.server.utils.guc import Settings
 
-PM_CRASH = 5
-PM_IMMEDIATE = 6
+_client_fd = -1
+_ctx: ChildContext | None = None
+
+# Session.transaction_status is the ReadyForQuery status as a one-character string.
+_IDLE = TransactionStatus.IDLE.char
+_IDLE_STATES = {_IDLE: "idle", TransactionStatus.IN_BLOCK.char: "idle in transaction",
+                TransactionStatus.FAILED.char: "idle in transaction (aborted)"}
 
 
 def _quickdie(signum: int, frame: Any) -> None:
     """SIGQUIT: tell the client why, then _exit(2) without cleanup (shared memory may be
     corrupt)."""
-    reason = 0
+    reason = pmsignal.PMState.INIT
     try:
-        reason = _ctx.shm.control.get("pm_state") if _ctx is not None else 0
+        if _ctx is not None and _ctx.shm is not None:
+            reason = pmsignal.pm_state(_ctx.shm.control)
     except Exception:
         pass
-    if reason == PM_IMMEDIATE:
+    if reason == pmsignal.PMState.IMMEDIATE:
         fields = error_fields("57P01", "terminating connection due to immediate shutdown command", "FATAL")
     else:
         fields = error_fields(
@@ -67,7 +89,7 @@ def _quickdie(signum: int, frame: Any) -> None:
     os._exit(2)
 
 
-def backend_main(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None = None) -> int:
+def backend_main(ctx: ChildContext, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None = None) -> int:
     """Entry point in the forked child; returns the exit code."""
     global _client_fd, _ctx
     _ctx = ctx
@@ -79,27 +101,30 @@ def backend_main(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
     os.set_blocking(rfd, False)
     os.set_blocking(wfd, False)
     interrupts.wake_fd = wfd
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass
     _precise_sleeps()
     return trio.run(_serve, ctx, sock, addr, dead_end, rfd)
+
+
+class LoopEngine(Protocol):
+    """What the protocol loop uses of its backend's engine (the BackendEngine)."""
+
+    procs: ProcArray
+    settings: Settings
+    env: Env
 
 
 class _State:
     die = False
     pm_dead = False
-    report: Any = None
+    report: BackendReport | None = None
 
 
 async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None, rfd: int) -> int:
     from pgbundle.server.access.engine import BackendEngine
     from pgbundle.server.storage.ipc import Env
 
-    tsock = trio.socket.from_stdlib_socket(sock)
-    stream = trio.SocketStream(tsock)
-    ms = MessageStream(stream, startup=True)
+    conn = Conn(sock)  # non-blocking, TCP_NODELAY
+    ms = MessageConn(conn, startup=True)
     settings = ctx.settings.copy()
     local = sock.family == socket.AF_UNIX
     client_addr = "local" if local else (addr[0] if addr else "")
@@ -163,11 +188,9 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
 
             session = Session(engine, database=db.name, user=role.name, settings=settings, params=params,
                               pid=os.getpid())
-            from pgbundle.server.tcop.async_notify import Notifier
-            from pgbundle.server.tcop.session_report import BackendReport
 
             notifier = Notifier(ctx.datadir, db.oid, procs)
-            session.notifier = notifier
+            session.notifier = notifier  # type: ignore[attr-defined]  # read by the SQL side's LISTEN/NOTIFY
             engine.xact_callbacks.append(notifier.at_xact)
             report = st.report = BackendReport(session, engine, notifier, params, procs, client_addr, client_port)
             if settings.value("log_connections"):
@@ -175,8 +198,8 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
                          + (f" application_name={params['application_name']}" if params.get("application_name")
                             else ""))
             await ms.send(M.AuthenticationOk(), *session.startup_messages(), *report.startup_messages(),
-                          M.BackendKeyData(os.getpid(), key.to_bytes(4, "big")), M.ReadyForQuery("I"))
-        _set_title(f"pgbundle: {role.name} {db.name} {client_addr if local else f'{client_addr}({client_port})'}")
+                          M.BackendKeyData(os.getpid(), key.to_bytes(4, "big")), M.ReadyForQuery(_IDLE))
+        set_title(f"pgbundle: {role.name} {db.name} {client_addr if local else f'{client_addr}({client_port})'}")
         procs.set_state("idle")
         failure: list[BaseException] = []
 
@@ -209,7 +232,7 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
     except ProtocolError as e:
         await BS.send_fatal(ms, BS.protocol_error(e))
         code = 1
-    except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+    except (EOFError, ConnectionLost, ConnectionError):  # the client went away
         code = 0
     except PgError as e:
         await BS.send_fatal(ms, e)
@@ -225,8 +248,6 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
             if session is not None:
                 session.terminate()
             if engine is not None and not st.pm_dead:
-                from pgbundle.server.catalog import tempns
-
                 tempns.drop_at_exit(engine)
         except Exception:
             elog.log_exception("error while dropping the temporary relations")
@@ -238,10 +259,7 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
         if env is not None:
             env.bm.release_all()
             env.procs.detach()
-        try:
-            await stream.aclose()
-        except Exception:
-            pass
+        conn.close()
     return code
 
 
@@ -249,26 +267,13 @@ def _precise_sleeps() -> None:
     """Group-commit waiters poll with sleeps of tens of microseconds; the default 50 µs
     timer slack would stretch each one (prctl PR_SET_TIMERSLACK = 1 ns)."""
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(29, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
 
-def _procs_for_cancel(ctx: Any) -> Any:
-    from pgbundle.server.storage.procarray import ProcArray
-
+def _procs_for_cancel(ctx: ChildContext) -> ProcArray:
     return ProcArray(ctx.shm, ctx.locks)
-
-
-def _set_title(title: str) -> None:
-    try:
-        import setproctitle
-
-        setproctitle.setproctitle(title)
-    except ImportError:
-        pass
 
 
 async def _watch_interrupts(rfd: int, st: _State, scope: trio.CancelScope) -> None:
@@ -292,38 +297,18 @@ async def _watch_postmaster(fd: int, st: _State, scope: trio.CancelScope) -> Non
     scope.cancel()
 
 
-_IDLE_STATES = {"I": "idle", "T": "idle in transaction", "E": "idle in transaction (aborted)"}
-
-
 def _idle_state(status: str) -> str:
     return _IDLE_STATES[status]
 
 
-async def _send(ms: MessageStream, msgs: list) -> None:
-    """Send answers: straight into the non-blocking socket when it has room (the common
-    case), through trio only when it would block — one syscall per reply instead of a
-    trio round (send + scheduler pass + epoll)."""
-    if not msgs:
-        return
-    data = codec.encode_many(msgs) if len(msgs) > 1 else codec.encode(msgs[0])
-    sock = ms.stream.socket
-    try:
-        n = sock._sock.send(data)
-    except (BlockingIOError, InterruptedError):
-        n = 0
-    except OSError as exc:
-        raise trio.BrokenResourceError(str(exc)) from exc
-    if n < len(data):
-        await ms.stream.send_all(memoryview(data)[n:])
-
-
-async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: Any) -> None:
+async def _command_loop(ms: MessageConn, session: Any, engine: LoopEngine, report: BackendReport) -> None:
     procs = engine.procs
     settings = engine.settings
     frames = ms.frames
+    send = ms.send_many  # the answers in one write, straight into the socket when it has room
     decode = codec.decode_frontend
     Query, Parse, Bind, Describe, Execute, Sync = M.Query, M.Parse, M.Bind, M.Describe, M.Execute, M.Sync
-    pending: list = []
+    pending: list[M.Message] = []
     last_state = "idle"
     while True:
         if not pending:
@@ -339,7 +324,9 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
             typ, payload = await _receive(ms, session, settings, bool(pending), report)
         else:
             typ, payload = f
-        msg = decode(typ, payload)
+        # dispatch on the exact type (identity tests: a fraction of isinstance's cost on this
+        # path), which mypy cannot narrow through: msg is Any here
+        msg: Any = decode(typ, payload)
         t = type(msg)
         if t is Query:
             procs.set_state("active", msg.query)
@@ -350,7 +337,7 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
             finally:
                 interrupts.end_query()
             report.before_ready(out)
-            await _send(ms, out)
+            await send(out)
             if session.copy_in_progress:
                 await _copy_in(ms, session, report)
         elif t is Parse:
@@ -374,12 +361,12 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
         elif t is Sync:
             pending.extend(session.sync())
             report.before_ready(pending)
-            await _send(ms, pending)
+            await send(pending)
             pending = []
         elif t is M.Flush:
             pending.extend(session.flush())
             if pending:
-                await _send(ms, pending)
+                await send(pending)
                 pending = []
         elif t is M.Terminate:
             return
@@ -391,23 +378,23 @@ async def _command_loop(ms: MessageStream, session: Any, engine: Any, report: An
             raise FatalError("08P01", f"invalid frontend message type {typ}")
         if session.closed:
             if pending:
-                await _send(ms, pending)
+                await send(pending)
             return
         if len(pending) > 512:
-            await _send(ms, pending)
+            await send(pending)
             pending = []
 
 
-async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bool,
-                   report: Any = None) -> tuple[int, bytes]:
+async def _receive(ms: MessageConn, session: Any, settings: Settings, mid_batch: bool,
+                   report: BackendReport | None = None) -> tuple[int, bytes]:
     """The next message, enforcing idle_in_transaction_session_timeout (FATAL 25P03) and
     idle_session_timeout (FATAL 57P05) while the client is idle.  A listening backend idle
     outside a transaction sends notifications as they come (the SIGUSR1 watcher cancels
-    the wait; a cancelled receive loses no bytes)."""
+    the wait for readability, which loses no bytes; the read itself is never cancelled)."""
     if mid_batch:
-        return await _read_frame(ms)
+        return await ms.receive()
     status = session.transaction_status
-    if status == "I":
+    if status == _IDLE:
         ms_timeout = int(settings.value("idle_session_timeout"))
         err = ("57P05", "terminating connection due to idle-session timeout")
     else:
@@ -415,80 +402,59 @@ async def _receive(ms: MessageStream, session: Any, settings: Any, mid_batch: bo
         err = ("25P03", "terminating connection due to idle-in-transaction timeout")
     if report is None or not report.wants_idle_wakeup():
         if ms_timeout <= 0:
-            return await _read_frame(ms)
+            return await ms.receive()
         with trio.move_on_after(ms_timeout / 1000.0):
-            return await _read_frame(ms)
+            return await ms.receive()  # a read cut short here ends the session: no bytes matter
         raise FatalError(*err)
     deadline = trio.current_time() + ms_timeout / 1000.0 if ms_timeout > 0 else float("inf")
+    frames = ms.frames
+    conn = ms.conn
     while True:
         out = report.idle_messages()
         if out:
-            await _send(ms, out)
-        with trio.CancelScope(deadline=deadline) as cs:
-            report.idle_scope = cs
-            if report.notifier.ready:  # signalled while the last batch was being sent
-                cs.cancel()
-            try:
-                return await ms.receive()
-            finally:
-                report.idle_scope = None
-        if trio.current_time() >= deadline:
-            raise FatalError(*err)
-
-
-_reads_without_yield = 0
-
-
-async def _read_frame(ms: MessageStream) -> tuple[int, bytes]:
-    """``ms.receive()`` with the socket read tried at once (as :func:`_send` writes): a
-    trio wait only when nothing has arrived.  Every 32nd read that did not wait passes a
-    checkpoint, so that the signal and postmaster watchers run even under a client that
-    never lets the socket go empty (trio's own receive yields at every read)."""
-    global _reads_without_yield
-    frames = ms.frames
-    sock = ms.stream.socket
-    while True:
+            await ms.send_many(out)
         f = frames.next_frame()
         if f is not NEED_DATA:
             return f
-        try:
-            data = sock._sock.recv(RECEIVE_SIZE)
-        except (BlockingIOError, InterruptedError):
-            _reads_without_yield = 0
-            await trio.lowlevel.wait_readable(sock)
+        with trio.CancelScope(deadline=deadline) as cs:
+            report.idle_scope = cs
+            if report.notifier is not None and report.notifier.ready:  # signalled while the last batch was sent
+                cs.cancel()
+            try:
+                await conn.wait_readable()
+            finally:
+                report.idle_scope = None
+        if cs.cancelled_caught:
+            if trio.current_time() >= deadline:
+                raise FatalError(*err)
             continue
-        except OSError as exc:
-            raise trio.BrokenResourceError(str(exc)) from exc
+        data = await conn.recv()
         if not data:
             raise EOFError("peer closed the connection")
         frames.receive_data(data)
-        _reads_without_yield += 1
-        if _reads_without_yield >= 32:
-            _reads_without_yield = 0
-            await trio.lowlevel.checkpoint()
 
 
-async def _copy_in(ms: MessageStream, session: Any, report: Any) -> None:
+async def _copy_in(ms: MessageConn, session: Any, report: BackendReport) -> None:
     while session.copy_in_progress:
         typ, payload = await ms.receive()
-        msg = codec.decode_frontend(typ, payload)
+        msg: Any = codec.decode_frontend(typ, payload)  # dispatched on type(msg), as in _command_loop
         t = type(msg)
         if t is M.CopyData:
             out = session.copy_data(msg.data)
             if out:
-                await ms.send(*out)
+                await ms.send_many(out)
         elif t is M.CopyDone:
             out = session.copy_done()
             report.before_ready(out)
-            await ms.send(*out)
+            await ms.send_many(out)
         elif t is M.CopyFail:
             out = session.copy_fail(msg.message)
             report.before_ready(out)
-            await ms.send(*out)
+            await ms.send_many(out)
         elif t in (M.Flush, M.Sync):
             continue
         elif t is M.Terminate:
             session.copy_fail("client terminated the connection")
             raise EOFError()
         else:
-            await ms.send(*session.copy_fail(f"unexpected message type 0x{typ:02X} during COPY from stdin"))
+            await ms.send_many(session.copy_fail(f"unexpected message type 0x{typ:02X} during COPY from stdin"))

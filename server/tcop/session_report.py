@@ -19,10 +19,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import ipaddress
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.catalog import tempns
-from pgbundle.shared.protocol import messages as M
+from pgbundle.shared.protocol import TransactionStatus, messages as M
+
+if TYPE_CHECKING:
+    import trio
+
+    from pgbundle.server.storage.procarray import ProcArray
+    from pgbundle.server.tcop.async_notify import Notifier
+
+_IDLE = TransactionStatus.IDLE.char  # Session.transaction_status / ReadyForQuery.status
 
 SESSION_STATE_REQUEST = "pgbundle.report_session_state"
 SESSION_STATE = "pgbundle.session_state"
@@ -49,8 +58,6 @@ def parse_addr(value: str) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         return None
     host = host.strip("[]")
-    import ipaddress
-
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -62,7 +69,7 @@ class BackendReport:
     """One backend's reporter; the protocol loop calls :meth:`before_ready` on every reply
     that ends with ReadyForQuery and :meth:`idle_messages` while waiting for the client."""
 
-    def __init__(self, session: Any, engine: Any, notifier: Any, params: dict[str, str], procs: Any,
+    def __init__(self, session: Any, engine: Any, notifier: Notifier | None, params: dict[str, str], procs: ProcArray,
                  client_addr: str, client_port: int) -> None:
         self.session = session
         self.engine = engine
@@ -74,23 +81,23 @@ class BackendReport:
         self.peer = (client_addr, client_port)
         self.app = params.get("application_name", "")
         self.shown_addr = ""
-        self.idle_scope: Any = None  # the idle wait the SIGUSR1 watcher may cancel
+        self.idle_scope: trio.CancelScope | None = None  # the idle wait the SIGUSR1 watcher may cancel
 
     # ------------------------------------------------------------------ messages
-    def startup_messages(self) -> list:
+    def startup_messages(self) -> list[M.Message]:
         self.sync_identity()
         if not self.enabled:
             return []
         self.last_state = session_state(self.session, self.engine, self.notifier)
         return [M.ParameterStatus(SESSION_STATE, self.last_state)]
 
-    def before_ready(self, out: list) -> None:
+    def before_ready(self, out: list[M.Message]) -> None:
         """Insert notifications and a changed session state before the final ReadyForQuery."""
         if not out or type(out[-1]) is not M.ReadyForQuery:
             return
         self.sync_identity()
-        extra: list = []
-        if out[-1].status == "I" and self.notifier is not None and self.notifier.ready:
+        extra: list[M.Message] = []
+        if out[-1].status == _IDLE and self.notifier is not None and self.notifier.ready:
             extra.extend(self.notifier.collect())
         if self.enabled:
             st = session_state(self.session, self.engine, self.notifier)
@@ -102,11 +109,11 @@ class BackendReport:
 
     def wants_idle_wakeup(self) -> bool:
         return self.notifier is not None and self.notifier.slot is not None \
-            and self.session.transaction_status == "I"
+            and self.session.transaction_status == _IDLE
 
-    def idle_messages(self) -> list:
+    def idle_messages(self) -> list[M.Message]:
         """Notifications to send now (the client is idle, outside a transaction)."""
-        if self.notifier is None or not self.notifier.ready or self.session.transaction_status != "I":
+        if self.notifier is None or not self.notifier.ready or self.session.transaction_status != _IDLE:
             return []
         return self.notifier.collect()
 

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pgbundle.server.access.api import SettingInfo
 from pgbundle.server.errors import PgError
 
 # ---------------------------------------------------------------------------- definitions
@@ -486,6 +487,7 @@ class Settings:
         self._local_undo: list[tuple[str, Any, str]] = []
         self._custom: dict[str, str] = {}
         self.on_change: list[Any] = []  # callbacks(name, value) for settings a backend caches
+        self.cmdline: dict[str, str] = {}  # the server's -c options: applied again after each config file read
 
     def copy(self) -> Settings:
         s = Settings.__new__(Settings)
@@ -497,6 +499,7 @@ class Settings:
         s._local_undo = []
         s._custom = dict(self._custom)
         s.on_change = []
+        s.cmdline = dict(self.cmdline)
         return s
 
     # -- lookup
@@ -671,8 +674,6 @@ class Settings:
 
     # -- views
     def rows(self) -> list[Any]:
-        from pgbundle.server.access.api import SettingInfo
-
         out = []
         for key in sorted(BY_NAME, key=str.lower):
             g = BY_NAME[key]

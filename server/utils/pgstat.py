@@ -28,6 +28,8 @@ from typing import Any
 
 import msgspec
 
+from pgbundle.server.access.api import DatabaseStats, TableStats
+
 DB = struct.Struct("<I4x13qd")
 TAB = struct.Struct("<II16q4d")
 DB_FIELDS = ("xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_returned", "tup_fetched", "tup_inserted",
@@ -56,7 +58,7 @@ class Region:
         self.ntab = lay.stats_tables
 
     # -- databases
-    def db_rows(self) -> list[tuple]:
+    def db_rows(self) -> list[tuple[Any, ...]]:
         out = []
         for i in range(self.ndb):
             r = DB.unpack_from(self.buf, self.db_off + i * DB.size)
@@ -104,7 +106,7 @@ class Region:
                 return o
         return -1
 
-    def table(self, dboid: int, reloid: int) -> tuple | None:
+    def table(self, dboid: int, reloid: int) -> tuple[Any, ...] | None:
         o = self._tab_slot(dboid, reloid, False)
         return None if o < 0 else TAB.unpack_from(self.buf, o)
 
@@ -147,7 +149,7 @@ class Region:
         r[18 + (3 if auto else 2)] = time.time()
         TAB.pack_into(self.buf, o, *r)
 
-    def tables(self) -> list[tuple]:
+    def tables(self) -> list[tuple[Any, ...]]:
         out = []
         for i in range(self.ntab):
             o = self.tab_off + i * TAB.size
@@ -156,7 +158,7 @@ class Region:
                 out.append(r)
         return out
 
-    def apply(self, msg: dict) -> None:
+    def apply(self, msg: dict[str, Any]) -> None:
         """Apply one message from a backend (collector only)."""
         db = msg.get("db", 0)
         if "vac" in msg:
@@ -242,7 +244,7 @@ class Reporter:
             self.commits = self.rollbacks = self.deadlocks = 0
             self._br, self._bh = bm.blks_read, bm.blks_hit
 
-    def _send(self, msg: dict) -> bool:
+    def _send(self, msg: dict[str, Any]) -> bool:
         if self.sock is None:
             return True
         try:
@@ -266,8 +268,6 @@ def _ts(t: float) -> datetime.datetime | None:
 
 
 def read_database_stats(eng: Any) -> list[Any]:
-    from pgbundle.server.access.api import DatabaseStats
-
     region = Region(eng.env.shm)
     rows = {r[0]: r for r in region.db_rows()}
     counts: dict[int, int] = {}
@@ -284,8 +284,6 @@ def read_database_stats(eng: Any) -> list[Any]:
 
 
 def read_table_stats(eng: Any) -> list[Any]:
-    from pgbundle.server.access.api import TableStats
-
     region = Region(eng.env.shm)
     out = []
     for rel in eng.relations("rmp"):

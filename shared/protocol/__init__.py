@@ -22,6 +22,7 @@ from .constants import (
     MAX_STARTUP_PACKET_LENGTH,
     PROTOCOL_3_0,
     PROTOCOL_3_2,
+    SSL_REFUSED,
     SSL_REQUEST_CODE,
 )
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_STARTUP_PACKET_LENGTH",
     "PROTOCOL_3_0",
     "PROTOCOL_3_2",
+    "SSL_REFUSED",
     "SSL_REQUEST_CODE",
     "LocalProtocolError",
     "ProtocolError",

@@ -14,6 +14,10 @@ CANCEL_REQUEST_CODE = (1234 << 16) | 5678  # 80877102
 SSL_REQUEST_CODE = (1234 << 16) | 5679  # 80877103
 GSSENC_REQUEST_CODE = (1234 << 16) | 5680  # 80877104
 
+# The one-byte answer to an SSLRequest (or GSSENCRequest) that is refused: the client
+# goes on in clear with its StartupMessage (or gives up).
+SSL_REFUSED = b"N"
+
 # PostgreSQL's MAX_STARTUP_PACKET_LENGTH: a startup packet larger than this is refused.
 MAX_STARTUP_PACKET_LENGTH = 10000
 # PostgreSQL's PQ_LARGE_MESSAGE_LIMIT - 1: the largest regular message we accept by default.
