@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import sys
 import time
@@ -248,6 +249,9 @@ class _Keys:
 
     def __enter__(self) -> _Keys:
         if self.fd is not None:
+            # Ctrl-C must quit even when we were started with SIGINT ignored (a script's
+            # `cmd &` does that, and Python then leaves it ignored): take it back.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             import termios
             import tty
 

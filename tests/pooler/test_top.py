@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -19,6 +20,21 @@ from .helpers import base_args, connect, psql
 
 def _controlling_tty() -> None:  # in the child: the pty becomes its terminal, so Ctrl-C is SIGINT
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _controlling_tty_sigint_ignored() -> None:
+    """As a shell's background job starts it (``cmd &`` in a script: SIGINT ignored) — the
+    way CI ran the suite when this test flaked; ``top`` must still quit on Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _controlling_tty()
+
+
+def _tty_env() -> dict[str, str]:
+    """The child's environment: the pty's size must come from the pty, not from COLUMNS/LINES
+    that a parent (pytest-xdist's workers, a CI runner) may have set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    return env
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Z0-9]|\r")
@@ -61,7 +77,7 @@ def test_top_shows_the_pools_numbers_and_quits_on_q(pg, pooler_factory):
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "pgbundle.shared.cli", "top", "-h", "127.0.0.1", "-p", str(p.port),
                              "-U", "postgres", "--interval", "0.3"], stdin=slave, stdout=slave, stderr=slave,
-                            env={**os.environ, "TERM": "xterm-256color"}, close_fds=True, start_new_session=True,
+                            env=_tty_env(), close_fds=True, start_new_session=True,
                             preexec_fn=_controlling_tty)
     os.close(slave)
     raw = b""
@@ -110,7 +126,7 @@ def test_top_ctrl_c_and_refused_user(pg, pooler_factory):
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "pgbundle.shared.cli", "top", "-p", str(p.port),
                              "--interval", "0.2"], stdin=slave, stdout=slave, stderr=slave, close_fds=True,
-                            start_new_session=True, preexec_fn=_controlling_tty)
+                            env=_tty_env(), start_new_session=True, preexec_fn=_controlling_tty_sigint_ignored)
     os.close(slave)
     raw = b""
     try:
