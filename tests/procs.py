@@ -7,6 +7,7 @@ One copy for every fixture plugin (``tests/fix_*.py``) and for the scripts in ``
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import subprocess
@@ -17,11 +18,35 @@ REPO = Path(__file__).resolve().parent.parent
 PGBIN = Path(os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin"))
 
 
+# Ports for servers the tests start come from below the kernel's ephemeral range (Linux:
+# 32768-60999), one block per pytest-xdist worker, handed out in turn: a port we picked can
+# then be taken neither by a client connection's local port nor by another worker between
+# "free" and the server's bind — the two ways a bind(0)-and-release port collides.
+_PORT_BLOCK = 1500
+_PORT_BASE = 20000
+
+
+def _port_block() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under xdist
+    n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 7
+    return _PORT_BASE + (n % 8) * _PORT_BLOCK  # 20000-31999
+
+
+_next_port = itertools.count(os.getpid() % _PORT_BLOCK)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now (from this worker's block)."""
+    base = _port_block()
+    for _ in range(_PORT_BLOCK):
+        port = base + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORT_BLOCK - 1}")
 
 
 def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
