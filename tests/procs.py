@@ -7,10 +7,13 @@ One copy for every fixture plugin (``tests/fix_*.py``) and for the scripts in ``
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
+import random
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,35 +21,45 @@ REPO = Path(__file__).resolve().parent.parent
 PGBIN = Path(os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin"))
 
 
-# Ports for servers the tests start come from below the kernel's ephemeral range (Linux:
-# 32768-60999), one block per pytest-xdist worker, handed out in turn: a port we picked can
-# then be taken neither by a client connection's local port nor by another worker between
-# "free" and the server's bind — the two ways a bind(0)-and-release port collides.
-_PORT_BLOCK = 1500
-_PORT_BASE = 20000
+# Ports for the servers tests start come from below the kernel's ephemeral range (Linux:
+# 32768-60999), so a client connection's local port never takes one between "free" and the
+# server's bind.  Each port handed out is also claimed with an flock on a file under
+# /tmp/pgbundle-test-ports, held until this process exits: other pytest-xdist workers, and
+# other test runs on the machine, skip it even after the first holder's server is gone.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_PORT_LOCKS = Path(tempfile.gettempdir()) / "pgbundle-test-ports"
+_held: list[int] = []  # open lock-file descriptors, kept for the life of the process
+_next_port = itertools.count(random.SystemRandom().randrange(_PORT_HIGH - _PORT_LOW))
 
 
-def _port_block() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under xdist
-    n = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 7
-    return _PORT_BASE + (n % 8) * _PORT_BLOCK  # 20000-31999
-
-
-_next_port = itertools.count(os.getpid() % _PORT_BLOCK)
+def _claim(port: int) -> bool:
+    try:
+        fd = os.open(_PORT_LOCKS / str(port), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:  # a lock directory we may not write (another user's): the bind check alone
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held.append(fd)
+    return True
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (from this worker's block)."""
-    base = _port_block()
-    for _ in range(_PORT_BLOCK):
-        port = base + next(_next_port) % _PORT_BLOCK
+    """A TCP port on 127.0.0.1 that nothing listens on and no other test process has claimed."""
+    with contextlib.suppress(OSError):
+        _PORT_LOCKS.mkdir(mode=0o1777, exist_ok=True)
+    for _ in range(_PORT_HIGH - _PORT_LOW):
+        port = _PORT_LOW + next(_next_port) % (_PORT_HIGH - _PORT_LOW)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if _claim(port):
             return port
-    raise RuntimeError(f"no free port in {base}..{base + _PORT_BLOCK - 1}")
+    raise RuntimeError(f"no free port in {_PORT_LOW}..{_PORT_HIGH - 1}")
 
 
 def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
