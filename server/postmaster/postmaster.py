@@ -78,15 +78,15 @@ class Child:
 # Imported before forking: backends share the code copy-on-write and start without
 # compiling anything (PYTHONDONTWRITEBYTECODE leaves no .pyc to load).
 _BACKEND_MODULES = (
-    "pgbundle.server.sql.session",
+    "pgbundle.server.tcop.session",
     "pgbundle.server.tcop.session_report",
     "pgbundle.server.tcop.async_notify",
     "pgbundle.server.catalog.tempns",
-    "pgbundle.server.sql.utility",
-    "pgbundle.server.sql.modify",
-    "pgbundle.server.sql.constraints",
-    "pgbundle.server.sql.deparse",
-    "pgbundle.server.sql.copy",
+    "pgbundle.server.commands.utility",
+    "pgbundle.server.executor.modify",
+    "pgbundle.server.executor.constraints",
+    "pgbundle.server.utils.adt.ruleutils",
+    "pgbundle.server.commands.copy",
     "pgbundle.server.access.vacuum",
 )
 
@@ -266,7 +266,7 @@ class Postmaster:
         try:
             for mod in _BACKEND_MODULES:
                 importlib.import_module(mod)
-            from pgbundle.server.sql import literals  # lazy: preloaded; a broken SQL layer only warns
+            from pgbundle.server.parser import literals  # lazy: preloaded; a broken SQL layer only warns
 
             literals.extract("select 1")  # libpg_query's per-process setup, inherited by every child
         except ImportError as exc:

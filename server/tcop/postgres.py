@@ -2,7 +2,7 @@
 (PostgreSQL's PostgresMain).
 
 After startup (:mod:`.backend_startup`) the loop reads frontend messages and drives the
-SQL layer's :class:`~pgbundle.server.sql.session.Session`: a Query runs at once and its
+SQL layer's :class:`~pgbundle.server.tcop.session.Session`: a Query runs at once and its
 answers are sent; Parse/Bind/Describe/Execute/Close answers are buffered until Sync or
 Flush (pipelining); COPY FROM STDIN data is fed to the session until CopyDone/CopyFail.
 
@@ -184,7 +184,7 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
             procs.set_identity(dboid=db.oid, datname=db.name, userid=role.oid, usename=role.name,
                                appname=params.get("application_name", ""), client_addr=client_addr,
                                client_port=client_port, cancel_key=key)
-            from pgbundle.server.sql.session import Session
+            from pgbundle.server.tcop.session import Session
 
             session = Session(engine, database=db.name, user=role.name, settings=settings, params=params,
                               pid=os.getpid())

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pgbundle.server.sql.session import Session
+from pgbundle.server.tcop.session import Session
 from pgbundle.shared.protocol import messages as M
 
 from .memengine import MemEngine

@@ -14,10 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.utils.adt import formatting as FMT
+from pgbundle.server.utils.adt.functions import _jdump, _jload, _to_jsonb, fn, op, pg_regex, srf
 from pgbundle.shared.types import Interval
-
-from . import formatting as FMT
-from .functions import _jdump, _jload, _to_jsonb, fn, op, pg_regex, srf
 
 UTC = _dt.timezone.utc
 
@@ -123,7 +122,7 @@ op("+", "interval,date", "timestamp",
 
 
 def _date_plus(d: _dt.date, iv: Interval) -> _dt.datetime:
-    from .functions import ts_plus_interval
+    from pgbundle.server.utils.adt.functions import ts_plus_interval
     return ts_plus_interval(_dt.datetime(d.year, d.month, d.day), iv)
 
 

@@ -14,9 +14,8 @@ import os as _os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from pgbundle.server.access.tableam import ColumnInfo, ConstraintInfo, IndexInfo, RelationInfo
 from pgbundle.server.errors import PgError
-
-from .storage import ColumnInfo, ConstraintInfo, IndexInfo, RelationInfo
 
 _TRACE = bool(_os.environ.get("PGBUNDLE_SQL_TRACE"))
 
@@ -43,7 +42,7 @@ class EngineStorage:
         conv = self._enums.get(rel.oid)
         if not conv:
             return iter(it)
-        from .enums import EnumLabel
+        from pgbundle.server.utils.adt.enums import EnumLabel
         if self.enum_loader is not None:
             self.enum_loader()  # the sort order of the types (once per statement)
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pgbundle.server.executor.expr import BoolOp, Const, Func, NullTest, Param, ScalarArrayOp, Var
 from pgbundle.shared.types import oids as T
-
-from .expr import BoolOp, Const, Func, NullTest, Param, ScalarArrayOp, Var
 
 DEFAULT_EQ_SEL = 0.005
 DEFAULT_INEQ_SEL = 1.0 / 3.0

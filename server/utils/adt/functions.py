@@ -28,10 +28,9 @@ from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.parser.coerce import can_coerce, format_type
 from pgbundle.shared.types import Interval, oids as T
 from pgbundle.shared.types.oids import TYPES
-
-from .coerce import can_coerce, format_type
 
 UTC = _dt.timezone.utc
 
@@ -1255,7 +1254,7 @@ def _array_ndims(a: list) -> int | None:
 
 @fn("cardinality", "anyarray", "int4")
 def _cardinality(a: list) -> int:
-    from .expr import _flat
+    from pgbundle.server.executor.expr import _flat
     return len(_flat(a))
 
 
@@ -1304,7 +1303,7 @@ def _array_remove(a: list | None, x: Any) -> list | None:
 
 @fn("array_to_string", "anyarray,text", "text")
 def _array_to_string(a: list, sep: str) -> str:
-    from .expr import _flat
+    from pgbundle.server.executor.expr import _flat
     return sep.join(_to_text_value(x) for x in _flat(a) if x is not None)
 
 
@@ -1312,7 +1311,7 @@ def _array_to_string(a: list, sep: str) -> str:
 def _array_to_string3(a: list | None, sep: str | None, null: str | None) -> str | None:
     if a is None or sep is None:
         return None
-    from .expr import _flat
+    from pgbundle.server.executor.expr import _flat
     return sep.join(_to_text_value(x) if x is not None else null for x in _flat(a)
                     if x is not None or null is not None)
 
@@ -1875,7 +1874,7 @@ def _gs_ts2(a, b, step: Interval):
 
 @srf("unnest", "anyarray", "anyelement")
 def _unnest(a: list):
-    from .expr import _flat
+    from pgbundle.server.executor.expr import _flat
     return _flat(a)
 
 
@@ -1921,4 +1920,4 @@ def _jsonb_object_keys(j: str):
     return list(_jload(j).keys())
 
 
-from . import functions_more as _functions_more  # noqa: E402,F401  (registers more built-ins)
+from pgbundle.server.utils.adt import functions_more as _functions_more  # noqa: E402,F401  (registers more built-ins)

@@ -50,23 +50,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgbundle.server.access.engine_adapter import EngineStorage
+from pgbundle.server.catalog import (
+    session_views as _session_views,  # noqa: F401  (LISTEN/NOTIFY, pg_cursors, pg_locks, temp schema)
+    system_views as _catalog_views,  # noqa: F401  (registers catalog functions)
+)
 from pgbundle.server.errors import PgError, QueryCanceled
+from pgbundle.server.executor.expr import ExecState
+from pgbundle.server.optimizer.plan import DMLPlan, Planner
+from pgbundle.server.parser import literals
+from pgbundle.server.parser.analyze import Analyzer, ParamTypes, output_columns
+from pgbundle.server.parser.parse import RawStmt, parse
+from pgbundle.server.utils.session_env import SessionEnv
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import InvalidValue, binary_decoder, binary_encoder, oids as T, text_decoder, text_encoder
 from pgbundle.shared.types.binary import LENIENT_INT_DECODER
 from pgbundle.shared.types.oids import TYPES
-
-from . import (
-    catalog_views as _catalog_views,  # noqa: F401  (registers catalog functions)
-    literals,
-    session_views as _session_views,  # noqa: F401  (LISTEN/NOTIFY, pg_cursors, pg_locks, temp schema)
-)
-from .analyze import Analyzer, ParamTypes, output_columns
-from .engine_adapter import EngineStorage
-from .env import SessionEnv
-from .expr import ExecState
-from .parse import RawStmt, parse
-from .plan import DMLPlan, Planner
 
 log = logging.getLogger("pgbundle.sql")
 
@@ -343,7 +342,7 @@ class Session:
                             plan, _collect_deps(q), declared)
             prep.utility = q.kind
             return prep
-        from .utility import describe_utility
+        from pgbundle.server.commands.utility import describe_utility
         pt = ParamTypes(declared)
         cols = describe_utility(self, raw)
         return Prepared(text, raw, pt.final(), cols, None, [], declared)
@@ -371,7 +370,7 @@ class Session:
         if raw is None:
             return Result("")
         if prep.plan is None:
-            from .utility import run_utility
+            from pgbundle.server.commands.utility import run_utility
             return run_utility(self, raw, prep, params)
         st = ExecState(params, self.env, self.storage, self)
         if isinstance(prep.plan, DMLPlan):
@@ -895,7 +894,7 @@ def _collect_deps(q: Any) -> list:
             seen.add(qq.target.oid)
             deps.append((qq.target.schema, qq.target.name, qq.target))
         # sublinks
-        from .expr import SubLink, walk
+        from pgbundle.server.executor.expr import SubLink, walk
         exprs = [t.expr for t in qq.targets] + [t.expr for t in qq.returning]
         if qq.where is not None:
             exprs.append(qq.where)

@@ -15,12 +15,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.executor.expr import Const, Func
+from pgbundle.server.parser.coerce import format_type
+from pgbundle.server.utils.adt import functions as F
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.oids import TYPES
-
-from . import functions as F
-from .coerce import format_type
-from .expr import Const, Func
 
 _TN = {"oid": T.OID, "name": T.NAME, "text": T.TEXT, "int2": T.INT2, "int4": T.INT4, "int8": T.INT8,
        "bool": T.BOOL, "char": T.CHAR, "float4": T.FLOAT4, "float8": T.FLOAT8, "regproc": T.REGPROC,
@@ -768,7 +767,7 @@ def _is_schemata(env):
 
 
 def indexdef(env: Any, rel: Any, index: Any) -> str:
-    from .functions import quote_ident
+    from pgbundle.server.utils.adt.functions import quote_ident
     opts = list(getattr(index, "options", ()) or ()) + [0] * len(index.columns)
     parts = []
     for c, o in zip(index.columns, opts):
@@ -864,7 +863,7 @@ _reg("pg_char_to_encoding", "name", "int4", lambda env, e: 6 if e.upper() in ("U
 def _get_expr_pretty(env, e, reloid, pretty):
     if not pretty or e is None:
         return e
-    from .deparse import pretty_text
+    from pgbundle.server.utils.adt.ruleutils import pretty_text
     return pretty_text(env, e, env.storage.relation_by_oid(reloid) if reloid else None, default=True)
 
 
@@ -886,7 +885,7 @@ _reg("pg_get_indexdef", "oid,int4,bool", "text", _get_indexdef)
 
 
 def _constraintdef(env, oid, pretty=False):
-    from .functions import quote_ident
+    from pgbundle.server.utils.adt.functions import quote_ident
     for r in _rels(env, "r"):
         for c in r.constraints:
             if c.oid == oid:
@@ -898,7 +897,7 @@ def _constraintdef(env, oid, pretty=False):
                 if c.kind == "c":
                     e = c.expr or ""
                     if pretty:
-                        from .deparse import pretty_text
+                        from pgbundle.server.utils.adt.ruleutils import pretty_text
                         return f"CHECK ({pretty_text(env, e, r)})"
                     return f"CHECK ({e})" if e.startswith("(") and e.endswith(")") else f"CHECK (({e}))"
                 if c.kind == "f":
@@ -1065,7 +1064,7 @@ _reg("lastval", "", "int8", lambda env: env.engine.lastval(), volatile=True)
 
 
 def _serial_seq(env, table, column):
-    from .env import _split_qualified
+    from pgbundle.server.utils.session_env import _split_qualified
     schema, name = _split_qualified(table)
     rel = env.storage.lookup_relation(schema, name)
     if rel is None:
@@ -1109,7 +1108,7 @@ def _enum_special(kind: str):
                           else None, hint="No function matches the given name and argument types. You might need "
                                           "to add explicit type casts.")
         et = types[0]
-        from .enums import EnumLabel
+        from pgbundle.server.utils.adt.enums import EnumLabel
         arr = env.user_types()[et][2].get("_array") or T.TEXT_ARRAY
 
         def labels():

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pgbundle.server.errors import PgError
-
-from .expr import ExecState
+from pgbundle.server.executor.expr import ExecState
 
 Fn = Callable[[tuple, ExecState], Any]
 CHECK_EVERY = 1024
@@ -75,7 +74,7 @@ class PlanNode:
 
 
 def _fmt_cost(s: float, t: float, r: float, w: int) -> str:
-    from .costs import fmt_cost
+    from pgbundle.server.optimizer.costs import fmt_cost
     return fmt_cost(s, t, r, w)
 
 

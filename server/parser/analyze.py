@@ -20,13 +20,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from pgbundle.server.access.tableam import RelationInfo
 from pgbundle.server.errors import PgError
-from pgbundle.shared.types import oids as T
-from pgbundle.shared.types.oids import TYPES
-
-from . import functions as F
-from .coerce import SERIAL_TYPES, can_coerce, cast_fn, common_type, format_type, resolve_type, typmod_fn
-from .expr import (
+from pgbundle.server.executor.expr import (
     Aggref,
     ArrayExpr,
     BoolOp,
@@ -48,8 +44,19 @@ from .expr import (
     is_constant,
     walk,
 )
-from .parse import names
-from .storage import RelationInfo
+from pgbundle.server.parser.coerce import (
+    SERIAL_TYPES,
+    can_coerce,
+    cast_fn,
+    common_type,
+    format_type,
+    resolve_type,
+    typmod_fn,
+)
+from pgbundle.server.parser.parse import names
+from pgbundle.server.utils.adt import functions as F
+from pgbundle.shared.types import oids as T
+from pgbundle.shared.types.oids import TYPES
 
 # ----------------------------------------------------------------------------- result structures
 
@@ -523,7 +530,7 @@ class Analyzer:
 
     def _view_rte(self, rel: Any, name: str, loc: int) -> RTE:
         """A view in FROM: its stored query, analysed as a subquery named like the view."""
-        from .parse import parse
+        from pgbundle.server.parser.parse import parse
         text = self.env.view_definition(rel)
         if text is None:
             raise _err("XX000", f'view "{name}" has no definition', loc)
@@ -1152,7 +1159,7 @@ class Analyzer:
         if kind in ("AEXPR_LIKE", "AEXPR_ILIKE"):
             return self.op(name, self.expr(lexpr, ps), self.expr(rexpr, ps), loc)
         if kind == "AEXPR_SIMILAR":
-            from .functions import pg_regex  # noqa: F401
+            from pgbundle.server.utils.adt.functions import pg_regex  # noqa: F401
             lhs = self.expr(lexpr, ps)
             if "FuncCall" in rexpr and names(rexpr["FuncCall"]["funcname"])[-1] == "similar_to_escape":
                 rexpr = rexpr["FuncCall"]["args"][0]
@@ -1287,7 +1294,7 @@ class Analyzer:
         if name in _ENUM_CMP and (self.env.is_enum(lhs.type) or self.env.is_enum(r.type)):
             et = lhs.type if self.env.is_enum(lhs.type) else r.type
             if lhs.type in (et, T.UNKNOWN) and r.type in (et, T.UNKNOWN):
-                from .enums import comparator
+                from pgbundle.server.utils.adt.enums import comparator
                 a = self.coerce(lhs, et, -1, "i", "")
                 b = self.coerce(r, et, -1, "i", "")
                 return Func(name, comparator(name, et), (a, b), T.BOOL)

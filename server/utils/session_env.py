@@ -13,10 +13,9 @@ import time
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.parser.coerce import TYPE_ALIASES, format_type
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.oids import TYPES
-
-from .coerce import TYPE_ALIASES, format_type
 
 UTC = _dt.timezone.utc
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -124,7 +123,7 @@ class SessionEnv:
         return f(rel.oid) if f is not None else None
 
     def virtual_table(self, schema: str | None, name: str) -> Any:
-        from .catalog_views import virtual_table
+        from pgbundle.server.catalog.system_views import virtual_table
         return virtual_table(self, schema, name)
 
     def lookup_type(self, name: str, schema: str | None) -> int | None:
@@ -136,14 +135,14 @@ class SessionEnv:
         return None
 
     def special_function(self, name: str, schema: str | None) -> Any:
-        from .catalog_views import SPECIAL
+        from pgbundle.server.catalog.system_views import SPECIAL
         return SPECIAL.get(name)
 
     def is_enum(self, oid: int) -> bool:
         return oid >= 16384 and oid in self.user_types()
 
     def enum_input(self, oid: int):
-        from .enums import EnumLabel
+        from pgbundle.server.utils.adt.enums import EnumLabel
         labels = self.user_types()[oid][2]["labels"]
 
         def f(v: str) -> str:
@@ -181,13 +180,13 @@ class SessionEnv:
             labels: dict[int, list] = {}
             for _tid, r in eng.seq_scan(enum):
                 labels.setdefault(r[1], []).append((r[2], r[3]))
-            from .enums import ENUM_ORDER
+            from pgbundle.server.utils.adt.enums import ENUM_ORDER
             for oid, v in out.items():
                 v[2]["labels"] = [lab for _o, lab in sorted(labels.get(oid, []))]
                 ENUM_ORDER[oid] = {lab: o for o, lab in labels.get(oid, [])}
         self._user_types = out
         self._user_types_stmt = self._stmt_ns
-        from . import coerce
+        from pgbundle.server.parser import coerce
         coerce.ENUM_TYPES.clear()
         coerce.ENUM_TYPES.update({oid: v[2]["labels"] for oid, v in out.items()})
         return out
@@ -280,7 +279,7 @@ class SessionEnv:
             schema, name = _split_qualified(s)
             rel = self.storage.lookup_relation(schema, name)
             if rel is None:
-                from .catalog_views import virtual_oid
+                from pgbundle.server.catalog.system_views import virtual_oid
                 vo = virtual_oid(schema, name)
                 if vo:
                     return vo
@@ -302,7 +301,7 @@ class SessionEnv:
                 raise PgError("42704", f'role "{s}" does not exist')
             return r.oid
         if t in (T.REGPROC, T.REGPROCEDURE):
-            from .catalog_views import proc_oid
+            from pgbundle.server.catalog.system_views import proc_oid
             return proc_oid(s)
         raise PgError("22P02", f'invalid input syntax for type {format_type(t)}: "{s}"')
 
@@ -312,9 +311,9 @@ class SessionEnv:
         if t == T.REGCLASS:
             rel = self.storage.relation_by_oid(oid)
             if rel is None:
-                from .catalog_views import virtual_name
+                from pgbundle.server.catalog.system_views import virtual_name
                 return virtual_name(oid) or str(oid)
-            from .functions import quote_ident
+            from pgbundle.server.utils.adt.functions import quote_ident
             if rel.schema not in self.search_path() and rel.schema != "pg_catalog":
                 return f"{quote_ident(rel.schema)}.{quote_ident(rel.name)}"
             return quote_ident(rel.name)
@@ -331,7 +330,7 @@ class SessionEnv:
                     return r.name
             return str(oid)
         if t in (T.REGPROC, T.REGPROCEDURE):
-            from .catalog_views import proc_name
+            from pgbundle.server.catalog.system_views import proc_name
             return proc_name(oid) or str(oid)
         return str(oid)
 

@@ -13,10 +13,20 @@ import datetime as _dt
 from decimal import Decimal
 from typing import Any
 
+from pgbundle.server.executor.expr import (
+    ArrayExpr,
+    BoolOp,
+    BoolTest,
+    Case,
+    Coalesce,
+    Const,
+    Func,
+    NullTest,
+    ScalarArrayOp,
+    Var,
+)
+from pgbundle.server.parser.coerce import format_type
 from pgbundle.shared.types import Interval, oids as T
-
-from .coerce import format_type
-from .expr import ArrayExpr, BoolOp, BoolTest, Case, Coalesce, Const, Func, NullTest, ScalarArrayOp, Var
 
 _SVF = {"current_date": "CURRENT_DATE", "localtimestamp": "LOCALTIMESTAMP", "localtime": "LOCALTIME",
         "current_user": "CURRENT_USER", "session_user": "SESSION_USER", "current_schema": "CURRENT_SCHEMA",
@@ -46,7 +56,7 @@ def explain_text(e: Any, varname: Any, env: Any = None) -> str:
 
 
 def _ident(name: str) -> str:
-    from .functions import quote_ident
+    from pgbundle.server.utils.adt.functions import quote_ident
     return quote_ident(name)
 
 
@@ -225,15 +235,15 @@ def expression_text(env: Any, raw_node: dict, type_oid: int | None = None, typmo
     """Deparse a raw expression the way PostgreSQL stores it: analysed (against ``rel``'s
     columns when given; coerced to ``type_oid`` for a column default).  None when it
     cannot (the caller keeps its raw text)."""
-    from .analyze import Analyzer, ParamTypes, PState, Query
-    from .utility import deparse_expr
+    from pgbundle.server.commands.utility import deparse_expr
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
     global _env
     _env = env
     try:
         an = Analyzer(env, ParamTypes())
         if rel is not None:
-            from .functions import quote_ident
-            from .parse import parse
+            from pgbundle.server.parser.parse import parse
+            from pgbundle.server.utils.adt.functions import quote_ident
             raw = parse(f"SELECT ({deparse_expr(raw_node)}) FROM {quote_ident(rel.schema)}.{quote_ident(rel.name)}")
             q = an.analyze(raw[0].kind, raw[0].node)
             e = q.targets[0].expr
@@ -248,9 +258,9 @@ def expression_text(env: Any, raw_node: dict, type_oid: int | None = None, typmo
 
 def pretty_text(env: Any, text: str, rel: Any = None, default: bool = False) -> str:
     """The pretty form of a stored expression text (re-analysed against ``rel``)."""
-    from .analyze import Analyzer, ParamTypes
-    from .functions import quote_ident
-    from .parse import parse
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes
+    from pgbundle.server.parser.parse import parse
+    from pgbundle.server.utils.adt.functions import quote_ident
     global _env
     _env = env
     try:

@@ -13,10 +13,9 @@ import csv
 from typing import Any
 
 from pgbundle.server.errors import PgError, invalid_byte_sequence
+from pgbundle.server.parser.parse import const_value, names
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import InvalidValue, text_decoder, text_encoder
-
-from .parse import const_value, names
 
 BATCH = 1000
 CHUNK = 65536  # COPY text data parsed per this many bytes
@@ -97,7 +96,7 @@ def _options(n: dict) -> dict[str, Any]:
 
 
 def run_copy(s: Any, n: dict, raw: Any) -> Any:
-    from .session import CopyIn, Result
+    from pgbundle.server.tcop.session import CopyIn, Result
     opts = _options(n)
     fmt = str(opts.get("format", "text")).lower()
     if opts.get("binary") is True:
@@ -139,7 +138,7 @@ def run_copy(s: Any, n: dict, raw: Any) -> Any:
     # COPY TO STDOUT
     if n.get("query") is not None:
         k, q = next(iter(n["query"].items()))
-        from .parse import RawStmt
+        from pgbundle.server.parser.parse import RawStmt
         prep = s._prepare(raw.text, RawStmt(k, q, raw.text, raw.location), ())
         res = s._run(prep, [])
         types = [c.type_oid for c in prep.columns]
@@ -194,9 +193,8 @@ _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 def _copy_out_binary(types: list[int], rows: Any) -> Any:
     import struct
 
+    from pgbundle.server.tcop.session import Result
     from pgbundle.shared.types import binary_encoder
-
-    from .session import Result
     encs = [binary_encoder(t) for t in types]
     out: list = [M.CopyOutResponse(1, tuple(1 for _ in types))]
     header = _SIGNATURE + struct.pack(">ii", 0, 0)  # sent with the first row, as PostgreSQL does
@@ -222,9 +220,8 @@ def _copy_in_binary(s: Any, rel: Any, cols: list[int]):
     """COPY FROM STDIN (FORMAT binary): header, then tuples of length-prefixed fields."""
     import struct
 
+    from pgbundle.server.executor.constraints import for_relation
     from pgbundle.shared.types import binary_decoder
-
-    from .constraints import for_relation
     build, st = _row_builder(s, rel, cols, binary_decoder)
     cons = for_relation(s.env, rel) if rel.constraints else None
     state: dict[str, Any] = {"buf": b"", "header": False, "n": 0, "batch": [], "done": False}
@@ -317,9 +314,9 @@ def _row_builder(s: Any, rel: Any, cols: list[int], decoder: Any) -> tuple[Any, 
     """(build, exec state): ``build(fields)`` turns the fields of one data row (for
     ``cols``; None for NULL) into the table row: each converted by its type's
     ``decoder(oid)`` and typmod, defaults for the other columns, NOT NULL checked."""
-    from .coerce import typmod_fn
-    from .expr import ExecState
-    from .modify import _default_fns
+    from pgbundle.server.executor.expr import ExecState
+    from pgbundle.server.executor.modify import _default_fns
+    from pgbundle.server.parser.coerce import typmod_fn
     decs = [(decoder(rel.columns[i].type_oid), typmod_fn(rel.columns[i].type_oid, rel.columns[i].typmod, False))
             for i in cols]
     ncols = len(rel.columns)
@@ -370,7 +367,7 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
             raise PgError("22P04", "extra data after last expected column")
         return build(fields)
 
-    from .constraints import for_relation
+    from pgbundle.server.executor.constraints import for_relation
     cons = for_relation(s.env, rel) if rel.constraints else None
     if cons is not None and not cons.has_new_checks:
         cons = None

@@ -18,10 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from pgbundle.server.catalog import tempns
+from pgbundle.server.catalog.system_views import _reg, vt
 from pgbundle.server.errors import PgError
-
-from . import functions as F
-from .catalog_views import _reg, vt
+from pgbundle.server.utils.adt import functions as F
 
 LOCKTYPES = {1: "relation", 2: "advisory", 3: "object"}
 LOCKMODES = {1: "AccessShareLock", 2: "RowShareLock", 3: "RowExclusiveLock", 4: "ShareUpdateExclusiveLock",

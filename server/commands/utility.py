@@ -13,15 +13,14 @@ import json
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.parser.coerce import SERIAL_TYPES, resolve_type
+from pgbundle.server.parser.parse import RawStmt, const_value, names
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import oids as T
 
-from .coerce import SERIAL_TYPES, resolve_type
-from .parse import RawStmt, const_value, names
-
 
 def _session_types():
-    from .session import Column, CopyIn, Result
+    from pgbundle.server.tcop.session import Column, CopyIn, Result
     return Column, CopyIn, Result
 
 
@@ -255,7 +254,7 @@ def _set(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
             raise PgError("0A000", f'conversion between {v} and UTF8 is not supported')
         value = "UTF8" if v.lower().replace("-", "") in ("utf8", "unicode") else v
     if low == "timezone" and value is not None:
-        from .env import tz_from_name
+        from pgbundle.server.utils.session_env import tz_from_name
         tz_from_name(value)
     if low == "search_path" and value is not None:
         # quote-preserving list
@@ -403,7 +402,7 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     if n["relation"].get("relpersistence") == "t":
         persistence = "t"
     if persistence == "t":
-        from .session_views import temp_schema
+        from pgbundle.server.catalog.session_views import temp_schema
         schema = temp_schema(s, schema)
     seqs = []
     for cname, oid in serials:
@@ -633,12 +632,12 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 def _default_text(s: Any, node: dict, oid: int, typmod: int, cname: str) -> str:
     """A column default as PostgreSQL stores it (pg_get_expr shows it)."""
-    from .deparse import expression_text
+    from pgbundle.server.utils.adt.ruleutils import expression_text
     return expression_text(s.env, node, oid, typmod, colname=cname) or deparse_expr(node)
 
 
 def _check_text(s: Any, node: dict, schema: str | None, tname: str) -> str:
-    from .deparse import expression_text
+    from pgbundle.server.utils.adt.ruleutils import expression_text
     rel = s.storage.lookup_relation(schema, tname)
     text = expression_text(s.env, node, rel=rel) if rel is not None else None
     return text or deparse_expr(node)
@@ -646,8 +645,8 @@ def _check_text(s: Any, node: dict, schema: str | None, tname: str) -> str:
 
 def _validate_constraint(s: Any, schema: str | None, tname: str, cname: str) -> None:
     """Existing rows must satisfy a CHECK / FOREIGN KEY added by ALTER TABLE."""
-    from .constraints import RelConstraints
-    from .expr import ExecState
+    from pgbundle.server.executor.constraints import RelConstraints
+    from pgbundle.server.executor.expr import ExecState
     rel = s.storage.lookup_relation(schema, tname)
     rc = RelConstraints(s.env, rel)
     rc.checks = [(n, f) for n, f in rc.checks if n == cname]
@@ -667,10 +666,10 @@ def _validate_constraint(s: Any, schema: str | None, tname: str, cname: str) -> 
 
 def _alter_column_type(s: Any, rel: Any, cmd: dict) -> None:
     """ALTER COLUMN ... TYPE ... [USING expr]: rewrite the table with converted values."""
-    from .analyze import Analyzer, ParamTypes
-    from .expr import ExecState, Layout, compile_expr
-    from .functions import quote_ident
-    from .parse import parse
+    from pgbundle.server.executor.expr import ExecState, Layout, compile_expr
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes
+    from pgbundle.server.parser.parse import parse
+    from pgbundle.server.utils.adt.functions import quote_ident
     cname = cmd["name"]
     i = rel.column_index(cname)
     if i < 0:
@@ -705,9 +704,9 @@ def _alter_column_type(s: Any, rel: Any, cmd: dict) -> None:
 
 
 def _eval_default(s: Any, text: str, oid: int, typmod: int, cname: str) -> Any:
-    from .analyze import Analyzer, ParamTypes, PState, Query
-    from .expr import ExecState, Layout, compile_expr, is_constant
-    from .parse import parse
+    from pgbundle.server.executor.expr import ExecState, Layout, compile_expr, is_constant
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
+    from pgbundle.server.parser.parse import parse
     node = parse(f"SELECT {text}")[0].node["targetList"][0]["ResTarget"]["val"]
     an = Analyzer(s.env, ParamTypes())
     e = an.coerce_assign(an.expr(node, PState(None, Query("select"))), oid, typmod, cname, None)
@@ -840,25 +839,25 @@ def _close(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _listen(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from .session_views import listen
+    from pgbundle.server.catalog.session_views import listen
     listen(s, n["conditionname"])
     return _R("LISTEN")
 
 
 def _unlisten(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from .session_views import unlisten
+    from pgbundle.server.catalog.session_views import unlisten
     unlisten(s, n.get("conditionname"))
     return _R("UNLISTEN")
 
 
 def _notify(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from .session_views import notify
+    from pgbundle.server.catalog.session_views import notify
     notify(s, n.get("conditionname"), n.get("payload"))
     return _R("NOTIFY")
 
 
 def _discard(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from . import session_views
+    from pgbundle.server.catalog import session_views
     t = n.get("target")
     if t == "DISCARD_ALL":
         if s.engine.in_transaction_block:
@@ -997,7 +996,7 @@ def _dropdb(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 def _explain(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     Column, _, _ = _session_types()
     k, q = next(iter(n["query"].items()))
-    from .parse import RawStmt as RS
+    from pgbundle.server.parser.parse import RawStmt as RS
     inner = RS(k, q, raw.text, raw.location)
     if k not in ("SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt"):
         raise PgError("0A000", f"EXPLAIN {k} is not supported")
@@ -1009,7 +1008,7 @@ def _explain(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     prep = s._prepare(raw.text, inner, ())
     t1 = _time.perf_counter()
     if analyze:
-        from .execute import instrument
+        from pgbundle.server.executor.execute import instrument
         plan = prep.plan
         if hasattr(plan, "scan") and plan.scan is not None:
             instrument(plan.scan)
@@ -1038,14 +1037,14 @@ def _prepare_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     for tn in n.get("argtypes", []) or []:
         types.append(resolve_type(tn["TypeName"], s.env.lookup_type)[0])
     k, q = next(iter(n["query"].items()))
-    from .parse import RawStmt as RS
+    from pgbundle.server.parser.parse import RawStmt as RS
     s.sql_prepared[name] = s._prepare(raw.text, RS(k, q, raw.text, raw.location), tuple(types))
     return _R("PREPARE")
 
 
 def _execute_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from .analyze import Analyzer, ParamTypes, PState, Query
-    from .expr import ExecState, Layout, compile_expr
+    from pgbundle.server.executor.expr import ExecState, Layout, compile_expr
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
     prep = s.sql_prepared.get(n["name"])
     if prep is None:
         raise PgError("26000", f'prepared statement "{n["name"]}" does not exist')
@@ -1062,7 +1061,7 @@ def _execute_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _copy(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from .copy import run_copy
+    from pgbundle.server.commands.copy import run_copy
     return run_copy(s, n, raw)
 
 
@@ -1190,9 +1189,8 @@ class Cursor:
 def _create_table_as(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     """CREATE TABLE ... AS SELECT (and SELECT ... INTO): the query's columns, then its rows."""
     from pgbundle.server.access import api
-
-    from .analyze import Analyzer, ParamTypes, output_columns
-    from .parse import RawStmt as RS
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, output_columns
+    from pgbundle.server.parser.parse import RawStmt as RS
     if n.get("objtype") == "OBJECT_MATVIEW":
         raise PgError("0A000", "materialized views are not supported")
     into = n["into"]
@@ -1212,7 +1210,7 @@ def _create_table_as(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
         defs.append(api.ColumnDef(aliases[i] if i < len(aliases) else t.name, typ, t.expr.typmod, False, None))
     persistence = {"u": "u", "t": "t"}.get(into["rel"].get("relpersistence"), "p")
     if persistence == "t":
-        from .session_views import temp_schema
+        from pgbundle.server.catalog.session_views import temp_schema
         schema = temp_schema(s, schema)
     s.engine.create_table(name, defs, schema=schema, persistence=persistence)
     if into.get("skipData"):
@@ -1228,8 +1226,7 @@ def _create_view(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     from pglast.stream import RawStream
 
     from pgbundle.server.access import api
-
-    from .analyze import Analyzer, ParamTypes, output_columns
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, output_columns
     schema, name = _rangevar(n["view"])
     if n["view"].get("relpersistence") == "t":
         raise PgError("0A000", "temporary views are not supported")
@@ -1263,8 +1260,8 @@ def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     if name in s.cursors or name in s.portals:
         raise PgError("42P03", f'cursor "{name}" already exists')
     k, q = next(iter(n["query"].items()))
-    from .expr import ExecState
-    from .parse import RawStmt as RS
+    from pgbundle.server.executor.expr import ExecState
+    from pgbundle.server.parser.parse import RawStmt as RS
     prep = s._prepare(raw.text, RS(k, q, raw.text, raw.location), ())
     st = ExecState(list(params), s.env, s.storage, s)
     rows = prep.plan.rows(st, None)

@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.executor.expr import Const, ExecState, Layout, compile_expr
 from pgbundle.shared.types import oids as T
-
-from .expr import Const, ExecState, Layout, compile_expr
 
 
 def _default_fns(env: Any, rel: Any) -> list:
@@ -27,8 +26,8 @@ def _default_fns(env: Any, rel: Any) -> list:
     hit = cache.get(key)
     if hit is not None:
         return hit
-    from .analyze import Analyzer, ParamTypes, PState, Query
-    from .parse import parse
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
+    from pgbundle.server.parser.parse import parse
     out = []
     for c in rel.columns:
         if not c.default:
@@ -46,14 +45,14 @@ def _default_fns(env: Any, rel: Any) -> list:
 
 
 def prepare_dml(p: Any, env: Any, q: Any, outer: list, cte_plans: dict) -> None:
-    from .plan import Planner
+    from pgbundle.server.optimizer.plan import Planner
     rel = q.target
     p.rel = rel
     ncols = len(rel.columns)
     p.ncols = ncols
     p.defaults = _default_fns(env, rel)
     p.notnull = [i for i, c in enumerate(rel.columns) if c.not_null and not c.dropped]
-    from .constraints import for_relation
+    from pgbundle.server.executor.constraints import for_relation
     cons = for_relation(env, rel) if rel.constraints or _referenced(env, rel) else None
     p.cons = cons if cons is not None and not cons.empty else None
     p.scan = None
@@ -109,7 +108,7 @@ def prepare_dml(p: Any, env: Any, q: Any, outer: list, cte_plans: dict) -> None:
 
 def _referenced(env: Any, rel: Any) -> bool:
     """Is ``rel`` referenced by some foreign key?"""
-    from .constraints import for_relation
+    from pgbundle.server.executor.constraints import for_relation
     cache = env.__dict__.setdefault("_referenced_cache", {})
     key = rel.oid
     hit = cache.get(key)

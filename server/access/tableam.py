@@ -2,7 +2,7 @@
 :class:`Storage` protocol.
 
 The executor never touches pages or WAL; it calls a ``Storage`` object, one per
-backend.  :mod:`pgbundle.server.sql.engine_adapter` implements it over the
+backend.  :mod:`pgbundle.server.access.engine_adapter` implements it over the
 engine's API (``pgbundle.server.access.api``); tests may use the in-memory one
 in ``tests/server/sql/memstore.py``.
 

@@ -115,7 +115,7 @@ class RelConstraints:
         nrow = list(crow)
         defaults = None
         if act == "d":
-            from .modify import _default_fns
+            from pgbundle.server.executor.modify import _default_fns
             defaults = _default_fns(self.env, child)
         for ci in con.columns:
             if act == "n":
@@ -199,10 +199,10 @@ def _find(st: Any, rel: Any, index: Any, cols: tuple[int, ...], key: tuple, firs
 
 
 def _compile_check(env: Any, rel: Any, text: str) -> Any:
-    from .analyze import Analyzer, ParamTypes
-    from .expr import Layout, compile_expr
-    from .functions import quote_ident
-    from .parse import parse
+    from pgbundle.server.executor.expr import Layout, compile_expr
+    from pgbundle.server.parser.analyze import Analyzer, ParamTypes
+    from pgbundle.server.parser.parse import parse
+    from pgbundle.server.utils.adt.functions import quote_ident
     raw = parse(f"SELECT ({text}) FROM {quote_ident(rel.schema)}.{quote_ident(rel.name)}")[0]
     q = Analyzer(env, ParamTypes()).analyze(raw.kind, raw.node)
     e = q.targets[0].expr

@@ -1,0 +1,1 @@
+"""PostgreSQL's src/backend/commands: utility statements (DDL, SET/SHOW, COPY, EXPLAIN, cursors...)."""

@@ -1,0 +1,1 @@
+"""PostgreSQL's src/backend/executor: plan nodes, expression evaluation, INSERT/UPDATE/DELETE, constraints."""

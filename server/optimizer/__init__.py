@@ -1,0 +1,1 @@
+"""PostgreSQL's src/backend/optimizer: the planner and its cost model."""
