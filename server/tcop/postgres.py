@@ -349,7 +349,7 @@ async def _command_loop(ms: MessageConn, session: Any, engine: LoopEngine, repor
             pending.extend(session.describe(msg.kind, msg.name))
         elif t is Execute:
             if last_state != "active":
-                procs.set_state("active", getattr(session, "portal_query", lambda n: None)(msg.portal))
+                procs.set_state("active", session.portal_query(msg.portal))
                 last_state = "active"
             interrupts.start_query(int(settings.value("statement_timeout")))
             try:

@@ -726,6 +726,12 @@ class Session:
             self.skip_until_sync = True
         return out
 
+    def portal_query(self, portal: str) -> str | None:
+        """The text of the statement a portal runs (pg_stat_activity.query of an Execute), or
+        None for an unknown portal (Execute then answers 34000 and the state keeps its query)."""
+        p = self.portals.get(portal)
+        return None if p is None else p.prep.text
+
     def execute(self, portal: str, max_rows: int = 0) -> list:
         if self.skip_until_sync:
             return []

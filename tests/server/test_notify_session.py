@@ -348,3 +348,27 @@ def test_activity_shows_application_name_and_pooled_client(server):
         assert viewer.execute(q, (pid,)).fetchone()[0] == "my app"
         c.execute("reset all")
         assert viewer.execute(q, (pid,)).fetchone() == ("", *real)
+
+
+def test_activity_query_of_extended_protocol_statements(server):
+    """pg_stat_activity.query shows the statement an Execute runs (Parse/Bind/Execute), as
+    for a simple Query: psycopg's prepared statements and asyncpg's."""
+    q = "select state, query from pg_stat_activity where pid = %s"
+    with server.connect() as c, server.connect() as viewer:
+        pid = c.info.backend_pid
+        c.execute("select 1")  # simple protocol first: the query below must replace it
+        for _ in range(2):  # the second run is a named, server-side prepared statement
+            assert c.execute("select %s::int + 41 as answer", (1,), prepare=True).fetchone() == (42,)
+            assert viewer.execute(q, (pid,)).fetchone() == ("idle", "select $1::int + 41 as answer")
+
+    async def run():
+        conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user="postgres", database="postgres")
+        try:
+            stmt = await conn.prepare("select $1::int * 2 as twice")
+            assert await stmt.fetchval(21) == 42
+            with server.connect() as viewer:
+                return viewer.execute(q, (conn.get_server_pid(),)).fetchone()
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == ("idle", "select $1::int * 2 as twice")
