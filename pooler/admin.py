@@ -25,10 +25,8 @@ SHOW FDS needs admin, as in pgbouncer); with ``auth_type = any`` every user gets
 in as a stats user; user ``pgbouncer`` over the Unix socket is an admin.
 Anyone else is refused at login.
 
-Pause state lives here (pgbouncer's cf_pause_mode and per-database
-db_paused / db_disabled): :meth:`AdminConsole.db_paused` is what a new
-:class:`~.objects.Pool` starts from, :meth:`AdminConsole.db_disabled` is what a
-new client login checks.
+Pause state (PAUSE, SUSPEND, DISABLE, KILL) lives in :class:`~.objects.PauseState`;
+the commands here change it through its methods and :class:`~.objects.Pool`'s.
 """
 
 from __future__ import annotations
@@ -56,8 +54,7 @@ from .stats import BUCKETS, COUNTERS, PoolStats
 
 if TYPE_CHECKING:
     from .client import Client
-    from .main import Pooler
-    from .objects import Pool
+    from .objects import Pool, PoolerHost
     from .server import Server
 
 log = logging.getLogger("pgbundle.pooler")
@@ -138,33 +135,13 @@ def _cols(names: list[str], text: set[str] | frozenset[str]) -> list[tuple[str, 
 
 
 class AdminConsole:
-    def __init__(self, pooler: Pooler) -> None:
+    def __init__(self, pooler: PoolerHost) -> None:
         self.pooler = pooler
-        self.pause_mode = "none"  # none | pause | suspend (pgbouncer's cf_pause_mode)
-        self.paused_dbs: set[str] = set()
-        self.disabled_dbs: set[str] = set()
-        self.suspender: Client | None = None
+        self.pause = pooler.pause
         self.stats = PoolStats()  # the admin pool's own counters (SHOW STATS row "pgbouncer")
 
-    # ------------------------------------------------------------------ state the pooler asks about
-
-    def db_paused(self, dbname: str) -> bool:
-        return self.pause_mode != "none" or dbname in self.paused_dbs
-
-    def db_disabled(self, dbname: str) -> bool:
-        return dbname in self.disabled_dbs
-
     def _apply_pause(self) -> None:
-        """Bring every pool's ``paused`` flag in line; resumed pools serve their waiting clients."""
-        for pool in list(self.pooler.pools.values()):
-            paused = self.db_paused(pool.dbname)
-            if pool.paused == paused:
-                continue
-            pool.paused = paused
-            if not paused:
-                while pool.idle and pool.waiting:
-                    pool.release(pool.idle.pop())
-                pool.launch()
+        self.pause.apply(self.pooler.pools.values())
 
     # ------------------------------------------------------------------ login
 
@@ -205,10 +182,9 @@ class AdminConsole:
         try:
             await self._serve(client)
         finally:
-            if self.suspender is client and self.pause_mode == "suspend":
+            if self.pause.suspender is client and self.pause.mode == "suspend":
                 log.info("admin disappeared when suspended, doing RESUME")
-                self.suspender = None
-                self.pause_mode = "none"
+                self.pause.resume(None)
                 self._apply_pause()
 
     async def _serve(self, client: Client) -> None:
@@ -408,16 +384,15 @@ class AdminConsole:
             await trio.sleep(step)
 
     async def cmd_pause(self, client: Client, arg: str | None) -> str:
-        if self.pause_mode != "none":
+        if self.pause.mode != "none":
             raise PoolerError("already suspended/paused", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
         if arg:
-            db = self._need_db(arg, "pause")
+            db: str | None = self._need_db(arg, "pause")
             log.info("PAUSE '%s' command issued", db)
-            self.paused_dbs.add(db)
         else:
             db = None
             log.info("PAUSE command issued")
-            self.pause_mode = "pause"
+        self.pause.pause(db)
         self._apply_pause()
         # pgbouncer: PAUSE returns once every server connection has been released (and closed)
         await self._wait_until(lambda: not any(pl.active or pl.used for pl in self._pools(db)))
@@ -426,13 +401,12 @@ class AdminConsole:
     async def cmd_suspend(self, client: Client, arg: str | None) -> str:
         if arg:
             raise PoolerError("SUSPEND takes no argument", sqlstate.SYNTAX_ERROR)
-        if self.pause_mode != "none":
+        if self.pause.mode != "none":
             raise PoolerError("already suspended/paused", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
-        if self.paused_dbs:
+        if self.pause.paused_dbs:
             raise PoolerError("cannot suspend with paused databases", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
         log.info("SUSPEND command issued")
-        self.pause_mode = "suspend"
-        self.suspender = client
+        self.pause.suspend(client)
         self._apply_pause()
         return "SUSPEND"
 
@@ -441,31 +415,29 @@ class AdminConsole:
             log.info("RESUME '%s' command issued", arg)
             if self.pooler.find_database(arg) is None and arg not in ADMIN_DB:
                 raise PoolerError(f"no such database: {arg}", sqlstate.INVALID_CATALOG_NAME)
-            if arg not in self.paused_dbs:
+            if arg not in self.pause.paused_dbs:
                 raise PoolerError(f"database {arg} is not paused", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
-            self.paused_dbs.discard(arg)
+            self.pause.resume(arg)
         else:
             log.info("RESUME command issued")
             if self.pooler.shutting_down:
                 raise PoolerError("pooler is shutting down", sqlstate.ADMIN_SHUTDOWN)
-            if self.pause_mode == "none" and not self.paused_dbs:
+            if self.pause.mode == "none" and not self.pause.paused_dbs:
                 raise PoolerError("pooler is not paused/suspended", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
-            self.pause_mode = "none"
-            self.suspender = None
-            self.paused_dbs.clear()
+            self.pause.resume(None)
         self._apply_pause()
         return "RESUME"
 
     async def cmd_disable(self, client: Client, arg: str | None) -> str:
         db = self._need_db(arg, "disable")
         log.info("DISABLE '%s' command issued", db)
-        self.disabled_dbs.add(db)
+        self.pause.disable(db)
         return "DISABLE"
 
     async def cmd_enable(self, client: Client, arg: str | None) -> str:
         db = self._need_db(arg, "enable")
         log.info("ENABLE '%s' command issued", db)
-        self.disabled_dbs.discard(db)
+        self.pause.enable(db)
         return "ENABLE"
 
     async def cmd_reconnect(self, client: Client, arg: str | None) -> str:
@@ -480,15 +452,12 @@ class AdminConsole:
         return "RECONNECT"
 
     async def cmd_kill(self, client: Client, arg: str | None) -> str:
-        if self.pause_mode != "none":
+        if self.pause.mode != "none":
             raise PoolerError("already suspended/paused", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
         db = self._need_db(arg, "kill") if arg else None
         log.info("KILL '%s' command issued" % db if db else "KILL command issued")
         pools = self._pools(db)
-        if db:
-            self.paused_dbs.add(db)
-        else:
-            self.paused_dbs.update(pl.dbname for pl in pools)
+        self.pause.pause_dbs([db] if db else [pl.dbname for pl in pools])
         self._apply_pause()
         err = PoolerError("database removed", sqlstate.ADMIN_SHUTDOWN)
         for pool in pools:
@@ -581,7 +550,7 @@ class AdminConsole:
         return Result([("version", TEXT)], [[f"PgBouncer {PGBOUNCER_VERSION} (pgbundle {_version()})"]])
 
     def show_state(self) -> Result:
-        pm = self.pause_mode
+        pm = self.pause.mode
         return Result([("key", TEXT), ("value", TEXT)],
                       [["active", "yes" if pm == "none" else "no"], ["paused", "yes" if pm == "pause" else "no"],
                        ["suspended", "yes" if pm == "suspend" else "no"]])
@@ -783,7 +752,7 @@ class AdminConsole:
                          db.max_db_client_connections if db.max_db_client_connections is not None
                          else s.max_db_client_connections,
                          sum(1 for c in clients if c.database == name and not c.admin),
-                         int(name in self.paused_dbs), int(self.db_disabled(name))])
+                         int(name in self.pause.paused_dbs), int(self.pause.db_disabled(name))])
         return Result(_cols(cols, {"name", "host", "database", "force_user", "pool_mode", "load_balance_hosts"}),
                       rows)
 

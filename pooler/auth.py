@@ -50,7 +50,7 @@ from .objects import PoolerError
 if TYPE_CHECKING:
     from .client import Client
     from .config import DatabaseConfig
-    from .main import Pooler
+    from .objects import PoolerHost
 
 TRUST = object()  # marker in the upstream-verified cache: the upstream asked for no password
 
@@ -73,7 +73,7 @@ def password_failed(user: str) -> PoolerError:
 class Authenticator:
     """Authenticates clients for one pooler; holds the user secrets and learned credentials."""
 
-    def __init__(self, pooler: Pooler) -> None:
+    def __init__(self, pooler: PoolerHost) -> None:
         self.pooler = pooler
         self.users: dict[str, str] = {}
         self.client_keys: dict[str, bytes] = {}  # user -> SCRAM ClientKey learned from a client login
@@ -290,10 +290,11 @@ class Authenticator:
             if server is None or server.state is ServerState.CLOSED:
                 adb = msgspec.structs.replace(db, user=auth_user, dbname=dbname,
                                               password=db.password if db.user == auth_user else None)
-                server = Server(Pool(self.pooler, dbname, auth_user, adb, register=False))
+                pool = Pool(self.pooler, dbname, auth_user, adb, register=False)
+                server = Server(pool)
                 await server.login(self.server_credentials(auth_user, adb))
                 await self.pooler.nursery.start(server.run)
-                server.state = ServerState.USED  # never handed to a client
+                pool.mark_used(server)  # never handed to a client
                 self.auth_servers[key] = server
             sql = s.auth_query.replace("$1", quote_literal(client.user))
             try:

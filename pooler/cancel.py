@@ -26,14 +26,14 @@ from .objects import ServerState
 
 if TYPE_CHECKING:
     from .client import Client
-    from .main import Pooler
+    from .objects import PoolerHost
     from .server import Server
 
 log = logging.getLogger("pgbundle.pooler")
 
 
 class CancelRouter:
-    def __init__(self, pooler: Pooler) -> None:
+    def __init__(self, pooler: PoolerHost) -> None:
         self.pooler = pooler
         self.by_pid: dict[int, Client] = {}
 

@@ -41,11 +41,10 @@ from pgbundle.shared.protocol.errors import RemoteProtocolError
 
 from . import logs
 from .emulate import build_batch, local_reply
-from .objects import ClientState, PoolerError
+from .objects import ClientState, PoolerError, client_logged_in
 
 if TYPE_CHECKING:
-    from .main import Pooler
-    from .objects import Pool
+    from .objects import Pool, PoolerHost
     from .server import Server
 
 log = logging.getLogger("pgbundle.pooler")
@@ -66,11 +65,12 @@ _READY_IDLE = b"Z\0\0\0\5I"
 class Client:
     """State of one client connection (its transitions live in :mod:`.objects`)."""
 
-    def __init__(self, pooler: Pooler, conn: Conn) -> None:
+    state: ClientState = ClientState.LOGIN  # changed only in .objects
+
+    def __init__(self, pooler: PoolerHost, conn: Conn) -> None:
         self.id = next(_ids)
         self.pooler = pooler
         self.conn = conn
-        self.state = ClientState.LOGIN
         self.pool: Pool | None = None
         self.server: Server | None = None
         self.last_server: Server | None = None  # the server it had last (Pool._pick_idle prefers it)
@@ -187,12 +187,12 @@ class Client:
         if not self.admin and pooler.client_count > pooler.config.settings.max_client_conn:
             raise PoolerError("no more connections allowed (max_client_conn)", sqlstate.TOO_MANY_CONNECTIONS)
         if self.admin:
-            await pooler.admin.login(self)
+            await pooler.admin_login(self)
             return True
         db = pooler.find_database(self.database)
         if db is None:
             raise PoolerError(f"no such database: {self.database}", sqlstate.INVALID_CATALOG_NAME)
-        if pooler.admin.db_disabled(self.database):  # DISABLE db
+        if pooler.pause.db_disabled(self.database):  # DISABLE db
             raise PoolerError(f"database does not allow connections: {self.database}",
                               sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
         pooler.check_client_limits(self, db)
@@ -405,10 +405,10 @@ def _needs_server(pieces) -> bool:
     return any(t != _X for t, _ in pieces)
 
 
-async def serve_client(pooler: Pooler, conn: Conn) -> None:
+async def serve_client(pooler: PoolerHost, conn: Conn) -> None:
     """Own one accepted connection until it is closed.  Never raises (logs instead)."""
     client = Client(pooler, conn)
-    pooler.clients.add(client)
+    pooler.register_client(client)
     error: PoolerError | None = None
     reason = "client close request"
     try:
@@ -420,10 +420,10 @@ async def serve_client(pooler: Pooler, conn: Conn) -> None:
             except trio.TooSlowError:
                 raise PoolerError("client_login_timeout", sqlstate.PROTOCOL_VIOLATION) from None
             if ok:
-                client.state = ClientState.ACTIVE
+                client_logged_in(client)
                 pooler.log_client(client, f"login ok: db={client.database} user={client.user}")
                 if client.admin:
-                    await pooler.admin.serve(client)
+                    await pooler.serve_admin(client)
                 else:
                     await client.relay()
             else:

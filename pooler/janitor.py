@@ -29,20 +29,20 @@ from . import logs
 from .stats import COUNTERS
 
 if TYPE_CHECKING:
-    from .main import Pooler
+    from .objects import PoolerHost
 
 log = logging.getLogger("pgbundle.pooler")
 PERIOD = 1.0 / 3  # pgbouncer: full maintenance every 1/3 s
 
 
-def maintain(pooler: Pooler) -> None:
+def maintain(pooler: PoolerHost) -> None:
     """One round of maintenance; synchronous, so it sees a consistent state."""
     s = pooler.config.settings
     now = time.monotonic()
     for pool in list(pooler.pools.values()):
         keep = pool.min_pool_size
         if pool.paused:
-            if pooler.admin.pause_mode == "suspend":  # SUSPEND keeps the server connections
+            if pooler.pause.mode == "suspend":  # SUSPEND keeps the server connections
                 continue
             for server in list(pool.idle) + list(pool.used):
                 if server.state.value == "idle" or not server.ops:
@@ -62,14 +62,14 @@ def maintain(pooler: Pooler) -> None:
             pool.launch(minimum=keep)
 
 
-def stats_period(pooler: Pooler) -> None:
+def stats_period(pooler: PoolerHost) -> None:
     """stats_period elapsed: new averages window, and the log line."""
     pooler.stats.tick()
     if pooler.config.settings.log_stats:
         logs.stats_line(dict(zip(COUNTERS, pooler.stats.period_averages())))
 
 
-async def janitor(pooler: Pooler) -> None:
+async def janitor(pooler: PoolerHost) -> None:
     last_stats = time.monotonic()
     while True:
         await trio.sleep(PERIOD)

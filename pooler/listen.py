@@ -22,8 +22,7 @@ from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messag
 
 if TYPE_CHECKING:
     from .client import Client
-    from .main import Pooler
-    from .objects import Pool
+    from .objects import Pool, PoolerHost
 
 log = logging.getLogger("pgbundle.pooler")
 
@@ -35,7 +34,7 @@ def _ident(name: str) -> str:
 class PoolListener:
     """The listening connection of one pool and who listens on what."""
 
-    def __init__(self, pooler: Pooler, pool: Pool) -> None:
+    def __init__(self, pooler: PoolerHost, pool: Pool) -> None:
         self.pooler = pooler
         self.pool = pool
         self.channels: dict[str, set[Client]] = {}
@@ -132,7 +131,7 @@ class PoolListener:
 class Listeners:
     """All pools' listeners; clients subscribe through here."""
 
-    def __init__(self, pooler: Pooler) -> None:
+    def __init__(self, pooler: PoolerHost) -> None:
         self.pooler = pooler
         self.by_pool: dict[tuple[str, str], PoolListener] = {}
 

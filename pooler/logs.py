@@ -38,8 +38,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .client import Client
     from .config import Settings
-    from .main import Pooler
-    from .objects import PoolerError
+    from .objects import PoolerError, PoolerHost
     from .server import Server
 
 log = logging.getLogger("pgbundle.pooler")
@@ -153,7 +152,7 @@ def _event(text: str) -> str:
     return text.split(":", 1)[0].replace(" ", "_")
 
 
-def log_client(pooler: Pooler, client: Client, text: str, *, disconnect: bool = False,
+def log_client(pooler: PoolerHost, client: Client, text: str, *, disconnect: bool = False,
                level: int = logging.INFO, **extra: Any) -> None:
     """``C-<id>: db/user@addr:port <text>``; a disconnect line gets ``(age=Ns)``."""
     s = pooler.config.settings
@@ -175,7 +174,7 @@ def log_client(pooler: Pooler, client: Client, text: str, *, disconnect: bool = 
             extra={"pgb": _fields(f"C-{client.id}", db, user, host, port, _event(text), **extra)})
 
 
-def log_server(pooler: Pooler, server: Server, text: str, **extra: Any) -> None:
+def log_server(pooler: PoolerHost, server: Server, text: str, **extra: Any) -> None:
     """``S-<id>: db/user@host:port <text>``; a closing line gets ``(age=Ns)``."""
     s = pooler.config.settings
     closing = text.startswith("closing because")

@@ -35,7 +35,7 @@ from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_f
 from .janitor import janitor
 from .listen import Listeners
 from .metrics import MetricsServer
-from .objects import Pool, PoolerError, ServerState
+from .objects import PauseState, Pool, PoolerError, ServerState, server_closed
 from .prepare import StatementCache
 from .server import Server
 from .stats import Stats
@@ -53,6 +53,7 @@ class Pooler:
         self.clients: set[Client] = set()
         self.servers: set[Server] = set()
         self.stats = Stats()
+        self.pause = PauseState()
         self.varcache = VarCache(config.settings.ignore_startup_parameters)
         self.cancels = CancelRouter(self)
         self.auth = Authenticator(self)
@@ -91,6 +92,9 @@ class Pooler:
             raise PoolerError("client connections exceeded (max_user_client_connections)",
                               sqlstate.TOO_MANY_CONNECTIONS)
 
+    def register_client(self, client: Client) -> None:
+        self.clients.add(client)
+
     def get_pool(self, dbname: str, user: str, db: DatabaseConfig) -> Pool:
         key = (dbname, user)
         pool = self.pools.get(key)
@@ -123,7 +127,7 @@ class Pooler:
 
     def start_server(self, pool: Pool) -> None:
         server = Server(pool)
-        pool.login.add(server)
+        pool.add_login(server)
         self.servers.add(server)
         self.nursery.start_soon(self._server_task, server)
 
@@ -135,7 +139,7 @@ class Pooler:
                 await server.login(creds)
             except PoolerError as exc:
                 self.servers.discard(server)
-                server.state = ServerState.CLOSED
+                server_closed(server)
                 self.log_server(server, f"login failed: {exc.message}")
                 pool.login_failed(server, exc, auth_error=getattr(exc, "auth_error", False))
                 return
@@ -180,7 +184,7 @@ class Pooler:
             real.welcome_ready.set()
         if not forced and real.server_count < real.server_limit() and not self.shutting_down \
                 and self.may_open_server(real):
-            real.login.add(server)
+            real.add_login(server)
             self.servers.add(server)
             self.nursery.start_soon(self._server_task, server, creds, True)
         else:
@@ -218,6 +222,14 @@ class Pooler:
             server.pool.release(server)
         else:
             server.close("server reset failed")
+
+    # ------------------------------------------------------------------ the admin console
+
+    async def admin_login(self, client: Client) -> None:
+        await self.admin.login(client)
+
+    async def serve_admin(self, client: Client) -> None:
+        await self.admin.serve(client)
 
     # ------------------------------------------------------------------ logging
 

@@ -49,7 +49,7 @@ from .objects import ClientState, ServerState
 from .stats import BUCKETS
 
 if TYPE_CHECKING:
-    from .main import Pooler
+    from .objects import PoolerHost
 
 log = logging.getLogger("pgbundle.pooler")
 
@@ -73,7 +73,7 @@ _COUNTERS = (  # metric name, PoolStats field, help, scale
 class PoolerCollector:
     """Reads the pooler's state at scrape time (called in the trio thread)."""
 
-    def __init__(self, pooler: Pooler) -> None:
+    def __init__(self, pooler: PoolerHost) -> None:
         self.pooler = pooler
 
     def describe(self) -> list:
@@ -142,7 +142,7 @@ class PoolerCollector:
         yield GaugeMetricFamily("pgbundle_servers", "Server connections (all).",
                                 value=sum(1 for s in p.servers if s.state is not ServerState.CLOSED))
         yield GaugeMetricFamily("pgbundle_paused", "1 while PAUSE or SUSPEND is in effect.",
-                                value=int(p.admin.pause_mode != "none"))
+                                value=int(p.pause.mode != "none"))
         from .admin import PGBOUNCER_VERSION, _version
 
         info = InfoMetricFamily("pgbundle", "pgbundle pooler version.")
@@ -150,7 +150,7 @@ class PoolerCollector:
         yield info
 
 
-def make_registry(pooler: Pooler) -> CollectorRegistry:
+def make_registry(pooler: PoolerHost) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(PoolerCollector(pooler))
     ProcessCollector(registry=reg)
@@ -173,7 +173,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 class MetricsServer:
     """A tiny HTTP server for /metrics, in the pooler's trio nursery."""
 
-    def __init__(self, pooler: Pooler, listen: str) -> None:
+    def __init__(self, pooler: PoolerHost, listen: str) -> None:
         self.pooler = pooler
         self.registry = make_registry(pooler)
         host, port = parse_listen(listen)

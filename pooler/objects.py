@@ -23,7 +23,8 @@ import enum
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -32,10 +33,17 @@ from pgbundle.shared import sqlstate
 from .stats import PoolStats
 
 if TYPE_CHECKING:
+    import socket
+
+    from .auth import Authenticator
+    from .cancel import CancelRouter
     from .client import Client
-    from .config import DatabaseConfig
-    from .main import Pooler
+    from .config import Config, DatabaseConfig
+    from .listen import Listeners
+    from .prepare import StatementCache
     from .server import Server
+    from .stats import Stats
+    from .varcache import VarCache
 
 log = logging.getLogger("pgbundle.pooler")
 
@@ -53,6 +61,125 @@ class ServerState(enum.Enum):
     ACTIVE = "active"
     USED = "used"
     CLOSED = "closed"
+
+
+class PoolHost(Protocol):
+    """What a :class:`Pool` needs from the pooler that owns it (``main.Pooler`` is one)."""
+
+    config: Config
+    stats: Stats
+    pause: PauseState
+    shutting_down: bool
+
+    def may_open_server(self, pool: Pool) -> bool: ...
+
+    def start_server(self, pool: Pool) -> None: ...
+
+
+class PoolerHost(PoolHost, Protocol):
+    """What the connection modules, the janitor, the admin console and the metrics read
+    from the pooler and ask it to do.  Nothing imports ``main``: they see it as this.
+
+    ``pools``, ``clients`` and ``servers`` are the pooler's registry, read here and
+    changed through :class:`Pool` methods and the pooler's own.
+    """
+
+    pools: dict[tuple[str, str], Pool]
+    clients: set[Client]
+    servers: set[Server]
+    varcache: VarCache
+    statements: StatementCache
+    auth: Authenticator
+    cancels: CancelRouter
+    listeners: Listeners
+    nursery: trio.Nursery
+    listen_socks: list[socket.socket]
+    started: float
+
+    @property
+    def client_count(self) -> int: ...
+
+    def find_database(self, name: str) -> DatabaseConfig | None: ...
+
+    def check_client_limits(self, client: Client, db: DatabaseConfig) -> None: ...
+
+    def get_pool(self, dbname: str, user: str, db: DatabaseConfig) -> Pool: ...
+
+    def register_client(self, client: Client) -> None: ...
+
+    def client_gone(self, client: Client, reason: str) -> None: ...
+
+    async def reset_server(self, server: Server) -> None: ...
+
+    async def verify_upstream(self, client: Client, db: DatabaseConfig | None, password: str | None,
+                              ask: Callable[[], Awaitable[str | None]] | None = None) -> bool: ...
+
+    async def admin_login(self, client: Client) -> None: ...
+
+    async def serve_admin(self, client: Client) -> None: ...
+
+    def log_client(self, client: Client, text: str, *, disconnect: bool = False) -> None: ...
+
+    def log_server(self, server: Server, text: str) -> None: ...
+
+    def reload(self) -> None: ...
+
+    def close_listeners(self) -> None: ...
+
+    def shutdown_now(self) -> None: ...
+
+    async def shutdown_gracefully(self) -> None: ...
+
+
+class PauseState:
+    """PAUSE / SUSPEND / RESUME / DISABLE / ENABLE / KILL state (pgbouncer's cf_pause_mode and
+    per-database db_paused / db_disabled).  The admin console changes it only through these
+    methods; :meth:`db_paused` is what a new :class:`Pool` starts from, :meth:`db_disabled`
+    what a new client login checks."""
+
+    def __init__(self) -> None:
+        self.mode = "none"  # none | pause | suspend
+        self.paused_dbs: set[str] = set()
+        self.disabled_dbs: set[str] = set()
+        self.suspender: Client | None = None  # the admin client that ran SUSPEND
+
+    def db_paused(self, dbname: str) -> bool:
+        return self.mode != "none" or dbname in self.paused_dbs
+
+    def db_disabled(self, dbname: str) -> bool:
+        return dbname in self.disabled_dbs
+
+    def pause(self, db: str | None) -> None:
+        if db:
+            self.paused_dbs.add(db)
+        else:
+            self.mode = "pause"
+
+    def pause_dbs(self, dbs: Iterable[str]) -> None:
+        self.paused_dbs.update(dbs)
+
+    def suspend(self, admin: Client) -> None:
+        self.mode = "suspend"
+        self.suspender = admin
+
+    def resume(self, db: str | None) -> None:
+        if db:
+            self.paused_dbs.discard(db)
+        else:
+            self.mode = "none"
+            self.suspender = None
+            self.paused_dbs.clear()
+
+    def disable(self, db: str) -> None:
+        self.disabled_dbs.add(db)
+
+    def enable(self, db: str) -> None:
+        self.disabled_dbs.discard(db)
+
+    def apply(self, pools: Iterable[Pool]) -> None:
+        """Bring every pool's ``paused`` flag in line; resumed pools serve their waiting clients."""
+        for pool in list(pools):
+            pool.set_paused(self.db_paused(pool.dbname))
 
 
 class PoolerError(Exception):
@@ -80,7 +207,7 @@ class PoolerError(Exception):
 class Pool:
     """The server connections of one (database, user) pair and the clients that use them."""
 
-    def __init__(self, pooler: Pooler, dbname: str, user: str, db: DatabaseConfig, *, register: bool = True) -> None:
+    def __init__(self, pooler: PoolHost, dbname: str, user: str, db: DatabaseConfig, *, register: bool = True) -> None:
         self.pooler = pooler
         self.dbname = dbname  # the name clients use
         self.user = user  # the client user (key)
@@ -98,7 +225,7 @@ class Pool:
         self.welcome_cache: dict[tuple, bytes] = {}  # client varstate -> encoded ParameterStatus set
         self.last_login_failed = 0.0  # monotonic time of the last failed server login, 0 = none
         self.last_login_error: PoolerError | None = None
-        self.paused = pooler.admin.db_paused(dbname)  # PAUSE/KILL db (admin console) covers new pools too
+        self.paused = pooler.pause.db_paused(dbname)  # PAUSE/KILL db (admin console) covers new pools too
         self.host_index = 0
         self.configure()
         # statistics (SHOW STATS)
@@ -139,6 +266,16 @@ class Pool:
         if not self.last_login_failed or self.server_count:
             return False
         return time.monotonic() - self.last_login_failed < self.pooler.config.settings.server_login_retry
+
+    def set_paused(self, paused: bool) -> None:
+        """PAUSE/RESUME: a resumed pool hands its idle servers to the clients waiting."""
+        if self.paused == paused:
+            return
+        self.paused = paused
+        if not paused:
+            while self.idle and self.waiting:
+                self.release(self.idle.pop())
+            self.launch()
 
     # ------------------------------------------------------------------ clients
 
@@ -259,6 +396,10 @@ class Pool:
 
     # ------------------------------------------------------------------ servers
 
+    def add_login(self, server: Server) -> None:
+        """A server connection being opened for this pool (counts toward its size)."""
+        self.login.add(server)
+
     def unlink(self, server: Server) -> None:
         client = server.client
         if client is not None:
@@ -360,3 +501,16 @@ class Pool:
         # pgbouncer's fail-fast: with no server connection left, nobody waits in vain.
         if self.server_count == 0 or auth_error:
             self.fail_waiting(error)
+
+
+# ---------------------------------------------------------------------- outside any pool list
+
+
+def client_logged_in(client: Client) -> None:
+    """Login done (an admin console client has no pool): LOGIN -> ACTIVE."""
+    client.state = ClientState.ACTIVE
+
+
+def server_closed(server: Server) -> None:
+    """The connection is over (its pool forgets it next, see :meth:`Pool.forget`)."""
+    server.state = ServerState.CLOSED

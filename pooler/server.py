@@ -38,7 +38,7 @@ from pgbundle.shared.protocol.codec import Reader
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
 from . import emulate, ops as O
-from .objects import PoolerError, ServerState
+from .objects import PoolerError, ServerState, server_closed
 from .prepare import ServerStatements
 
 if TYPE_CHECKING:
@@ -70,10 +70,11 @@ def quote_literal(value: str) -> str:
 class Server:
     """One server connection and its relay task."""
 
+    state: ServerState = ServerState.LOGIN  # changed only in .objects
+
     def __init__(self, pool: Pool) -> None:
         self.id = next(_ids)
         self.pool = pool
-        self.state = ServerState.LOGIN
         self.conn: Conn | None = None
         self.client: Client | None = None
         self.addr = ("", 0)
@@ -523,7 +524,7 @@ class Server:
         """The connection is over: close it, tell the linked client, forget the server."""
         pool = self.pool
         client = self.client
-        self.state = ServerState.CLOSED
+        server_closed(self)
         self._close_socket()
         for op in self.ops:
             if op.sink is not None:
