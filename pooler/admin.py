@@ -75,7 +75,7 @@ _SET_RX = re.compile(r"^\s*set\s+" + _WORD + r"\s*(?:=|\s+to\s+|\s+to$)\s*(?:" +
                      r"|('(?:[^']|'')*'))\s*(?:;\s*)?$", re.I | re.S)
 
 
-def _version() -> str:
+def pgbundle_version() -> str:
     try:
         return version("pgbundle")
     except PackageNotFoundError:
@@ -163,7 +163,7 @@ class AdminConsole:
         client.cancel_key = self.pooler.cancels.register(client)
         params = {"application_name": client.application_name, "client_encoding": "UTF8",
                   "server_encoding": "UTF8",
-                  "server_version": f"{PGBOUNCER_VERSION}/bouncer (pgbundle {_version()})",
+                  "server_version": f"{PGBOUNCER_VERSION}/bouncer (pgbundle {pgbundle_version()})",
                   "DateStyle": "ISO", "standard_conforming_strings": "on", "integer_datetimes": "on",
                   "TimeZone": "GMT", "is_superuser": "on"}
         pid, key = client.cancel_key
@@ -547,7 +547,7 @@ class AdminConsole:
     # ------------------------------------------------------------------ SHOW
 
     def show_version(self) -> Result:
-        return Result([("version", TEXT)], [[f"PgBouncer {PGBOUNCER_VERSION} (pgbundle {_version()})"]])
+        return Result([("version", TEXT)], [[f"PgBouncer {PGBOUNCER_VERSION} (pgbundle {pgbundle_version()})"]])
 
     def show_state(self) -> Result:
         pm = self.pause.mode

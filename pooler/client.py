@@ -38,6 +38,7 @@ from pgbundle.shared import sqlstate
 from pgbundle.shared.netio import Conn, ConnectionLost
 from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_startup, encode, messages as m
 from pgbundle.shared.protocol.errors import RemoteProtocolError
+from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import logs
 from .emulate import build_batch, local_reply
@@ -59,6 +60,7 @@ _LOCAL_FIRST = frozenset(map(ord, "PC"))
 CLIENT_ADDR_SETTING = "pgbundle.client_addr"
 _ids = itertools.count(1)
 _INF = math.inf
+_IDLE = TransactionStatus.IDLE
 _READY_IDLE = b"Z\0\0\0\5I"
 
 
@@ -242,7 +244,7 @@ class Client:
                     self.read_scope = None
                     if sc.cancelled_caught:
                         server = self.server
-                        if server is not None and server.status != 73:
+                        if server is not None and server.status != _IDLE:
                             raise PoolerError("idle transaction timeout", sqlstate.PROTOCOL_VIOLATION)
                         raise PoolerError("client_idle_timeout", sqlstate.PROTOCOL_VIOLATION)
                 else:
@@ -344,7 +346,7 @@ class Client:
         elif server.pending_z or server.unsynced:
             return _INF
         else:
-            t = pool.idle_transaction_timeout if server.status != 73 else pool.client_idle_timeout
+            t = pool.idle_transaction_timeout if server.status != _IDLE else pool.client_idle_timeout
         return trio.current_time() + t if t else _INF
 
     # ------------------------------------------------------------------ being told to stop

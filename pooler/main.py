@@ -25,6 +25,7 @@ import trio
 
 from pgbundle.shared import sqlstate
 from pgbundle.shared.netio import Conn
+from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import logs
 from .admin import AdminConsole
@@ -204,7 +205,8 @@ class Pooler:
                 pool.unlink(server)
             elif server.pending_z or server.unsynced or server.close_needed or client.kill_after is not None:
                 server.close("client disconnect while server was not ready")
-            elif server.status == 73 and pool.mode != "session" and not self.config.settings.server_reset_query_always:
+            elif server.status == TransactionStatus.IDLE and pool.mode != "session" \
+                    and not self.config.settings.server_reset_query_always:
                 pool.release(server)
             else:
                 pool.mark_used(server)

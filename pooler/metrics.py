@@ -44,6 +44,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from .admin import PGBOUNCER_VERSION, pgbundle_version
 from .config import ConfigError
 from .objects import ClientState, ServerState
 from .stats import BUCKETS
@@ -143,10 +144,8 @@ class PoolerCollector:
                                 value=sum(1 for s in p.servers if s.state is not ServerState.CLOSED))
         yield GaugeMetricFamily("pgbundle_paused", "1 while PAUSE or SUSPEND is in effect.",
                                 value=int(p.pause.mode != "none"))
-        from .admin import PGBOUNCER_VERSION, _version
-
         info = InfoMetricFamily("pgbundle", "pgbundle pooler version.")
-        info.add_metric([], {"version": _version(), "pgbouncer_compatible": PGBOUNCER_VERSION})
+        info.add_metric([], {"version": pgbundle_version(), "pgbouncer_compatible": PGBOUNCER_VERSION})
         yield info
 
 

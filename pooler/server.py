@@ -36,6 +36,7 @@ from pgbundle.shared.netio import Conn, ConnectionLost, open_connection
 from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_backend, encode, messages as m
 from pgbundle.shared.protocol.codec import Reader
 from pgbundle.shared.protocol.errors import RemoteProtocolError
+from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import emulate, ops as O
 from .objects import PoolerError, ServerState, server_closed
@@ -50,7 +51,7 @@ log = logging.getLogger("pgbundle.pooler")
 
 _Z, _S, _E, _A, _D = ord("Z"), ord("S"), ord("E"), ord("A"), ord("D")
 _ASYNC = frozenset((ord("N"), _A, _S))
-_I, _T = ord("I"), ord("T")
+_I = TransactionStatus.IDLE
 #: Backend messages the relay looks at.
 RELAY_WANT = frozenset((_Z, _S, _E, _A))
 #: While replies are matched to requests every message is looked at.

@@ -64,7 +64,7 @@ def test_connection_state_is_written_only_in_objects() -> None:
 
 @pytest.mark.parametrize("prefix", [
     "pgbundle.shared",
-    pytest.param("pgbundle.pooler", marks=_TODO),
+    "pgbundle.pooler",
     pytest.param("pgbundle.server", marks=_TODO),
 ])
 def test_no_private_names_imported_across_modules(prefix: str) -> None:
