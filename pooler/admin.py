@@ -46,6 +46,7 @@ import trio
 from pgbundle.shared import sqlstate
 from pgbundle.shared.protocol import decode_frontend, encode, messages as m
 from pgbundle.shared.protocol.errors import RemoteProtocolError
+from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import logs
 from .config import ConfigError, Settings, set_setting
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from .server import Server
 
 log = logging.getLogger("pgbundle.pooler")
+_READY_IDLE = encode(m.ReadyForQuery(TransactionStatus.IDLE.char))
 TEXT, INT8 = 25, 20
 ADMIN_DB = ("pgbouncer", "pgbundle")
 PGBOUNCER_VERSION = "1.25.0"
@@ -170,7 +172,7 @@ class AdminConsole:
         await client.conn.send_all(
             encode(m.AuthenticationOk())
             + b"".join(encode(m.ParameterStatus(k, v)) for k, v in params.items())
-            + encode(m.BackendKeyData(pid, key)) + b"Z\0\0\0\5I")
+            + encode(m.BackendKeyData(pid, key)) + _READY_IDLE)
         self.stats.client_connect_count += 1
 
     def is_admin(self, client: Client) -> bool:
@@ -209,13 +211,13 @@ class AdminConsole:
             if isinstance(msg, m.Query):
                 st.query_count += 1
                 st.xact_count += 1
-                out = await self.run_query(client, msg.query) + b"Z\0\0\0\5I"
+                out = await self.run_query(client, msg.query) + _READY_IDLE
                 st.server_bytes += len(out)
                 await client.conn.send_all(out)
                 continue
             # the extended protocol: Parse/Bind/Describe/Execute/Close/Sync/Flush, no parameters
             if isinstance(msg, m.Sync):
-                pending.append(b"Z\0\0\0\5I")
+                pending.append(_READY_IDLE)
                 out = b"".join(pending)
                 st.server_bytes += len(out)
                 await client.conn.send_all(out)

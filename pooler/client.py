@@ -37,6 +37,7 @@ import trio
 from pgbundle.shared import sqlstate
 from pgbundle.shared.netio import Conn, ConnectionLost
 from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_startup, encode, messages as m
+from pgbundle.shared.protocol.constants import SSL_REFUSED
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
 
@@ -61,7 +62,7 @@ CLIENT_ADDR_SETTING = "pgbundle.client_addr"
 _ids = itertools.count(1)
 _INF = math.inf
 _IDLE = TransactionStatus.IDLE
-_READY_IDLE = b"Z\0\0\0\5I"
+_READY_IDLE = encode(m.ReadyForQuery(_IDLE.char))
 
 
 class Client:
@@ -157,7 +158,7 @@ class Client:
             if isinstance(msg, (m.SSLRequest, m.GSSENCRequest)):
                 if len(self.frames):
                     raise PoolerError("received unencrypted data after SSL request", sqlstate.PROTOCOL_VIOLATION)
-                await self.conn.send_all(b"N")
+                await self.conn.send_all(SSL_REFUSED)
                 continue
             if isinstance(msg, m.CancelRequest):
                 pooler.cancels.request(msg.process_id, msg.secret_key)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from pgbundle.shared import sqlstate
 from pgbundle.shared.protocol import PASS, RemoteProtocolError, encode, messages as m
+from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import ops as O, sqlscan
 from .prepare import bind_statement, kind_and_name, parse_parse, rename_bind
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
     from .server import Server
 
 _Q, _P, _B, _D, _E, _C, _S, _H, _F, _X = (ord(c) for c in "QPBDECSHFX")
-_PARSE_COMPLETE = b"1\0\0\0\4"
-_CLOSE_COMPLETE = b"3\0\0\0\4"
+_PARSE_COMPLETE = encode(m.ParseComplete())
+_CLOSE_COMPLETE = encode(m.CloseComplete())
+_READY_IDLE = encode(m.ReadyForQuery(TransactionStatus.IDLE.char))
 #: Parameters PostgreSQL reports with ParameterStatus; everything else is read back.
 from .varcache import REPORTED, canonical  # noqa: E402
 
@@ -103,12 +105,12 @@ def _local(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
             closes.append(name)
             replies.append(_CLOSE_COMPLETE)
         elif t == _S:
-            replies.append(b"Z\0\0\0\5I")
+            replies.append(_READY_IDLE)
         elif t == _H:
             continue
         else:
             return None
-    if not replies or replies[-1] != b"Z\0\0\0\5I":
+    if not replies or replies[-1] != _READY_IDLE:
         return None  # without a Sync the client may go on with a Bind: use a server
     for name, st in names:
         client.prepared[name] = st
