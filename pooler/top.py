@@ -159,7 +159,7 @@ class Sample:
         self.pools = [r for r in client.query("SHOW POOLS") if r["database"] != "pgbouncer"]
         self.totals = {r["name"]: _int(r["value"]) for r in client.query("SHOW TOTALS")}
         self.clients = client.query("SHOW CLIENTS")
-        self.state = {r["key"]: r["value"] for r in client.query("SHOW STATE")}
+        self.console_state = {r["key"]: r["value"] for r in client.query("SHOW STATE")}
         self.servers = len(client.query("SHOW SERVERS"))
         self.hist: dict[tuple[str, str, str], list[int]] = {}
         for r in client.query("SHOW LATENCY"):
@@ -192,8 +192,8 @@ def render(where: str, version: str, window: deque[Sample], window_secs: float) 
     def rate(name: str) -> float:
         return (new.totals.get(name, 0) - old.totals.get(name, 0)) / dt if dt > 0 else 0.0
 
-    state = "suspended" if new.state.get("suspended") == "yes" else "paused" if new.state.get("paused") == "yes" \
-        else "active"
+    cs = new.console_state
+    state = "suspended" if cs.get("suspended") == "yes" else "paused" if cs.get("paused") == "yes" else "active"
     head = Text.assemble(("pgbundle top", "bold"), f"  {where}  {version}  ",
                          ("state: ", "dim"), (state, "bold green" if state == "active" else "bold red"),
                          (f"  window {min(dt, window_secs):.0f}s   q quits", "dim"))

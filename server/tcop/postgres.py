@@ -337,6 +337,9 @@ async def _command_loop(ms: MessageConn, session: Any, engine: LoopEngine, repor
             finally:
                 interrupts.end_query()
             report.before_ready(out)
+            if not session.copy_in_progress:  # idle before ReadyForQuery goes out, as PostgreSQL
+                last_state = _idle_state(session.transaction_status)
+                procs.set_state(last_state)
             await send(out)
             if session.copy_in_progress:
                 await _copy_in(ms, session, report)
@@ -361,6 +364,10 @@ async def _command_loop(ms: MessageConn, session: Any, engine: LoopEngine, repor
         elif t is Sync:
             pending.extend(session.sync())
             report.before_ready(pending)
+            state = _idle_state(session.transaction_status)
+            if state != last_state:  # idle before ReadyForQuery goes out, as PostgreSQL
+                procs.set_state(state)
+                last_state = state
             await send(pending)
             pending = []
         elif t is M.Flush:

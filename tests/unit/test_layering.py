@@ -43,7 +43,6 @@ def test_nothing_imports_the_pooler_composition_root() -> None:
     assert not importers, f"modules importing pgbundle.pooler.main: {importers}"
 
 
-@_TODO  # pooler/top.py's own ``self.state`` (SHOW STATE rows) is the last hit; top.py is the lead's
 def test_connection_state_is_written_only_in_objects() -> None:
     writers = []
     for name, m in MODS.items():
