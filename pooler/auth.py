@@ -39,13 +39,16 @@ from pgbundle.shared.auth.scram import (
     ScramSecret,
     ScramVerifier,
     is_scram_secret,
+    make_secret,
     parse_scram_secret,
 )
 from pgbundle.shared.netio import ConnectionLost
 from pgbundle.shared.protocol import messages as m, parse_password, parse_sasl_initial_response
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 
-from .objects import PoolerError
+from .config import load_auth_file
+from .objects import Pool, PoolerError, ServerState
+from .server import Server, quote_literal
 
 if TYPE_CHECKING:
     from .client import Client
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
     from .objects import PoolerHost
 
 TRUST = object()  # marker in the upstream-verified cache: the upstream asked for no password
+#: An auth_query connection's upstream: (hosts, port, dbname, auth_user).
+AuthQueryKey = tuple[tuple[str, ...], int, str, str]
 
 
 @dataclass
@@ -78,14 +83,13 @@ class Authenticator:
         self.users: dict[str, str] = {}
         self.client_keys: dict[str, bytes] = {}  # user -> SCRAM ClientKey learned from a client login
         self.verified: dict[str, object | str] = {}  # upstream-verified: user -> TRUST or the password
-        self.locks: dict = {}  # one upstream check per user / one auth_query per database at a time
+        # one upstream check per user / one auth_query per database at a time
+        self.locks: dict[str | AuthQueryKey, trio.Lock] = {}
         self.queried: dict[str, str] = {}  # secrets fetched with auth_query
-        self.auth_servers: dict = {}  # auth_query connections, per (hosts, port, dbname, auth_user)
+        self.auth_servers: dict[AuthQueryKey, Server] = {}  # auth_query connections
         self.reload()
 
     def reload(self) -> None:
-        from .config import load_auth_file
-
         s = self.pooler.config.settings
         self.users = load_auth_file(s.auth_file) if s.auth_file else {}
 
@@ -135,8 +139,9 @@ class Authenticator:
             return
         if auth_type in ("hba", "cert"):
             raise PoolerError(f"auth_type {auth_type} is not supported", sqlstate.FEATURE_NOT_SUPPORTED)
-        if secret is None and db is not None and (db.auth_user or s.auth_user):
-            secret = await self._auth_query(client, db)
+        auth_user = (db.auth_user or s.auth_user) if db is not None else None
+        if secret is None and db is not None and auth_user:
+            secret = await self._auth_query(client, db, auth_user)
         if secret is None:
             # PostgreSQL does not tell whether the user exists: ask, then fail the same way.
             await self._fake_auth(client, auth_type)
@@ -163,8 +168,6 @@ class Authenticator:
     def _check_plain(self, user: str, secret: str, pw: str) -> bool:
         if is_scram_secret(secret):
             sec = parse_scram_secret(secret)
-            from pgbundle.shared.auth.scram import make_secret
-
             mine = make_secret(pw, sec.iterations, sec.salt)
             return hmac.compare_digest(mine.stored_key, sec.stored_key)
         if is_md5_secret(secret):
@@ -270,18 +273,14 @@ class Authenticator:
         if not ok:
             raise password_failed(user)
 
-    async def _auth_query(self, client: Client, db: DatabaseConfig) -> str | None:
+    async def _auth_query(self, client: Client, db: DatabaseConfig, auth_user: str) -> str | None:
         """pgbouncer's auth_query: fetch the user's secret upstream, as auth_user.
 
         One connection per database does it (kept open, one query at a time).  Returns the
         secret, or None when the role does not exist or has no password.  Errors: PoolerError
         when the upstream cannot be reached or the query fails.
         """
-        from .objects import Pool, ServerState
-        from .server import Server, quote_literal
-
         s = self.pooler.config.settings
-        auth_user = db.auth_user or s.auth_user
         dbname = db.dbname or client.database
         key = (tuple(db.host), db.port, dbname, auth_user)
         lock = self.locks.setdefault(key, trio.Lock())
@@ -291,7 +290,7 @@ class Authenticator:
                 adb = msgspec.structs.replace(db, user=auth_user, dbname=dbname,
                                               password=db.password if db.user == auth_user else None)
                 pool = Pool(self.pooler, dbname, auth_user, adb, register=False)
-                server = Server(pool)
+                server = Server(pool, self.pooler)
                 await server.login(self.server_credentials(auth_user, adb))
                 await self.pooler.nursery.start(server.run)
                 pool.mark_used(server)  # never handed to a client

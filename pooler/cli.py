@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 import trio
 
-from .config import Config, ConfigError, apply_overrides, load_file, parse_upstream, set_setting
+from .config import Config, ConfigError, Settings, apply_overrides, load_file, parse_upstream, set_setting
+
+if TYPE_CHECKING:
+    from .embedded import EmbeddedServer
 
 
-def setup_logging(settings, verbose: int, quiet: bool = False) -> None:
+def setup_logging(settings: Settings, verbose: int, quiet: bool = False) -> None:
     """pgbouncer's log lines (or JSON with log_format = json) on stderr, the logfile and syslog."""
     from .logs import setup_logging as setup
 
@@ -47,7 +52,8 @@ def setup_logging(settings, verbose: int, quiet: bool = False) -> None:
               help="Log lines as pgbouncer writes them (text, the default) or one JSON object per line.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not log to stderr (the logfile and syslog still get it).")
 @click.option("-v", "--verbose", count=True)
-def pooler(config_file, config_opt, upstream, sets, verbose, data_dir, quiet, **flags) -> None:
+def pooler(config_file: str | None, config_opt: str | None, upstream: tuple[str, ...], sets: tuple[str, ...],
+           verbose: int, data_dir: str | None, quiet: bool, **flags: Any) -> None:
     """Run the connection pooler (pgbouncer's semantics, on trio)."""
     from .main import Pooler
 
@@ -76,7 +82,7 @@ def pooler(config_file, config_opt, upstream, sets, verbose, data_dir, quiet, **
         config = Config(settings=settings, databases=dbs, users=config.users, source=config.source)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    embedded = None
+    embedded: EmbeddedServer | None = None
     if not config.databases:
         # No upstream: run the bundled server ourselves.
         from .embedded import EmbeddedServer

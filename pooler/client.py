@@ -42,12 +42,15 @@ from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import logs
-from .emulate import build_batch, local_reply
+from .emulate import AfterAsked, Batch, build_batch, local_reply
 from .objects import ClientState, PoolerError, client_logged_in
 
 if TYPE_CHECKING:
     from .objects import Pool, PoolerHost
+    from .prepare import Statement
     from .server import Server
+    from .stats import PoolStats
+    from .varcache import VarState
 
 log = logging.getLogger("pgbundle.pooler")
 
@@ -82,9 +85,9 @@ class Client:
         self.startup_params: dict[str, str] = {}
         self.application_name = ""
         self.tracked: dict[str, str] = {}
-        self.varstate: tuple = ()
+        self.varstate: VarState = ()
         self.cancel_key = (0, b"")
-        self.wait_task = None  # the parked task while queued for a server (see Pool.acquire)
+        self.wait_task: trio.lowlevel.Task | None = None  # the parked task while queued for a server (see Pool.acquire)
         self.wait_error: PoolerError | None = None
         now = time.monotonic()
         self.wait_start = now
@@ -93,7 +96,7 @@ class Client:
         self.request_time = now
         # transaction-mode session emulation (see .emulate)
         self.pinned: str | None = None  # why the server stays with this client, if it does
-        self.prepared: dict = {}  # protocol-level statement name -> prepare.Statement
+        self.prepared: dict[str, Statement] = {}  # protocol-level statement name -> prepare.Statement
         self.sql_prepared: dict[str, str] = {}  # SQL-level PREPARE name -> PREPARE text to replay
         self.readback: set[str] = set()  # settings to read back when the transaction ends
         self.reset_all = False
@@ -104,7 +107,7 @@ class Client:
         self.listening: set[str] = set()
         self.pending_listens: list[str] = []
         self.notifications: list[bytes] = []  # to deliver after the current reply
-        self._after: tuple = ((), False, False)  # what the end-of-transaction query asked
+        self._after: AfterAsked = ((), False, False)  # what the end-of-transaction query asked
         self.kill_error: PoolerError | None = None
         self.kill_after: PoolerError | None = None
         self.lost = False
@@ -293,16 +296,18 @@ class Client:
                 return
 
     async def _acquire(self) -> Server:
-        server = await self.pool.acquire(self)
+        pool = self.pool
+        assert pool is not None  # logged in
+        server = await pool.acquire(self)
         self.request_time = time.monotonic()
-        if self.pool.mode == "session":
+        if pool.mode == "session":
             sql = self.pooler.varcache.sync_sql(self, server)
             if sql is not None:
                 server.expect_internal()
-                await server.conn.send_all(encode(m.Query(sql)))
+                await server.linked_conn().send_all(encode(m.Query(sql)))
         return server
 
-    async def _send(self, server: Server, data: bytes, nsync: int, ext: int, batch) -> None:
+    async def _send(self, server: Server, data: bytes, nsync: int, ext: int, batch: Batch | None) -> None:
         """Account for what is sent (ReadyForQuery replies expected, unsynced state) and send it."""
         if nsync:
             if server.pending_z == 0:
@@ -310,14 +315,15 @@ class Client:
                 server.query_start = now
                 if not server.xact_start:
                     server.xact_start = now
-                if self.pool.query_timeout and server.scope is not None:
-                    server.scope.deadline = trio.current_time() + self.pool.query_timeout
+                query_timeout = server.pool.query_timeout
+                if query_timeout and server.scope is not None:
+                    server.scope.deadline = trio.current_time() + query_timeout
             server.pending_z += nsync
         if ext >= 0:
             server.unsynced = bool(ext)
         if data:
             try:
-                await server.conn.send_all(data)
+                await server.linked_conn().send_all(data)
             except ConnectionLost:
                 raise PoolerError("server conn crashed?", sqlstate.CONNECTION_FAILURE) from None
 
@@ -342,6 +348,7 @@ class Client:
         idle_transaction_timeout inside one; no limit while a request is in flight."""
         server = self.server
         pool = self.pool
+        assert pool is not None  # logged in
         if server is None:
             t = pool.client_idle_timeout
         elif server.pending_z or server.unsynced:
@@ -376,7 +383,8 @@ class Client:
             self.kill(PoolerError(reason, sqlstate.CONNECTION_FAILURE))
 
 
-def _plain(pieces, intact, data, stats):
+def _plain(pieces: list[tuple[int, bytes]], intact: bool, data: bytes,
+           stats: PoolStats) -> tuple[bytes, int, int, bool]:
     """Session mode: relay as is; count what expects a ReadyForQuery."""
     nsync = 0
     ext = -1
@@ -403,7 +411,7 @@ def _plain(pieces, intact, data, stats):
     return data, nsync, ext, terminate
 
 
-def _needs_server(pieces) -> bool:
+def _needs_server(pieces: list[tuple[int, bytes]]) -> bool:
     """Anything but a lone Terminate needs a server."""
     return any(t != _X for t, _ in pieces)
 

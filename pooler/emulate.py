@@ -22,6 +22,7 @@ answer.  Everything here is synchronous: no await between deciding and queuing.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pgbundle.shared import sqlstate
@@ -29,7 +30,7 @@ from pgbundle.shared.protocol import PASS, RemoteProtocolError, encode, messages
 from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import ops as O, sqlscan
-from .prepare import bind_statement, kind_and_name, parse_parse, rename_bind
+from .prepare import Statement, bind_statement, kind_and_name, parse_parse, rename_bind
 
 if TYPE_CHECKING:
     from .client import Client
@@ -43,6 +44,8 @@ _READY_IDLE = encode(m.ReadyForQuery(TransactionStatus.IDLE.char))
 from .varcache import REPORTED, canonical  # noqa: E402
 
 _REPORTED_LOWER = {n.lower() for n in REPORTED}
+#: What the end-of-transaction query asked: the settings read back, RESET ALL seen, the pin check.
+AfterAsked = tuple[Sequence[str], bool, bool]
 
 PIN_CHECK_SQL = (
     "(SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted"
@@ -85,7 +88,7 @@ def local_reply(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None
 
 def _local(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
     replies = []
-    names: list[tuple[str, object]] = []
+    names: list[tuple[str, Statement]] = []
     closes: list[str] = []
     cache = client.pooler.statements
     for t, p in pieces:
@@ -112,9 +115,11 @@ def _local(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
             return None
     if not replies or replies[-1] != _READY_IDLE:
         return None  # without a Sync the client may go on with a Bind: use a server
+    pool = client.pool
+    assert pool is not None  # logged in
     for name, st in names:
         client.prepared[name] = st
-        client.pool.stats.client_parse_count += 1
+        pool.stats.client_parse_count += 1
     for name in closes:
         client.prepared.pop(name, None)
     return b"".join(replies)
@@ -129,6 +134,7 @@ def build_batch(client: Client, server: Server, pieces: list[tuple[int, bytes]])
 
 
 def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> Batch:
+    stats = server.pool.stats  # the client's pool: it got the server from there
     b = Batch()
     out = b.out
     ops = b.ops
@@ -146,7 +152,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
             out.append(p)
             b.nsync += 1
             b.ext = 0
-            client.pool.stats.query_count += 1
+            stats.query_count += 1
         elif t == _P:
             _parse(client, server, b, p)
             b.ext = 1
@@ -157,7 +163,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
                 if st is not None:
                     _ensure(server, st, b)
                     p = rename_bind(p, st.server_name)[1]
-            client.pool.stats.bind_count += 1
+            stats.bind_count += 1
             ops.append(O.Op(O.BIND))
             out.append(p)
             b.ext = 1
@@ -177,7 +183,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
             ops.append(O.Op(O.EXECUTE))
             out.append(p)
             b.ext = 1
-            client.pool.stats.query_count += 1
+            stats.query_count += 1
         elif t == _C:
             kind, name = kind_and_name(p)
             if kind == "S" and name and name in client.prepared:
@@ -211,7 +217,8 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
 
 def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
     name, query, types = parse_parse(p)
-    client.pool.stats.client_parse_count += 1
+    stats = server.pool.stats
+    stats.client_parse_count += 1
     if sqlscan.quick_check(query):
         eff, _ = sqlscan.scan(query)
         if eff is not None:
@@ -219,7 +226,7 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
     if not name:
         b.ops.append(O.Op(O.PARSE))
         b.out.append(p)
-        client.pool.stats.server_parse_count += 1
+        stats.server_parse_count += 1
         return
     if name in client.prepared:
         err = encode(m.ErrorResponse(sqlstate.error_fields(
@@ -246,10 +253,10 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
     b.ops.append(O.Op(O.PARSE, stmt=st, undo=undo))
     b.out.append(st.parse_bytes)
     b.precise = True  # replies are matched until the server confirms the statement
-    client.pool.stats.server_parse_count += 1
+    stats.server_parse_count += 1
 
 
-def _ensure(server: Server, st, b: Batch) -> None:
+def _ensure(server: Server, st: Statement, b: Batch) -> None:
     """Make sure ``server`` holds ``st`` before a Bind/Describe uses it."""
     if server.statements.has(st):
         return
@@ -278,23 +285,29 @@ def _query_effects(client: Client, server: Server, b: Batch, text: str, p: bytes
         return p
     # Replay the client's PREPARE where EXECUTE/DEALLOCATE needs it; drop a stale one before PREPARE.
     for name in eff.executes + eff.deallocates:
-        srv_name = rename(name)
-        if srv_name not in sql_names and name in client.sql_prepared:
+        srv_name = rename(name)  # None: a protocol-level name, never in sql_prepared
+        if srv_name is not None and srv_name not in sql_names and name in client.sql_prepared:
             _internal(b, client.sql_prepared[name])
             sql_names[srv_name] = None
     for name in eff.prepares:
         srv_name = rename(name)
-        if srv_name in sql_names and name not in client.sql_prepared:
+        if srv_name is not None and srv_name in sql_names and name not in client.sql_prepared:
             _internal(b, f'DEALLOCATE "{srv_name}"')
             del sql_names[srv_name]
     for name in eff.prepares:
         # the PREPARE text to replay elsewhere: this statement alone, renamed
-        stmt_text = _single(new_text, rename(name))
+        srv_name = rename(name)
+        # (PREPARE of a name the client holds as a protocol-level statement is not handled:
+        # it fails here as an internal error, as it always has)
+        assert srv_name is not None
+        stmt_text = _single(new_text, srv_name)
         client.sql_prepared[name] = stmt_text
-        sql_names[rename(name)] = None
+        sql_names[srv_name] = None
     for name in eff.deallocates:
         client.sql_prepared.pop(name, None)
-        sql_names.pop(rename(name), None)
+        srv_name = rename(name)  # never None: sqlscan puts protocol-level names in deallocates_protocol
+        if srv_name is not None:
+            sql_names.pop(srv_name, None)
     for name in eff.deallocates_protocol:
         client.prepared.pop(name, None)
     if eff.deallocate_all:
@@ -381,7 +394,7 @@ def after_transaction(client: Client, server: Server) -> str | None:
     return "; ".join(parts) if parts else None
 
 
-def apply_after(client: Client, server: Server, sink: O.Sink, asked: tuple) -> None:
+def apply_after(client: Client, server: Server, sink: O.Sink, asked: AfterAsked) -> None:
     """Take the answer of :func:`after_transaction`'s query."""
     names, reset_all, check_pin = asked
     varcache = client.pooler.varcache

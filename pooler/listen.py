@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from pgbundle.shared.netio import ConnectionLost
-from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
+from pgbundle.shared.protocol import FrameBuffer, decode_backend_as, encode, messages as m
+
+from .server import Server
 
 if TYPE_CHECKING:
     from .client import Client
@@ -38,7 +40,7 @@ class PoolListener:
         self.pooler = pooler
         self.pool = pool
         self.channels: dict[str, set[Client]] = {}
-        self.server = None
+        self.server: Server | None = None
         self.ready = trio.Event()  # the connection is up and listens on every channel
         self.replies: deque[trio.Event] = deque()  # one per command sent, set at its ReadyForQuery
         self.running = False
@@ -73,18 +75,16 @@ class PoolListener:
         done = trio.Event()
         self.replies.append(done)
         try:
-            await server.conn.send_all(encode(m.Query(sql)))
+            await server.linked_conn().send_all(encode(m.Query(sql)))
         except ConnectionLost:
             return
         await done.wait()
 
     async def run(self) -> None:
         """Keep the listening connection up (reconnecting after server_login_retry) and dispatch."""
-        from .server import Server
-
         retry = self.pooler.config.settings.server_login_retry or 1
         while not self.pooler.shutting_down:
-            server = Server(self.pool)
+            server = Server(self.pool, self.pooler)
             try:
                 await server.login(self.pooler.auth.server_credentials(self.pool.server_user, self.pool.db))
             except Exception as exc:  # PoolerError or a network error: try again later
@@ -106,10 +106,10 @@ class PoolListener:
                 self.replies.clear()
                 server._close_socket()
 
-    async def _read(self, server, scope: trio.CancelScope) -> None:
+    async def _read(self, server: Server, scope: trio.CancelScope) -> None:
         frames = FrameBuffer()
         while True:
-            data = await server.conn.recv()
+            data = await server.linked_conn().recv()
             if not data:
                 scope.cancel()
                 return
@@ -117,7 +117,7 @@ class PoolListener:
             while (f := frames.next_frame()) is not None:
                 t = f[0]
                 if t == ord("A"):
-                    msg = decode_backend(*f)
+                    msg = decode_backend_as(m.NotificationResponse, *f)
                     raw = encode(msg)
                     for c in list(self.channels.get(msg.channel, ())):
                         c.deliver(raw)
@@ -125,7 +125,8 @@ class PoolListener:
                     if self.replies:
                         self.replies.popleft().set()
                 elif t == ord("E"):
-                    log.warning("LISTEN connection for %s: %s", self.pool, decode_backend(*f).message)
+                    err = decode_backend_as(m.ErrorResponse, *f)
+                    log.warning("LISTEN connection for %s: %s", self.pool, err.message)
 
 
 class Listeners:
@@ -137,6 +138,7 @@ class Listeners:
 
     async def listen(self, client: Client, channel: str) -> None:
         pool = client.pool
+        assert pool is not None  # a logged-in client of a pool
         key = (pool.dbname, pool.user)
         pl = self.by_pool.get(key)
         if pl is None:
@@ -146,6 +148,7 @@ class Listeners:
 
     def unlisten(self, client: Client, channel: str) -> None:
         pool = client.pool
+        assert pool is not None
         pl = self.by_pool.get((pool.dbname, pool.user))
         chans = list(client.listening) if channel == "*" else [channel]
         for ch in chans:

@@ -18,7 +18,8 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -42,11 +43,15 @@ from .server import Server
 from .stats import Stats
 from .varcache import VarCache
 
+if TYPE_CHECKING:
+    from .embedded import EmbeddedServer
+
 log = logging.getLogger("pgbundle.pooler")
 
 
 class Pooler:
-    def __init__(self, config: Config, overrides: dict[str, Any] | None = None, embedded=None) -> None:
+    def __init__(self, config: Config, overrides: dict[str, Any] | None = None,
+                 embedded: EmbeddedServer | None = None) -> None:
         self.config = config
         self.embedded = embedded  # EmbeddedServer when no upstream was given
         self.overrides = overrides or {}
@@ -127,7 +132,7 @@ class Pooler:
         return True
 
     def start_server(self, pool: Pool) -> None:
-        server = Server(pool)
+        server = Server(pool, self)
         pool.add_login(server)
         self.servers.add(server)
         self.nursery.start_soon(self._server_task, server)
@@ -158,7 +163,7 @@ class Pooler:
                 pool.login_succeeded(server)
 
     async def verify_upstream(self, client: Client, db: DatabaseConfig | None, password: str | None,
-                              ask=None) -> bool:
+                              ask: Callable[[], Awaitable[str | None]] | None = None) -> bool:
         """Zero-config auth: can ``client.user`` log in upstream (with ``password``, or asking)?
 
         A connection that got in joins the pool when it is one (no forced user) and has room.
@@ -171,7 +176,7 @@ class Pooler:
         forced = db.user is not None and db.user != client.user
         pool = real if not forced else Pool(self, real.dbname, client.user,
                                             msgspec.structs.replace(db, user=None, password=None), register=False)
-        server = Server(pool)
+        server = Server(pool, self)
         creds = Credentials(password=password, ask_password=ask)
         try:
             await server.login(creds)
@@ -356,7 +361,7 @@ class Pooler:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: trio.TaskStatus[Pooler] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until shut down.  ``task_status.started()`` once listening."""
         self._bind()
         s = self.config.settings
@@ -395,7 +400,7 @@ class Pooler:
                     pass
             log.info("shutdown complete")
 
-    async def _signals(self, sigs) -> None:
+    async def _signals(self, sigs: AsyncIterator[int]) -> None:
         async for signum in sigs:
             if signum == signal.SIGHUP:
                 try:

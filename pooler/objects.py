@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .prepare import StatementCache
     from .server import Server
     from .stats import Stats
-    from .varcache import VarCache
+    from .varcache import VarCache, VarState
 
 log = logging.getLogger("pgbundle.pooler")
 
@@ -222,7 +222,7 @@ class Pool:
         self.clients: set[Client] = set()
         self.welcome: dict[str, str] | None = None  # ParameterStatus set of a fresh server connection
         self.welcome_ready = trio.Event()
-        self.welcome_cache: dict[tuple, bytes] = {}  # client varstate -> encoded ParameterStatus set
+        self.welcome_cache: dict[VarState, bytes] = {}  # client varstate -> encoded ParameterStatus set
         self.last_login_failed = 0.0  # monotonic time of the last failed server login, 0 = none
         self.last_login_error: PoolerError | None = None
         self.paused = pooler.pause.db_paused(dbname)  # PAUSE/KILL db (admin console) covers new pools too
@@ -236,21 +236,21 @@ class Pool:
         s = self.pooler.config.settings
         u = self.pooler.config.users.get(self.user)
         db = self.db
-        self.mode = (u and u.pool_mode) or db.pool_mode or s.pool_mode
-        self.pool_size = (u and u.pool_size) if (u and u.pool_size is not None) else (
+        self.mode = (u.pool_mode if u is not None else None) or db.pool_mode or s.pool_mode
+        self.pool_size = u.pool_size if (u is not None and u.pool_size is not None) else (
             db.pool_size if db.pool_size is not None else s.default_pool_size)
         if self.pool_size == 0:
             self.pool_size = 1 << 30  # 0 = unlimited (pgbouncer >= 1.24)
         self.min_pool_size = db.min_pool_size if db.min_pool_size is not None else s.min_pool_size
-        self.reserve_size = (u and u.reserve_pool_size) if (u and u.reserve_pool_size is not None) else (
+        self.reserve_size = u.reserve_pool_size if (u is not None and u.reserve_pool_size is not None) else (
             db.reserve_pool_size if db.reserve_pool_size is not None else s.reserve_pool_size)
         self.query_wait_timeout = db.query_wait_timeout if db.query_wait_timeout is not None else s.query_wait_timeout
         self.server_lifetime = db.server_lifetime if db.server_lifetime is not None else s.server_lifetime
-        self.query_timeout = (u and u.query_timeout) if (u and u.query_timeout is not None) else s.query_timeout
-        self.idle_transaction_timeout = (u and u.idle_transaction_timeout) if (
-            u and u.idle_transaction_timeout is not None) else s.idle_transaction_timeout
-        self.client_idle_timeout = (u and u.client_idle_timeout) if (
-            u and u.client_idle_timeout is not None) else s.client_idle_timeout
+        self.query_timeout = u.query_timeout if (u is not None and u.query_timeout is not None) else s.query_timeout
+        self.idle_transaction_timeout = u.idle_transaction_timeout if (
+            u is not None and u.idle_transaction_timeout is not None) else s.idle_transaction_timeout
+        self.client_idle_timeout = u.client_idle_timeout if (
+            u is not None and u.client_idle_timeout is not None) else s.client_idle_timeout
 
     # ------------------------------------------------------------------ counts
 
@@ -329,7 +329,7 @@ class Pool:
         self.waiting.append(client)
         self.launch()
 
-        def abort(_raise_cancel) -> trio.lowlevel.Abort:  # cancelled while queued
+        def abort(_raise_cancel: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:  # cancelled while queued
             client.wait_task = None
             if client.state is ClientState.WAITING:
                 self._unqueue(client)

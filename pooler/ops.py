@@ -19,10 +19,17 @@ every request up to the next Sync (the server skips them).
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
+
+from pgbundle.shared.protocol import messages as m
+
+if TYPE_CHECKING:
+    from .prepare import Statement
 
 # kinds
 PARSE, BIND, DESCRIBE_S, DESCRIBE_P, EXECUTE, CLOSE, SYNC, QUERY, FUNC, ZCOUNT = range(10)
@@ -49,17 +56,18 @@ class Sink:
     """Collects the reply of one of the pooler's own queries."""
 
     rows: list[list[bytes | None]] = field(default_factory=list)
-    error: Any = None  # ErrorResponse
+    error: m.ErrorResponse | None = None
     status: int = ord("I")
     done: trio.Event = field(default_factory=trio.Event)
-    callback: Any = None  # called (in the relay task) with the Sink when the reply is complete
+    callback: Callable[[Sink], None] | None = None  # called (in the relay task) with the Sink when complete
 
 
 class Op:
     __slots__ = ("kind", "mode", "payload", "sink", "n", "forward_errors", "stmt", "undo")
 
     def __init__(self, kind: int, mode: int = REAL, payload: bytes = b"", sink: Sink | None = None, n: int = 0,
-                 forward_errors: bool = False, stmt: Any = None, undo: Any = None) -> None:
+                 forward_errors: bool = False, stmt: Statement | None = None,
+                 undo: Callable[[], None] | None = None) -> None:
         self.kind = kind
         self.mode = mode
         self.payload = payload  # FAKE: the bytes to give the client
@@ -83,7 +91,7 @@ def completes(op: Op, t: int) -> bool:
     return done is not None and t in done
 
 
-def skip_to_sync(ops) -> list[Op]:
+def skip_to_sync(ops: deque[Op]) -> list[Op]:
     """After an extended-protocol error: drop every queued request up to the next Sync."""
     dropped = []
     while ops and ops[0].kind not in (SYNC, QUERY, FUNC, ZCOUNT):

@@ -33,7 +33,15 @@ from pgbundle.shared import sqlstate
 from pgbundle.shared.auth.md5 import md5_response
 from pgbundle.shared.auth.scram import MECHANISM, ScramClient, ScramError
 from pgbundle.shared.netio import Conn, ConnectionLost, open_connection
-from pgbundle.shared.protocol import PASS, FrameBuffer, StreamScanner, decode_backend, encode, messages as m
+from pgbundle.shared.protocol import (
+    PASS,
+    FrameBuffer,
+    StreamScanner,
+    decode_backend,
+    decode_backend_as,
+    encode,
+    messages as m,
+)
 from pgbundle.shared.protocol.codec import Reader
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
@@ -45,7 +53,8 @@ from .prepare import ServerStatements
 if TYPE_CHECKING:
     from .auth import Credentials
     from .client import Client
-    from .objects import Pool
+    from .objects import Pool, PoolerHost
+    from .varcache import VarState
 
 log = logging.getLogger("pgbundle.pooler")
 
@@ -73,25 +82,26 @@ class Server:
 
     state: ServerState = ServerState.LOGIN  # changed only in .objects
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, pooler: PoolerHost) -> None:
         self.id = next(_ids)
         self.pool = pool
+        self.pooler = pooler  # the pooler that owns the pool, seen through its interface
         self.conn: Conn | None = None
         self.client: Client | None = None
         self.addr = ("", 0)
         self.params: dict[str, str] = {}
         self.tracked: dict[str, str] = {}  # tracked parameters that differ from the pool's defaults
-        self.varstate: tuple = ()
+        self.varstate: VarState = ()
         self.backend_pid = 0
         self.backend_key = b""
         self.pending_z = 0  # Sync/Query/FunctionCall sent whose ReadyForQuery has not come back
         self.unsynced = False  # extended-protocol messages sent after the last Sync
-        self.status = _I
+        self.status: int = _I  # the last ReadyForQuery's status byte (a TransactionStatus value)
         self.ops: deque[O.Op] = deque()  # requests whose replies must be matched (see .ops)
         self.after_sql: str | None = None  # end-of-transaction query to send after the current reply
-        self.statements = ServerStatements(pool.pooler.config.settings.max_prepared_statements)
+        self.statements = ServerStatements(self.pooler.config.settings.max_prepared_statements)
         self.session_state: str | None = None  # reported by pgbundle server: "clean" or what pins it
-        self.scanner = StreamScanner(RELAY_WANT, pool.pooler.config.settings.max_packet_size)
+        self.scanner = StreamScanner(RELAY_WANT, self.pooler.config.settings.max_packet_size)
         now = time.monotonic()
         self.connect_time = self.last_used = self.link_time = now
         self.request_time = now
@@ -118,7 +128,7 @@ class Server:
         closed on any failure, including cancellation.
         """
         pool = self.pool
-        s = pool.pooler.config.settings
+        s = self.pooler.config.settings
         hosts = pool.db.host
         host = hosts[pool.host_index % len(hosts)]
         if len(hosts) > 1 and pool.db.load_balance_hosts == "round-robin":
@@ -248,13 +258,19 @@ class Server:
             f'server asked for a {method} password for user "{self.pool.server_user}" and the pooler has none '
             "(give it in auth_file, the upstream URL or the [databases] entry)")
 
+    def linked_conn(self) -> Conn:
+        """The connection of a server that has logged in (it has one from then on)."""
+        conn = self.conn
+        assert conn is not None
+        return conn
+
     def _close_socket(self) -> None:
         if self.conn is not None:
             self.conn.close()
 
     # ------------------------------------------------------------------ the relay task
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read the server until the connection ends; see the module docstring."""
         pool = self.pool
         conn = self.conn
@@ -370,7 +386,7 @@ class Server:
                 if op.undo is not None:
                     op.undo()
                 if skip:
-                    err = decode_backend(t, p[5:])
+                    err = decode_backend_as(m.ErrorResponse, t, p[5:])
                     if op.sink is not None:
                         op.sink.error = err
                     if op.forward_errors:
@@ -411,7 +427,7 @@ class Server:
                 continue
             if skip:
                 if t == _D and op.sink is not None:
-                    op.sink.rows.append(list(decode_backend(t, p[5:]).values))  # type: ignore[attr-defined]
+                    op.sink.rows.append(list(decode_backend_as(m.DataRow, t, p[5:]).values))
             else:
                 out.append(p)
             if O.completes(op, t):
@@ -502,7 +518,7 @@ class Server:
             self.session_state = value
             return False
         self.params[name] = value
-        varcache = self.pool.pooler.varcache
+        varcache = self.pooler.varcache
         if from_client and self.client is not None:
             varcache.client_changed(self.client, self, name, value)
         else:
@@ -514,7 +530,7 @@ class Server:
         client = self.client
         if client is not None and client.kill_after is not None:
             return
-        pooler = self.pool.pooler
+        pooler = self.pooler
         if pooler.config.settings.server_reset_query_always:
             self.pool.mark_used(self)
             pooler.nursery.start_soon(pooler.reset_server, self)
@@ -536,8 +552,8 @@ class Server:
         if client is not None:
             client.server_died(self, reason)
         pool.forget(self)
-        pool.pooler.servers.discard(self)
-        pool.pooler.log_server(self, f"closing because: {reason}")
+        self.pooler.servers.discard(self)
+        self.pooler.log_server(self, f"closing because: {reason}")
 
     def close(self, reason: str) -> None:
         """Close now (from any task); the relay task finishes the cleanup."""
@@ -589,14 +605,14 @@ class Server:
         return (await self.run_internal_rows(sql))[0]
 
     def needs_check(self) -> bool:
-        s = self.pool.pooler.config.settings
+        s = self.pooler.config.settings
         return bool(s.server_check_query) and time.monotonic() - self.last_used > s.server_check_delay
 
     async def check(self) -> bool:
         """Run server_check_query; False if the server is not usable."""
         try:
-            with trio.fail_after(self.pool.pooler.config.settings.server_connect_timeout or _INF):
-                err = await self.run_internal(self.pool.pooler.config.settings.server_check_query)
+            with trio.fail_after(self.pooler.config.settings.server_connect_timeout or _INF):
+                err = await self.run_internal(self.pooler.config.settings.server_check_query)
         except (trio.TooSlowError, ConnectionLost, OSError):
             return False
         self.last_used = time.monotonic()
@@ -604,7 +620,7 @@ class Server:
 
     async def reset(self) -> bool:
         """Make a server that a client left clean again; False means close it."""
-        s = self.pool.pooler.config.settings
+        s = self.pooler.config.settings
         self.query_start = self.xact_start = 0.0  # the client's request and transaction are over
         try:
             with trio.fail_after(s.server_connect_timeout or _INF):
@@ -614,7 +630,7 @@ class Server:
                 if s.server_reset_query and (self.pool.mode == "session" or s.server_reset_query_always):
                     if await self.run_internal(s.server_reset_query) is not None:
                         return False
-                    self.pool.pooler.varcache.server_reset(self)
+                    self.pooler.varcache.server_reset(self)
                     self.statements.clear()
         except (trio.TooSlowError, ConnectionLost, OSError):
             return False

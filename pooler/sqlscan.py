@@ -15,7 +15,7 @@ query text rewritten when SQL-level prepared-statement names have to be mapped
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pglast
@@ -31,6 +31,8 @@ _SET_AFTER_SEMI = re.compile(r";\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*set\b", re.DO
 
 CURSOR_OPT_HOLD = 0x0020
 ALL = "*"
+#: A client's SQL-level statement name -> the name used on the server (None: a protocol-level one).
+Rename = Callable[[str], str | None]
 
 
 @dataclass
@@ -62,7 +64,7 @@ def quick_check(text: str) -> bool:
     return ";" in low and _SET_AFTER_SEMI.search(low) is not None
 
 
-def scan(text: str, rename: Callable[[str], str] | None = None) -> tuple[Effects | None, str]:
+def scan(text: str, rename: Rename | None = None) -> tuple[Effects | None, str]:
     """Analyse ``text``; return its effects and the text to send (renamed SQL prepared statements).
 
     A text pglast cannot parse is returned unchanged with no effects: the server will
@@ -78,6 +80,8 @@ def scan(text: str, rename: Callable[[str], str] | None = None) -> tuple[Effects
     pos = 0
     for raw in stmts:
         s = raw.stmt
+        if s is None:
+            continue
         start = raw.stmt_location or 0
         length = raw.stmt_len or (len(text.encode()) - start)
         new = _effects_of(s, eff, rename)
@@ -93,7 +97,7 @@ def scan(text: str, rename: Callable[[str], str] | None = None) -> tuple[Effects
     return eff, text
 
 
-def _effects_of(s: ast.Node, eff: Effects, rename: Callable[[str], str] | None) -> str | None:
+def _effects_of(s: ast.Node, eff: Effects, rename: Rename | None) -> str | None:
     """Record ``s``'s effects; return its replacement text when it has to be rewritten."""
     if isinstance(s, ast.VariableSetStmt):
         if s.is_local:
@@ -116,11 +120,13 @@ def _effects_of(s: ast.Node, eff: Effects, rename: Callable[[str], str] | None) 
             eff.pin_check = True
         return None
     if isinstance(s, ast.PrepareStmt):
+        assert s.name is not None  # the grammar requires the name
         eff.prepares.append(s.name)
-        return _renamed(s, rename)
+        return _renamed(s, s.name, rename)
     if isinstance(s, ast.ExecuteStmt):
+        assert s.name is not None
         eff.executes.append(s.name)
-        return _renamed(s, rename)
+        return _renamed(s, s.name, rename)
     if isinstance(s, ast.DeallocateStmt):
         if s.isall or s.name is None:
             eff.deallocate_all = True
@@ -131,15 +137,16 @@ def _effects_of(s: ast.Node, eff: Effects, rename: Callable[[str], str] | None) 
             eff.deallocates_protocol.append(s.name)
             return "DEALLOCATE ALL"
         eff.deallocates.append(s.name)
-        return _renamed(s, rename)
+        return _renamed(s, s.name, rename)
     if isinstance(s, ast.ListenStmt):
+        assert s.conditionname is not None  # the grammar requires the channel
         eff.listens.append(s.conditionname)
         return None
     if isinstance(s, ast.UnlistenStmt):
         eff.unlistens.append(s.conditionname or ALL)
         return None
     if isinstance(s, ast.DeclareCursorStmt):
-        if s.options & CURSOR_OPT_HOLD:
+        if (s.options or 0) & CURSOR_OPT_HOLD:
             eff.pin_check = True
         return None
     if isinstance(s, ast.CreateStmt | ast.CreateTableAsStmt | ast.ViewStmt | ast.CreateSeqStmt):
@@ -170,14 +177,15 @@ def _effects_of(s: ast.Node, eff: Effects, rename: Callable[[str], str] | None) 
     return None
 
 
-def _renamed(s: ast.Node, rename: Callable[[str], str] | None) -> str | None:
+def _renamed(s: ast.PrepareStmt | ast.ExecuteStmt | ast.DeallocateStmt, name: str,
+             rename: Rename | None) -> str | None:
     if rename is None:
         return None
-    s.name = rename(s.name)
+    s.name = rename(name)
     return RawStream()(s)
 
 
-def _const(node: ast.Node) -> str | bool | None:
+def _const(node: ast.Node | None) -> str | bool | None:
     """The value of a constant argument (string, bool, number), or None."""
     while isinstance(node, ast.TypeCast):
         node = node.arg
@@ -190,13 +198,13 @@ def _const(node: ast.Node) -> str | bool | None:
     return None
 
 
-def _walk(node):
-    stack = [node]
+def _walk(node: ast.Node) -> Iterator[ast.Node]:
+    stack: list[object] = [node]
     while stack:
         n = stack.pop()
         if isinstance(n, ast.Node):
             yield n
-            for attr in n.__slots__:
+            for attr in n:  # the node's attribute names (its __slots__)
                 v = getattr(n, attr, None)
                 if isinstance(v, (ast.Node, tuple, list)):
                     stack.append(v)

@@ -31,6 +31,8 @@ _CANONICAL = {n.lower(): n for n in REPORTED}
 #: Startup parameters that are not settings.
 NOT_SETTINGS = frozenset(("user", "database", "replication", "options"))
 _ENCODINGS = {"UTF-8": "UTF8", "UNICODE": "UTF8", "UTF8": "UTF8"}
+#: A connection's tracked parameters as one hashable value, sorted by name (compared and cached).
+VarState = tuple[tuple[str, str], ...]
 
 
 def canonical(name: str) -> str:

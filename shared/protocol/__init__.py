@@ -7,6 +7,7 @@ no trio anywhere in this package (h11's rule).
 from . import messages
 from .codec import (
     decode_backend,
+    decode_backend_as,
     decode_frontend,
     decode_startup,
     encode,
@@ -32,6 +33,7 @@ from .states import TransactionStatus
 __all__ = [
     "messages",
     "decode_backend",
+    "decode_backend_as",
     "decode_frontend",
     "decode_startup",
     "encode",

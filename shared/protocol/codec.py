@@ -4,7 +4,8 @@ Pure functions, no state and no I/O.  Framing (finding where a message ends)
 is :mod:`.framing`'s job; these functions see one message at a time:
 
 * :func:`encode` -- message object -> complete wire bytes (type, length, payload).
-* :func:`decode_frontend` / :func:`decode_backend` -- type byte + payload -> object.
+* :func:`decode_frontend` / :func:`decode_backend` -- type byte + payload -> object;
+  :func:`decode_backend_as` when the caller knows which message the type byte is.
 * :func:`decode_startup` -- payload of an untyped startup-phase packet -> object.
 
 Malformed payloads raise :class:`RemoteProtocolError` (SQLSTATE 08P01, PostgreSQL's
@@ -17,7 +18,7 @@ from __future__ import annotations
 import builtins
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from . import messages as m
 from .constants import CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE
@@ -416,6 +417,19 @@ def decode_backend(type_byte: int, payload: bytes) -> m.Message:
     r = Reader(payload)
     msg = fn(r)
     r.done()
+    return msg
+
+
+_M = TypeVar("_M", bound=m.Message)
+
+
+def decode_backend_as(cls: type[_M], type_byte: int, payload: bytes) -> _M:
+    """:func:`decode_backend` for a type byte the caller has already matched to ``cls``
+    (``decode_backend_as(m.DataRow, t, payload)``); a message of another class raises
+    RemoteProtocolError."""
+    msg = decode_backend(type_byte, payload)
+    if not isinstance(msg, cls):
+        raise RemoteProtocolError(f"expected {cls.__name__}, got {type(msg).__name__}")
     return msg
 
 
