@@ -595,7 +595,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         def check(tid: TID) -> Any:
             if tid == own:
                 return "dead"
-            result = "dead"
+            result: str | tuple[str, int] = "dead"
             for t, h in heap.chain_headers(rt.dboid, rt.relnode, tid):
                 if t == own:
                     continue

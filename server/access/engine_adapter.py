@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os as _os
 from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 from typing import Any
 
 from pgbundle.server.access.tableam import ColumnInfo, ConstraintInfo, IndexInfo, RelationInfo
@@ -28,7 +29,7 @@ def _trace(msg: str) -> None:
 class EngineStorage:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
-        self._api = None
+        self._api: ModuleType | None = None   # access.api, imported on first use
         self._rels: dict[int, tuple[Any, RelationInfo]] = {}
         # enum columns per relation: (position, type oid)
         self._enums: dict[int, tuple[tuple[int, int], ...]] = {}
@@ -57,7 +58,7 @@ class EngineStorage:
         return wrap(it)
 
     @property
-    def api(self):
+    def api(self) -> ModuleType:
         if self._api is None:
             from pgbundle.server.access import api
             self._api = api

@@ -459,9 +459,9 @@ def _proc_table() -> list:
                 _PROC_BY_OID[oid] = name
                 _PROC_BY_NAME.setdefault(name, oid)
                 oid += 1
-        for name, defs in sorted(F.AGGS.items()):
-            for d in defs:
-                out.append((oid, name, len(d.args), d.ret, d.args, "a"))
+        for name, aggs in sorted(F.AGGS.items()):
+            for a in aggs:
+                out.append((oid, name, len(a.args), a.ret, a.args, "a"))
                 _PROC_BY_OID[oid] = name
                 _PROC_BY_NAME.setdefault(name, oid)
                 oid += 1

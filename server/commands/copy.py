@@ -10,6 +10,7 @@ accepted.  COPY FROM hands the session a :class:`~.session.CopyIn` whose
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from typing import Any
 
 from pgbundle.server.errors import PgError, invalid_byte_sequence
@@ -259,7 +260,7 @@ def _copy_in_binary(s: Any, rel: Any, cols: list[int]):
             if nf != len(cols):
                 raise PgError("22P04", f"row field count is {nf}, expected {len(cols)}")
             p = pos + 2
-            vals = []
+            vals: list[bytes | None] = []
             complete = True
             for _ in range(nf):
                 if len(buf) - p < 4:
@@ -360,7 +361,7 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
     state: dict[str, Any] = {"parts": [], "size": 0, "next": CHUNK, "n": 0, "batch": [], "header": header,
                              "ended": False}
 
-    def convert(fields: list[str | None]) -> tuple:
+    def convert(fields: Sequence[str | None]) -> tuple:
         if len(fields) != len(cols):
             if len(fields) < len(cols):
                 raise PgError("22P04", f"missing data for column \"{rel.columns[cols[len(fields)]].name}\"")

@@ -102,34 +102,34 @@ class RelConstraints:
         for con, child, child_cons, act, newkey, rows in self._referencing_rows(old, new, st, "on_update"):
             for tid, crow in rows:
                 if act == "c":
-                    nrow = list(crow)
+                    cols = list(crow)
                     for ci, v in zip(con.columns, newkey):
-                        nrow[ci] = v
-                    nrow = tuple(nrow)
+                        cols[ci] = v
+                    nrow = tuple(cols)
                     if st.storage.update(child, tid, nrow, None) and not child_cons.empty:
                         child_cons.on_update(st, crow, nrow)
                 else:
                     self._set_columns(st, child, child_cons, con, tid, crow, act)
 
     def _set_columns(self, st: Any, child: Any, child_cons: Any, con: Any, tid: Any, crow: tuple, act: str) -> None:
-        nrow = list(crow)
+        cols = list(crow)
         defaults = None
         if act == "d":
             from pgbundle.server.executor.modify import _default_fns
             defaults = _default_fns(self.env, child)
         for ci in con.columns:
             if act == "n":
-                nrow[ci] = None
+                cols[ci] = None
             else:
                 d = defaults[ci] if defaults else None
-                nrow[ci] = d((), st) if d is not None else None
+                cols[ci] = d((), st) if d is not None else None
             c = child.columns[ci]
-            if nrow[ci] is None and c.not_null:
+            if cols[ci] is None and c.not_null:
                 raise PgError("23502", f'null value in column "{c.name}" of relation "{child.name}" violates '
                                        f"not-null constraint", detail=f"Failing row contains "
-                                                                      f"{_fmt_row(child, tuple(nrow))}.",
+                                                                      f"{_fmt_row(child, tuple(cols))}.",
                               schema=child.schema, table=child.name, column=c.name)
-        nrow = tuple(nrow)
+        nrow = tuple(cols)
         if st.storage.update(child, tid, nrow, None):
             child_cons.check_new(st, nrow, None)
             if not child_cons.empty:

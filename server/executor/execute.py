@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pgbundle.server.errors import PgError
-from pgbundle.server.executor.expr import ExecState
+from pgbundle.server.executor.expr import ExecState, Fn
 
-Fn = Callable[[tuple, ExecState], Any]
+# Compiled expressions (Fn) get ``prow or ()`` where a node evaluates them on its parameter row
+# (index keys, VALUES items, function arguments, LIMIT): no parameter row is a row of no columns.
 CHECK_EVERY = 1024
 
 
@@ -83,11 +84,10 @@ def instrument(node: PlanNode) -> None:
     import time as _time
     if node.actual is not None:
         return
-    node.actual = [0, 0.0, 0]
+    a = node.actual = [0, 0.0, 0]
     orig = node.rows
 
     def counted(st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
-        a = node.actual
         a[2] += 1
         t0 = _time.perf_counter()
         for r in orig(st, prow):
@@ -168,20 +168,20 @@ class IndexScan(PlanNode):
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         keys = []
         for f in self.eq:
-            v = f(prow, st)
+            v = f(prow or (), st)
             if v is None:
                 return
             keys.append(v)
         lo = hi = tuple(keys) if keys else None
         lo_inc = hi_inc = True
         if self.lo is not None:
-            v = self.lo[0](prow, st)
+            v = self.lo[0](prow or (), st)
             if v is None:
                 return
             lo = tuple(keys) + (v,)
             lo_inc = self.lo[1]
         if self.hi is not None:
-            v = self.hi[0](prow, st)
+            v = self.hi[0](prow or (), st)
             if v is None:
                 return
             hi = tuple(keys) + (v,)
@@ -231,7 +231,7 @@ class ValuesScan(PlanNode):
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         qual = self.qual
         for fns in self.exprs:
-            r = tuple(f(prow, st) for f in fns)
+            r = tuple(f(prow or (), st) for f in fns)
             if qual is None or qual(r, st) is True:
                 yield r
 
@@ -252,7 +252,7 @@ class FunctionScan(PlanNode):
             return
         results = []
         for f, n in self.funcs:
-            v = f(prow, st)
+            v = f(prow or (), st)
             if v is None:
                 v = []
             out = []
@@ -277,7 +277,7 @@ class FunctionScan(PlanNode):
     def _single(self, st: ExecState, prow: tuple | None) -> Iterator[tuple]:
         """One function: stream its rows (generate_series of millions stays lazy)."""
         f, n = self.funcs[0]
-        v = f(prow, st)
+        v = f(prow or (), st)
         if v is None:
             return
         qual = self.qual
@@ -315,7 +315,7 @@ class SubqueryScan(PlanNode):
             finally:
                 st.outer.pop()
         else:
-            rows = self.child.rows(st, None)
+            rows = self.child.rows(st, None)   # type: ignore[assignment]  # (an iterator will do)
         for r in rows:
             if qual is None or qual(r, st) is True:
                 yield r
@@ -650,8 +650,9 @@ def sort_rows(rows: list[tuple], keys: list[tuple[int, bool, bool | None]]) -> l
         try:
             rows.sort(key=key, reverse=desc)
         except TypeError:
-            rows.sort(key=lambda r, i=idx, nf=null_flag_first: (nf, "") if r[i] is None else (not nf, str(r[i])),
-                      reverse=desc)
+            def text_key(r: tuple, i: int = idx, nf: bool = null_flag_first) -> tuple[bool, str]:
+                return (nf, "") if r[i] is None else (not nf, str(r[i]))
+            rows.sort(key=text_key, reverse=desc)
     return rows
 
 
@@ -729,7 +730,7 @@ class Sort(PlanNode):
         check = st.session is not None
         work_mem = _work_mem(st)
         if self.limit is not None:
-            n = self.limit(prow, st)
+            n = self.limit(prow or (), st)
             if n is not None and n >= 0:
                 return self._top_n(st, prow, int(n))
         rows: list[tuple] = []
@@ -869,10 +870,10 @@ class Unique(PlanNode):
                     continue
                 seen.add(k)
             except TypeError:
-                k = repr(k)
-                if k in seen:
+                rk = repr(k)
+                if rk in seen:
                     continue
-                seen.add(k)
+                seen.add(rk)
             yield r
 
 
@@ -1020,12 +1021,12 @@ class Agg(PlanNode):
     def rows(self, st: ExecState, prow: tuple | None = None) -> Iterator[tuple]:
         if self.sets is None:
             return self._rows(st, self.child.rows(st, prow), self.keys, None)
-        return self._grouping_sets(st, prow)
+        return self._grouping_sets(st, prow, self.sets)
 
-    def _grouping_sets(self, st: ExecState, prow: tuple | None) -> Iterator[tuple]:
+    def _grouping_sets(self, st: ExecState, prow: tuple | None, sets: list[list[int]]) -> Iterator[tuple]:
         rows = list(self.child.rows(st, prow))
         nk = len(self.keys)
-        for s in self.sets:
+        for s in sets:
             keys = [self.keys[i] for i in s]
             for out in self._rows(st, iter(rows), keys, s):
                 full: list = [None] * nk
@@ -1139,12 +1140,17 @@ def _frame_bounds(frame: tuple, pos: int, n: int, okeys: list[tuple], row: tuple
     return max(start, 0), min(end, n - 1)
 
 
+# A window frame: (frameOptions, start offset, end offset); one window call: (function name,
+# arguments, PARTITION BY keys, ORDER BY keys with (desc, nulls_first), frame or None).
+WinFrame = tuple[int, Fn | None, Fn | None]
+WinSpec = tuple[Any, list[Fn], list[Fn], list[tuple[Fn, bool, bool | None]], WinFrame | None]
+
+
 class WindowAgg(PlanNode):
     """Window functions: appends one column per window call to each input row."""
     label = "WindowAgg"
 
-    def __init__(self, child: PlanNode, wins: list[tuple[Any, list[Fn], list[Fn], list[tuple[Fn, bool, bool | None]]]]
-                 ) -> None:
+    def __init__(self, child: PlanNode, wins: list[WinSpec]) -> None:
         self.child = child
         self.wins = wins
         self.width = child.width + len(wins)
@@ -1173,7 +1179,7 @@ class WindowAgg(PlanNode):
             yield r + tuple(e)
 
     def _compute_framed(self, func: Any, args: list[Fn], seq: list[int], okeys: list[tuple], rows: list[tuple],
-                        extra: list[list], wi: int, st: ExecState, frame: tuple) -> None:
+                        extra: list[list], wi: int, st: ExecState, frame: WinFrame) -> None:
         """Aggregates and first/last/nth_value over an explicit frame (recomputed per row)."""
         n = len(seq)
         vals_cache = None

@@ -68,14 +68,14 @@ class TableInfo:
             return self._decoded[col]
         c = self.rel.columns[col] if col < len(self.rel.columns) else None
         st = self.stats.get(c.attnum) if c is not None else None
-        if st is None:
+        if c is None or st is None:
             self._decoded[col] = None
             return None
         from pgbundle.shared.types import text_decoder
         dec = text_decoder(c.type_oid)
         extra = st[3] or {}
 
-        def conv(xs: list) -> list:
+        def conv(xs: list | None) -> list:
             out = []
             for x in xs or []:
                 try:

@@ -83,6 +83,12 @@ class RTE:
     def width(self) -> int:
         return len(self.colnames)
 
+    @property
+    def relation(self) -> RelationInfo:
+        """The relation of a ``relation`` entry (which always has one)."""
+        assert self.rel is not None, self.kind
+        return self.rel
+
 
 @dataclass
 class RangeRef:
@@ -147,9 +153,9 @@ class Query:
     target: RelationInfo | None = None
     target_rt: int = -1
     insert_cols: list[int] = field(default_factory=list)
-    insert_rows: list[list[Expr]] | None = None       # INSERT ... VALUES, already coerced
+    insert_rows: list[list[Expr | None]] | None = None  # INSERT ... VALUES, already coerced; None: DEFAULT
     source: Query | None = None                       # INSERT ... SELECT
-    set_cols: list[tuple[int, Expr]] = field(default_factory=list)
+    set_cols: list[tuple[int, Expr | None]] = field(default_factory=list)  # None: DEFAULT
     returning: list[Target] = field(default_factory=list)
     on_conflict: Any = None
     ctes: list[CTE] = field(default_factory=list)
@@ -158,6 +164,7 @@ class Query:
     has_aggs: bool = False
     locking: bool = False
     for_update: bool = False
+    recursive_name: str = ""           # WITH RECURSIVE: the CTE's name on its UNION query
 
 
 class ParamTypes:
@@ -189,7 +196,7 @@ class NSItem:
     rt: int
     alias: str
     colnames: list[str]
-    rte: RTE
+    rte: RTE | None                    # None: a column merged by JOIN USING
     cols_visible: bool = True          # unqualified column names visible
     rel_visible: bool = True
     using: dict[str, Expr] = field(default_factory=dict)
@@ -206,7 +213,7 @@ class PState:
         self.ctes: dict[str, CTE] = {}
         self.expr_kind = ""            # WHERE, JOIN, GROUP BY, HAVING, select list, ...
         self.aggs_allowed = False
-        self.level = 0 if parent is None else parent.level + 1
+        self.level: int = 0 if parent is None else parent.level + 1
         self.windefs: dict[str, dict] = {}   # WINDOW clause: name -> WindowDef
 
     def find_cte(self, name: str) -> tuple[CTE, int] | None:
@@ -431,6 +438,7 @@ class Analyzer:
         if q.kind == "setop":
             tgt = q.targets[i]
             if tgt.expr.type != t:
+                assert q.larg is not None and q.rarg is not None
                 self._coerce_target(q.larg, i, t)
                 self._coerce_target(q.rarg, i, t)
                 q.targets[i] = Target(Slot(i, t, -1), tgt.name)
@@ -466,7 +474,7 @@ class Analyzer:
                                         f'{len(cn)} columns specified', loc)
                 rte.colnames = cn + rte.colnames[len(cn):]
         for it in ps.ns:
-            if it.rel_visible and it.alias == rte.alias and it.rte.kind != "join":
+            if it.rel_visible and it.alias == rte.alias and it.rte is not None and it.rte.kind != "join":
                 raise _err("42712", f'table name "{rte.alias}" specified more than once', loc)
         ps.query.rtable.append(rte)
         rt = len(ps.query.rtable) - 1
@@ -639,7 +647,7 @@ class Analyzer:
             if isinstance(e, Var) and e.levelsup == 0:
                 rte = ps.query.rtable[e.rt]
                 if rte.kind == "relation":
-                    toid, attnum = rte.rel.oid, e.col + 1
+                    toid, attnum = rte.relation.oid, e.col + 1
             out.append(Target(e, name, toid, attnum))
         return out
 
@@ -655,7 +663,7 @@ class Analyzer:
             items = [it for it in ps.ns if it.cols_visible and it.rte is not None]
             if not items and not any(it.rte is not None for it in ps.ns):
                 raise _err("42601", "SELECT * with no tables specified is not valid", v.get("location"))
-            seen_using = []
+            seen_using: list[Target] = []
             for it in ps.ns:
                 if it.rte is None:
                     for col, e in it.using.items():
@@ -672,8 +680,9 @@ class Analyzer:
                 if not c or (len(f) == 1 and c in it.hidden):
                     continue
                 rte = it.rte
+                assert rte is not None
                 e = Var(it.rt, i, rte.coltypes[i], rte.coltypmods[i], 0, c)
-                toid = rte.rel.oid if rte.kind == "relation" else 0
+                toid = rte.relation.oid if rte.kind == "relation" else 0
                 out.append(Target(e, c, toid, i + 1 if toid else 0))
         return out
 
@@ -802,11 +811,12 @@ class Analyzer:
         if rte.kind != "relation":
             raise _err("42809", f'cannot modify "{rte.alias}"' if rte.kind != "virtual" else
                        f'cannot change relation "{rte.alias}"', rv.get("location"))
-        if rte.rel.kind != "r":
-            raise _err("42809", f'cannot change {"sequence" if rte.rel.kind == "S" else "relation"} '
+        rel = rte.relation
+        if rel.kind != "r":
+            raise _err("42809", f'cannot change {"sequence" if rel.kind == "S" else "relation"} '
                                 f'"{rte.alias}"')
         rt = self._add_rte(ps, rte, rv.get("alias"))
-        return rte.rel, rt
+        return rel, rt
 
     def insert(self, node: dict, parent: PState | None) -> Query:
         q = Query("insert")
@@ -847,7 +857,7 @@ class Analyzer:
                     if len(items) > len(idxs):
                         raise _err("42601", "INSERT has more expressions than target columns",
                                    _loc(items[len(idxs)]))
-                    row = []
+                    row: list[Expr | None] = []   # None: DEFAULT
                     for (t, tm, cname), item in zip(ctypes, items):
                         if "SetToDefault" in item:
                             row.append(None)
@@ -912,8 +922,8 @@ class Analyzer:
         ps.ns.pop()
         return ("update", tuple(cols), sets, where, ert)
 
-    def _set_clause(self, tl: list[dict], ps: PState, rel: RelationInfo) -> list[tuple[int, Expr]]:
-        out = []
+    def _set_clause(self, tl: list[dict], ps: PState, rel: RelationInfo) -> list[tuple[int, Expr | None]]:
+        out: list[tuple[int, Expr | None]] = []
         ps.expr_kind = "UPDATE"
         pending_multi: dict[int, Any] = {}
         for t in tl:
@@ -1046,18 +1056,19 @@ class Analyzer:
         alias = f[-2]
         schema = f[-3] if len(f) >= 3 else None
         for it, up in self._relations_named(ps, alias):
-            if schema is not None and it.rte.kind == "relation" and it.rte.rel.schema != schema:
+            rte = it.rte
+            assert rte is not None
+            if schema is not None and rte.kind == "relation" and rte.relation.schema != schema:
                 continue
             try:
                 i = it.colnames.index(col)
             except ValueError:
                 if col == "tableoid":
-                    oid = it.rte.rel.oid if it.rte.kind == "relation" else getattr(it.rte.virtual, "oid", 0)
+                    oid = rte.relation.oid if rte.kind == "relation" else getattr(rte.virtual, "oid", 0)
                     return Const(oid, T.OID)
                 raise _err("42703", f"column {alias}.{col} does not exist", loc) from None
             if up:
                 self._mark_correlated(ps, up, it.rt)
-            rte = it.rte
             return Var(it.rt, i, rte.coltypes[i], rte.coltypmods[i], up, col)
         # whole-row reference to a composite column is not supported; report as missing table
         raise _err("42P01", f'missing FROM-clause entry for table "{alias}"', loc)
@@ -1066,6 +1077,7 @@ class Analyzer:
         """``t`` or ``t.*`` as a value: a row of t's columns (with their names)."""
         for it, up in self._relations_named(ps, alias):
             rte = it.rte
+            assert rte is not None
             if up:
                 self._mark_correlated(ps, up, it.rt)
             cols = [(i, n) for i, n in enumerate(rte.colnames) if n]
@@ -1087,8 +1099,9 @@ class Analyzer:
             up += 1
 
     def _mark_correlated(self, ps: PState, up: int, rt: int) -> None:
-        p = ps
+        p: PState | None = ps
         for i in range(up):
+            assert p is not None, "a reference cannot reach above the outermost query"
             p.query.correlated = True
             if i == up - 1:
                 p.query.outer_rts.add(rt)
@@ -1150,8 +1163,8 @@ class Analyzer:
         kind = v["kind"]
         name = names(v.get("name"))[-1] if v.get("name") else ""
         loc = v.get("location", -1)
-        lexpr = v.get("lexpr")
-        rexpr = v.get("rexpr")
+        lexpr: Any = v.get("lexpr")      # a node (dict), a list of nodes for IN / BETWEEN, or None
+        rexpr: Any = v.get("rexpr")      # (prefix operators have no left operand)
         if kind == "AEXPR_OP":
             if lexpr is None:
                 return self.op(name, None, self.expr(rexpr, ps), loc)
@@ -1195,6 +1208,9 @@ class Analyzer:
             lhs = self.expr(lexpr, ps)
             r = self.expr(rexpr, ps)
             eq = self.op("=", lhs, r, loc)
+            if not isinstance(eq, Func):
+                # two ROW()s compare column by column (a BoolOp): NULLIF compares the rows whole
+                return Coalesce((lhs, r), lhs.type, kind="nullif")
             return Coalesce((eq.args[0], eq.args[1]), eq.args[0].type, kind="nullif")
         if kind in ("AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN", "AEXPR_BETWEEN_SYM", "AEXPR_NOT_BETWEEN_SYM"):
             lhs = self.expr(lexpr, ps)
@@ -1202,14 +1218,14 @@ class Analyzer:
                 [self.expr(x, ps) for x in rexpr]
             a = self.op(">=", lhs, lo, loc)
             b = self.op("<=", lhs, hi, loc)
-            e: Expr = BoolOp("and", (a, b))
+            between: Expr = BoolOp("and", (a, b))
             if kind.endswith("_SYM"):
                 a2 = self.op(">=", lhs, hi, loc)
                 b2 = self.op("<=", lhs, lo, loc)
-                e = BoolOp("or", (e, BoolOp("and", (a2, b2))))
+                between = BoolOp("or", (between, BoolOp("and", (a2, b2))))
             if "NOT" in kind:
-                e = BoolOp("not", (e,))
-            return e
+                between = BoolOp("not", (between,))
+            return between
         raise _err("0A000", f"operator kind {kind} is not supported", loc)
 
     def _in_list(self, lhs: Expr, items: list[Expr], negate: bool, loc: int) -> Expr:
@@ -1228,6 +1244,7 @@ class Analyzer:
                 citems = None
             if citems is not None:
                 eq = self.op("=", lc, citems[0], loc)
+                assert isinstance(eq, Func)      # lhs is no ROW() and the items are constants
                 arr = ArrayExpr(citems, T.array_of(t) or T.TEXT_ARRAY)
                 e = ScalarArrayOp(eq.impl, eq.args[0], arr, True, opname="=")
                 return BoolOp("not", (e,)) if negate else e
@@ -1465,10 +1482,10 @@ class Analyzer:
         if st == "ARRAY_SUBLINK":
             if ntargets != 1:
                 raise _err("42601", "subquery must return only one column", loc)
-            t = q.targets[0].expr.type
-            arr = T.array_of(t) or (t if T.element_of(t) else 0)
+            et = q.targets[0].expr.type
+            arr = T.array_of(et) or (et if T.element_of(et) else 0)
             if not arr:
-                raise _err("42704", f"could not find array type for data type {format_type(t)}", loc)
+                raise _err("42704", f"could not find array type for data type {format_type(et)}", loc)
             return SubLink("array", q, arr, correlated=q.correlated)
         if st in ("ANY_SUBLINK", "ALL_SUBLINK") and ntargets > 1 and _kind(v["testexpr"])[0] == "RowExpr":
             left = self.expr(v["testexpr"], ps)
@@ -1477,9 +1494,10 @@ class Analyzer:
                            else "subquery has too few columns", loc)
             opname = names(v.get("operName"))[-1] if v.get("operName") else "="
             largs, tests = [], []
-            for a, t in zip(left.args, q.targets):
-                col = t.expr
+            for a, tgt in zip(left.args, q.targets):
+                col = tgt.expr
                 o = self.op(opname, a, Const(None, col.type), loc)
+                assert isinstance(o, Func)       # the right operand is a constant, so no ROW() comparison
                 ct = o.args[1].type
                 conv = cast_fn(col.type, ct, self.env) if ct != col.type else None
                 largs.append(o.args[0])
@@ -1510,6 +1528,7 @@ class Analyzer:
             col = q.targets[0].expr
             probe_l = left
             o = self.op(opname, probe_l, Const(None, col.type), loc)
+            assert isinstance(o, Func)           # the right operand is a constant, so no ROW() comparison
             left_c = o.args[0]
             ct = o.args[1].type
             conv = cast_fn(col.type, ct, self.env) if ct != col.type else None
@@ -1613,6 +1632,7 @@ class Analyzer:
                                  sb.get("sortby_dir") == "SORTBY_DESC", _nulls(sb)))
         ps.aggs_allowed = saved
         cands = F.AGGS[name]
+        argt: tuple[int, ...]
         if star:
             c = [a for a in cands if not a.args][0]
             argt, ret = (), c.ret
@@ -1645,6 +1665,7 @@ class Analyzer:
         if len(order) != 1:
             raise _err("42883", f"function {name} with {len(order)} ordering columns does not exist", loc)
         x = order[0].expr
+        args: tuple[Expr, ...]
         if name in ("percentile_cont", "percentile_disc"):
             if len(direct) != 1:
                 raise _err("42883", f"function {name} requires one direct argument", loc)

@@ -17,7 +17,7 @@ import datetime as _dt
 import json as _json
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, overload
 
 from pgbundle.server.errors import PgError
 from pgbundle.shared.types import InvalidValue, oids as T, text_decoder, text_encoder
@@ -58,6 +58,12 @@ SQL_NAMES = {  # format_type() names
 }
 
 
+@overload
+def format_type(oid: int, typmod: int = ..., enum_names: dict[int, str] | None = ...) -> str: ...
+@overload
+def format_type(oid: None, typmod: int = ..., enum_names: dict[int, str] | None = ...) -> None: ...
+@overload
+def format_type(oid: int | None, typmod: int = ..., enum_names: dict[int, str] | None = ...) -> str | None: ...
 def format_type(oid: int | None, typmod: int = -1, enum_names: dict[int, str] | None = None) -> str | None:
     """pg_catalog.format_type(oid, typmod)."""
     if oid is None:

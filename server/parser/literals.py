@@ -73,6 +73,7 @@ def extract(sql: str) -> tuple[str, tuple[int, ...], list] | None:
             tok = toks[i]
         text = sql[tok.start:tok.end + 1]
         if tok.name == "ICONST":
+            v: int | Decimal
             try:
                 v = int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text.replace("_", ""))
             except ValueError:
@@ -97,10 +98,10 @@ def extract(sql: str) -> tuple[str, tuple[int, ...], list] | None:
                 found[int(m.group(1))] = (types[0], values[0])
                 continue
             try:
-                v = Decimal(t)
+                dv = Decimal(t)
             except Exception:
                 return None
-            values.append(-v if neg else v)
+            values.append(-dv if neg else dv)
             types.append(T.NUMERIC)
         elif tok.name == "SCONST" and not neg:
             s = _string_value(text)

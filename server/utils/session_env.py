@@ -249,7 +249,8 @@ class SessionEnv:
     def type_display_name(self, oid: int) -> str:
         return format_type(oid, -1, self.type_names()) or str(oid)
 
-    def current_schema(self) -> str:
+    def current_schema(self) -> str | None:
+        """current_schema(): the first schema of search_path that exists, NULL when none does."""
         sp = self.search_path()
         return sp[0] if sp else None
 

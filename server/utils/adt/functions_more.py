@@ -320,7 +320,11 @@ def _log2(b: Decimal, x: Decimal) -> Decimal:
 
 @fn("scale", "numeric", "int4")
 def _scale(d: Decimal) -> int:
-    return max(0, -d.as_tuple().exponent) if d.is_finite() else 0
+    if not d.is_finite():
+        return 0
+    exp = d.as_tuple().exponent
+    assert isinstance(exp, int)          # a letter only for NaN and infinities
+    return max(0, -exp)
 
 
 @fn("trim_scale", "numeric", "numeric")

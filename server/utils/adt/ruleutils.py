@@ -149,7 +149,7 @@ def deparse(e: Any, names: dict | None = None, top: bool = True, pretty: bool = 
 
 
 def _is_op(e: Any) -> bool:
-    return isinstance(e, Func) and e.name and not e.name[0].isalpha() and e.name[0] != "_" and \
+    return isinstance(e, Func) and bool(e.name) and not e.name[0].isalpha() and e.name[0] != "_" and \
         e.name not in ("cast", "relabel", "typmod") and len(e.args) in (1, 2)
 
 
