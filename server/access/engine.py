@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable
 
-from pgbundle.server.access import api, page as P, xact as X
+from pgbundle.server.access import api, checkpoint, page as P, sequence, vacuum, xact as X
 from pgbundle.server.access.api import (
     TID,
     Conflict,
@@ -38,9 +38,9 @@ from pgbundle.server.access.heapam import (
     Heap,
 )
 from pgbundle.server.access.nbtkey import encode_key, encode_value, has_null
-from pgbundle.server.access.nbtree import BTree, NeedWait, _Duplicate
-from pgbundle.server.access.tupdesc import RowCodec, encode_row
-from pgbundle.server.access.xlog import RM_XACT
+from pgbundle.server.access.nbtree import BTree, Duplicate, NeedWait
+from pgbundle.server.access.tupdesc import RowCodec, encode_row, value_text
+from pgbundle.server.access.xlog import RM_XACT, fmt_lsn, segment_name
 from pgbundle.server.catalog import cache as CC, defs as D
 from pgbundle.server.catalog.ddl import CatalogMixin
 from pgbundle.server.errors import PgError
@@ -563,10 +563,10 @@ class BackendEngine(CatalogMixin, api.Engine):
                     break
                 except NeedWait as w:
                     self.heap.wait_xid(w.xid, xid)
-                except _Duplicate:
+                except Duplicate:
                     names = ", ".join(rt.info.columns[c].name for c in cols)
                     raise PgError("23505", f'duplicate key value violates unique constraint "{idx.name}"',
-                                  detail=f"Key ({names})=({', '.join(_fmt(v) for v in vals)}) already exists.",
+                                  detail=f"Key ({names})=({', '.join(value_text(v) for v in vals)}) already exists.",
                                   schema=rt.info.namespace, table=rt.info.name, constraint=idx.name) from None
 
     def _unique_checker(self, rt: RelRuntime, own: TID) -> Any:
@@ -748,8 +748,6 @@ class BackendEngine(CatalogMixin, api.Engine):
 
     # ================================================================== sequences
     def nextval(self, seq_oid: int) -> int:
-        from pgbundle.server.access import sequence
-
         v = sequence.nextval(self, seq_oid)
         self._seq_last[seq_oid] = v
         self._lastval = v
@@ -762,8 +760,6 @@ class BackendEngine(CatalogMixin, api.Engine):
         return self._seq_last[seq_oid]
 
     def setval(self, seq_oid: int, value: int, is_called: bool = True) -> int:
-        from pgbundle.server.access import sequence
-
         sequence.setval(self, seq_oid, value, is_called)
         if is_called:
             self._seq_last[seq_oid] = value
@@ -778,7 +774,6 @@ class BackendEngine(CatalogMixin, api.Engine):
     # ================================================================== maintenance
     def vacuum(self, rel: RelationInfo | None = None, *, full: bool = False, freeze: bool = False,
                analyze: bool = False, verbose: bool = False, autovacuum: bool = False) -> list[api.VacuumResult]:
-        from pgbundle.server.access import vacuum
 
         if self.x.block:
             raise PgError("25001", "VACUUM cannot run inside a transaction block")
@@ -787,7 +782,6 @@ class BackendEngine(CatalogMixin, api.Engine):
 
     def analyze(self, rel: RelationInfo | None = None) -> None:
         """ANALYZE: in the running transaction block, or in a transaction of its own."""
-        from pgbundle.server.access import vacuum
 
         self._maintenance(not self.x.block, lambda: vacuum.analyze(self, rel))
 
@@ -833,12 +827,10 @@ class BackendEngine(CatalogMixin, api.Engine):
         return hit[1].get(oid, {})
 
     def checkpoint(self) -> None:
-        from pgbundle.server.postmaster import checkpointer
-
         if not self.role.superuser:
             raise PgError("42501", "must be superuser to do CHECKPOINT")
-        checkpointer.request(self.env, checkpointer.CKPT_IMMEDIATE | checkpointer.CKPT_FORCE | checkpointer.CKPT_WAIT,
-                             wait=True, check=self.check_for_interrupts)
+        checkpoint.request(self.env, checkpoint.CKPT_IMMEDIATE | checkpoint.CKPT_FORCE | checkpoint.CKPT_WAIT,
+                           wait=True, check=self.check_for_interrupts)
 
     # ================================================================== statistics and activity
     def activity(self) -> list[api.BackendStatus]:
@@ -884,8 +876,6 @@ class BackendEngine(CatalogMixin, api.Engine):
                     stats_reset=_ts(c.get("stats_reset")))
 
     def wal_stats(self) -> dict[str, Any]:
-        from pgbundle.server.access.xlog import fmt_lsn
-
         c = self.env.ctl
         return dict(wal_records=c.get("wal_records"), wal_fpi=c.get("wal_fpi"), wal_bytes=c.get("wal_bytes"),
                     wal_buffers_full=c.get("wal_buffers_full"), wal_write=c.get("wal_write"),
@@ -893,8 +883,6 @@ class BackendEngine(CatalogMixin, api.Engine):
                     stats_reset=_ts(c.get("stats_reset")), lsn=fmt_lsn(self.xlog.insert_pos))
 
     def archiver_stats(self) -> dict[str, Any]:
-        from pgbundle.server.access.xlog import segment_name
-
         c = self.env.ctl
         seg = self.xlog.segsize
         return dict(archived_count=c.get("archived_count"),
@@ -982,18 +970,8 @@ class BackendEngine(CatalogMixin, api.Engine):
             self.stats.flush(force=True)
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "t" if v else "f"
-    if isinstance(v, bytes):
-        return "\\x" + v.hex()
-    return str(v)
-
-
 def _fmt_row(row: Row) -> str:
-    return "(" + ", ".join(_fmt(v) for v in row) + ")"
+    return "(" + ", ".join(value_text(v) for v in row) + ")"
 
 
 _ = struct

@@ -580,9 +580,6 @@ class Duplicate(Exception):
     """A unique index already holds the key (the caller turns it into 23505 with the row)."""
 
 
-_Duplicate = Duplicate  # the old private name, still imported by access/engine.py (its owner switches)
-
-
 LEAF_FILL = _PAGE_ITEMS_MAX * 90 // 100  # BTREE_DEFAULT_FILLFACTOR
 INTERNAL_FILL = _PAGE_ITEMS_MAX * 70 // 100  # BTREE_NONLEAF_FILLFACTOR
 

@@ -81,3 +81,15 @@ class RowCodec:
             self._short[n] = dec
         head = dec.decode(data) if dec else ()
         return tuple(head) + self.missing[n:]
+
+
+def value_text(v: Any) -> str:
+    """A stored value as an error detail shows it (``Key (a)=(1) already exists``):
+    ``null``, ``t``/``f``, ``\\x...`` for bytea, else its ``str``."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    if isinstance(v, bytes):
+        return "\\x" + v.hex()
+    return str(v)

@@ -14,11 +14,15 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pgbundle.server.access import api
+from pgbundle.server.access import api, page as P, sequence
 from pgbundle.server.access.api import TID, ColumnDef, ConstraintInfo, IndexInfo, RelationInfo
-from pgbundle.server.access.tupdesc import encode_row
+from pgbundle.server.access.heapam import plainly_visible
+from pgbundle.server.access.nbtkey import encode_key, has_null, value_encoder
+from pgbundle.server.access.tupdesc import encode_row, value_text
 from pgbundle.server.catalog import cache as CC, defs as D, tempns
 from pgbundle.server.errors import PgError
+from pgbundle.server.storage import clog as C
+from pgbundle.shared.auth import md5, scram
 
 XLOG_NEXTOID = 0x30
 RM_XLOG = 0
@@ -293,10 +297,6 @@ class CatalogMixin:
         unique index first rejects two rows visible to the catalog snapshot with equal
         keys (the second one, in heap order, is reported).  Each tuple is decoded once;
         the entries are sorted and written bottom-up by :meth:`BTree.build`."""
-        from pgbundle.server.access import page as P
-        from pgbundle.server.access.heapam import plainly_visible
-        from pgbundle.server.access.nbtkey import encode_key, has_null, value_encoder
-        from pgbundle.server.storage import clog as C
 
         table = self.relation(table_oid)
         rt = self._runtime(table)  # type: ignore[attr-defined]
@@ -348,11 +348,9 @@ class CatalogMixin:
                     if null_in(vals):
                         continue
                     if k[1] in seen:
-                        from pgbundle.server.access.engine import _fmt
-
                         names = ", ".join(table.columns[a - 1].name for a in cols)
                         raise PgError("23505", f'could not create unique index "{name}"',
-                                      detail=f"Key ({names})=({', '.join(_fmt(v) for v in vals)}) is duplicated.")
+                                      detail=f"Key ({names})=({', '.join(value_text(v) for v in vals)}) is duplicated.")
                     seen.add(k[1])
             for root, versions in chains:
                 # index the root of each HOT chain with the key of its newest version that
@@ -687,7 +685,6 @@ class CatalogMixin:
     def create_sequence(self, name: str, *, schema: str | None = None, type_oid: int = 20, start: int | None = None,
                         increment: int = 1, min_value: int | None = None, max_value: int | None = None,
                         cache: int = 1, cycle: bool = False, if_not_exists: bool = False) -> RelationInfo | None:
-        from pgbundle.server.access import sequence
 
         ns, _ = self._creation_namespace(schema)
         if (ns, name) in self.catalog().by_name:  # type: ignore[attr-defined]
@@ -830,8 +827,6 @@ class CatalogMixin:
         return [self._role_from_row(r) for _tid, r in self._cat_rows("pg_authid")]
 
     def _secret(self, name: str, password: str | None) -> str | None:
-        from pgbundle.shared.auth import md5, scram
-
         if password is None:
             return None
         if md5.is_md5_secret(password) or scram.is_scram_secret(password):

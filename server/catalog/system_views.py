@@ -18,8 +18,11 @@ from pgbundle.server.errors import PgError
 from pgbundle.server.executor.expr import Const, Func
 from pgbundle.server.parser.coerce import format_type
 from pgbundle.server.utils.adt import functions as F
+from pgbundle.server.utils.adt.enums import EnumLabel
+from pgbundle.server.utils.adt.functions import quote_ident
+from pgbundle.server.utils.adt.ruleutils import pretty_text
 from pgbundle.shared.types import oids as T
-from pgbundle.shared.types.oids import TYPES
+from pgbundle.shared.types.oids import TYPES, numeric_precision_scale
 
 _TN = {"oid": T.OID, "name": T.NAME, "text": T.TEXT, "int2": T.INT2, "int4": T.INT4, "int8": T.INT8,
        "bool": T.BOOL, "char": T.CHAR, "float4": T.FLOAT4, "float8": T.FLOAT8, "regproc": T.REGPROC,
@@ -731,7 +734,6 @@ def _is_tables(env):
                "numeric_scale int4, datetime_precision int4, udt_catalog name, udt_schema name, udt_name name, "
                "is_identity text, is_generated text, is_updatable text", schema="information_schema")
 def _is_columns(env):
-    from pgbundle.shared.types.oids import numeric_precision_scale
     for r in _rels(env, "rvmpf"):
         pos = 0
         for c in r.columns:
@@ -767,7 +769,6 @@ def _is_schemata(env):
 
 
 def indexdef(env: Any, rel: Any, index: Any) -> str:
-    from pgbundle.server.utils.adt.functions import quote_ident
     opts = list(getattr(index, "options", ()) or ()) + [0] * len(index.columns)
     parts = []
     for c, o in zip(index.columns, opts):
@@ -863,7 +864,6 @@ _reg("pg_char_to_encoding", "name", "int4", lambda env, e: 6 if e.upper() in ("U
 def _get_expr_pretty(env, e, reloid, pretty):
     if not pretty or e is None:
         return e
-    from pgbundle.server.utils.adt.ruleutils import pretty_text
     return pretty_text(env, e, env.storage.relation_by_oid(reloid) if reloid else None, default=True)
 
 
@@ -885,7 +885,6 @@ _reg("pg_get_indexdef", "oid,int4,bool", "text", _get_indexdef)
 
 
 def _constraintdef(env, oid, pretty=False):
-    from pgbundle.server.utils.adt.functions import quote_ident
     for r in _rels(env, "r"):
         for c in r.constraints:
             if c.oid == oid:
@@ -897,7 +896,6 @@ def _constraintdef(env, oid, pretty=False):
                 if c.kind == "c":
                     e = c.expr or ""
                     if pretty:
-                        from pgbundle.server.utils.adt.ruleutils import pretty_text
                         return f"CHECK ({pretty_text(env, e, r)})"
                     return f"CHECK ({e})" if e.startswith("(") and e.endswith(")") else f"CHECK (({e}))"
                 if c.kind == "f":
@@ -1063,9 +1061,35 @@ _reg("setval", "regclass,int8,bool", "int8",
 _reg("lastval", "", "int8", lambda env: env.engine.lastval(), volatile=True)
 
 
+def split_qualified_name(s: str) -> tuple[str | None, str]:
+    """``a.b`` / ``"A".b`` as (schema or None, name): unquoted parts folded to lower case,
+    quoted ones kept (PostgreSQL's stringToQualifiedNameList)."""
+    parts = []
+    cur = ""
+    q = False
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == '"':
+            if q and i + 1 < len(s) and s[i + 1] == '"':
+                cur += '"'
+                i += 2
+                continue
+            q = not q
+        elif c == "." and not q:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c if q else c.lower()
+        i += 1
+    parts.append(cur)
+    if len(parts) >= 2:
+        return parts[-2], parts[-1]
+    return None, parts[0]
+
+
 def _serial_seq(env, table, column):
-    from pgbundle.server.utils.session_env import _split_qualified
-    schema, name = _split_qualified(table)
+    schema, name = split_qualified_name(table)
     rel = env.storage.lookup_relation(schema, name)
     if rel is None:
         raise PgError("42P01", f'relation "{table}" does not exist')
@@ -1108,7 +1132,6 @@ def _enum_special(kind: str):
                           else None, hint="No function matches the given name and argument types. You might need "
                                           "to add explicit type casts.")
         et = types[0]
-        from pgbundle.server.utils.adt.enums import EnumLabel
         arr = env.user_types()[et][2].get("_array") or T.TEXT_ARRAY
 
         def labels():

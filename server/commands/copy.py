@@ -2,7 +2,7 @@
 
 Text format (tab separated, ``\\N`` for NULL, backslash escapes) and CSV
 (``HEADER``, ``DELIMITER``, ``NULL``, ``QUOTE``) are supported; ``FREEZE`` is
-accepted.  COPY FROM hands the session a :class:`~.session.CopyIn` whose
+accepted.  COPY FROM hands the session a :class:`~pgbundle.server.tcop.dest.CopyIn` whose
 ``feed`` parses complete lines as they arrive and inserts them in batches;
 ``finish`` flushes and returns the row count.
 """
@@ -14,9 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from pgbundle.server.errors import PgError, invalid_byte_sequence
-from pgbundle.server.parser.parse import const_value, names
+from pgbundle.server.executor.constraints import default_fns, for_relation
+from pgbundle.server.executor.expr import ExecState
+from pgbundle.server.parser.coerce import typmod_fn
+from pgbundle.server.parser.parse import RawStmt, const_value, names
+from pgbundle.server.tcop.dest import CopyIn, StatementResult
 from pgbundle.shared.protocol import messages as M
-from pgbundle.shared.types import InvalidValue, text_decoder, text_encoder
+from pgbundle.shared.types import InvalidValue, binary_decoder, binary_encoder, text_decoder, text_encoder
 
 BATCH = 1000
 CHUNK = 65536  # COPY text data parsed per this many bytes
@@ -97,7 +101,6 @@ def _options(n: dict) -> dict[str, Any]:
 
 
 def run_copy(s: Any, n: dict, raw: Any) -> Any:
-    from pgbundle.server.tcop.session import CopyIn, Result
     opts = _options(n)
     fmt = str(opts.get("format", "text")).lower()
     if opts.get("binary") is True:
@@ -139,7 +142,6 @@ def run_copy(s: Any, n: dict, raw: Any) -> Any:
     # COPY TO STDOUT
     if n.get("query") is not None:
         k, q = next(iter(n["query"].items()))
-        from pgbundle.server.parser.parse import RawStmt
         prep = s._prepare(raw.text, RawStmt(k, q, raw.text, raw.location), ())
         res = s._run(prep, [])
         types = [c.type_oid for c in prep.columns]
@@ -179,7 +181,7 @@ def run_copy(s: Any, n: dict, raw: Any) -> Any:
         out.append(M.CopyData(line.encode()))
         count += 1
     out.append(M.CopyDone())
-    return Result(f"COPY {count}", None, out)
+    return StatementResult(f"COPY {count}", None, out)
 
 
 def _csv_field(s: str, delim: str, quote: str, null: str, force: bool) -> str:
@@ -194,8 +196,6 @@ _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 def _copy_out_binary(types: list[int], rows: Any) -> Any:
     import struct
 
-    from pgbundle.server.tcop.session import Result
-    from pgbundle.shared.types import binary_encoder
     encs = [binary_encoder(t) for t in types]
     out: list = [M.CopyOutResponse(1, tuple(1 for _ in types))]
     header = _SIGNATURE + struct.pack(">ii", 0, 0)  # sent with the first row, as PostgreSQL does
@@ -214,15 +214,13 @@ def _copy_out_binary(types: list[int], rows: Any) -> Any:
         count += 1
     out.append(M.CopyData(b"\xff\xff" if count else header + b"\xff\xff"))
     out.append(M.CopyDone())
-    return Result(f"COPY {count}", None, out)
+    return StatementResult(f"COPY {count}", None, out)
 
 
 def _copy_in_binary(s: Any, rel: Any, cols: list[int]):
     """COPY FROM STDIN (FORMAT binary): header, then tuples of length-prefixed fields."""
     import struct
 
-    from pgbundle.server.executor.constraints import for_relation
-    from pgbundle.shared.types import binary_decoder
     build, st = _row_builder(s, rel, cols, binary_decoder)
     cons = for_relation(s.env, rel) if rel.constraints else None
     state: dict[str, Any] = {"buf": b"", "header": False, "n": 0, "batch": [], "done": False}
@@ -315,13 +313,10 @@ def _row_builder(s: Any, rel: Any, cols: list[int], decoder: Any) -> tuple[Any, 
     """(build, exec state): ``build(fields)`` turns the fields of one data row (for
     ``cols``; None for NULL) into the table row: each converted by its type's
     ``decoder(oid)`` and typmod, defaults for the other columns, NOT NULL checked."""
-    from pgbundle.server.executor.expr import ExecState
-    from pgbundle.server.executor.modify import _default_fns
-    from pgbundle.server.parser.coerce import typmod_fn
     decs = [(decoder(rel.columns[i].type_oid), typmod_fn(rel.columns[i].type_oid, rel.columns[i].typmod, False))
             for i in cols]
     ncols = len(rel.columns)
-    defaults = _default_fns(s.env, rel)
+    defaults = default_fns(s.env, rel)
     missing = [i for i in range(ncols) if i not in cols and defaults[i] is not None]
     notnull = [i for i, c in enumerate(rel.columns) if c.not_null]
     st = ExecState([], s.env, s.storage, s)
@@ -368,7 +363,6 @@ def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null
             raise PgError("22P04", "extra data after last expected column")
         return build(fields)
 
-    from pgbundle.server.executor.constraints import for_relation
     cons = for_relation(s.env, rel) if rel.constraints else None
     if cons is not None and not cons.has_new_checks:
         cons = None

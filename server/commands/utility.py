@@ -3,7 +3,7 @@ CHECKPOINT, COPY, DEALLOCATE, ... — each a call into the engine.
 
 :func:`describe_utility` gives the result columns a utility statement will
 return (SHOW, EXPLAIN) or None; :func:`run_utility` runs it and returns a
-:class:`~.session.Result` (or a :class:`~.session.CopyIn` for COPY FROM
+:class:`~pgbundle.server.tcop.dest.StatementResult` (or a :class:`~pgbundle.server.tcop.dest.CopyIn` for COPY FROM
 STDIN).  Command tags are PostgreSQL's.
 """
 
@@ -12,56 +12,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pglast.stream import RawStream
+
+from pgbundle.server.access import api
+from pgbundle.server.catalog import session_views
+from pgbundle.server.catalog.session_views import listen, notify, temp_schema, unlisten
+from pgbundle.server.commands.copy import run_copy
 from pgbundle.server.errors import PgError
+from pgbundle.server.executor.constraints import RelConstraints
+from pgbundle.server.executor.execute import instrument
+from pgbundle.server.executor.expr import ExecState, Layout, compile_expr, is_constant
+from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query, output_columns
 from pgbundle.server.parser.coerce import SERIAL_TYPES, resolve_type
-from pgbundle.server.parser.parse import RawStmt, const_value, names
+from pgbundle.server.parser.parse import RawStmt, const_value, names, parse
+from pgbundle.server.tcop.dest import Column, StatementResult
+from pgbundle.server.utils import guc
+from pgbundle.server.utils.adt.functions import quote_ident
+from pgbundle.server.utils.adt.ruleutils import deparse_expr, expression_text, to_ast
+from pgbundle.server.utils.session_env import tz_from_name
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import oids as T
-
-
-def _session_types():
-    from pgbundle.server.tcop.session import Column, CopyIn, Result
-    return Column, CopyIn, Result
-
-
-# ----------------------------------------------------------------------------- deparse (DDL defaults)
-
-def to_ast(x: Any) -> Any:
-    from pglast import ast
-    if isinstance(x, dict):
-        if len(x) == 1:
-            (k, v), = x.items()
-            if k == "List" and isinstance(v, dict):
-                return tuple(to_ast(i) for i in v.get("items", []) or [])
-            if k == "A_Const" and isinstance(v, dict):
-                kw = {}
-                for key, cls in (("ival", "Integer"), ("fval", "Float"), ("sval", "String"), ("boolval", "Boolean"),
-                                 ("bsval", "BitString")):
-                    if key in v:
-                        kw["val"] = getattr(ast, cls)(v[key].get(key, 0 if key == "ival" else
-                                                                 (False if key == "boolval" else "")))
-                if v.get("isnull"):
-                    kw["isnull"] = True
-                return ast.A_Const(**kw)
-            if hasattr(ast, k) and isinstance(v, dict):
-                cls = getattr(ast, k)
-                return cls(**{kk: to_ast(vv) for kk, vv in v.items() if kk != "location"})
-        return {k: to_ast(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return tuple(to_ast(i) for i in x)
-    return x
-
-
-def deparse_expr(node: dict) -> str:
-    from pglast.stream import RawStream
-    return RawStream()(to_ast(node))
-
 
 # ----------------------------------------------------------------------------- describe
 
 
 def describe_utility(session: Any, raw: RawStmt) -> list | None:
-    Column, _, _ = _session_types()
     k, n = raw.kind, raw.node
     if k == "VariableShowStmt":
         name = n["name"]
@@ -106,8 +81,7 @@ def _stmt_name(kind: str) -> str:
 
 
 def _R(tag: str, columns: list | None = None, rows: Any = None):
-    _, _, Result = _session_types()
-    return Result(tag, columns, rows)
+    return StatementResult(tag, columns, rows)
 
 
 # ---------------------------------------------------------------- transactions
@@ -254,7 +228,6 @@ def _set(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
             raise PgError("0A000", f'conversion between {v} and UTF8 is not supported')
         value = "UTF8" if v.lower().replace("-", "") in ("utf8", "unicode") else v
     if low == "timezone" and value is not None:
-        from pgbundle.server.utils.session_env import tz_from_name
         tz_from_name(value)
     if low == "search_path" and value is not None:
         # quote-preserving list
@@ -268,7 +241,6 @@ def _set(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _set_isolation(s: Any, iso: str) -> None:
-    from pgbundle.server.access import api
     try:
         s.engine.set_isolation(api.Isolation(iso.lower()))
     except ValueError:
@@ -276,7 +248,6 @@ def _set_isolation(s: Any, iso: str) -> None:
 
 
 def _show(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    Column, _, _ = _session_types()
     name = n["name"]
     low = name.lower()
     if low == "all":
@@ -293,7 +264,6 @@ def _show(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
         return _R("SHOW", [Column("is_superuser", T.TEXT)], [(val,)])
     val = s.settings.get(name)
     if low == "server_version":
-        from pgbundle.server.utils import guc
         val = getattr(guc, "SERVER_VERSION", val)
     return _R("SHOW", [Column(_show_name(s, name), T.TEXT)], [(val,)])
 
@@ -306,7 +276,6 @@ def _rangevar(rv: dict) -> tuple[str | None, str]:
 
 
 def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pgbundle.server.access import api
     schema, name = _rangevar(n["relation"])
     eng = s.engine
     if n.get("if_not_exists") and s.storage.lookup_relation(schema, name) is not None:
@@ -402,7 +371,6 @@ def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     if n["relation"].get("relpersistence") == "t":
         persistence = "t"
     if persistence == "t":
-        from pgbundle.server.catalog.session_views import temp_schema
         schema = temp_schema(s, schema)
     seqs = []
     for cname, oid in serials:
@@ -432,7 +400,6 @@ _KIND_LETTER = {"table": "r", "index": "i", "sequence": "S", "view": "v"}
 
 def _add_fk(s: Any, rel: Any, cname: str | None, fcols: list[str], con: dict) -> None:
     """Record a FOREIGN KEY constraint (catalog only: not enforced yet)."""
-    from pgbundle.server.access import api
     pk = con["pktable"]
     ref = s.storage.lookup_relation(pk.get("schemaname"), pk["relname"])
     if ref is None:
@@ -532,7 +499,6 @@ def _index(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pgbundle.server.access import api
     schema, tname = _rangevar(n["relation"])
     rel = s.storage.lookup_relation(schema, tname)
     eng = s.engine
@@ -632,12 +598,10 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 def _default_text(s: Any, node: dict, oid: int, typmod: int, cname: str) -> str:
     """A column default as PostgreSQL stores it (pg_get_expr shows it)."""
-    from pgbundle.server.utils.adt.ruleutils import expression_text
     return expression_text(s.env, node, oid, typmod, colname=cname) or deparse_expr(node)
 
 
 def _check_text(s: Any, node: dict, schema: str | None, tname: str) -> str:
-    from pgbundle.server.utils.adt.ruleutils import expression_text
     rel = s.storage.lookup_relation(schema, tname)
     text = expression_text(s.env, node, rel=rel) if rel is not None else None
     return text or deparse_expr(node)
@@ -645,8 +609,6 @@ def _check_text(s: Any, node: dict, schema: str | None, tname: str) -> str:
 
 def _validate_constraint(s: Any, schema: str | None, tname: str, cname: str) -> None:
     """Existing rows must satisfy a CHECK / FOREIGN KEY added by ALTER TABLE."""
-    from pgbundle.server.executor.constraints import RelConstraints
-    from pgbundle.server.executor.expr import ExecState
     rel = s.storage.lookup_relation(schema, tname)
     rc = RelConstraints(s.env, rel)
     rc.checks = [(n, f) for n, f in rc.checks if n == cname]
@@ -666,10 +628,6 @@ def _validate_constraint(s: Any, schema: str | None, tname: str, cname: str) -> 
 
 def _alter_column_type(s: Any, rel: Any, cmd: dict) -> None:
     """ALTER COLUMN ... TYPE ... [USING expr]: rewrite the table with converted values."""
-    from pgbundle.server.executor.expr import ExecState, Layout, compile_expr
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes
-    from pgbundle.server.parser.parse import parse
-    from pgbundle.server.utils.adt.functions import quote_ident
     cname = cmd["name"]
     i = rel.column_index(cname)
     if i < 0:
@@ -704,9 +662,6 @@ def _alter_column_type(s: Any, rel: Any, cmd: dict) -> None:
 
 
 def _eval_default(s: Any, text: str, oid: int, typmod: int, cname: str) -> Any:
-    from pgbundle.server.executor.expr import ExecState, Layout, compile_expr, is_constant
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
-    from pgbundle.server.parser.parse import parse
     node = parse(f"SELECT {text}")[0].node["targetList"][0]["ResTarget"]["val"]
     an = Analyzer(s.env, ParamTypes())
     e = an.coerce_assign(an.expr(node, PState(None, Query("select"))), oid, typmod, cname, None)
@@ -839,25 +794,21 @@ def _close(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _listen(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pgbundle.server.catalog.session_views import listen
     listen(s, n["conditionname"])
     return _R("LISTEN")
 
 
 def _unlisten(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pgbundle.server.catalog.session_views import unlisten
     unlisten(s, n.get("conditionname"))
     return _R("UNLISTEN")
 
 
 def _notify(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pgbundle.server.catalog.session_views import notify
     notify(s, n.get("conditionname"), n.get("payload"))
     return _R("NOTIFY")
 
 
 def _discard(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pgbundle.server.catalog import session_views
     t = n.get("target")
     if t == "DISCARD_ALL":
         if s.engine.in_transaction_block:
@@ -994,10 +945,8 @@ def _dropdb(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _explain(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    Column, _, _ = _session_types()
     k, q = next(iter(n["query"].items()))
-    from pgbundle.server.parser.parse import RawStmt as RS
-    inner = RS(k, q, raw.text, raw.location)
+    inner = RawStmt(k, q, raw.text, raw.location)
     if k not in ("SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt"):
         raise PgError("0A000", f"EXPLAIN {k} is not supported")
     import time as _time
@@ -1008,7 +957,6 @@ def _explain(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     prep = s._prepare(raw.text, inner, ())
     t1 = _time.perf_counter()
     if analyze:
-        from pgbundle.server.executor.execute import instrument
         plan = prep.plan
         if hasattr(plan, "scan") and plan.scan is not None:
             instrument(plan.scan)
@@ -1037,14 +985,11 @@ def _prepare_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     for tn in n.get("argtypes", []) or []:
         types.append(resolve_type(tn["TypeName"], s.env.lookup_type)[0])
     k, q = next(iter(n["query"].items()))
-    from pgbundle.server.parser.parse import RawStmt as RS
-    s.sql_prepared[name] = s._prepare(raw.text, RS(k, q, raw.text, raw.location), tuple(types))
+    s.sql_prepared[name] = s._prepare(raw.text, RawStmt(k, q, raw.text, raw.location), tuple(types))
     return _R("PREPARE")
 
 
 def _execute_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pgbundle.server.executor.expr import ExecState, Layout, compile_expr
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
     prep = s.sql_prepared.get(n["name"])
     if prep is None:
         raise PgError("26000", f'prepared statement "{n["name"]}" does not exist')
@@ -1061,7 +1006,6 @@ def _execute_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _copy(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pgbundle.server.commands.copy import run_copy
     return run_copy(s, n, raw)
 
 
@@ -1188,9 +1132,6 @@ class Cursor:
 
 def _create_table_as(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     """CREATE TABLE ... AS SELECT (and SELECT ... INTO): the query's columns, then its rows."""
-    from pgbundle.server.access import api
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, output_columns
-    from pgbundle.server.parser.parse import RawStmt as RS
     if n.get("objtype") == "OBJECT_MATVIEW":
         raise PgError("0A000", "materialized views are not supported")
     into = n["into"]
@@ -1210,23 +1151,18 @@ def _create_table_as(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
         defs.append(api.ColumnDef(aliases[i] if i < len(aliases) else t.name, typ, t.expr.typmod, False, None))
     persistence = {"u": "u", "t": "t"}.get(into["rel"].get("relpersistence"), "p")
     if persistence == "t":
-        from pgbundle.server.catalog.session_views import temp_schema
         schema = temp_schema(s, schema)
     s.engine.create_table(name, defs, schema=schema, persistence=persistence)
     if into.get("skipData"):
         return _R("CREATE TABLE AS" if n.get("objtype") != "OBJECT_MATVIEW" else "SELECT 0")
     ins = {"relation": dict(into["rel"]), "selectStmt": n["query"]}
-    prep = s._prepare(raw.text + " /* insert */", RS("InsertStmt", ins, raw.text, raw.location), ())
+    prep = s._prepare(raw.text + " /* insert */", RawStmt("InsertStmt", ins, raw.text, raw.location), ())
     res = s._run(prep, list(params))
     count = res.tag.split()[-1] if res.tag else "0"
     return _R(f"SELECT {count}")
 
 
 def _create_view(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    from pglast.stream import RawStream
-
-    from pgbundle.server.access import api
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, output_columns
     schema, name = _rangevar(n["view"])
     if n["view"].get("relpersistence") == "t":
         raise PgError("0A000", "temporary views are not supported")
@@ -1260,9 +1196,7 @@ def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     if name in s.cursors or name in s.portals:
         raise PgError("42P03", f'cursor "{name}" already exists')
     k, q = next(iter(n["query"].items()))
-    from pgbundle.server.executor.expr import ExecState
-    from pgbundle.server.parser.parse import RawStmt as RS
-    prep = s._prepare(raw.text, RS(k, q, raw.text, raw.location), ())
+    prep = s._prepare(raw.text, RawStmt(k, q, raw.text, raw.location), ())
     st = ExecState(list(params), s.env, s.storage, s)
     rows = prep.plan.rows(st, None)
     if hold:
@@ -1323,4 +1257,4 @@ _HANDLERS = {
     "FetchStmt": _fetch, "ViewStmt": _create_view, "CreateTableAsStmt": _create_table_as,
 }
 
-__all__ = ["describe_utility", "run_utility", "deparse_expr", "json", "M"]
+__all__ = ["describe_utility", "run_utility", "json", "M"]

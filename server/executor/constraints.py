@@ -24,6 +24,34 @@ from __future__ import annotations
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.executor.expr import Layout, compile_expr
+from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
+from pgbundle.server.parser.parse import parse
+from pgbundle.server.utils.adt.functions import quote_ident
+from pgbundle.shared.types.text import text_encoder
+
+
+def default_fns(env: Any, rel: Any) -> list:
+    """Compiled default expression (or None) of every column of ``rel``."""
+    cache = env.default_cache
+    key = (rel.oid, tuple(c.default for c in rel.columns))
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    out = []
+    for c in rel.columns:
+        if not c.default:
+            out.append(None)
+            continue
+        stmts = parse(f"SELECT {c.default}")
+        node = stmts[0].node["targetList"][0]["ResTarget"]["val"]
+        an = Analyzer(env, ParamTypes())
+        ps = PState(None, Query("select"))
+        e = an.expr(node, ps)
+        e = an.coerce_assign(e, c.type_oid, c.typmod, c.name, None)
+        out.append(compile_expr(e, Layout()))
+    cache[key] = out
+    return out
 
 
 class RelConstraints:
@@ -115,8 +143,7 @@ class RelConstraints:
         cols = list(crow)
         defaults = None
         if act == "d":
-            from pgbundle.server.executor.modify import _default_fns
-            defaults = _default_fns(self.env, child)
+            defaults = default_fns(self.env, child)
         for ci in con.columns:
             if act == "n":
                 cols[ci] = None
@@ -199,10 +226,6 @@ def _find(st: Any, rel: Any, index: Any, cols: tuple[int, ...], key: tuple, firs
 
 
 def _compile_check(env: Any, rel: Any, text: str) -> Any:
-    from pgbundle.server.executor.expr import Layout, compile_expr
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes
-    from pgbundle.server.parser.parse import parse
-    from pgbundle.server.utils.adt.functions import quote_ident
     raw = parse(f"SELECT ({text}) FROM {quote_ident(rel.schema)}.{quote_ident(rel.name)}")[0]
     q = Analyzer(env, ParamTypes()).analyze(raw.kind, raw.node)
     e = q.targets[0].expr
@@ -211,7 +234,6 @@ def _compile_check(env: Any, rel: Any, text: str) -> Any:
 
 
 def _fmt(v: Any, oid: int) -> str:
-    from pgbundle.shared.types.text import text_encoder
     if v is None:
         return "null"
     try:

@@ -15,50 +15,26 @@ from __future__ import annotations
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.executor.constraints import default_fns, for_relation
 from pgbundle.server.executor.expr import Const, ExecState, Layout, compile_expr
 from pgbundle.shared.types import oids as T
+from pgbundle.shared.types.text import text_encoder
 
 
-def _default_fns(env: Any, rel: Any) -> list:
-    """Compiled default expression (or None) of every column of ``rel``."""
-    cache = env.default_cache
-    key = (rel.oid, tuple(c.default for c in rel.columns))
-    hit = cache.get(key)
-    if hit is not None:
-        return hit
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
-    from pgbundle.server.parser.parse import parse
-    out = []
-    for c in rel.columns:
-        if not c.default:
-            out.append(None)
-            continue
-        stmts = parse(f"SELECT {c.default}")
-        node = stmts[0].node["targetList"][0]["ResTarget"]["val"]
-        an = Analyzer(env, ParamTypes())
-        ps = PState(None, Query("select"))
-        e = an.expr(node, ps)
-        e = an.coerce_assign(e, c.type_oid, c.typmod, c.name, None)
-        out.append(compile_expr(e, Layout()))
-    cache[key] = out
-    return out
-
-
-def prepare_dml(p: Any, env: Any, q: Any, outer: list, cte_plans: dict) -> None:
-    from pgbundle.server.optimizer.plan import Planner
+def prepare_dml(p: Any, env: Any, q: Any, outer: list, planner: Any) -> None:
+    """Compile ``p`` (a DMLPlan) for ``q``; ``planner`` (an optimizer Planner made by the
+    caller) plans the scan of the target, the INSERT's source and the CTEs."""
     rel = q.target
     p.rel = rel
     ncols = len(rel.columns)
     p.ncols = ncols
-    p.defaults = _default_fns(env, rel)
+    p.defaults = default_fns(env, rel)
     p.notnull = [i for i, c in enumerate(rel.columns) if c.not_null and not c.dropped]
-    from pgbundle.server.executor.constraints import for_relation
     cons = for_relation(env, rel) if rel.constraints or _referenced(env, rel) else None
     p.cons = cons if cons is not None and not cons.empty else None
     p.scan = None
     p.kind = q.kind
     p.tag_kind = q.kind
-    planner = Planner(env, outer, cte_plans)
     planner._plan_ctes(q)
     if q.kind == "insert":
         p.cols = list(q.insert_cols)
@@ -108,7 +84,6 @@ def prepare_dml(p: Any, env: Any, q: Any, outer: list, cte_plans: dict) -> None:
 
 def _referenced(env: Any, rel: Any) -> bool:
     """Is ``rel`` referenced by some foreign key?"""
-    from pgbundle.server.executor.constraints import for_relation
     cache = env.__dict__.setdefault("_referenced_cache", {})
     key = rel.oid
     hit = cache.get(key)
@@ -120,7 +95,6 @@ def _referenced(env: Any, rel: Any) -> bool:
             found = True
             break
     cache[key] = (rel, found)
-    del for_relation
     return found
 
 
@@ -128,17 +102,14 @@ def _check_notnull(p: Any, row: tuple) -> None:
     for i in p.notnull:
         if row[i] is None:
             c = p.rel.columns[i]
-            from pgbundle.shared.types.text import text_encoder
             vals = ", ".join("null" if v is None else _fmt(v, cc.type_oid) for v, cc in zip(row, p.rel.columns)
                              if not cc.dropped)
             raise PgError("23502", f'null value in column "{c.name}" of relation "{p.rel.name}" violates '
                                    f'not-null constraint', detail=f"Failing row contains ({vals}).",
                           schema=p.rel.schema, table=p.rel.name, column=c.name)
-            del text_encoder
 
 
 def _fmt(v: Any, oid: int) -> str:
-    from pgbundle.shared.types.text import text_encoder
     try:
         return text_encoder(oid)(v)
     except Exception:

@@ -41,9 +41,12 @@ from pgbundle.server.executor.expr import (
     rts_of,
     walk,
 )
+from pgbundle.server.executor.modify import prepare_dml, run_dml
 from pgbundle.server.optimizer import costs as C
 from pgbundle.server.parser.analyze import CTE, RTE, JoinNode, Query, RangeRef
 from pgbundle.server.utils.adt import functions as F
+from pgbundle.server.utils.adt.functions import quote_ident
+from pgbundle.server.utils.adt.ruleutils import explain_text
 from pgbundle.shared.types import oids as T
 
 _CMP = {"=", "<", "<=", ">", ">="}
@@ -96,11 +99,9 @@ class Planner:
             return default
 
     def _text(self, e: Expr, qualify: bool) -> str:
-        from pgbundle.server.utils.adt.ruleutils import explain_text
         rtable = self.q.rtable
 
         def varname(v: Var) -> str:
-            from pgbundle.server.utils.adt.functions import quote_ident
             n = quote_ident(v.name) if v.name else f"col{v.col + 1}"
             if qualify and v.levelsup == 0 and 0 <= v.rt < len(rtable):
                 return f"{quote_ident(rtable[v.rt].alias)}.{n}"
@@ -863,13 +864,11 @@ class DMLPlan:
     """INSERT / UPDATE / DELETE, executed by :mod:`.modify`."""
 
     def __init__(self, env: Any, q: Query, outer: list[Layout] | None = None, cte_plans: dict | None = None) -> None:
-        from pgbundle.server.executor.modify import prepare_dml
         self.q = q
         self.width = len(q.returning)
-        prepare_dml(self, env, q, outer or [], cte_plans or {})
+        prepare_dml(self, env, q, outer or [], Planner(env, outer or [], cte_plans or {}))
 
     def rows(self, st: Any, prow: tuple | None = None):
-        from pgbundle.server.executor.modify import run_dml
         count, rows = run_dml(self, st)
         st.extra[("dmlcount", id(self))] = count
         return iter(rows)

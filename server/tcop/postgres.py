@@ -36,13 +36,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from pgbundle.server.access import api
+from pgbundle.server.access.engine import BackendEngine
 from pgbundle.server.catalog import tempns
 from pgbundle.server.errors import FatalError, PgError
 from pgbundle.server.postmaster.launch import ChildContext, set_title
 from pgbundle.server.storage import pmsignal
+from pgbundle.server.storage.ipc import Env
 from pgbundle.server.storage.procarray import ProcArray
 from pgbundle.server.tcop import backend_startup as BS, interrupts
 from pgbundle.server.tcop.async_notify import Notifier
+from pgbundle.server.tcop.session import Session
 from pgbundle.server.tcop.session_report import BackendReport
 from pgbundle.server.utils import elog
 from pgbundle.shared.netio import Conn, ConnectionLost, MessageConn
@@ -120,9 +123,6 @@ class _State:
 
 
 async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None, rfd: int) -> int:
-    from pgbundle.server.access.engine import BackendEngine
-    from pgbundle.server.storage.ipc import Env
-
     conn = Conn(sock)  # non-blocking, TCP_NODELAY
     ms = MessageConn(conn, startup=True)
     settings = ctx.settings.copy()
@@ -184,7 +184,6 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
             procs.set_identity(dboid=db.oid, datname=db.name, userid=role.oid, usename=role.name,
                                appname=params.get("application_name", ""), client_addr=client_addr,
                                client_port=client_port, cancel_key=key)
-            from pgbundle.server.tcop.session import Session
 
             session = Session(engine, database=db.name, user=role.name, settings=settings, params=params,
                               pid=os.getpid())

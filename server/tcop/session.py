@@ -55,12 +55,16 @@ from pgbundle.server.catalog import (
     session_views as _session_views,  # noqa: F401  (LISTEN/NOTIFY, pg_cursors, pg_locks, temp schema)
     system_views as _catalog_views,  # noqa: F401  (registers catalog functions)
 )
+from pgbundle.server.commands.utility import describe_utility, run_utility
 from pgbundle.server.errors import PgError, QueryCanceled
-from pgbundle.server.executor.expr import ExecState
+from pgbundle.server.executor.expr import ExecState, SubLink, walk
 from pgbundle.server.optimizer.plan import DMLPlan, Planner
 from pgbundle.server.parser import literals
 from pgbundle.server.parser.analyze import Analyzer, ParamTypes, output_columns
 from pgbundle.server.parser.parse import RawStmt, parse
+from pgbundle.server.tcop.dest import Column, CopyIn, StatementResult
+from pgbundle.server.utils import guc
+from pgbundle.server.utils.guc import Settings
 from pgbundle.server.utils.session_env import SessionEnv
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import InvalidValue, binary_decoder, binary_encoder, oids as T, text_decoder, text_encoder
@@ -75,15 +79,6 @@ NO_XACT = {"TransactionStmt", "VariableSetStmt", "VariableShowStmt", "VacuumStmt
            "CreatedbStmt", "DropdbStmt", "DeallocateStmt", "DiscardStmt", "ListenStmt", "UnlistenStmt",
            "ClosePortalStmt", "NotifyStmt"}
 PLAN_CACHE_SIZE = 256
-
-
-@dataclass
-class Column:
-    name: str
-    type_oid: int
-    typmod: int = -1
-    table_oid: int = 0
-    attnum: int = 0
 
 
 @dataclass
@@ -114,18 +109,6 @@ class Portal:
         self.st = None
 
 
-class Result:
-    """What running one statement produced: columns (None = no rows), rows, tag."""
-
-    __slots__ = ("columns", "rows", "tag", "count_rows")
-
-    def __init__(self, tag: str, columns: list[Column] | None = None, rows: Any = None, count_rows: bool = False):
-        self.tag = tag
-        self.columns = columns
-        self.rows = rows
-        self.count_rows = count_rows
-
-
 class Session:
     def __init__(self, engine: Any, database: str | None = None, user: str | None = None,
                  settings: Any = None, params: dict | None = None, pid: int | None = None) -> None:
@@ -136,7 +119,6 @@ class Session:
         if settings is None:
             settings = getattr(engine, "settings", None)
         if settings is None:
-            from pgbundle.server.utils.guc import Settings
             settings = Settings()
         self.settings = settings
         self.pid = pid if pid is not None else getattr(engine, "pid", 0)
@@ -191,7 +173,6 @@ class Session:
                 pass
 
     def _on_setting_change(self, name: str, value: Any) -> None:
-        from pgbundle.server.utils import guc
         reported = getattr(guc, "REPORTED", ())
         if name == "*":
             names = list(reported)
@@ -342,7 +323,6 @@ class Session:
                             plan, _collect_deps(q), declared)
             prep.utility = q.kind
             return prep
-        from pgbundle.server.commands.utility import describe_utility
         pt = ParamTypes(declared)
         cols = describe_utility(self, raw)
         return Prepared(text, raw, pt.final(), cols, None, [], declared)
@@ -365,12 +345,11 @@ class Session:
         self.storage.start_command()
         self.env.start_statement(new)
 
-    def _run(self, prep: Prepared, params: list) -> Result:
+    def _run(self, prep: Prepared, params: list) -> StatementResult:
         raw = prep.raw
         if raw is None:
-            return Result("")
+            return StatementResult("")
         if prep.plan is None:
-            from pgbundle.server.commands.utility import run_utility
             return run_utility(self, raw, prep, params)
         st = ExecState(params, self.env, self.storage, self)
         if isinstance(prep.plan, DMLPlan):
@@ -378,8 +357,8 @@ class Session:
             count = st.extra[("dmlcount", id(prep.plan))]
             kind = prep.plan.q.kind
             tag = f"INSERT 0 {count}" if kind == "insert" else f"{kind.upper()} {count}"
-            return Result(tag, prep.columns, rows if prep.columns else None)
-        return Result("SELECT", prep.columns, prep.plan.rows(st, None), count_rows=True)
+            return StatementResult(tag, prep.columns, rows if prep.columns else None)
+        return StatementResult("SELECT", prep.columns, prep.plan.rows(st, None), count_rows=True)
 
     def _after_statement(self) -> None:
         try:
@@ -830,16 +809,6 @@ class Session:
         self.closed = True
 
 
-class CopyIn:
-    """A COPY FROM STDIN in progress (built by :mod:`.utility`)."""
-
-    def __init__(self, response: Any, feed: Any, finish: Any) -> None:
-        self.response = response
-        self.feed = feed
-        self.finish = finish
-        self.error: BaseException | None = None
-
-
 def _fmt_at(formats: list | tuple, i: int) -> int:
     if not formats:
         return 0
@@ -900,7 +869,6 @@ def _collect_deps(q: Any) -> list:
             seen.add(qq.target.oid)
             deps.append((qq.target.schema, qq.target.name, qq.target))
         # sublinks
-        from pgbundle.server.executor.expr import SubLink, walk
         exprs = [t.expr for t in qq.targets] + [t.expr for t in qq.returning]
         if qq.where is not None:
             exprs.append(qq.where)

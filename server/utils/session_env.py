@@ -12,8 +12,20 @@ import datetime as _dt
 import time
 from typing import Any
 
+from pgbundle.server.catalog.system_views import (
+    SPECIAL,
+    proc_name,
+    proc_oid,
+    split_qualified_name,
+    virtual_name,
+    virtual_oid,
+    virtual_table,
+)
 from pgbundle.server.errors import PgError
+from pgbundle.server.parser import coerce
 from pgbundle.server.parser.coerce import TYPE_ALIASES, format_type
+from pgbundle.server.utils.adt.enums import ENUM_ORDER, EnumLabel
+from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.oids import TYPES
 
@@ -123,7 +135,6 @@ class SessionEnv:
         return f(rel.oid) if f is not None else None
 
     def virtual_table(self, schema: str | None, name: str) -> Any:
-        from pgbundle.server.catalog.system_views import virtual_table
         return virtual_table(self, schema, name)
 
     def lookup_type(self, name: str, schema: str | None) -> int | None:
@@ -135,14 +146,12 @@ class SessionEnv:
         return None
 
     def special_function(self, name: str, schema: str | None) -> Any:
-        from pgbundle.server.catalog.system_views import SPECIAL
         return SPECIAL.get(name)
 
     def is_enum(self, oid: int) -> bool:
         return oid >= 16384 and oid in self.user_types()
 
     def enum_input(self, oid: int):
-        from pgbundle.server.utils.adt.enums import EnumLabel
         labels = self.user_types()[oid][2]["labels"]
 
         def f(v: str) -> str:
@@ -180,13 +189,11 @@ class SessionEnv:
             labels: dict[int, list] = {}
             for _tid, r in eng.seq_scan(enum):
                 labels.setdefault(r[1], []).append((r[2], r[3]))
-            from pgbundle.server.utils.adt.enums import ENUM_ORDER
             for oid, v in out.items():
                 v[2]["labels"] = [lab for _o, lab in sorted(labels.get(oid, []))]
                 ENUM_ORDER[oid] = {lab: o for o, lab in labels.get(oid, [])}
         self._user_types = out
         self._user_types_stmt = self._stmt_ns
-        from pgbundle.server.parser import coerce
         coerce.ENUM_TYPES.clear()
         coerce.ENUM_TYPES.update({oid: v[2]["labels"] for oid, v in out.items()})
         return out
@@ -277,10 +284,9 @@ class SessionEnv:
         if s.isdigit():
             return int(s)
         if t == T.REGCLASS:
-            schema, name = _split_qualified(s)
+            schema, name = split_qualified_name(s)
             rel = self.storage.lookup_relation(schema, name)
             if rel is None:
-                from pgbundle.server.catalog.system_views import virtual_oid
                 vo = virtual_oid(schema, name)
                 if vo:
                     return vo
@@ -302,7 +308,6 @@ class SessionEnv:
                 raise PgError("42704", f'role "{s}" does not exist')
             return r.oid
         if t in (T.REGPROC, T.REGPROCEDURE):
-            from pgbundle.server.catalog.system_views import proc_oid
             return proc_oid(s)
         raise PgError("22P02", f'invalid input syntax for type {format_type(t)}: "{s}"')
 
@@ -312,9 +317,7 @@ class SessionEnv:
         if t == T.REGCLASS:
             rel = self.storage.relation_by_oid(oid)
             if rel is None:
-                from pgbundle.server.catalog.system_views import virtual_name
                 return virtual_name(oid) or str(oid)
-            from pgbundle.server.utils.adt.functions import quote_ident
             if rel.schema not in self.search_path() and rel.schema != "pg_catalog":
                 return f"{quote_ident(rel.schema)}.{quote_ident(rel.name)}"
             return quote_ident(rel.name)
@@ -331,7 +334,6 @@ class SessionEnv:
                     return r.name
             return str(oid)
         if t in (T.REGPROC, T.REGPROCEDURE):
-            from pgbundle.server.catalog.system_views import proc_name
             return proc_name(oid) or str(oid)
         return str(oid)
 
@@ -383,28 +385,3 @@ class SessionEnv:
             return tuple(last)
         except Exception:
             return (None, 0, False)
-
-
-def _split_qualified(s: str) -> tuple[str | None, str]:
-    parts = []
-    cur = ""
-    q = False
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c == '"':
-            if q and i + 1 < len(s) and s[i + 1] == '"':
-                cur += '"'
-                i += 2
-                continue
-            q = not q
-        elif c == "." and not q:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += c if q else c.lower()
-        i += 1
-    parts.append(cur)
-    if len(parts) >= 2:
-        return parts[-2], parts[-1]
-    return None, parts[0]

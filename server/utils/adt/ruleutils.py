@@ -13,6 +13,9 @@ import datetime as _dt
 from decimal import Decimal
 from typing import Any
 
+from pglast import ast
+from pglast.stream import RawStream
+
 from pgbundle.server.executor.expr import (
     ArrayExpr,
     BoolOp,
@@ -25,8 +28,11 @@ from pgbundle.server.executor.expr import (
     ScalarArrayOp,
     Var,
 )
+from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
 from pgbundle.server.parser.coerce import format_type
-from pgbundle.shared.types import Interval, oids as T
+from pgbundle.server.parser.parse import parse
+from pgbundle.server.utils.adt.functions import quote_ident
+from pgbundle.shared.types import Interval, oids as T, text_encoder
 
 _SVF = {"current_date": "CURRENT_DATE", "localtimestamp": "LOCALTIMESTAMP", "localtime": "LOCALTIME",
         "current_user": "CURRENT_USER", "session_user": "SESSION_USER", "current_schema": "CURRENT_SCHEMA",
@@ -56,12 +62,10 @@ def explain_text(e: Any, varname: Any, env: Any = None) -> str:
 
 
 def _ident(name: str) -> str:
-    from pgbundle.server.utils.adt.functions import quote_ident
     return quote_ident(name)
 
 
 def _literal(v: Any, t: int) -> str:
-    from pgbundle.shared.types import text_encoder
     if isinstance(v, str):
         s = v
     elif isinstance(v, Interval):
@@ -235,15 +239,11 @@ def expression_text(env: Any, raw_node: dict, type_oid: int | None = None, typmo
     """Deparse a raw expression the way PostgreSQL stores it: analysed (against ``rel``'s
     columns when given; coerced to ``type_oid`` for a column default).  None when it
     cannot (the caller keeps its raw text)."""
-    from pgbundle.server.commands.utility import deparse_expr
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
     global _env
     _env = env
     try:
         an = Analyzer(env, ParamTypes())
         if rel is not None:
-            from pgbundle.server.parser.parse import parse
-            from pgbundle.server.utils.adt.functions import quote_ident
             raw = parse(f"SELECT ({deparse_expr(raw_node)}) FROM {quote_ident(rel.schema)}.{quote_ident(rel.name)}")
             q = an.analyze(raw[0].kind, raw[0].node)
             e = q.targets[0].expr
@@ -258,9 +258,6 @@ def expression_text(env: Any, raw_node: dict, type_oid: int | None = None, typmo
 
 def pretty_text(env: Any, text: str, rel: Any = None, default: bool = False) -> str:
     """The pretty form of a stored expression text (re-analysed against ``rel``)."""
-    from pgbundle.server.parser.analyze import Analyzer, ParamTypes
-    from pgbundle.server.parser.parse import parse
-    from pgbundle.server.utils.adt.functions import quote_ident
     global _env
     _env = env
     try:
@@ -272,3 +269,34 @@ def pretty_text(env: Any, text: str, rel: Any = None, default: bool = False) -> 
                        top=True, pretty=True)
     except Exception:  # noqa: BLE001
         return text
+
+
+def to_ast(x: Any) -> Any:
+    """A raw parse tree (pglast's JSON form, as parse() gives it) as pglast AST nodes."""
+    if isinstance(x, dict):
+        if len(x) == 1:
+            (k, v), = x.items()
+            if k == "List" and isinstance(v, dict):
+                return tuple(to_ast(i) for i in v.get("items", []) or [])
+            if k == "A_Const" and isinstance(v, dict):
+                kw = {}
+                for key, cls in (("ival", "Integer"), ("fval", "Float"), ("sval", "String"), ("boolval", "Boolean"),
+                                 ("bsval", "BitString")):
+                    if key in v:
+                        kw["val"] = getattr(ast, cls)(v[key].get(key, 0 if key == "ival" else
+                                                                 (False if key == "boolval" else "")))
+                if v.get("isnull"):
+                    kw["isnull"] = True
+                return ast.A_Const(**kw)
+            if hasattr(ast, k) and isinstance(v, dict):
+                cls = getattr(ast, k)
+                return cls(**{kk: to_ast(vv) for kk, vv in v.items() if kk != "location"})
+        return {k: to_ast(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return tuple(to_ast(i) for i in x)
+    return x
+
+
+def deparse_expr(node: dict) -> str:
+    """A raw expression parse tree printed back as SQL (pglast's deparser)."""
+    return RawStream()(to_ast(node))
