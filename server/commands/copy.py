@@ -317,7 +317,7 @@ def _row_builder(s: Any, rel: Any, cols: list[int], decoder: Any) -> tuple[Any, 
             for i in cols]
     ncols = len(rel.columns)
     defaults = default_fns(s.env, rel)
-    missing = [i for i in range(ncols) if i not in cols and defaults[i] is not None]
+    missing = [(i, d) for i, d in enumerate(defaults) if i not in cols and d is not None]
     notnull = [i for i, c in enumerate(rel.columns) if c.not_null]
     st = ExecState([], s.env, s.storage, s)
     # every column, in order: a row is the converted fields as they are
@@ -340,8 +340,8 @@ def _row_builder(s: Any, rel: Any, cols: list[int], decoder: Any) -> tuple[Any, 
                 except InvalidValue as e:
                     raise PgError(e.sqlstate, e.message) from None
                 row[i] = tm(v) if tm is not None else v
-            for i in missing:
-                row[i] = defaults[i]((), st)
+            for i, d in missing:
+                row[i] = d((), st)
         for i in notnull:
             if row[i] is None:
                 raise PgError("23502", f'null value in column "{rel.columns[i].name}" of relation "{rel.name}" '

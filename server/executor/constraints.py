@@ -24,21 +24,21 @@ from __future__ import annotations
 from typing import Any
 
 from pgbundle.server.errors import PgError
-from pgbundle.server.executor.expr import Layout, compile_expr
+from pgbundle.server.executor.expr import Fn, Layout, compile_expr
 from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
 from pgbundle.server.parser.parse import parse
 from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.shared.types.text import text_encoder
 
 
-def default_fns(env: Any, rel: Any) -> list:
+def default_fns(env: Any, rel: Any) -> list[Fn | None]:
     """Compiled default expression (or None) of every column of ``rel``."""
     cache = env.default_cache
     key = (rel.oid, tuple(c.default for c in rel.columns))
     hit = cache.get(key)
     if hit is not None:
         return hit
-    out = []
+    out: list[Fn | None] = []
     for c in rel.columns:
         if not c.default:
             out.append(None)

@@ -12,7 +12,7 @@ updated concurrently (READ COMMITTED), as PostgreSQL's EvalPlanQual does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.errors import PgError
 from pgbundle.server.executor.constraints import default_fns, for_relation
@@ -20,11 +20,16 @@ from pgbundle.server.executor.expr import Const, ExecState, Layout, compile_expr
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.text import text_encoder
 
+if TYPE_CHECKING:
+    from pgbundle.server.optimizer.plan import DMLPlan, Planner
+    from pgbundle.server.parser.analyze import Query
 
-def prepare_dml(p: Any, env: Any, q: Any, outer: list, planner: Any) -> None:
+
+def prepare_dml(p: DMLPlan, env: Any, q: Query, outer: list[Layout], planner: Planner) -> None:
     """Compile ``p`` (a DMLPlan) for ``q``; ``planner`` (an optimizer Planner made by the
     caller) plans the scan of the target, the INSERT's source and the CTEs."""
     rel = q.target
+    assert rel is not None, "a DML statement has a target"
     p.rel = rel
     ncols = len(rel.columns)
     p.ncols = ncols
@@ -44,6 +49,7 @@ def prepare_dml(p: Any, env: Any, q: Any, outer: list, planner: Any) -> None:
                             for row in q.insert_rows]
             p.source = None
         else:
+            assert q.source is not None    # INSERT ... SELECT
             p.value_rows = None
             p.source = planner.plan_select(q.source)
         ret_lay = Layout({q.target_rt: 0}, outer)
@@ -72,13 +78,12 @@ def prepare_dml(p: Any, env: Any, q: Any, outer: list, planner: Any) -> None:
         p.sets = [(i, compile_expr(e, layout, planner) if e is not None else None) for i, e in q.set_cols]
     # recheck: WHERE evaluated on a row made of the newest version alone (single-table statements)
     p.recheck_where = None
+    p.recheck_sets = None
     if p.single and q.where is not None:
         p.recheck_where = compile_expr(q.where, Layout({q.target_rt: 0}, outer), planner)
         if q.kind == "update":
             p.recheck_sets = [(i, compile_expr(e, Layout({q.target_rt: 0}, outer), planner) if e is not None
                                else None) for i, e in q.set_cols]
-    elif q.kind == "update":
-        p.recheck_sets = None
     p.returning = [compile_expr(t.expr, layout, planner) for t in q.returning]
 
 
@@ -98,7 +103,7 @@ def _referenced(env: Any, rel: Any) -> bool:
     return found
 
 
-def _check_notnull(p: Any, row: tuple) -> None:
+def _check_notnull(p: DMLPlan, row: tuple) -> None:
     for i in p.notnull:
         if row[i] is None:
             c = p.rel.columns[i]
@@ -116,7 +121,13 @@ def _fmt(v: Any, oid: int) -> str:
         return str(v)
 
 
-def _build_insert_row(p: Any, st: ExecState, values: list, cols: list[int]) -> tuple:
+def _default(p: DMLPlan, i: int, st: ExecState) -> Any:
+    """SET col = DEFAULT: the column's default, NULL without one."""
+    d = p.defaults[i]
+    return d((), st) if d is not None else None
+
+
+def _build_insert_row(p: DMLPlan, st: ExecState, values: list, cols: list[int]) -> tuple:
     row = [None] * p.ncols
     given = [False] * p.ncols
     for i, v in zip(cols, values):
@@ -128,7 +139,7 @@ def _build_insert_row(p: Any, st: ExecState, values: list, cols: list[int]) -> t
     return tuple(row)
 
 
-def run_dml(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
+def run_dml(p: DMLPlan, st: ExecState) -> tuple[int, list[tuple]]:
     if p.kind == "insert":
         return _run_insert(p, st)
     if p.kind == "update":
@@ -136,7 +147,7 @@ def run_dml(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
     return _run_delete(p, st)
 
 
-def _run_insert(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
+def _run_insert(p: DMLPlan, st: ExecState) -> tuple[int, list[tuple]]:
     storage = st.storage
     rel = p.rel
     n = 0
@@ -147,6 +158,7 @@ def _run_insert(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
         source = ([None if f is None else f((), st) for f in fns] for fns in p.value_rows)
         defaults_mask = [[f is None for f in fns] for fns in p.value_rows]
     else:
+        assert p.source is not None
         source = (list(r) for r in p.source.rows(st, None))
         defaults_mask = None
     for k, vals in enumerate(source):
@@ -167,10 +179,10 @@ def _run_insert(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
                 comb = old + row
                 if where is not None and where(comb, st) is not True:
                     continue
-                new = list(old)
+                newcols = list(old)
                 for i, f in sets:
-                    new[i] = f(comb, st) if f is not None else (p.defaults[i]((), st) if p.defaults[i] else None)
-                new = tuple(new)
+                    newcols[i] = f(comb, st) if f is not None else _default(p, i, st)
+                new = tuple(newcols)
                 _check_notnull(p, new)
                 storage.update(rel, tid, new, None)
                 if p.cons is not None:
@@ -189,7 +201,8 @@ def _run_insert(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
     return n, out
 
 
-def _find_conflict(p: Any, st: ExecState, row: tuple):
+def _find_conflict(p: DMLPlan, st: ExecState, row: tuple):
+    assert p.on_conflict is not None
     cols = p.on_conflict[1]
     for index in p.rel.indexes:
         if not index.unique:
@@ -204,27 +217,28 @@ def _find_conflict(p: Any, st: ExecState, row: tuple):
     return None
 
 
-def _run_update(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
+def _run_update(p: DMLPlan, st: ExecState) -> tuple[int, list[tuple]]:
     storage = st.storage
     rel = p.rel
     base, ncols, tidpos = p.base, p.ncols, p.tid_pos
     sets = p.sets
     ret = p.returning
+    assert p.scan is not None
     rows = list(p.scan.rows(st, None))
     n = 0
     out = []
     seen: set = set()
-    rw, rs = p.recheck_where, getattr(p, "recheck_sets", None)
+    rw, rs = p.recheck_where, p.recheck_sets
     for r in rows:
         tid = r[tidpos]
         if tid in seen:
             continue
         seen.add(tid)
         old = r[base:base + ncols]
-        new = list(old)
+        newcols = list(old)
         for i, f in sets:
-            new[i] = f(r, st) if f is not None else (p.defaults[i]((), st) if p.defaults[i] else None)
-        new = tuple(new)
+            newcols[i] = f(r, st) if f is not None else _default(p, i, st)
+        new = tuple(newcols)
         _check_notnull(p, new)
         final = [new]
 
@@ -234,10 +248,10 @@ def _run_update(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
                 return None
             if rs is None:
                 return _final[0]
-            nv = list(latest)
+            cols = list(latest)
             for i, f in rs:
-                nv[i] = f(lrow, st) if f is not None else (p.defaults[i]((), st) if p.defaults[i] else None)
-            nv = tuple(nv)
+                cols[i] = f(lrow, st) if f is not None else _default(p, i, st)
+            nv = tuple(cols)
             _check_notnull(p, nv)
             _final[0] = nv
             return nv
@@ -252,11 +266,12 @@ def _run_update(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
     return n, out
 
 
-def _run_delete(p: Any, st: ExecState) -> tuple[int, list[tuple]]:
+def _run_delete(p: DMLPlan, st: ExecState) -> tuple[int, list[tuple]]:
     storage = st.storage
     rel = p.rel
     base, ncols, tidpos = p.base, p.ncols, p.tid_pos
     ret = p.returning
+    assert p.scan is not None
     rows = list(p.scan.rows(st, None))
     n = 0
     out = []

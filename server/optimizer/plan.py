@@ -21,7 +21,8 @@ expressions compile to direct tuple indexing.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.errors import PgError
 from pgbundle.server.executor import execute as X
@@ -30,6 +31,7 @@ from pgbundle.server.executor.expr import (
     BoolOp,
     Const,
     Expr,
+    Fn,
     Func,
     Layout,
     Param,
@@ -49,6 +51,10 @@ from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.server.utils.adt.ruleutils import explain_text
 from pgbundle.shared.types import oids as T
 
+if TYPE_CHECKING:
+    from pgbundle.server.access.tableam import RelationInfo
+    from pgbundle.server.executor.constraints import RelConstraints
+
 _CMP = {"=", "<", "<=", ">", ">="}
 _FLIP = {"=": "=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -64,12 +70,20 @@ def conjuncts(e: Expr | None) -> list[Expr]:
     return [e]
 
 
-def and_all(es: list[Expr]) -> Expr | None:
-    if not es:
-        return None
-    if len(es) == 1:
-        return es[0]
-    return BoolOp("and", tuple(es))
+def and_all(es: Sequence[Expr]) -> Expr | None:
+    """The AND of ``es``; None for none."""
+    return conjoin(es) if es else None
+
+
+def conjoin(es: Sequence[Expr]) -> Expr:
+    """The AND of one or more conjuncts."""
+    assert es, "no conjuncts"
+    return es[0] if len(es) == 1 else BoolOp("and", tuple(es))
+
+
+def _slot_index(e: Expr) -> int:
+    assert isinstance(e, Slot), e
+    return e.index
 
 
 class Planner:
@@ -144,8 +158,10 @@ class Planner:
         outer = [Layout()] + self.outer
         for cte in q.ctes:
             key = (id(cte), cte.name)
-            if getattr(cte.query, "recursive_name", None):
+            plan: X.PlanNode | DMLPlan
+            if cte.query.recursive_name:
                 sub = cte.query
+                assert sub.larg is not None and sub.rarg is not None
                 left = Planner(self.env, outer, self.cte_plans).plan_select(sub.larg)
                 inner = Planner(self.env, outer, self.cte_plans)
                 inner.cte_plans[cte.name] = (("work", key), cte)
@@ -165,12 +181,14 @@ class Planner:
             cte.key = key
 
     def _plan_setop(self, q: Query) -> X.PlanNode:
+        assert q.larg is not None and q.rarg is not None
         left = Planner(self.env, self.outer, self.cte_plans).plan_select(q.larg)
         right = Planner(self.env, self.outer, self.cte_plans).plan_select(q.rarg)
         node: X.PlanNode = X.SetOp(q.setop, q.setop_all, left, right)
         layout = Layout(outer=self.outer)
         if q.sort:
-            node = X.Sort(node, [(s.expr.index, s.desc, s.nulls_first) for s in q.sort])
+            # the analyser allows only output columns in a set operation's ORDER BY
+            node = X.Sort(node, [(_slot_index(s.expr), s.desc, s.nulls_first) for s in q.sort])
         if q.limit is not None or q.offset is not None:
             node = self._limit(node, q)
         del layout
@@ -216,7 +234,7 @@ class Planner:
         rest = [c for c, _ in self.pool]
         self.pool = []
         if rest:
-            node = X.Filter(node, compile_expr(and_all(rest), self.layout, self))
+            node = X.Filter(node, compile_expr(conjoin(rest), self.layout, self))
         return node, self.layout
 
     def _leaves(self, items: list[Any]) -> list[int]:
@@ -267,9 +285,10 @@ class Planner:
         rte = self.q.rtable[rt]
         lay = Layout({rt: 0}, self.outer)
         with_tid = rt == self.dml_target
-        qual = compile_expr(and_all(quals), lay, self) if quals else None
+        qual = compile_expr(conjoin(quals), lay, self) if quals else None
+        node: X.PlanNode
         if rte.kind == "relation":
-            rel = rte.rel
+            rel = rte.relation
             if rel.kind == "S":
                 return X.VirtualScan(_SequenceRow(rel), qual)
             ti = self._table_info(rt)
@@ -308,33 +327,35 @@ class Planner:
                 eqf = [compile_expr(e, const_lay, self) for e in eq]
                 lof = (compile_expr(lo[0], const_lay, self), lo[1]) if lo else None
                 hif = (compile_expr(hi[0], const_lay, self), hi[1]) if hi else None
-                node = X.IndexScan(rel, index, eqf, lof, hif, qual, with_tid, rte.alias)
+                iscan = node = X.IndexScan(rel, index, eqf, lof, hif, qual, with_tid, rte.alias)
                 if ordered is not None:
-                    node.backward = ordered[1]
+                    iscan.backward = ordered[1]
                     self.sorted_by_scan = True
                     node.est = (0.0, idx_cost if not ordered else idx_cost, rows, ti.width)
                 else:
                     node.est = (0.0, idx_cost, rows, ti.width)
                 notes = []
                 if used:
-                    notes.append("Index Cond: " + self._text(and_all(used), qualify))
+                    notes.append("Index Cond: " + self._text(conjoin(used), qualify))
                 rest = [c for c in quals if c not in used]
                 if rest:
-                    notes.append("Filter: " + self._text(and_all(rest), qualify))
+                    notes.append("Filter: " + self._text(conjoin(rest), qualify))
                 node.notes = tuple(notes)
                 return node
             node = X.SeqScan(rel, qual, with_tid, rte.alias)
             node.est = (0.0, seq_cost, rows, ti.width)
             if quals:
-                node.notes = ("Filter: " + self._text(and_all(quals), qualify),)
+                node.notes = ("Filter: " + self._text(conjoin(quals), qualify),)
             return node
         if rte.kind == "virtual":
             return X.VirtualScan(rte.virtual, qual)
         if rte.kind == "values":
+            assert rte.values is not None
             full = self.layout
             fns = [[compile_expr(e, full, self) for e in row] for row in rte.values]
             return X.ValuesScan(fns, qual, rte.width)
         if rte.kind == "function":
+            assert rte.funcs is not None
             full = self.layout
             funcs = []
             for e in rte.funcs:
@@ -347,10 +368,9 @@ class Planner:
             return X.FunctionScan(funcs, rte.ordinality, qual)
         if rte.kind == "subquery":
             outer = [self.layout] + self.outer if rte.lateral else self.outer
+            assert rte.query is not None
             sub = Planner(self.env, outer, self.cte_plans).plan_select(rte.query)
-            node = X.SubqueryScan(sub, qual, rte.width)
-            node.lateral = rte.lateral
-            return node
+            return X.SubqueryScan(sub, qual, rte.width)
         if rte.kind == "cte":
             entry = self.cte_plans.get(rte.cte_name)
             if entry is None:
@@ -358,10 +378,9 @@ class Planner:
             plan, cte = entry
             if isinstance(plan, tuple) and plan[0] == "work":
                 return X.WorkTableScan(plan, qual, rte.width)
-            key = getattr(cte, "key", id(cte))
-            node = X.CteScan(key, plan, qual, rte.width, rte.cte_name)
-            node.correlated = getattr(cte, "correlated", True)
-            return node
+            cscan = X.CteScan(cte.key, plan, qual, rte.width, rte.cte_name)
+            cscan.correlated = cte.correlated
+            return cscan
         raise PgError("XX000", f"cannot scan {rte.kind}")
 
     def _only_rt(self) -> int:
@@ -414,7 +433,7 @@ class Planner:
         return None
 
     def _choose_index(self, rt: int, rte: RTE, quals: list[Expr]):
-        rel = rte.rel
+        rel = rte.relation
         if not rel.indexes:
             return None
         preds = []
@@ -456,6 +475,7 @@ class Planner:
         """Join two inputs: an index nested loop (right side a table with an index on an
         equi-join column), a hash join on the equalities, or a nested loop — the cheapest
         by the estimates (row counts from ANALYZE statistics)."""
+        node: X.PlanNode
         allrts = lrts | rrts
         if kind in ("inner", "cross"):
             quals = quals + self._take(allrts)
@@ -467,7 +487,7 @@ class Planner:
         # lateral: the right side uses columns of the left side
         lateral = self._is_lateral(right, rrts, lrts)
         if lateral:
-            qual = compile_expr(and_all(quals), full, self) if quals else None
+            qual = compile_expr(conjoin(quals), full, self) if quals else None
             node = X.NestLoop(left, right, kind if kind != "inner" else "inner", qual, True)
             node.est = (0.0, lcost + lrows * rcost, lrows * rrows * (C.DEFAULT_SEL if quals else 1.0), width)
             return self._post_join(node, allrts), allrts
@@ -498,7 +518,7 @@ class Planner:
         if len(rrts) == 1 and kind in ("inner", "left"):
             (rrt,) = tuple(rrts)
             rte = self.q.rtable[rrt]
-            if rte.kind == "relation" and rte.rel.indexes and isinstance(right, (X.SeqScan, X.IndexScan)):
+            if rte.kind == "relation" and rte.relation.indexes and isinstance(right, (X.SeqScan, X.IndexScan)):
                 preds = []
                 used = []
                 for c in quals:
@@ -529,38 +549,39 @@ class Planner:
             cost, choice = lcost + lrows * rcost, ("nl",)
         if choice[0] == "inl":
             _, m, used, rrt, rte = choice
+            assert isinstance(right, (X.SeqScan, X.IndexScan))   # an index nested loop's inner table
             index, eq, lo, hi = m
             keylay = self._local_layout(lrts)
             eqf = [compile_expr(e, keylay, self) for e in eq]
             lof = (compile_expr(lo[0], keylay, self), lo[1]) if lo else None
             hif = (compile_expr(hi[0], keylay, self), hi[1]) if hi else None
-            inner = X.IndexScan(rte.rel, index, eqf, lof, hif, right.qual, right.with_tid, rte.alias)
+            inner = X.IndexScan(rte.relation, index, eqf, lof, hif, right.qual, right.with_tid, rte.alias)
             ti = self._table_info(rrt)
             inner.est = (0.0, C.index_scan_cost(ti, max(rrows * jsel, 1.0), index.unique), max(rrows * jsel, 1.0),
                          right.est[3] if right.est else 32)
-            inner.notes = ("Index Cond: " + self._text(and_all(used), True),) + tuple(
+            inner.notes = ("Index Cond: " + self._text(conjoin(used), True),) + tuple(
                 n for n in right.notes if n.startswith("Filter"))
-            qual = compile_expr(and_all(quals), full, self) if quals else None
+            qual = compile_expr(conjoin(quals), full, self) if quals else None
             node = X.NestLoop(left, inner, kind, qual, True)
             others = [c for c in quals if c not in used]
             if others:
-                node.notes = ("Join Filter: " + self._text(and_all(others), True),)
+                node.notes = ("Join Filter: " + self._text(conjoin(others), True),)
         elif choice[0] == "hash":
             llay = self._local_layout(lrts)
             rlay = self._local_layout(rrts)
             node = X.HashJoin(left, right, kind, [compile_expr(e, llay, self) for e in lkeys],
                               [compile_expr(e, rlay, self) for e in rkeys],
-                              compile_expr(and_all(rest), full, self) if rest else None)
+                              compile_expr(conjoin(rest), full, self) if rest else None)
             conds = [Func("=", F.comparison("=", a.type), (a, b), T.BOOL) for a, b in zip(lkeys, rkeys)]
-            notes = ["Hash Cond: " + self._text(and_all(conds), True)]
+            notes = ["Hash Cond: " + self._text(conjoin(conds), True)]
             if rest:
-                notes.append("Join Filter: " + self._text(and_all(rest), True))
+                notes.append("Join Filter: " + self._text(conjoin(rest), True))
             node.notes = tuple(notes)
         else:
-            qual = compile_expr(and_all(quals), full, self) if quals else None
+            qual = compile_expr(conjoin(quals), full, self) if quals else None
             node = X.NestLoop(left, right, kind, qual, False)
             if quals:
-                node.notes = ("Join Filter: " + self._text(and_all(quals), True),)
+                node.notes = ("Join Filter: " + self._text(conjoin(quals), True),)
         node.est = (0.0, cost, out_rows, width)
         return self._post_join(node, allrts), allrts
 
@@ -577,7 +598,7 @@ class Planner:
         """Conjuncts that became evaluable above an outer join."""
         extra = self._take(allrts, allow_nullable=True) if self._outer_complete(allrts) else []
         if extra:
-            node = X.Filter(node, compile_expr(and_all(extra), self._local_layout(allrts), self))
+            node = X.Filter(node, compile_expr(conjoin(extra), self._local_layout(allrts), self))
         return node
 
     def _outer_complete(self, rts: set[int]) -> bool:
@@ -587,15 +608,15 @@ class Planner:
         for rt in rrts:
             rte = self.q.rtable[rt]
             if rte.kind == "function":
-                for e in rte.funcs:
+                for e in rte.funcs or ():
                     if rts_of(e) & lrts:
                         return True
             if rte.kind == "values":
-                for row in rte.values:
+                for row in rte.values or ():
                     for e in row:
                         if rts_of(e) & lrts:
                             return True
-            if rte.kind == "subquery" and rte.lateral and rte.query.correlated:
+            if rte.kind == "subquery" and rte.lateral and rte.query is not None and rte.query.correlated:
                 return True
         return False
 
@@ -725,7 +746,6 @@ class Planner:
         for j, a in enumerate(q.aggs):
             slots[a] = len(q.group) + j
         newlay = Layout({}, self.outer, slots)
-        newlay.grouped = True
         return agg, newlay
 
     def _plan_windows(self, q: Query, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
@@ -804,6 +824,7 @@ class Planner:
             def f_array(r, st):
                 return [x[0] for x in run(r, st)]
             return f_array
+        assert e.left is not None and e.test is not None   # op ANY / ALL
         left = compile_expr(e.left, layout, self)
         test = e.test
         use_or = kind == "any"
@@ -863,6 +884,30 @@ class _SequenceRow:
 class DMLPlan:
     """INSERT / UPDATE / DELETE, executed by :mod:`.modify`."""
 
+    # compiled by executor.modify.prepare_dml
+    rel: RelationInfo
+    ncols: int
+    defaults: list[Fn | None]                   # column defaults
+    notnull: list[int]                          # NOT NULL columns
+    cons: RelConstraints | None                 # constraints to check, None when there are none
+    scan: X.PlanNode | None                     # UPDATE / DELETE: the target (+ FROM) with its tid
+    kind: str
+    tag_kind: str
+    returning: list[Fn]
+    # INSERT
+    cols: list[int]
+    value_rows: list[list[Fn | None]] | None    # VALUES (None: DEFAULT), or None for INSERT ... SELECT
+    source: X.PlanNode | None
+    on_conflict: tuple | None                   # ("nothing", ...) | ("update", cols, sets, where)
+    # UPDATE / DELETE
+    layout: Layout
+    base: int                                   # where the target's columns start in a scan row
+    tid_pos: int
+    single: bool                                # no FROM / USING items
+    sets: list[tuple[int, Fn | None]]
+    recheck_where: Fn | None
+    recheck_sets: list[tuple[int, Fn | None]] | None
+
     def __init__(self, env: Any, q: Query, outer: list[Layout] | None = None, cte_plans: dict | None = None) -> None:
         self.q = q
         self.width = len(q.returning)
@@ -874,14 +919,14 @@ class DMLPlan:
         return iter(rows)
 
     def explain(self, depth: int = 0, costs: bool = True, analyze: bool = False) -> list[str]:
-        head = f"{self.q.kind.capitalize()} on {self.q.target.name}"
+        head = f"{self.q.kind.capitalize()} on {self.rel.name}"
+        sc = self.scan
         if costs:
-            sc = getattr(self, "scan", None)
             total = sc.est_cost if sc is not None else 0.01
             head += f"  (cost=0.00..{total:.2f} rows=0 width=0)"
         out = [head]
-        if getattr(self, "scan", None) is not None:
-            out.extend(self.scan.explain(depth + 1, costs, analyze))
+        if sc is not None:
+            out.extend(sc.explain(depth + 1, costs, analyze))
         elif self.q.kind == "insert":
             out.append("  ->  Result  (cost=0.00..0.01 rows=1 width=0)" if costs else "  ->  Result")
         return out

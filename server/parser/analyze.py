@@ -124,7 +124,10 @@ class CTE:
     query: Query
     colnames: list[str]
     recursive: bool = False
+    # set by the planner
     plan: Any = None
+    key: Any = None                    # (id, name): where the executor keeps its rows
+    correlated: bool = True
 
 
 @dataclass
@@ -447,7 +450,7 @@ class Analyzer:
         if tgt.expr.type != t:
             q.targets[i] = Target(self.coerce(tgt.expr, t, -1, "i", "UNION"), tgt.name, tgt.table_oid, tgt.attnum)
 
-    def _output_ref(self, n: dict, targets: list[Target]) -> Expr | None:
+    def _output_ref(self, n: dict, targets: list[Target]) -> Slot | None:
         k, v = _kind(n)
         if k == "A_Const" and "ival" in v:
             i = v["ival"].get("ival", 0)

@@ -194,6 +194,7 @@ def _num_weight(d: Decimal) -> tuple[int, int]:
     t = d.as_tuple()
     digits = "".join(map(str, t.digits))
     exp = t.exponent
+    assert isinstance(exp, int)           # a letter only for NaN and infinities
     # position of the decimal point relative to the digit string
     ndig_int = len(digits) + exp          # digits before the decimal point
     # pad so that integer part length is a multiple of 4
@@ -1141,7 +1142,8 @@ def _extract(field: str, v: Any, env: Any = None) -> Decimal:
         if f == "microseconds":
             return Decimal(d.second * 1_000_000 + d.microsecond)
         if f == "timezone":
-            return Decimal(int(d.utcoffset().total_seconds())) if d.utcoffset() is not None else Decimal(0)
+            off = d.utcoffset()
+            return Decimal(int(off.total_seconds())) if off is not None else Decimal(0)
     typ = "date" if not isinstance(d, _dt.datetime) else "timestamp"
     raise PgError("22023", f'unit "{field}" not recognized for type {typ}')
 
@@ -1245,7 +1247,8 @@ def _array_lower(a: list, dim: int) -> int | None:
 def _array_ndims(a: list) -> int | None:
     if not a:
         return None
-    n, cur = 0, a
+    n = 0
+    cur: Any = a
     while isinstance(cur, list):
         n += 1
         cur = cur[0] if cur else None
@@ -1312,8 +1315,13 @@ def _array_to_string3(a: list | None, sep: str | None, null: str | None) -> str 
     if a is None or sep is None:
         return None
     from pgbundle.server.executor.expr import _flat
-    return sep.join(_to_text_value(x) if x is not None else null for x in _flat(a)
-                    if x is not None or null is not None)
+    out = []
+    for x in _flat(a):
+        if x is not None:
+            out.append(_to_text_value(x))
+        elif null is not None:             # NULL elements are left out without a null string
+            out.append(null)
+    return sep.join(out)
 
 
 op("@>", "anyarray,anyarray", "bool", lambda a, b: all(x in a for x in b))
@@ -1665,6 +1673,7 @@ def _resolve_poly(cand: Any, actual: list[int]) -> tuple[tuple[int, ...], int] |
     for a, f in zip(actual, formal):
         if a == T.UNKNOWN:
             continue
+        e: int | None
         if f in (T.ANYELEMENT, T.ANYNONARRAY):
             e = a
         elif f == T.ANYARRAY:
