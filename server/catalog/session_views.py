@@ -121,8 +121,7 @@ def temp_schema(s: Any, schema: str | None) -> str:
 def _pg_cursors(env):
     s = env.session
     for name, cur in list(s.cursors.items()):
-        yield (name, cur.prep.text, bool(cur.hold), bool(getattr(cur, "binary", False)), bool(cur.scroll),
-               getattr(cur, "creation_time", None))
+        yield (name, cur.prep.text, bool(cur.hold), cur.binary, bool(cur.scroll), cur.creation_time)
     for name, p in list(s.portals.items()):
         if name and name not in s.cursors:
             yield (name, p.prep.text, False, any(f == 1 for f in (p.formats or ())), False, None)

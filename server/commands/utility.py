@@ -9,6 +9,7 @@ STDIN).  Command tags are PostgreSQL's.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 from typing import Any
 
@@ -424,9 +425,10 @@ def _add_fk(s: Any, rel: Any, cname: str | None, fcols: list[str], con: dict) ->
 
 def _drop(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     rt = n["removeType"]
-    what, tag = _DROP_KIND.get(rt, (None, None))
-    if what is None:
+    kind = _DROP_KIND.get(rt)
+    if kind is None:
         raise PgError("0A000", f"DROP {rt[7:]} is not supported")
+    what, tag = kind
     missing_ok = bool(n.get("missing_ok"))
     cascade = n.get("behavior") == "DROP_CASCADE"
     eng = s.engine
@@ -809,7 +811,7 @@ def _notify(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 
 
 def _discard(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    t = n.get("target")
+    t: str = n["target"]
     if t == "DISCARD_ALL":
         if s.engine.in_transaction_block:
             raise PgError("25001", "DISCARD ALL cannot run inside a transaction block")
@@ -1022,8 +1024,10 @@ class Cursor:
     HOLD ones, which are materialised at commit), the rows seen so far so that any
     FETCH direction works."""
 
-    def __init__(self, prep: Any, rows: Any, hold: bool, scroll: bool) -> None:
+    def __init__(self, prep: Any, rows: Any, hold: bool, scroll: bool, binary: bool = False) -> None:
         self.prep = prep
+        self.binary = binary              # pg_cursors.is_binary
+        self.creation_time = _dt.datetime.now(_dt.timezone.utc)
         self.it = iter(rows)
         self.hold = hold
         self.scroll = scroll
@@ -1054,8 +1058,8 @@ class Cursor:
         self._fill(k)
         return self.buf[k - 1] if k <= len(self.buf) else None
 
-    def _forward(self, n: int | None, keep: bool) -> list:
-        out = []
+    def _forward(self, n: int | None, keep: bool) -> list[tuple]:
+        out: list[tuple] = []
         if not self.scroll:
             # forward-only: no buffer kept, the position counts rows consumed
             while n is None or len(out) < n:
@@ -1089,7 +1093,7 @@ class Cursor:
         if direction == "FETCH_BACKWARD":
             if count is not None and count < 0:
                 return self._forward(-count, True)
-            out = []
+            out: list[tuple] = []
             if self.pos > len(self.buf) + 1 or (self.exhausted and self.pos > len(self.buf)):
                 self.pos = len(self.buf) + 1
             while (count is None or len(out) < count) and self.pos > 1:
@@ -1201,12 +1205,9 @@ def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     rows = prep.plan.rows(st, None)
     if hold:
         rows = list(rows)
-    cur = Cursor(prep, rows, hold, scroll or hold)
+    cur = Cursor(prep, rows, hold, scroll or hold, binary=bool(opts & 0x0001))  # CURSOR_OPT_BINARY
     if hold:
         cur.materialize()
-    import datetime as _dt
-    cur.binary = bool(opts & 0x0001)  # CURSOR_OPT_BINARY (pg_cursors.is_binary)
-    cur.creation_time = _dt.datetime.now(_dt.timezone.utc)
     s.cursors[name] = cur
     return _R("DECLARE CURSOR")
 

@@ -57,6 +57,7 @@ from pgbundle.server.catalog import (
 )
 from pgbundle.server.commands.utility import describe_utility, run_utility
 from pgbundle.server.errors import PgError, QueryCanceled
+from pgbundle.server.executor.execute import PlanNode
 from pgbundle.server.executor.expr import ExecState, SubLink, walk
 from pgbundle.server.optimizer.plan import DMLPlan, Planner
 from pgbundle.server.parser import literals
@@ -94,7 +95,7 @@ class Prepared:
 
 
 class Portal:
-    __slots__ = ("prep", "params", "formats", "encoders", "rows", "tag", "done", "buffer", "count", "st")
+    __slots__ = ("prep", "params", "formats", "encoders", "rows", "tag", "done", "count_rows", "count", "st")
 
     def __init__(self, prep: Prepared, params: list, formats: list[int]) -> None:
         self.prep = prep
@@ -104,7 +105,7 @@ class Portal:
         self.rows: Iterator | None = None
         self.tag = ""
         self.done = False
-        self.buffer: list | None = None
+        self.count_rows = False             # the tag is SELECT <rows sent>
         self.count = 0
         self.st = None
 
@@ -310,11 +311,10 @@ class Session:
         if raw.kind in PLANNABLE:
             pt = ParamTypes(declared)
             an = Analyzer(self.env, pt)
-            deps: list = []
-            self.env._deps = deps
             q = an.analyze(raw.kind, raw.node)
             cols = [Column(t.name, t.expr.type if t.expr.type != T.UNKNOWN else T.TEXT, t.expr.typmod,
                            t.table_oid, t.attnum) for t in output_columns(q)]
+            plan: PlanNode | DMLPlan
             if q.kind in ("select", "setop"):
                 plan = Planner(self.env).plan_select(q)
             else:
@@ -324,8 +324,7 @@ class Session:
             prep.utility = q.kind
             return prep
         pt = ParamTypes(declared)
-        cols = describe_utility(self, raw)
-        return Prepared(text, raw, pt.final(), cols, None, [], declared)
+        return Prepared(text, raw, pt.final(), describe_utility(self, raw), None, [], declared)
 
     # ------------------------------------------------------------------ running a statement
 
@@ -439,7 +438,7 @@ class Session:
         if n != len(types):
             raise PgError("08P01", f"bind message supplies {n} parameters, but prepared statement \"\" "
                                    f"requires {len(types)}")
-        out = []
+        out: list[Any] = []
         for i, v in enumerate(values):
             if v is None:
                 out.append(None)
@@ -516,7 +515,8 @@ class Session:
             try:
                 self._start_statement(raw)
                 self._begin_command(raw)
-                prep = params = None
+                prep: Prepared | None = None
+                params: list = []
                 if fast is not None:
                     try:
                         prep = self.prepare(fast[0].text, fast[0], fast[1])
@@ -745,8 +745,9 @@ class Session:
                 p.rows = iter(res.rows)
                 p.encoders = self._encoders(res.columns, p.formats)
                 p.count = 0
-                p.buffer = res.count_rows  # type: ignore[assignment]
+                p.count_rows = res.count_rows
             enc = p.encoders
+            assert enc is not None              # set with p.rows when the portal started
             n = 0
             for row in p.rows:
                 out.append(M.DataRow(tuple([None if v is None else e(v) for e, v in zip(enc, row)])))
@@ -759,7 +760,7 @@ class Session:
                     self.check_interrupts()
             p.count += n
             p.done = True
-            p.tag = f"SELECT {p.count}" if p.buffer else p.tag
+            p.tag = f"SELECT {p.count}" if p.count_rows else p.tag
             self._after_statement()
             self._drain(out)
             out.append(M.CommandComplete(p.tag))
