@@ -12,7 +12,7 @@ import os
 import shutil
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.access import api, page as P, sequence
 from pgbundle.server.access.api import TID, ColumnDef, ConstraintInfo, IndexInfo, RelationInfo
@@ -24,6 +24,9 @@ from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
 from pgbundle.shared.auth import md5, scram
 
+if TYPE_CHECKING:
+    from pgbundle.server.storage.procarray import ProcArray
+
 XLOG_NEXTOID = 0x30
 RM_XLOG = 0
 RM_DBASE = 4
@@ -34,6 +37,32 @@ _DB = struct.Struct("<II")
 SEQ_LIMITS = {21: (-32768, 32767), 23: (-2147483648, 2147483647), 20: (-(2**63), 2**63 - 1)}
 
 
+# Catalog row predicates and rewrites (pg_class / pg_constraint rows start with their oid;
+# pg_attribute rows are (attrelid, attname, atttypid, ..., attnum at 5, ...)).
+def _oid_is(oid: int) -> Callable[[tuple], bool]:
+    return lambda r: r[0] == oid
+
+
+def _attribute_is(relid: int, attnum: int) -> Callable[[tuple], bool]:
+    return lambda r: r[0] == relid and r[5] == attnum
+
+
+def _new_file_row(relfilenode: int, reset_stats: bool) -> Callable[[tuple], tuple]:
+    """pg_class row with a new relfilenode (and relpages 0, reltuples -1 when ``reset_stats``)."""
+    return lambda r: r[:7] + (relfilenode,) + (r[8:9] + (0, -1.0) + r[11:] if reset_stats else r[8:])
+
+
+def _retyped_column_row(typ: int, typmod: int, lay: tuple) -> Callable[[tuple], tuple]:
+    """pg_attribute row of a table column given a new type (atttypid, attlen, atttypmod, attbyval,
+    attalign; no attmissingval)."""
+    return lambda r: r[:2] + (typ,) + r[3:4] + (lay[0],) + r[5:8] + (typmod, lay[1], lay[2]) + r[11:25] + (None,)
+
+
+def _retyped_index_column_row(typ: int, typmod: int) -> Callable[[tuple], tuple]:
+    """pg_attribute row of an index column given a new type."""
+    return lambda r: r[:2] + (typ,) + r[3:8] + (typmod,) + r[9:]
+
+
 class CatalogMixin:
     """Catalog half of BackendEngine (relies on its heap/xact attributes)."""
 
@@ -42,6 +71,7 @@ class CatalogMixin:
     role: api.RoleInfo
     settings: Any
     notices: list
+    procs: ProcArray
 
     # ------------------------------------------------------------------ low-level catalog rows
     def _cat_loc(self, name: str) -> tuple[D.CatalogDef, int]:
@@ -307,7 +337,7 @@ class CatalogMixin:
         xid = self.x.xid  # type: ignore[attr-defined]
         decode = rt.codec.decode
         tid_pack = struct.Struct(">IH").pack
-        null_in = has_null
+        null_in: Callable[[tuple], bool] = has_null
         if len(pos) == 1:
             c0 = pos[0]
             enc0 = value_encoder(types[0])
@@ -318,8 +348,9 @@ class CatalogMixin:
             def key_of(vals: tuple) -> bytes:
                 return enc0(vals[0])
 
-            def null_in(vals: tuple) -> bool:
+            def null_in_one(vals: tuple) -> bool:
                 return vals[0] is None
+            null_in = null_in_one
         else:
             def values(row: tuple) -> tuple:
                 return tuple(row[c] for c in pos)
@@ -367,8 +398,9 @@ class CatalogMixin:
                                 committed[xmin] = ok  # a finished transaction's fate is settled
                         if not ok:
                             continue
-                    k = keys.get(o)
-                    entries.append((k[1] if k is not None else key_of(values(decode(data)))) + tid_pack(block, root))
+                    known = keys.get(o)
+                    entries.append((known[1] if known is not None else key_of(values(decode(data))))
+                                   + tid_pack(block, root))
                     break
         self.stats.table(table_oid, 0, 1)  # type: ignore[attr-defined]  # counted as a seq scan, as in
         self.stats.table(table_oid, 1, len(entries))  # type: ignore[attr-defined]  # PostgreSQL's builds
@@ -412,7 +444,7 @@ class CatalogMixin:
             for other, c in deps:
                 self.notices.append(api.Notice("NOTICE", "00000", f"drop cascades to constraint {c.name} on table "
                                                                   f"{other.name}"))
-                self._cat_delete("pg_constraint", lambda r, c=c: r[0] == c.oid)
+                self._cat_delete("pg_constraint", _oid_is(c.oid))
         self._cat_delete("pg_class", lambda r: r[0] in ids)
         self._cat_delete("pg_attribute", lambda r: r[0] in ids)
         self._cat_delete("pg_attrdef", lambda r: r[1] in ids)
@@ -458,9 +490,8 @@ class CatalogMixin:
                 xid, _ = self._write_ctx()  # type: ignore[attr-defined]
                 self.btree.create_empty(self.database.oid, new, xid)  # type: ignore[attr-defined]
             self.x.drop_on_commit.append((self.database.oid, t.relfilenode))  # type: ignore[attr-defined]
-            self._cat_update("pg_class", lambda r, toid=t.oid: r[0] == toid,  # relfilenode, relpages, reltuples
-                             lambda r, new=new: r[:7] + (new,)
-                             + (r[8:9] + (0, -1.0) + r[11:] if reset_stats else r[8:]))
+            self._cat_update("pg_class", _oid_is(t.oid),  # relfilenode, relpages, reltuples
+                             _new_file_row(new, reset_stats))
 
     def rename_relation(self, oid: int, new_name: str) -> None:
         rel = self.relation(oid)
@@ -534,7 +565,7 @@ class CatalogMixin:
         for idx in rel.indexes:
             if attnum in idx.columns:
                 pos = idx.columns.index(attnum) + 1
-                self._cat_update("pg_attribute", lambda r, i=idx.oid, p=pos: r[0] == i and r[5] == p,
+                self._cat_update("pg_attribute", _attribute_is(idx.oid, pos),
                                  lambda r: (r[0], new_name) + r[2:])
         self.command_counter_increment()  # type: ignore[attr-defined]
 
@@ -552,14 +583,13 @@ class CatalogMixin:
         self._new_files(rel, reset_stats=False)
         for attnum, (typ, typmod) in (types or {}).items():
             lay = D.type_layout(typ)
-            self._cat_update("pg_attribute", lambda r, a=attnum: r[0] == table_oid and r[5] == a,
-                             lambda r, t=typ, m=typmod, lay=lay: r[:2] + (t,) + r[3:4] + (lay[0],) + r[5:8]
-                             + (m, lay[1], lay[2]) + r[11:25] + (None,))
+            self._cat_update("pg_attribute", _attribute_is(table_oid, attnum),
+                             _retyped_column_row(typ, typmod, lay))
             for idx in rel.indexes:
                 if attnum in idx.columns:
                     pos = idx.columns.index(attnum) + 1
-                    self._cat_update("pg_attribute", lambda r, i=idx.oid, p=pos: r[0] == i and r[5] == p,
-                                     lambda r, t=typ, m=typmod: r[:2] + (t,) + r[3:8] + (m,) + r[9:])
+                    self._cat_update("pg_attribute", _attribute_is(idx.oid, pos),
+                                     _retyped_index_column_row(typ, typmod))
         self.command_counter_increment()  # type: ignore[attr-defined]
         cur = self.relation(table_oid)
         for row in rows:
@@ -595,7 +625,7 @@ class CatalogMixin:
         for idx in list(rel.indexes):
             if attnum in idx.columns:
                 for c in self._constraints_using_index(idx.oid):
-                    self._cat_delete("pg_constraint", lambda r, c=c: r[0] == c.oid)
+                    self._cat_delete("pg_constraint", _oid_is(c.oid))
                 self.drop_relation(idx.oid, cascade=True)
         dropped_name = f"........pg.dropped.{attnum}........"
         self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
@@ -643,7 +673,7 @@ class CatalogMixin:
         rel = self.relation(table_oid)
         for c in rel.constraints:
             if c.name == name:
-                self._cat_delete("pg_constraint", lambda r, oid=c.oid: r[0] == oid)
+                self._cat_delete("pg_constraint", _oid_is(c.oid))
                 if c.index_oid:
                     self.command_counter_increment()  # type: ignore[attr-defined]
                     self.drop_relation(c.index_oid, cascade=True)
@@ -744,7 +774,7 @@ class CatalogMixin:
         tmpl = self.database_by_name(template)
         if tmpl is None:
             raise PgError("3D000", f'template database "{template}" does not exist')
-        others = self.procs.count_db(tmpl.oid, exclude_pid=os.getpid())  # type: ignore[attr-defined]
+        others = self.procs.count_db(tmpl.oid, exclude_pid=os.getpid())
         if others or tmpl.oid == self.database.oid:
             raise PgError("55006", f'source database "{template}" is being accessed by other users',
                           detail=f"There {'is' if others <= 1 else 'are'} {max(others, 1)} other "
@@ -783,11 +813,11 @@ class CatalogMixin:
             raise PgError("55006", "cannot drop the currently open database")
         if db.name in ("template1",) and not force:
             pass
-        others = self.procs.count_db(db.oid)  # type: ignore[attr-defined]
+        others = self.procs.count_db(db.oid)
         if others and force:
             import signal
 
-            for e in self.procs.entries():  # type: ignore[attr-defined]
+            for e in self.procs.entries():
                 if e["dboid"] == db.oid and e["backend_type"] == "client backend":
                     try:
                         os.kill(e["pid"], signal.SIGTERM)
@@ -796,9 +826,9 @@ class CatalogMixin:
             import time
 
             deadline = time.monotonic() + 5
-            while self.procs.count_db(db.oid) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            while self.procs.count_db(db.oid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            others = self.procs.count_db(db.oid)  # type: ignore[attr-defined]
+            others = self.procs.count_db(db.oid)
         if others:
             raise PgError("55006", f'database "{name}" is being accessed by other users',
                           detail=f"There {'is' if others == 1 else 'are'} {others} other "
