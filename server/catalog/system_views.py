@@ -1157,3 +1157,13 @@ SPECIAL: dict[str, Callable] = {"pg_typeof": _pg_typeof, "enum_first": _enum_spe
                                 "enum_last": _enum_special("last"), "enum_range": _enum_special("range")}
 
 __all__ = ["virtual_table", "SPECIAL", "VirtualTable", "Func", "_dt"]
+
+
+@F.srf("pg_partition_ancestors", "regclass", "regclass")
+def _pg_partition_ancestors(oid: int):
+    return [oid]
+
+
+@F.fn("pg_tablespace_location", "oid", "text")
+def _pg_tablespace_location(oid: int) -> str:
+    return ""

@@ -28,7 +28,7 @@ _TODO = pytest.mark.xfail(strict=True, reason="issue 2.1: not yet in line")
 @pytest.mark.parametrize("prefix", [
     "pgbundle.shared",
     "pgbundle.pooler",
-    pytest.param("pgbundle.server", marks=_TODO),
+    "pgbundle.server",
 ])
 def test_no_runtime_import_cycles(prefix: str) -> None:
     found = cycles(MODS, prefix)
@@ -106,7 +106,6 @@ def test_class_names_are_unique() -> None:
     assert not dups, dups
 
 
-@_TODO
 def test_no_modules_named_more() -> None:
     """No ``*_more`` / ``misc`` grab-bag modules: a module is named for what it does."""
     bad = [str(m.path.relative_to(REPO)) for m in MODS.values()

@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from pgbundle.server.errors import PgError
+from pgbundle.server.utils.adt.functions import fn
 from pgbundle.shared.types import Interval
 
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -560,3 +561,40 @@ def age(a: _dt.datetime, b: _dt.datetime) -> Interval:
     if neg:
         usec, sec, mins, hour, mday, mon, year = -usec, -sec, -mins, -hour, -mday, -mon, -year
     return Interval(year * 12 + mon, mday, ((hour * 60 + mins) * 60 + sec) * 1_000_000 + usec)
+
+
+# ----------------------------------------------------------------------------- SQL-callable (registered at import)
+
+
+@fn("to_char", "timestamp,text", "text")
+def _to_char_ts(v: _dt.datetime, f: str) -> str | None:
+    return to_char_datetime(v, f)
+
+
+@fn("to_char", "timestamptz,text", "text", env=True)
+def _to_char_tstz(env: Any, v: _dt.datetime, f: str) -> str | None:
+    return to_char_datetime(v.astimezone(env.tz), f, str(env.settings.get("TimeZone")))
+
+
+@fn("to_char", "interval,text", "text")
+def _to_char_iv(v: Interval, f: str) -> str | None:
+    return to_char_interval(v, f)
+
+
+for _t in ("int4", "int8", "numeric", "float8", "float4"):
+    fn("to_char", f"{_t},text", "text")(to_char_number)
+
+
+@fn("to_date", "text,text", "date")
+def _to_date(s: str, f: str) -> _dt.date | None:
+    return to_date(s, f)
+
+
+@fn("to_timestamp", "text,text", "timestamptz", env=True)
+def _to_timestamp2(env: Any, s: str, f: str) -> _dt.datetime | None:
+    return to_timestamp(s, f, env.tz)
+
+
+@fn("to_number", "text,text", "numeric")
+def _to_number(s: str, f: str) -> Decimal | None:
+    return to_number(s, f)

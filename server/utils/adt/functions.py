@@ -1331,18 +1331,18 @@ op("&&", "anyarray,anyarray", "bool", lambda a, b: any(x in b for x in a if x is
 
 # ----------------------------------------------------------------------------- json
 
-def _jload(s: str) -> Any:
+def json_load(s: str) -> Any:
     import json
     return json.loads(s, parse_float=Decimal)
 
 
-def _jdump(o: Any) -> str:
+def json_dump(o: Any) -> str:
     from pgbundle.shared.types.text import jsonb_from_python
     return jsonb_from_python(o)
 
 
 def _jget(j: str, k: Any) -> Any:
-    o = _jload(j)
+    o = json_load(j)
     if isinstance(k, str):
         if isinstance(o, dict) and k in o:
             return o[k]
@@ -1361,12 +1361,12 @@ def _jtext(v: Any) -> str | None:
         return None
     if isinstance(v, str):
         return v
-    return _jdump(v)
+    return json_dump(v)
 
 
 for _jt in ("jsonb", "json"):
-    op("->", f"{_jt},text", _jt, lambda j, k: (lambda v: None if v is _MISSING else _jdump(v))(_jget(j, k)))
-    op("->", f"{_jt},int4", _jt, lambda j, k: (lambda v: None if v is _MISSING else _jdump(v))(_jget(j, k)))
+    op("->", f"{_jt},text", _jt, lambda j, k: (lambda v: None if v is _MISSING else json_dump(v))(_jget(j, k)))
+    op("->", f"{_jt},int4", _jt, lambda j, k: (lambda v: None if v is _MISSING else json_dump(v))(_jget(j, k)))
     op("->>", f"{_jt},text", "text", lambda j, k: _jtext(_jget(j, k)))
     op("->>", f"{_jt},int4", "text", lambda j, k: _jtext(_jget(j, k)))
 
@@ -1381,28 +1381,28 @@ def _jcontains(a: Any, b: Any) -> bool:
     return a == b
 
 
-op("@>", "jsonb,jsonb", "bool", lambda a, b: _jcontains(_jload(a), _jload(b)))
-op("<@", "jsonb,jsonb", "bool", lambda a, b: _jcontains(_jload(b), _jload(a)))
-op("?", "jsonb,text", "bool", lambda a, k: (lambda o: k in o if isinstance(o, (dict, list)) else o == k)(_jload(a)))
+op("@>", "jsonb,jsonb", "bool", lambda a, b: _jcontains(json_load(a), json_load(b)))
+op("<@", "jsonb,jsonb", "bool", lambda a, b: _jcontains(json_load(b), json_load(a)))
+op("?", "jsonb,text", "bool", lambda a, k: (lambda o: k in o if isinstance(o, (dict, list)) else o == k)(json_load(a)))
 
 
 @fn("jsonb_typeof|json_typeof", "jsonb", "text")
 def _jsonb_typeof(j: str) -> str:
-    o = _jload(j)
+    o = json_load(j)
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(o), "number")
 
 
 @fn("jsonb_array_length|json_array_length", "jsonb", "int4")
 def _jsonb_array_length(j: str) -> int:
-    o = _jload(j)
+    o = json_load(j)
     if not isinstance(o, list):
         raise PgError("22023", "cannot get array length of a non-array")
     return len(o)
 
 
 @fn("to_jsonb|to_json", "anyelement", "jsonb", strict=False)
-def _to_jsonb(v: Any) -> str | None:
+def to_jsonb(v: Any) -> str | None:
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -1410,11 +1410,11 @@ def _to_jsonb(v: Any) -> str | None:
     if isinstance(v, (int, Decimal, float)):
         return _to_text_value(v)
     if isinstance(v, list):
-        return "[" + ", ".join(_to_jsonb(x) for x in v) + "]"
+        return "[" + ", ".join(to_jsonb(x) for x in v) + "]"
     import json
     if isinstance(v, tuple):
         names = getattr(v, "names", None) or tuple(f"f{i + 1}" for i in range(len(v)))
-        return "{" + ", ".join(json.dumps(n, ensure_ascii=False) + ": " + _to_jsonb(x) for n, x in zip(names, v)) + "}"
+        return "{" + ", ".join(json.dumps(n, ensure_ascii=False) + ": " + to_jsonb(x) for n, x in zip(names, v)) + "}"
     if isinstance(v, str) and v[:1] in ("{", "[") and False:
         return v
     return json.dumps(_to_text_value(v), ensure_ascii=False)
@@ -1425,7 +1425,7 @@ def _json_build_object(*a: Any) -> str:
     if len(a) % 2:
         raise PgError("22023", "argument list must have even number of elements")
     import json
-    return "{" + ", ".join(json.dumps(_to_text_value(a[i])) + " : " + _to_jsonb(a[i + 1])
+    return "{" + ", ".join(json.dumps(_to_text_value(a[i])) + " : " + to_jsonb(a[i + 1])
                            for i in range(0, len(a), 2)) + "}"
 
 
@@ -1435,13 +1435,13 @@ def _jsonb_build_object(*a: Any) -> str:
         raise PgError("22023", "argument list must have even number of elements")
     parts = {}
     for i in range(0, len(a), 2):
-        parts[_to_text_value(a[i])] = _jload(_to_jsonb(a[i + 1]))
-    return _jdump(parts)
+        parts[_to_text_value(a[i])] = json_load(to_jsonb(a[i + 1]))
+    return json_dump(parts)
 
 
 @fn("jsonb_build_array|json_build_array", "any", "jsonb", strict=False, variadic="any")
 def _jsonb_build_array(*a: Any) -> str:
-    return "[" + ", ".join(_to_jsonb(x) for x in a) + "]"
+    return "[" + ", ".join(to_jsonb(x) for x in a) + "]"
 
 
 # ----------------------------------------------------------------------------- misc
@@ -1539,7 +1539,7 @@ agg("string_agg", "text,text", "text", lambda: None,
     lambda s: None if s is None else "".join(s[2]))
 agg("jsonb_agg", "anyelement", "jsonb", lambda: None,
     lambda s, x: [x] if s is None else (s.append(x) or s),
-    lambda s: None if s is None else "[" + ", ".join(_to_jsonb(x) for x in s) + "]", strict=False)
+    lambda s: None if s is None else "[" + ", ".join(to_jsonb(x) for x in s) + "]", strict=False)
 
 
 def _to_json_compact(v: Any) -> str:
@@ -1551,7 +1551,7 @@ def _to_json_compact(v: Any) -> str:
                               for n, x in zip(names, v)) + "}"
     if isinstance(v, list):
         return "[" + ",".join(_to_json_compact(x) for x in v) + "]"
-    return _to_jsonb(v)
+    return to_jsonb(v)
 
 
 agg("json_agg", "anyelement", "json", lambda: None,
@@ -1900,33 +1900,31 @@ def _regexp_split_to_table(s: str, p: str):
 
 @srf("jsonb_array_elements|json_array_elements", "jsonb", "jsonb", cols=[("value", "jsonb")])
 def _jsonb_array_elements(j: str):
-    o = _jload(j)
+    o = json_load(j)
     if not isinstance(o, list):
         raise PgError("22023", "cannot extract elements from an object")
-    return [_jdump(x) for x in o]
+    return [json_dump(x) for x in o]
 
 
 @srf("jsonb_array_elements_text|json_array_elements_text", "jsonb", "text", cols=[("value", "text")])
 def _jsonb_array_elements_text(j: str):
-    o = _jload(j)
+    o = json_load(j)
     return [_jtext(x) for x in o]
 
 
 @srf("jsonb_each|json_each", "jsonb", "record", cols=[("key", "text"), ("value", "jsonb")])
 def _jsonb_each(j: str):
-    o = _jload(j)
-    return [(k, _jdump(v)) for k, v in o.items()]
+    o = json_load(j)
+    return [(k, json_dump(v)) for k, v in o.items()]
 
 
 @srf("jsonb_each_text|json_each_text", "jsonb", "record", cols=[("key", "text"), ("value", "text")])
 def _jsonb_each_text(j: str):
-    o = _jload(j)
+    o = json_load(j)
     return [(k, _jtext(v)) for k, v in o.items()]
 
 
 @srf("jsonb_object_keys|json_object_keys", "jsonb", "text")
 def _jsonb_object_keys(j: str):
-    return list(_jload(j).keys())
+    return list(json_load(j).keys())
 
-
-from pgbundle.server.utils.adt import functions_more as _functions_more  # noqa: E402,F401  (registers more built-ins)
