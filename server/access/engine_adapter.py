@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
+from pgbundle.server.access import api
 from pgbundle.server.access.tableam import ColumnInfo, ConstraintInfo, IndexInfo, RelationInfo
 from pgbundle.server.errors import PgError
+from pgbundle.server.utils.adt.enums import EnumLabel
 
 _TRACE = bool(_os.environ.get("PGBUNDLE_SQL_TRACE"))
 
@@ -43,7 +45,6 @@ class EngineStorage:
         conv = self._enums.get(rel.oid)
         if not conv:
             return iter(it)
-        from pgbundle.server.utils.adt.enums import EnumLabel
         if self.enum_loader is not None:
             self.enum_loader()  # the sort order of the types (once per statement)
 
@@ -60,7 +61,6 @@ class EngineStorage:
     @property
     def api(self) -> ModuleType:
         if self._api is None:
-            from pgbundle.server.access import api
             self._api = api
         return self._api
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from pgbundle.server.catalog import tempns
-from pgbundle.server.catalog.system_views import _reg, vt
+from pgbundle.server.catalog.system_views import vt
 from pgbundle.server.errors import PgError
+from pgbundle.server.tcop.async_notify import check_notify
 from pgbundle.server.utils.adt import functions as F
 
 LOCKTYPES = {1: "relation", 2: "advisory", 3: "object"}
@@ -59,8 +60,6 @@ def unlisten(s: Any, channel: str | None) -> None:
 
 
 def notify(s: Any, channel: str | None, payload: str | None) -> None:
-    from pgbundle.server.tcop.async_notify import check_notify
-
     n = getattr(s, "notifier", None)
     if n is None:
         check_notify(channel, payload)
@@ -74,7 +73,7 @@ def _pg_notify(env, channel, payload):
     return None
 
 
-_reg("pg_notify", "text,text", "void", _pg_notify, strict=False, volatile=True)
+F.fn("pg_notify", "text,text", "void", strict=False, env=True, volatile=True)(_pg_notify)
 
 
 def _pg_listening_channels(env):
@@ -104,7 +103,7 @@ def discard(s: Any, target: str) -> None:
 
 # ----------------------------------------------------------------------------- temp schema
 
-_reg("pg_my_temp_schema", "", "oid", lambda env: tempns.namespace(env.engine) or 0, volatile=True)
+F.fn("pg_my_temp_schema", "", "oid", env=True, volatile=True)(lambda env: tempns.namespace(env.engine) or 0)
 
 
 def temp_schema(s: Any, schema: str | None) -> str:

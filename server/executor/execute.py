@@ -17,6 +17,7 @@ from typing import Any
 
 from pgbundle.server.errors import PgError
 from pgbundle.server.executor.expr import ExecState, Fn
+from pgbundle.server.optimizer.costs import fmt_cost
 
 # Compiled expressions (Fn) get ``prow or ()`` where a node evaluates them on its parameter row
 # (index keys, VALUES items, function arguments, LIMIT): no parameter row is a row of no columns.
@@ -75,7 +76,6 @@ class PlanNode:
 
 
 def _fmt_cost(s: float, t: float, r: float, w: int) -> str:
-    from pgbundle.server.optimizer.costs import fmt_cost
     return fmt_cost(s, t, r, w)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from pgbundle.server.errors import PgError
 from pgbundle.shared.types import oids as T
+from pgbundle.shared.types.arrays import array_elements
 
 Fn = Callable[[tuple, "ExecState"], Any]
 
@@ -547,7 +548,7 @@ def _c_saop(e: ScalarArrayOp, cc: CompileContext) -> Fn:
         if x is None:
             return None
         null = False
-        for y in _flat(arr):
+        for y in array_elements(arr):
             if y is None:
                 null = True
                 continue
@@ -562,15 +563,6 @@ def _c_saop(e: ScalarArrayOp, cc: CompileContext) -> Fn:
             return None
         return not use_or
     return f_saop
-
-
-def _flat(a: list) -> list:
-    if a and isinstance(a[0], list):
-        out: list = []
-        for x in a:
-            out.extend(_flat(x))
-        return out
-    return a
 
 
 def _c_sublink(e: SubLink, cc: CompileContext) -> Fn:

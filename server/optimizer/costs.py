@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from pgbundle.server.executor.expr import BoolOp, Const, Func, NullTest, Param, ScalarArrayOp, Var
-from pgbundle.shared.types import oids as T
+from pgbundle.shared.types import oids as T, text_decoder
 
 DEFAULT_EQ_SEL = 0.005
 DEFAULT_INEQ_SEL = 1.0 / 3.0
@@ -71,7 +71,6 @@ class TableInfo:
         if c is None or st is None:
             self._decoded[col] = None
             return None
-        from pgbundle.shared.types import text_decoder
         dec = text_decoder(c.type_oid)
         extra = st[3] or {}
 

@@ -53,8 +53,9 @@ from pgbundle.server.parser.coerce import (
     resolve_type,
     typmod_fn,
 )
-from pgbundle.server.parser.parse import names
+from pgbundle.server.parser.parse import names, parse
 from pgbundle.server.utils.adt import functions as F
+from pgbundle.server.utils.adt.enums import comparator
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.oids import TYPES
 
@@ -541,7 +542,6 @@ class Analyzer:
 
     def _view_rte(self, rel: Any, name: str, loc: int) -> RTE:
         """A view in FROM: its stored query, analysed as a subquery named like the view."""
-        from pgbundle.server.parser.parse import parse
         text = self.env.view_definition(rel)
         if text is None:
             raise _err("XX000", f'view "{name}" has no definition', loc)
@@ -1175,7 +1175,6 @@ class Analyzer:
         if kind in ("AEXPR_LIKE", "AEXPR_ILIKE"):
             return self.op(name, self.expr(lexpr, ps), self.expr(rexpr, ps), loc)
         if kind == "AEXPR_SIMILAR":
-            from pgbundle.server.utils.adt.functions import pg_regex  # noqa: F401
             lhs = self.expr(lexpr, ps)
             if "FuncCall" in rexpr and names(rexpr["FuncCall"]["funcname"])[-1] == "similar_to_escape":
                 rexpr = rexpr["FuncCall"]["args"][0]
@@ -1314,7 +1313,6 @@ class Analyzer:
         if name in _ENUM_CMP and (self.env.is_enum(lhs.type) or self.env.is_enum(r.type)):
             et = lhs.type if self.env.is_enum(lhs.type) else r.type
             if lhs.type in (et, T.UNKNOWN) and r.type in (et, T.UNKNOWN):
-                from pgbundle.server.utils.adt.enums import comparator
                 a = self.coerce(lhs, et, -1, "i", "")
                 b = self.coerce(r, et, -1, "i", "")
                 return Func(name, comparator(name, et), (a, b), T.BOOL)

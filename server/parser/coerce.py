@@ -20,8 +20,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, overload
 
 from pgbundle.server.errors import PgError
-from pgbundle.shared.types import InvalidValue, oids as T, text_decoder, text_encoder
+from pgbundle.shared.types import Interval, InvalidValue, oids as T, text_decoder, text_encoder
 from pgbundle.shared.types.oids import TYPES, numeric_precision_scale
+from pgbundle.shared.types.text import parse_jsonb
 
 UTC = _dt.timezone.utc
 
@@ -391,10 +392,8 @@ def cast_fn(src: int, dst: int, env: Any = None) -> Callable[[Any], Any] | None:
         if src == T.TIMESTAMPTZ:
             return lambda v: v.astimezone(env.tz if env is not None else UTC).time()
     if dst == T.INTERVAL and src == T.TIME:
-        from pgbundle.shared.types import Interval
         return lambda t: Interval(0, 0, ((t.hour * 60 + t.minute) * 60 + t.second) * 10**6 + t.microsecond)
     if (src, dst) in ((T.JSON, T.JSONB),):
-        from pgbundle.shared.types.text import parse_jsonb
         return parse_jsonb
     if (src, dst) in ((T.JSONB, T.JSON),):
         return None

@@ -41,6 +41,7 @@ from typing import Any
 import pgbundle.server.access.engine  # noqa: F401  (children use it: loaded before the first fork)
 from pgbundle.server.access import control
 from pgbundle.server.catalog import bootstrap
+from pgbundle.server.parser import literals
 from pgbundle.server.postmaster import (
     autovacuum,
     bgworker,
@@ -266,7 +267,6 @@ class Postmaster:
         try:
             for mod in _BACKEND_MODULES:
                 importlib.import_module(mod)
-            from pgbundle.server.parser import literals  # lazy: preloaded; a broken SQL layer only warns
 
             literals.extract("select 1")  # libpg_query's per-process setup, inherited by every child
         except ImportError as exc:

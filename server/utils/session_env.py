@@ -28,6 +28,7 @@ from pgbundle.server.utils.adt.enums import ENUM_ORDER, EnumLabel
 from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.oids import TYPES
+from pgbundle.shared.types.text import tz_from_text
 
 UTC = _dt.timezone.utc
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,9 +51,8 @@ def tz_from_name(name: str) -> _dt.tzinfo:
             from zoneinfo import ZoneInfo
             z = ZoneInfo(name)
         except Exception:
-            from pgbundle.shared.types.text import _tz_from_text
             try:
-                z = _tz_from_text(name, name)
+                z = tz_from_text(name, name)
             except Exception:
                 raise PgError("22023", f'invalid value for parameter "TimeZone": "{name}"') from None
     _tz_cache[name] = z

@@ -186,3 +186,14 @@ def decode_array_binary(data: bytes, elem_dec_for: Callable[[int], Callable[[byt
 
 def array_elem(oid: int) -> int:
     return T.element_of(oid)
+
+
+def array_elements(a: list[Any]) -> list[Any]:
+    """The elements of an array value in storage order, its dimensions flattened
+    (``[[1, 2], [3]]`` -> ``[1, 2, 3]``); a one-dimensional list is returned as it is."""
+    if a and isinstance(a[0], list):
+        out: list[Any] = []
+        for x in a:
+            out.extend(array_elements(x))
+        return out
+    return a

@@ -277,7 +277,7 @@ def parse_date(s: str) -> _dt.date:
         raise InvalidValue("22008", f'date/time field value out of range: "{s}"') from None
 
 
-def _tz_from_text(z: str, s: str) -> _dt.tzinfo:
+def tz_from_text(z: str, s: str) -> _dt.tzinfo:
     if z in ("Z", "z") or z.upper() in ("UTC", "GMT"):
         return UTC
     if z[0] in "+-":
@@ -329,7 +329,7 @@ def parse_timestamp(s: str) -> _dt.datetime:
 
 def parse_timestamptz(s: str, tz: _dt.tzinfo | None = None) -> _dt.datetime:
     v, z = _parse_ts_parts(s, "timestamp with time zone")
-    zone = _tz_from_text(z, s) if z else (tz or UTC)
+    zone = tz_from_text(z, s) if z else (tz or UTC)
     return v.replace(tzinfo=zone).astimezone(UTC)
 
 

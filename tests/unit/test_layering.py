@@ -64,7 +64,7 @@ def test_connection_state_is_written_only_in_objects() -> None:
 @pytest.mark.parametrize("prefix", [
     "pgbundle.shared",
     "pgbundle.pooler",
-    pytest.param("pgbundle.server", marks=_TODO),
+    "pgbundle.server",
 ])
 def test_no_private_names_imported_across_modules(prefix: str) -> None:
     found = []

@@ -30,7 +30,18 @@ from typing import Any
 from pgbundle.server.errors import PgError
 from pgbundle.server.parser.coerce import can_coerce, format_type
 from pgbundle.shared.types import Interval, oids as T
+from pgbundle.shared.types.arrays import array_elements, format_array_text
 from pgbundle.shared.types.oids import TYPES
+from pgbundle.shared.types.text import (
+    format_date,
+    format_float8,
+    format_interval,
+    format_numeric,
+    format_record,
+    format_timestamp,
+    format_timestamptz,
+    jsonb_from_python,
+)
 
 UTC = _dt.timezone.utc
 
@@ -362,7 +373,6 @@ op("||", "text,text", "text", _op.add)
 
 
 def _to_text_value(v: Any) -> str:
-    from pgbundle.shared.types.text import format_float8, format_numeric
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
@@ -370,21 +380,16 @@ def _to_text_value(v: Any) -> str:
     if isinstance(v, Decimal):
         return format_numeric(v)
     if isinstance(v, _dt.datetime):
-        from pgbundle.shared.types.text import format_timestamp, format_timestamptz
         return format_timestamptz(v) if v.tzinfo else format_timestamp(v)
     if isinstance(v, _dt.date):
-        from pgbundle.shared.types.text import format_date
         return format_date(v)
     if isinstance(v, list):
-        from pgbundle.shared.types.arrays import format_array_text
         return format_array_text(v, _to_text_value)
     if isinstance(v, bytes):
         return "\\x" + v.hex()
     if isinstance(v, Interval):
-        from pgbundle.shared.types.text import format_interval
         return format_interval(v)
     if isinstance(v, tuple):
-        from pgbundle.shared.types.text import format_record
         return format_record(v)
     return str(v)
 
@@ -1257,8 +1262,7 @@ def _array_ndims(a: list) -> int | None:
 
 @fn("cardinality", "anyarray", "int4")
 def _cardinality(a: list) -> int:
-    from pgbundle.server.executor.expr import _flat
-    return len(_flat(a))
+    return len(array_elements(a))
 
 
 @fn("array_position", "anyarray,anyelement", "int4", strict=False)
@@ -1306,17 +1310,15 @@ def _array_remove(a: list | None, x: Any) -> list | None:
 
 @fn("array_to_string", "anyarray,text", "text")
 def _array_to_string(a: list, sep: str) -> str:
-    from pgbundle.server.executor.expr import _flat
-    return sep.join(_to_text_value(x) for x in _flat(a) if x is not None)
+    return sep.join(_to_text_value(x) for x in array_elements(a) if x is not None)
 
 
 @fn("array_to_string", "anyarray,text,text", "text", strict=False)
 def _array_to_string3(a: list | None, sep: str | None, null: str | None) -> str | None:
     if a is None or sep is None:
         return None
-    from pgbundle.server.executor.expr import _flat
     out = []
-    for x in _flat(a):
+    for x in array_elements(a):
         if x is not None:
             out.append(_to_text_value(x))
         elif null is not None:             # NULL elements are left out without a null string
@@ -1337,7 +1339,6 @@ def json_load(s: str) -> Any:
 
 
 def json_dump(o: Any) -> str:
-    from pgbundle.shared.types.text import jsonb_from_python
     return jsonb_from_python(o)
 
 
@@ -1883,8 +1884,7 @@ def _gs_ts2(a, b, step: Interval):
 
 @srf("unnest", "anyarray", "anyelement")
 def _unnest(a: list):
-    from pgbundle.server.executor.expr import _flat
-    return _flat(a)
+    return array_elements(a)
 
 
 @srf("generate_subscripts", "anyarray,int4", "int4")
