@@ -15,7 +15,7 @@ releases session advisory locks and stops listening, as in PostgreSQL).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pgbundle.server.catalog import tempns
 from pgbundle.server.catalog.system_views import vt
@@ -23,12 +23,15 @@ from pgbundle.server.errors import PgError
 from pgbundle.server.tcop.async_notify import check_notify
 from pgbundle.server.utils.adt import functions as F
 
+if TYPE_CHECKING:
+    from pgbundle.server.tcop.session import Session
+
 LOCKTYPES = {1: "relation", 2: "advisory", 3: "object"}
 LOCKMODES = {1: "AccessShareLock", 2: "RowShareLock", 3: "RowExclusiveLock", 4: "ShareUpdateExclusiveLock",
              5: "ShareLock", 6: "ShareRowExclusiveLock", 7: "ExclusiveLock", 8: "AccessExclusiveLock"}
 
 
-def ensure_transaction(s: Any) -> None:
+def ensure_transaction(s: Session) -> None:
     """LISTEN/NOTIFY/DISCARD run outside the statement machinery (NO_XACT); their effect is
     tied to the implicit transaction, so make sure there is one for COMMIT to end."""
     if not s.engine.in_transaction:
@@ -38,7 +41,7 @@ def ensure_transaction(s: Any) -> None:
 
 # ----------------------------------------------------------------------------- LISTEN / NOTIFY
 
-def listen(s: Any, channel: str) -> None:
+def listen(s: Session, channel: str) -> None:
     n = getattr(s, "notifier", None)
     if n is None:
         s.listening.add(channel)
@@ -47,7 +50,7 @@ def listen(s: Any, channel: str) -> None:
     n.listen(channel)
 
 
-def unlisten(s: Any, channel: str | None) -> None:
+def unlisten(s: Session, channel: str | None) -> None:
     n = getattr(s, "notifier", None)
     if n is None:
         if channel is None:
@@ -59,7 +62,7 @@ def unlisten(s: Any, channel: str | None) -> None:
     n.unlisten(channel)
 
 
-def notify(s: Any, channel: str | None, payload: str | None) -> None:
+def notify(s: Session, channel: str | None, payload: str | None) -> None:
     n = getattr(s, "notifier", None)
     if n is None:
         check_notify(channel, payload)
@@ -87,7 +90,7 @@ F.SRF_IMPLS.add(_pg_listening_channels)
 
 # ----------------------------------------------------------------------------- DISCARD
 
-def discard(s: Any, target: str) -> None:
+def discard(s: Session, target: str) -> None:
     """DISCARD TEMP (drop temporary relations) / DISCARD ALL (also UNLISTEN * and
     pg_advisory_unlock_all())."""
     eng = s.engine
@@ -106,7 +109,7 @@ def discard(s: Any, target: str) -> None:
 F.fn("pg_my_temp_schema", "", "oid", env=True, volatile=True)(lambda env: tempns.namespace(env.engine) or 0)
 
 
-def temp_schema(s: Any, schema: str | None) -> str:
+def temp_schema(s: Session, schema: str | None) -> str:
     """The schema a CREATE TEMP relation goes to (42P16 for a non-temporary one)."""
     if schema is not None and schema not in (tempns.ALIAS, tempns.schema_name(s.engine)):
         raise PgError("42P16", "cannot create temporary relation in non-temporary schema")

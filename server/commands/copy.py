@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.errors import PgError, invalid_byte_sequence
 from pgbundle.server.executor.constraints import default_fns, for_relation
@@ -21,6 +21,9 @@ from pgbundle.server.parser.parse import RawStmt, const_value, names
 from pgbundle.server.tcop.dest import CopyIn, StatementResult
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import InvalidValue, binary_decoder, binary_encoder, text_decoder, text_encoder
+
+if TYPE_CHECKING:
+    from pgbundle.server.tcop.session import Session
 
 BATCH = 1000
 CHUNK = 65536  # COPY text data parsed per this many bytes
@@ -100,7 +103,7 @@ def _options(n: dict) -> dict[str, Any]:
     return out
 
 
-def run_copy(s: Any, n: dict, raw: Any) -> Any:
+def run_copy(s: Session, n: dict, raw: Any) -> Any:
     opts = _options(n)
     fmt = str(opts.get("format", "text")).lower()
     if opts.get("binary") is True:
@@ -143,6 +146,8 @@ def run_copy(s: Any, n: dict, raw: Any) -> Any:
     if n.get("query") is not None:
         k, q = next(iter(n["query"].items()))
         prep = s._prepare(raw.text, RawStmt(k, q, raw.text, raw.location), ())
+        if prep.columns is None:           # INSERT / UPDATE / DELETE without RETURNING
+            raise PgError("0A000", "COPY query must have a RETURNING clause")
         res = s._run(prep, [])
         types = [c.type_oid for c in prep.columns]
         rows = res.rows
@@ -217,7 +222,7 @@ def _copy_out_binary(types: list[int], rows: Any) -> Any:
     return StatementResult(f"COPY {count}", None, out)
 
 
-def _copy_in_binary(s: Any, rel: Any, cols: list[int]):
+def _copy_in_binary(s: Session, rel: Any, cols: list[int]):
     """COPY FROM STDIN (FORMAT binary): header, then tuples of length-prefixed fields."""
     import struct
 
@@ -309,7 +314,7 @@ def _columns(rel: Any, n: dict) -> list[int]:
     return out
 
 
-def _row_builder(s: Any, rel: Any, cols: list[int], decoder: Any) -> tuple[Any, Any]:
+def _row_builder(s: Session, rel: Any, cols: list[int], decoder: Any) -> tuple[Any, Any]:
     """(build, exec state): ``build(fields)`` turns the fields of one data row (for
     ``cols``; None for NULL) into the table row: each converted by its type's
     ``decoder(oid)`` and typmod, defaults for the other columns, NOT NULL checked."""
@@ -350,7 +355,7 @@ def _row_builder(s: Any, rel: Any, cols: list[int], decoder: Any) -> tuple[Any, 
     return build, st
 
 
-def _copy_in(s: Any, rel: Any, cols: list[int], csv_mode: bool, delim: str, null: str, header: bool):
+def _copy_in(s: Session, rel: Any, cols: list[int], csv_mode: bool, delim: str, null: str, header: bool):
     tz = s.env.tz
     build, st = _row_builder(s, rel, cols, lambda oid: text_decoder(oid, tz))
     state: dict[str, Any] = {"parts": [], "size": 0, "next": CHUNK, "n": 0, "batch": [], "header": header,

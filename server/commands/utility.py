@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pglast.stream import RawStream
 
@@ -34,10 +34,13 @@ from pgbundle.server.utils.session_env import tz_from_name
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import oids as T
 
+if TYPE_CHECKING:
+    from pgbundle.server.tcop.session import Session
+
 # ----------------------------------------------------------------------------- describe
 
 
-def describe_utility(session: Any, raw: RawStmt) -> list | None:
+def describe_utility(session: Session, raw: RawStmt) -> list | None:
     k, n = raw.kind, raw.node
     if k == "VariableShowStmt":
         name = n["name"]
@@ -50,12 +53,12 @@ def describe_utility(session: Any, raw: RawStmt) -> list | None:
         prep = session.sql_prepared.get(n["name"])
         return prep.columns if prep is not None else None
     if k == "FetchStmt":
-        cur = session.cursors.get(n.get("portalname"))
-        return cur[0].columns if cur is not None else None
+        cur = session.cursors.get(n["portalname"])
+        return cur.prep.columns if cur is not None else None
     return None
 
 
-def _show_name(session: Any, name: str) -> str:
+def _show_name(session: Session, name: str) -> str:
     low = name.lower()
     if low in ("transaction_isolation", "transaction isolation level"):
         return "transaction_isolation"
@@ -70,7 +73,7 @@ def _show_name(session: Any, name: str) -> str:
 # ----------------------------------------------------------------------------- run
 
 
-def run_utility(session: Any, raw: RawStmt, prep: Any, params: list) -> Any:
+def run_utility(session: Session, raw: RawStmt, prep: Any, params: list) -> Any:
     fn = _HANDLERS.get(raw.kind)
     if fn is None:
         raise PgError("0A000", f"{_stmt_name(raw.kind)} is not supported")
@@ -110,7 +113,7 @@ def _opts(n: dict) -> dict[str, Any]:
     return out
 
 
-def _transaction(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _transaction(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     kind = n["kind"]
     eng = s.engine
     in_block = eng.in_transaction_block
@@ -186,7 +189,7 @@ def _set_value(args: list[dict] | None) -> str | None:
     return ", ".join(parts)
 
 
-def _set(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _set(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     kind = n["kind"]
     name = n.get("name", "")
     local = bool(n.get("is_local"))
@@ -241,14 +244,14 @@ def _set(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("SET")
 
 
-def _set_isolation(s: Any, iso: str) -> None:
+def _set_isolation(s: Session, iso: str) -> None:
     try:
         s.engine.set_isolation(api.Isolation(iso.lower()))
     except ValueError:
         raise PgError("22023", f'invalid value for parameter "transaction_isolation": "{iso}"') from None
 
 
-def _show(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _show(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     name = n["name"]
     low = name.lower()
     if low == "all":
@@ -276,7 +279,7 @@ def _rangevar(rv: dict) -> tuple[str | None, str]:
     return rv.get("schemaname"), rv["relname"]
 
 
-def _create_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _create_table(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     schema, name = _rangevar(n["relation"])
     eng = s.engine
     if n.get("if_not_exists") and s.storage.lookup_relation(schema, name) is not None:
@@ -399,7 +402,7 @@ _DROP_KIND = {"OBJECT_TABLE": ("table", "DROP TABLE"), "OBJECT_INDEX": ("index",
 _KIND_LETTER = {"table": "r", "index": "i", "sequence": "S", "view": "v"}
 
 
-def _add_fk(s: Any, rel: Any, cname: str | None, fcols: list[str], con: dict) -> None:
+def _add_fk(s: Session, rel: Any, cname: str | None, fcols: list[str], con: dict) -> None:
     """Record a FOREIGN KEY constraint (catalog only: not enforced yet)."""
     pk = con["pktable"]
     ref = s.storage.lookup_relation(pk.get("schemaname"), pk["relname"])
@@ -423,7 +426,7 @@ def _add_fk(s: Any, rel: Any, cname: str | None, fcols: list[str], con: dict) ->
                                                         upd, dele))
 
 
-def _drop(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _drop(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     rt = n["removeType"]
     kind = _DROP_KIND.get(rt)
     if kind is None:
@@ -470,7 +473,7 @@ def _drop(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R(tag)
 
 
-def _index(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _index(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     schema, tname = _rangevar(n["relation"])
     rel = s.storage.lookup_relation(schema, tname)
     if rel is None:
@@ -500,7 +503,7 @@ def _index(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("CREATE INDEX")
 
 
-def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _alter_table(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     schema, tname = _rangevar(n["relation"])
     rel = s.storage.lookup_relation(schema, tname)
     eng = s.engine
@@ -594,24 +597,27 @@ def _alter_table(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
             _alter_column_type(s, rel, cmd)
         else:
             raise PgError("0A000", f"ALTER TABLE {st[3:]} is not supported")
-        rel = s.storage.lookup_relation(schema, tname)
+        current = s.storage.lookup_relation(schema, tname)
+        assert current is not None, "ALTER TABLE subcommands keep the table and its name"
+        rel = current
     return _R("ALTER TABLE")
 
 
-def _default_text(s: Any, node: dict, oid: int, typmod: int, cname: str) -> str:
+def _default_text(s: Session, node: dict, oid: int, typmod: int, cname: str) -> str:
     """A column default as PostgreSQL stores it (pg_get_expr shows it)."""
     return expression_text(s.env, node, oid, typmod, colname=cname) or deparse_expr(node)
 
 
-def _check_text(s: Any, node: dict, schema: str | None, tname: str) -> str:
+def _check_text(s: Session, node: dict, schema: str | None, tname: str) -> str:
     rel = s.storage.lookup_relation(schema, tname)
     text = expression_text(s.env, node, rel=rel) if rel is not None else None
     return text or deparse_expr(node)
 
 
-def _validate_constraint(s: Any, schema: str | None, tname: str, cname: str) -> None:
+def _validate_constraint(s: Session, schema: str | None, tname: str, cname: str) -> None:
     """Existing rows must satisfy a CHECK / FOREIGN KEY added by ALTER TABLE."""
     rel = s.storage.lookup_relation(schema, tname)
+    assert rel is not None, "the constraint was just added to it"
     rc = RelConstraints(s.env, rel)
     rc.checks = [(n, f) for n, f in rc.checks if n == cname]
     rc.fks_out = [x for x in rc.fks_out if x[0].name == cname]
@@ -628,7 +634,7 @@ def _validate_constraint(s: Any, schema: str | None, tname: str, cname: str) -> 
             raise
 
 
-def _alter_column_type(s: Any, rel: Any, cmd: dict) -> None:
+def _alter_column_type(s: Session, rel: Any, cmd: dict) -> None:
     """ALTER COLUMN ... TYPE ... [USING expr]: rewrite the table with converted values."""
     cname = cmd["name"]
     i = rel.column_index(cname)
@@ -663,7 +669,7 @@ def _alter_column_type(s: Any, rel: Any, cmd: dict) -> None:
         s.engine.set_column_default(rel.oid, attnum, default)
 
 
-def _eval_default(s: Any, text: str, oid: int, typmod: int, cname: str) -> Any:
+def _eval_default(s: Session, text: str, oid: int, typmod: int, cname: str) -> Any:
     node = parse(f"SELECT {text}")[0].node["targetList"][0]["ResTarget"]["val"]
     an = Analyzer(s.env, ParamTypes())
     e = an.coerce_assign(an.expr(node, PState(None, Query("select"))), oid, typmod, cname, None)
@@ -673,7 +679,7 @@ def _eval_default(s: Any, text: str, oid: int, typmod: int, cname: str) -> Any:
     return compile_expr(e, Layout())((), ExecState([], s.env, s.storage, s))
 
 
-def _rename(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _rename(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     if n.get("renameType") in ("OBJECT_TABLE", "OBJECT_INDEX", "OBJECT_SEQUENCE"):
         schema, tname = _rangevar(n["relation"])
         rel = s.storage.lookup_relation(schema, tname)
@@ -697,7 +703,7 @@ def _rename(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     raise PgError("0A000", "this kind of RENAME is not supported")
 
 
-def _truncate(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _truncate(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     rels = []
     for r in n.get("relations", []):
         schema, tname = _rangevar(r["RangeVar"])
@@ -709,7 +715,7 @@ def _truncate(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("TRUNCATE TABLE")
 
 
-def _create_seq(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _create_seq(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     schema, name = _rangevar(n["sequence"])
     o = _opts(n)
     typ = T.INT8
@@ -722,7 +728,7 @@ def _create_seq(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("CREATE SEQUENCE")
 
 
-def _create_schema(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _create_schema(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     s.engine.create_namespace(n["schemaname"], if_not_exists=bool(n.get("if_not_exists")))
     return _R("CREATE SCHEMA")
 
@@ -730,7 +736,7 @@ def _create_schema(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 # ---------------------------------------------------------------- maintenance
 
 
-def _no_block(s: Any, what: str) -> None:
+def _no_block(s: Session, what: str) -> None:
     if s.engine.in_transaction_block:
         raise PgError("25001", f"{what} cannot run inside a transaction block")
     if s.engine.in_transaction:
@@ -738,7 +744,7 @@ def _no_block(s: Any, what: str) -> None:
         s._end_xact()
 
 
-def _vacuum(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _vacuum(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     is_vacuum = n.get("is_vacuumcmd", False)
     o = _opts(n)
     analyze = bool(o.get("analyze")) or not is_vacuum
@@ -764,7 +770,7 @@ def _vacuum(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R(tag)
 
 
-def _checkpoint(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _checkpoint(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     _no_block_ok = True
     del _no_block_ok
     s.engine.checkpoint()
@@ -774,7 +780,7 @@ def _checkpoint(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 # ---------------------------------------------------------------- session housekeeping
 
 
-def _deallocate(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _deallocate(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     name = n.get("name")
     if name is None or n.get("isall"):
         s.sql_prepared.clear()
@@ -785,7 +791,7 @@ def _deallocate(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("DEALLOCATE")
 
 
-def _close(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _close(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     name = n.get("portalname")
     if name is None:
         s.cursors.clear()
@@ -795,22 +801,22 @@ def _close(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("CLOSE CURSOR")
 
 
-def _listen(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _listen(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     listen(s, n["conditionname"])
     return _R("LISTEN")
 
 
-def _unlisten(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _unlisten(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     unlisten(s, n.get("conditionname"))
     return _R("UNLISTEN")
 
 
-def _notify(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _notify(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     notify(s, n.get("conditionname"), n.get("payload"))
     return _R("NOTIFY")
 
 
-def _discard(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _discard(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     t: str = n["target"]
     if t == "DISCARD_ALL":
         if s.engine.in_transaction_block:
@@ -828,13 +834,13 @@ def _discard(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("DISCARD " + {"DISCARD_SEQUENCES": "SEQUENCES", "DISCARD_TEMP": "TEMP"}.get(t, "ALL"))
 
 
-def _lock(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _lock(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     if not s.engine.in_transaction_block:
         raise PgError("25P01", "LOCK TABLE can only be used in transaction blocks")
     return _R("LOCK TABLE")
 
 
-def _comment(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _comment(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     setter = getattr(s.engine, "set_description", None)
     if setter is None:
         return _R("COMMENT")
@@ -902,7 +908,7 @@ def _role_opts(n: dict) -> dict[str, Any]:
     return out
 
 
-def _create_role(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _create_role(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     o = _role_opts(n)
     if n.get("stmt_type") == "ROLESTMT_USER" and "login" not in o:
         o["login"] = True
@@ -910,19 +916,19 @@ def _create_role(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("CREATE ROLE")
 
 
-def _alter_role(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _alter_role(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     name = n["role"]["RoleSpec"].get("rolename")
     s.engine.alter_role(name, **_role_opts(n))
     return _R("ALTER ROLE")
 
 
-def _drop_role(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _drop_role(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     for r in n.get("roles", []):
         s.engine.drop_role(r["RoleSpec"]["rolename"], if_exists=bool(n.get("missing_ok")))
     return _R("DROP ROLE")
 
 
-def _createdb(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _createdb(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     if s.engine.in_transaction_block:
         raise PgError("25001", "CREATE DATABASE cannot run inside a transaction block")
     o = _opts(n)
@@ -935,7 +941,7 @@ def _createdb(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("CREATE DATABASE")
 
 
-def _dropdb(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _dropdb(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     if s.engine.in_transaction_block:
         raise PgError("25001", "DROP DATABASE cannot run inside a transaction block")
     force = any(o["DefElem"]["defname"] == "force" for o in n.get("options", []) or [])
@@ -946,7 +952,7 @@ def _dropdb(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 # ---------------------------------------------------------------- EXPLAIN / PREPARE / EXECUTE
 
 
-def _explain(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _explain(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     k, q = next(iter(n["query"].items()))
     inner = RawStmt(k, q, raw.text, raw.location)
     if k not in ("SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt"):
@@ -979,7 +985,7 @@ def _explain(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("EXPLAIN", [Column("QUERY PLAN", T.TEXT)], [(ln,) for ln in lines])
 
 
-def _prepare_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _prepare_stmt(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     name = n["name"]
     if name in s.sql_prepared:
         raise PgError("42P05", f'prepared statement "{name}" already exists')
@@ -991,7 +997,7 @@ def _prepare_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("PREPARE")
 
 
-def _execute_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _execute_stmt(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     prep = s.sql_prepared.get(n["name"])
     if prep is None:
         raise PgError("26000", f'prepared statement "{n["name"]}" does not exist')
@@ -1007,11 +1013,11 @@ def _execute_stmt(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
 # ---------------------------------------------------------------- COPY
 
 
-def _copy(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _copy(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     return run_copy(s, n, raw)
 
 
-def _create_enum(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _create_enum(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     tn = names(n.get("typeName"))
     labels = [v["String"]["sval"] for v in n.get("vals", []) or []]
     s.env.create_enum(tn[-1], tn[-2] if len(tn) > 1 else None, labels)
@@ -1035,10 +1041,6 @@ class Cursor:
         self.pos = 0
         self.exhausted = False
         self.total: int | None = None  # rows in the result once exhausted
-
-    # tuple-like access for older call sites: (prep, rows, hold)
-    def __getitem__(self, i: int) -> Any:
-        return (self.prep, self.it, self.hold)[i]
 
     def materialize(self) -> None:
         self._fill(None)
@@ -1134,7 +1136,7 @@ class Cursor:
                           hint="Declare it with SCROLL option to enable backward scan.")
 
 
-def _create_table_as(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _create_table_as(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     """CREATE TABLE ... AS SELECT (and SELECT ... INTO): the query's columns, then its rows."""
     if n.get("objtype") == "OBJECT_MATVIEW":
         raise PgError("0A000", "materialized views are not supported")
@@ -1166,7 +1168,7 @@ def _create_table_as(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R(f"SELECT {count}")
 
 
-def _create_view(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _create_view(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     schema, name = _rangevar(n["view"])
     if n["view"].get("relpersistence") == "t":
         raise PgError("0A000", "temporary views are not supported")
@@ -1190,7 +1192,7 @@ def _create_view(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("CREATE VIEW")
 
 
-def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _declare(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     name = n["portalname"]
     opts = n.get("options", 0)
     hold = bool(opts & 0x0020)    # CURSOR_OPT_HOLD
@@ -1212,8 +1214,8 @@ def _declare(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R("DECLARE CURSOR")
 
 
-def _fetch(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
-    name = n.get("portalname")
+def _fetch(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
+    name: str = n["portalname"]
     cur = s.cursors.get(name)
     how = n.get("howMany", 0)
     direction = n.get("direction", "FETCH_FORWARD")
@@ -1241,7 +1243,7 @@ def _fetch(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
     return _R(f"FETCH {len(out)}", cur.prep.columns, out)
 
 
-def _do(s: Any, n: dict, raw: RawStmt, params: list) -> Any:
+def _do(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     raise PgError("0A000", "DO blocks are not supported")
 
 

@@ -45,7 +45,7 @@ from pgbundle.server.executor.expr import (
 )
 from pgbundle.server.executor.modify import prepare_dml, run_dml
 from pgbundle.server.optimizer import costs as C
-from pgbundle.server.parser.analyze import CTE, RTE, JoinNode, Query, RangeRef
+from pgbundle.server.parser.analyze import CTE, RTE, JoinNode, Query, RangeRef, SortKey
 from pgbundle.server.utils.adt import functions as F
 from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.server.utils.adt.ruleutils import explain_text
@@ -696,7 +696,7 @@ class Planner:
         t = self._text(e, len(getattr(self, "q", Query("select")).rtable) > 1)
         return t[1:-1] if t.startswith("(") and t.endswith(")") and isinstance(e, (Var,)) else t
 
-    def _sort_text(self, s: Any) -> str:
+    def _sort_text(self, s: SortKey) -> str:
         e = s.expr
         if isinstance(e, Slot):
             return str(e.index + 1)

@@ -300,7 +300,7 @@ def _idle_state(status: str) -> str:
     return _IDLE_STATES[status]
 
 
-async def _command_loop(ms: MessageConn, session: Any, engine: LoopEngine, report: BackendReport) -> None:
+async def _command_loop(ms: MessageConn, session: Session, engine: LoopEngine, report: BackendReport) -> None:
     procs = engine.procs
     settings = engine.settings
     frames = ms.frames
@@ -391,7 +391,7 @@ async def _command_loop(ms: MessageConn, session: Any, engine: LoopEngine, repor
             pending = []
 
 
-async def _receive(ms: MessageConn, session: Any, settings: Settings, mid_batch: bool,
+async def _receive(ms: MessageConn, session: Session, settings: Settings, mid_batch: bool,
                    report: BackendReport | None = None) -> tuple[int, bytes]:
     """The next message, enforcing idle_in_transaction_session_timeout (FATAL 25P03) and
     idle_session_timeout (FATAL 57P05) while the client is idle.  A listening backend idle
@@ -440,7 +440,7 @@ async def _receive(ms: MessageConn, session: Any, settings: Settings, mid_batch:
         frames.receive_data(data)
 
 
-async def _copy_in(ms: MessageConn, session: Any, report: BackendReport) -> None:
+async def _copy_in(ms: MessageConn, session: Session, report: BackendReport) -> None:
     while session.copy_in_progress:
         typ, payload = await ms.receive()
         msg: Any = codec.decode_frontend(typ, payload)  # dispatched on type(msg), as in _command_loop

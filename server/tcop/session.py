@@ -55,7 +55,7 @@ from pgbundle.server.catalog import (
     session_views as _session_views,  # noqa: F401  (LISTEN/NOTIFY, pg_cursors, pg_locks, temp schema)
     system_views as _catalog_views,  # noqa: F401  (registers catalog functions)
 )
-from pgbundle.server.commands.utility import describe_utility, run_utility
+from pgbundle.server.commands.utility import Cursor, describe_utility, run_utility
 from pgbundle.server.errors import PgError, QueryCanceled
 from pgbundle.server.executor.execute import PlanNode
 from pgbundle.server.executor.expr import ExecState, SubLink, walk
@@ -142,7 +142,7 @@ class Session:
         self._out: list = []
         self._reported: dict[str, str] = {}
         self._param_changes: list[tuple[str, str]] = []
-        self.cursors: dict[str, Any] = {}
+        self.cursors: dict[str, Cursor] = {}         # DECLAREd cursors
         self.sql_prepared: dict[str, Prepared] = {}
         self.listening: set[str] = set()
         self._apply_startup_params()
@@ -264,7 +264,7 @@ class Session:
     def _end_xact(self) -> None:
         self.env.end_xact()
         if self.cursors:
-            for k in [k for k, v in self.cursors.items() if not v[2]]:
+            for k in [k for k, v in self.cursors.items() if not v.hold]:
                 del self.cursors[k]
         try:
             self.settings.end_transaction()
@@ -693,7 +693,7 @@ class Session:
             else:
                 p = self.portals.get(name)
                 if p is None and name in self.cursors:
-                    cols = self.cursors[name][0].columns
+                    cols = self.cursors[name].prep.columns
                     out.append(self._row_description(cols, []) if cols is not None else M.NoData())
                     return out
                 if p is None:

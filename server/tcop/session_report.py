@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from pgbundle.server.storage.procarray import ProcArray
     from pgbundle.server.tcop.async_notify import Notifier
+    from pgbundle.server.tcop.session import Session
 
 _IDLE = TransactionStatus.IDLE.char  # Session.transaction_status / ReadyForQuery.status
 
@@ -38,12 +39,12 @@ SESSION_STATE = "pgbundle.session_state"
 CLIENT_ADDR = "pgbundle.client_addr"
 
 
-def session_state(session: Any, engine: Any, notifier: Any) -> str:
+def session_state(session: Session, engine: Any, notifier: Any) -> str:
     """``clean`` or the sorted comma list of what pins the session."""
     parts = []
     if getattr(engine, "_advisory", None):
         parts.append("advisory_lock")
-    if any(getattr(c, "hold", False) for c in session.cursors.values()):
+    if any(c.hold for c in session.cursors.values()):
         parts.append("hold_cursor")
     if notifier is not None and notifier.listening:
         parts.append("listen")
@@ -69,8 +70,8 @@ class BackendReport:
     """One backend's reporter; the protocol loop calls :meth:`before_ready` on every reply
     that ends with ReadyForQuery and :meth:`idle_messages` while waiting for the client."""
 
-    def __init__(self, session: Any, engine: Any, notifier: Notifier | None, params: dict[str, str], procs: ProcArray,
-                 client_addr: str, client_port: int) -> None:
+    def __init__(self, session: Session, engine: Any, notifier: Notifier | None, params: dict[str, str],
+                 procs: ProcArray, client_addr: str, client_port: int) -> None:
         self.session = session
         self.engine = engine
         self.notifier = notifier

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.catalog.system_views import (
     SPECIAL,
@@ -29,6 +29,9 @@ from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.oids import TYPES
 from pgbundle.shared.types.text import tz_from_text
+
+if TYPE_CHECKING:
+    from pgbundle.server.tcop.session import Session
 
 UTC = _dt.timezone.utc
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,7 +63,7 @@ def tz_from_name(name: str) -> _dt.tzinfo:
 
 
 class SessionEnv:
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.storage = session.storage
         self.engine = session.engine
