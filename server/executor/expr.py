@@ -17,11 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.errors import PgError
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.arrays import array_elements
+
+if TYPE_CHECKING:
+    from pgbundle.server.access.engine_adapter import EngineStorage
+    from pgbundle.server.tcop.session import Session
+    from pgbundle.server.utils.session_env import SessionEnv
 
 Fn = Callable[[tuple, "ExecState"], Any]
 
@@ -267,7 +272,8 @@ class ExecState:
 
     __slots__ = ("params", "outer", "env", "storage", "session", "cancel_check", "cte", "extra")
 
-    def __init__(self, params: list, env: Any, storage: Any = None, session: Any = None) -> None:
+    def __init__(self, params: list, env: SessionEnv, storage: EngineStorage,
+                 session: Session | None = None) -> None:
         self.params = params
         self.outer: list[tuple] = []
         self.env = env
