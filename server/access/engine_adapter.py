@@ -48,7 +48,7 @@ class EngineStorage:
         if self.enum_loader is not None:
             self.enum_loader()  # the sort order of the types (once per statement)
 
-        def wrap(pairs):
+        def wrap(pairs: Iterable) -> Iterator:
             for tid, row in pairs:
                 r = list(row)
                 for i, oid in conv:

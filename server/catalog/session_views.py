@@ -15,6 +15,7 @@ releases session advisory locks and stops listening, as in PostgreSQL).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pgbundle.server.catalog import tempns
@@ -25,6 +26,7 @@ from pgbundle.server.utils.adt import functions as F
 
 if TYPE_CHECKING:
     from pgbundle.server.tcop.session import Session
+    from pgbundle.server.utils.session_env import SessionEnv
 
 LOCKTYPES = {1: "relation", 2: "advisory", 3: "object"}
 LOCKMODES = {1: "AccessShareLock", 2: "RowShareLock", 3: "RowExclusiveLock", 4: "ShareUpdateExclusiveLock",
@@ -71,7 +73,7 @@ def notify(s: Session, channel: str | None, payload: str | None) -> None:
     n.notify(channel, payload)
 
 
-def _pg_notify(env, channel, payload):
+def _pg_notify(env: SessionEnv, channel: str, payload: str | None) -> None:
     notify(env.session, channel, payload)
     return None
 
@@ -79,7 +81,7 @@ def _pg_notify(env, channel, payload):
 F.fn("pg_notify", "text,text", "void", strict=False, env=True, volatile=True)(_pg_notify)
 
 
-def _pg_listening_channels(env):
+def _pg_listening_channels(env: SessionEnv) -> list[str]:
     n = getattr(env.session, "notifier", None)
     return list(n.listening_channels()) if n is not None else sorted(env.session.listening)
 
@@ -120,7 +122,7 @@ def temp_schema(s: Session, schema: str | None) -> str:
 
 @vt("pg_cursors", "name text, statement text, is_holdable bool, is_binary bool, is_scrollable bool, "
                   "creation_time timestamptz")
-def _pg_cursors(env):
+def _pg_cursors(env: SessionEnv) -> Iterator[tuple]:
     s = env.session
     for name, cur in list(s.cursors.items()):
         yield (name, cur.prep.text, bool(cur.hold), cur.binary, bool(cur.scroll), cur.creation_time)
@@ -134,7 +136,7 @@ def _pg_cursors(env):
 @vt("pg_locks", "locktype text, database oid, relation oid, page int4, tuple int2, virtualxid text, "
                 "transactionid xid, classid oid, objid oid, objsubid int2, virtualtransaction text, pid int4, "
                 "mode text, granted bool, fastpath bool, waitstart timestamptz")
-def _pg_locks(env):
+def _pg_locks(env: SessionEnv) -> Iterator[tuple]:
     eng = env.engine
     table = getattr(getattr(eng, "env", None), "locktable", None)
     if table is None:

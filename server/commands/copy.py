@@ -10,7 +10,7 @@ accepted.  COPY FROM hands the session a :class:`~pgbundle.server.tcop.dest.Copy
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.errors import PgError, invalid_byte_sequence
@@ -222,7 +222,7 @@ def _copy_out_binary(types: list[int], rows: Any) -> Any:
     return StatementResult(f"COPY {count}", None, out)
 
 
-def _copy_in_binary(s: Session, rel: Any, cols: list[int]):
+def _copy_in_binary(s: Session, rel: Any, cols: list[int]) -> tuple[Callable[[bytes], None], Callable[[], int]]:
     """COPY FROM STDIN (FORMAT binary): header, then tuples of length-prefixed fields."""
     import struct
 
@@ -355,7 +355,8 @@ def _row_builder(s: Session, rel: Any, cols: list[int], decoder: Any) -> tuple[A
     return build, st
 
 
-def _copy_in(s: Session, rel: Any, cols: list[int], csv_mode: bool, delim: str, null: str, header: bool):
+def _copy_in(s: Session, rel: Any, cols: list[int], csv_mode: bool, delim: str, null: str, header: bool
+             ) -> tuple[Callable[[bytes], None], Callable[[], int]]:
     tz = s.env.tz
     build, st = _row_builder(s, rel, cols, lambda oid: text_decoder(oid, tz))
     state: dict[str, Any] = {"parts": [], "size": 0, "next": CHUNK, "n": 0, "batch": [], "header": header,

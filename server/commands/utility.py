@@ -84,7 +84,7 @@ def _stmt_name(kind: str) -> str:
     return kind[:-4] if kind.endswith("Stmt") else kind
 
 
-def _R(tag: str, columns: list | None = None, rows: Any = None):
+def _R(tag: str, columns: list | None = None, rows: Any = None) -> StatementResult:
     return StatementResult(tag, columns, rows)
 
 

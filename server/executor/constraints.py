@@ -21,6 +21,7 @@ FOR KEY SHARE lock, which would need multixacts here).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pgbundle.server.errors import PgError
@@ -99,7 +100,7 @@ class RelConstraints:
 
     # ------------------------------------------------------------------ referenced rows
 
-    def _referencing_rows(self, old: tuple, new: tuple | None, st: Any, action: str):
+    def _referencing_rows(self, old: tuple, new: tuple | None, st: Any, action: str) -> Iterator[tuple]:
         """For each foreign key into this table whose key in ``old`` is not null (and differs in
         ``new``, for an update) and that rows still reference: refuse NO ACTION / RESTRICT, else
         yield (constraint, child, child constraints, action, new key, referencing rows)."""

@@ -642,7 +642,7 @@ def sort_rows(rows: list[tuple], keys: list[tuple[int, bool, bool | None]]) -> l
         # flag sorts NULLs where requested; values of NULLs are never compared with non-NULLs
         null_flag_first = not nulls_first if not desc else nulls_first
 
-        def key(r, i=idx, nf=null_flag_first):
+        def key(r: tuple, i: int = idx, nf: bool = null_flag_first) -> tuple[bool, Any]:
             v = r[i]
             if v is None:
                 return (nf, 0)

@@ -201,7 +201,7 @@ def _run_insert(p: DMLPlan, st: ExecState) -> tuple[int, list[tuple]]:
     return n, out
 
 
-def _find_conflict(p: DMLPlan, st: ExecState, row: tuple):
+def _find_conflict(p: DMLPlan, st: ExecState, row: tuple) -> tuple[Any, tuple] | None:
     assert p.on_conflict is not None
     cols = p.on_conflict[1]
     for index in p.rel.indexes:
@@ -242,7 +242,7 @@ def _run_update(p: DMLPlan, st: ExecState) -> tuple[int, list[tuple]]:
         _check_notnull(p, new)
         final = [new]
 
-        def recheck(latest: tuple, _final=final, tid=tid) -> tuple | None:
+        def recheck(latest: tuple, _final: list[tuple] = final, tid: Any = tid) -> tuple | None:
             lrow = latest + (tid,)
             if rw is not None and rw(lrow, st) is not True:
                 return None
@@ -283,7 +283,7 @@ def _run_delete(p: DMLPlan, st: ExecState) -> tuple[int, list[tuple]]:
             continue
         seen.add(tid)
 
-        def recheck(latest: tuple, tid=tid) -> bool:
+        def recheck(latest: tuple, tid: Any = tid) -> bool:
             return rw is None or rw(latest + (tid,), st) is True
         if storage.delete(rel, tid, recheck):
             if p.cons is not None:

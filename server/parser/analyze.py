@@ -1504,7 +1504,7 @@ class Analyzer:
                 largs.append(o.args[0])
                 tests.append((o.impl, conv))
 
-            def row_test(x: tuple, y: tuple, _tests=tuple(tests)) -> Any:
+            def row_test(x: tuple, y: tuple, _tests: tuple = tuple(tests)) -> Any:
                 null = False
                 for (impl, conv), a, b in zip(_tests, x, y):
                     if conv is not None and b is not None:

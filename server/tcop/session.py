@@ -445,6 +445,7 @@ class Session:
                 continue
             t = types[i]
             fmt = _fmt_at(formats, i)
+            val: Any
             try:
                 if fmt == 1:
                     if t in (T.INT2, T.INT4, T.INT8):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.catalog.system_views import (
@@ -154,7 +155,7 @@ class SessionEnv:
     def is_enum(self, oid: int) -> bool:
         return oid >= 16384 and oid in self.user_types()
 
-    def enum_input(self, oid: int):
+    def enum_input(self, oid: int) -> Callable[[str], str]:
         labels = self.user_types()[oid][2]["labels"]
 
         def f(v: str) -> str:
@@ -163,7 +164,7 @@ class SessionEnv:
             return EnumLabel(v, oid)
         return f
 
-    def enum_output(self, oid: int):
+    def enum_output(self, oid: int) -> Callable[[Any], Any]:
         return lambda v: v
 
     def type_names(self) -> dict[int, str]:

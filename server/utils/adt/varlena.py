@@ -40,14 +40,14 @@ def _translate(s: str, a: str, b: str) -> str:
 
 
 @srf("regexp_matches", "text,text", "text[]")
-def _regexp_matches(s: str, p: str):
+def _regexp_matches(s: str, p: str) -> list[list[str]]:
     return _regexp_matches3(s, p, "")
 
 
 @srf("regexp_matches", "text,text,text", "text[]")
-def _regexp_matches3(s: str, p: str, flags: str):
+def _regexp_matches3(s: str, p: str, flags: str) -> list[list[str]]:
     rx = pg_regex(p, re.I if "i" in flags else 0)
-    out = []
+    out: list[list[str]] = []
     for m in rx.finditer(s):
         out.append(list(m.groups()) if m.groups() else [m.group(0)])
         if "g" not in flags:
@@ -56,7 +56,7 @@ def _regexp_matches3(s: str, p: str, flags: str):
 
 
 @srf("regexp_split_to_table", "text,text", "text")
-def _regexp_split_to_table(s: str, p: str):
+def _regexp_split_to_table(s: str, p: str) -> list[str]:
     return pg_regex(p).split(s)
 
 
