@@ -37,6 +37,7 @@ import re
 import struct
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +48,16 @@ from pgbundle.shared import sqlstate
 from pgbundle.shared.protocol import decode_frontend, encode, messages as m
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
+from pgbundle.shared.quoting import unquote
 
 from . import logs
 from .config import ConfigError, Settings, set_setting
 from .objects import ClientState, PoolerError, ServerState
-from .stats import BUCKETS, COUNTERS, PoolStats
+from .stats import BUCKETS, COUNTERS, PoolStats, averages, usec_totals
 
 if TYPE_CHECKING:
+    import socket
+
     from .client import Client
     from .objects import Pool, PoolerHost
     from .server import Server
@@ -92,12 +96,6 @@ def _wall(mono: float) -> float:
     return time.time() - (time.monotonic() - mono)
 
 
-def _unquote(word: str | None, q: str = '"') -> str | None:
-    if word and len(word) >= 2 and word[0] == word[-1] == q:
-        return word[1:-1].replace(q + q, q)
-    return word
-
-
 class Result:
     def __init__(self, columns: list[tuple[str, int]], rows: list[list[Any]], tag: str = "SHOW") -> None:
         self.columns = columns
@@ -112,7 +110,7 @@ class Result:
         n = len(types)
         fmts = [(formats[i] if len(formats) > 1 else formats[0]) if formats else 0 for i in range(n)]
         for row in self.rows:
-            vals = []
+            vals: list[bytes | None] = []
             for v, t, f in zip(row, types, fmts):
                 if v is None:
                     vals.append(None)
@@ -246,6 +244,7 @@ class AdminConsole:
                     portals[msg.portal] = (statements[msg.statement], tuple(msg.result_formats))
                     pending.append(encode(m.BindComplete()))
                 elif isinstance(msg, m.Describe):
+                    formats: tuple[int, ...]
                     if msg.kind == "S":
                         query, formats = statements.get(msg.name), ()
                         if query is None:
@@ -256,8 +255,8 @@ class AdminConsole:
                         if msg.name not in portals:
                             raise PoolerError(f'portal "{msg.name}" does not exist', sqlstate.INVALID_CURSOR_NAME)
                         query, formats = portals[msg.name]
-                    res = self.describe(client, query)
-                    pending.append(res.description(formats) if res is not None else encode(m.NoData()))
+                    shape = self.describe(client, query)
+                    pending.append(shape.description(formats) if shape is not None else encode(m.NoData()))
                 elif isinstance(msg, m.Execute):
                     if msg.portal not in portals:
                         raise PoolerError(f'portal "{msg.portal}" does not exist', sqlstate.INVALID_CURSOR_NAME)
@@ -291,7 +290,7 @@ class AdminConsole:
             what = arg.lower()
             if what in FAKE_PARAMS:
                 return Result([(what, TEXT)], [])
-            fn = getattr(self, "show_" + what, None)
+            fn: Callable[[], Result] | None = getattr(self, "show_" + what, None)
             if fn is not None and what != "help":
                 res = fn()
                 res.rows = []
@@ -318,13 +317,14 @@ class AdminConsole:
 
     # ------------------------------------------------------------------ commands
 
-    def _parse(self, query: str) -> tuple[str, str | None, re.Match | None]:
+    def _parse(self, query: str) -> tuple[str, str | None, re.Match[str] | None]:
         """(VERB, argument, SET match) as pgbouncer's regexes read a command; VERB '' = empty query."""
         if not query.strip().rstrip(";").strip():
             return "", None, None
         mt = _CMD_RX.match(query)
         if mt:
-            return _unquote(mt.group(1)).upper(), _unquote(mt.group(2)), None  # type: ignore[union-attr]
+            arg = mt.group(2)
+            return unquote(mt.group(1)).upper(), unquote(arg) if arg is not None else None, None
         ms = _SET_RX.match(query)
         if ms:
             return "SET", None, ms
@@ -340,11 +340,11 @@ class AdminConsole:
             return await self.show(client, arg, query)
         if verb == "SET":
             assert set_match is not None
-            key = _unquote(set_match.group(1)) or ""
-            value = set_match.group(2)
-            value = _unquote(value) if value is not None else _unquote(set_match.group(3), "'")
-            return self.cmd_set(client, key, value or "")
-        fn = getattr(self, "cmd_" + verb.lower(), None)
+            key = unquote(set_match.group(1))
+            word, literal = set_match.group(2), set_match.group(3)
+            value = unquote(word) if word is not None else unquote(literal, "'") if literal is not None else ""
+            return self.cmd_set(client, key, value)
+        fn: Callable[[Client, str | None], Awaitable[str]] | None = getattr(self, "cmd_" + verb.lower(), None)
         if fn is None:
             raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;", sqlstate.SYNTAX_ERROR)
         if not self.is_admin(client):
@@ -363,10 +363,10 @@ class AdminConsole:
             return "SHOW"
         if what == "fds" and not self.is_admin(client):
             raise PoolerError("admin access needed", sqlstate.INSUFFICIENT_PRIVILEGE)
-        fn = getattr(self, "show_" + what, None)
-        if fn is None:
+        show: Callable[[], Result] | None = getattr(self, "show_" + what, None)
+        if show is None:
             raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;", sqlstate.SYNTAX_ERROR)
-        return fn()
+        return show()
 
     def _need_db(self, arg: str | None, verb: str) -> str:
         if not arg:
@@ -381,7 +381,7 @@ class AdminConsole:
         return [pl for pl in list(self.pooler.pools.values()) if db is None or pl.dbname == db]
 
     @staticmethod
-    async def _wait_until(cond, step: float = 0.05) -> None:
+    async def _wait_until(cond: Callable[[], bool], step: float = 0.05) -> None:
         while not cond():
             await trio.sleep(step)
 
@@ -605,7 +605,7 @@ class AdminConsole:
                  "request_time", "ptr", "link", "tls", "application_name"}
 
     @staticmethod
-    def _local(sock) -> tuple[str, int]:
+    def _local(sock: socket.socket) -> tuple[str, int]:
         try:
             name = sock.getsockname()
         except OSError:
@@ -814,8 +814,6 @@ class AdminConsole:
 
     def _stat_rows(self) -> list[tuple[str, list[int], list[int]]]:
         """(database, totals, averages) rows; the admin database first, as in pgbouncer."""
-        from .stats import averages, usec_totals
-
         st = self.pooler.stats
         admin_tot = usec_totals(self.stats.snapshot())
         out = [("pgbouncer", admin_tot, averages(admin_tot, [0] * len(COUNTERS), time.monotonic() - st.old_stamp))]
@@ -851,7 +849,6 @@ class AdminConsole:
         tot = [sum(r[1][i] for r in rows) for i in range(len(COUNTERS))]
         st = self.pooler.stats
         old = [0] * len(COUNTERS)
-        from .stats import averages, usec_totals
 
         zero = tuple(0 for _ in COUNTERS)
         for key in list(st.pools):

@@ -45,10 +45,11 @@ from pgbundle.shared.auth.scram import (
 from pgbundle.shared.netio import ConnectionLost
 from pgbundle.shared.protocol import messages as m, parse_password, parse_sasl_initial_response
 from pgbundle.shared.protocol.errors import RemoteProtocolError
+from pgbundle.shared.quoting import quote_literal
 
 from .config import load_auth_file
 from .objects import Pool, PoolerError, ServerState
-from .server import Server, quote_literal
+from .server import Server
 
 if TYPE_CHECKING:
     from .client import Client

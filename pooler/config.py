@@ -22,10 +22,12 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
+
+from pgbundle.shared import quoting
 
 PoolMode = Literal["session", "transaction", "statement"]
 AuthType = Literal["trust", "any", "plain", "md5", "scram-sha-256", "hba", "cert"]
@@ -223,7 +225,10 @@ def _field_type(struct: type, key: str) -> Any:
     raise ConfigError(f"unknown setting: {key}")
 
 
-def _convert(struct: type, data: dict[str, Any], where: str) -> Any:
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def _convert(struct: type[_S], data: dict[str, Any], where: str) -> _S:
     try:
         return msgspec.convert(data, struct)
     except msgspec.ValidationError as exc:
@@ -364,13 +369,6 @@ def _read_ini_lines(path: Path, depth: int = 0) -> list[tuple[str, int, str]]:
     return out
 
 
-def _unquote_ident(name: str) -> str:
-    name = name.strip()
-    if len(name) >= 2 and name[0] == name[-1] == '"':
-        return name[1:-1].replace('""', '"')
-    return name
-
-
 def load_ini(path: str | os.PathLike[str]) -> Config:
     """Read a pgbouncer.ini as pgbouncer does."""
     settings: dict[str, Any] = {}
@@ -396,9 +394,11 @@ def load_ini(path: str | os.PathLike[str]) -> Config:
         if section is None:
             raise ConfigError(f"{where}: {key} is outside any section")
         if section == "databases":
-            databases[_unquote_ident(key)] = database_from_connstring(_unquote_ident(key), value)
+            name = quoting.unquote(key)  # "my db" = ...
+            databases[name] = database_from_connstring(name, value)
         elif section == "users":
-            users[_unquote_ident(key)] = user_from_connstring(_unquote_ident(key), value)
+            name = quoting.unquote(key)
+            users[name] = user_from_connstring(name, value)
         elif section == "peers":
             continue
         else:
@@ -523,7 +523,7 @@ def load_auth_file(path: str | os.PathLike[str]) -> dict[str, str]:
         s = line.strip()
         if not s or s[0] in ";#":
             continue
-        fields = []
+        fields: list[str] = []
         i = 0
         while i < len(s) and len(fields) < 2:
             while i < len(s) and s[i] in " \t":

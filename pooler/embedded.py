@@ -23,8 +23,8 @@ import time
 
 import trio
 
-from pgbundle.shared.io import MessageStream
-from pgbundle.shared.protocol import RemoteProtocolError, decode_backend, messages as m
+from pgbundle.shared.netio import ConnectionLost, MessageConn, open_connection
+from pgbundle.shared.protocol import RemoteProtocolError, decode_backend_as, messages as m
 
 from .config import DatabaseConfig
 
@@ -37,7 +37,8 @@ STOP_TIMEOUT = 60.0  # seconds a fast shutdown may take before SIGKILL
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _initialised(data_dir: str) -> bool:
@@ -72,20 +73,21 @@ class EmbeddedServer:
             cmd += ["--max-connections", str(self.max_connections)]
         return cmd
 
-    async def _start(self) -> None:
+    async def _start(self) -> trio.Process:
+        """Start the server process (it becomes ``self.proc``) and wait until it accepts logins."""
         logf = open(os.path.join(self.data_dir, "pgbundle-server.log"), "ab")
         try:
-            self.proc = await trio.lowlevel.open_process(self._command(), stdout=logf, stderr=subprocess.STDOUT,
-                                                         start_new_session=True)
+            proc = self.proc = await trio.lowlevel.open_process(
+                self._command(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             logf.close()
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the bundled server exited with code {self.proc.returncode} while starting; "
+            if proc.poll() is not None:
+                raise RuntimeError(f"the bundled server exited with code {proc.returncode} while starting; "
                                    f"see {self.data_dir}/pgbundle-server.log")
             if await self._accepts_logins():
-                return
+                return proc
             if time.monotonic() > deadline:
                 raise RuntimeError("the bundled server did not start accepting connections")
             await trio.sleep(0.05)
@@ -93,40 +95,42 @@ class EmbeddedServer:
     async def _accepts_logins(self) -> bool:
         """Does a startup packet get past 'the database system is starting up' (57P03)?"""
         try:
-            stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+            conn = await open_connection("127.0.0.1", self.port)
         except OSError:
             return False
-        ms = MessageStream(stream)
+        mc = MessageConn(conn)
         try:
             with trio.move_on_after(5):
-                await ms.send(m.StartupMessage(3 << 16, {"user": "postgres", "database": "postgres"}))
-                t, payload = await ms.receive()
+                await mc.send(m.StartupMessage(3 << 16, {"user": "postgres", "database": "postgres"}))
+                t, payload = await mc.receive()
                 if t == ord("E"):
-                    err = decode_backend(t, payload)
+                    err = decode_backend_as(m.ErrorResponse, t, payload)
                     return err.sqlstate not in ("57P03",)  # any other answer: it is up (and says why not)
-                await ms.send(m.Terminate())
+                await mc.send(m.Terminate())
                 return True
             return False
-        except (OSError, EOFError, trio.BrokenResourceError, RemoteProtocolError):
+        except (OSError, EOFError, ConnectionLost, RemoteProtocolError):
             return False
         finally:
-            await stream.aclose()
+            conn.close()
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: trio.TaskStatus[EmbeddedServer] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the server, report readiness, restart it if it dies; stop it when cancelled."""
         try:
-            await self._start()
+            proc = await self._start()
             log.info("bundled server running on 127.0.0.1:%d (data directory %s, pid %d)", self.port,
-                     self.data_dir, self.proc.pid)
+                     self.data_dir, proc.pid)
             task_status.started(self)
             while True:
-                code = await self.proc.wait()
+                running = self.proc  # the one _start began last, even if it then failed to come up
+                assert running is not None
+                code = await running.wait()
                 self.restarts += 1
                 log.warning("bundled server exited with code %s; restarting it (restart %d)", code, self.restarts)
                 await trio.sleep(min(5.0, 0.2 * self.restarts))
                 try:
-                    await self._start()
-                    log.info("bundled server restarted on 127.0.0.1:%d (pid %d)", self.port, self.proc.pid)
+                    proc = await self._start()
+                    log.info("bundled server restarted on 127.0.0.1:%d (pid %d)", self.port, proc.pid)
                 except RuntimeError as exc:
                     log.error("%s", exc)
         finally:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from pgbundle.shared import sqlstate
 from pgbundle.shared.protocol import PASS, RemoteProtocolError, encode, messages as m
 from pgbundle.shared.protocol.states import TransactionStatus
+from pgbundle.shared.quoting import quote_literal
 
 from . import ops as O, sqlscan
 from .prepare import Statement, bind_statement, kind_and_name, parse_parse, rename_bind
@@ -53,10 +54,6 @@ PIN_CHECK_SQL = (
     " + (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
     " + (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)"
 )
-
-
-def _lit(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 class Batch:
@@ -380,8 +377,8 @@ def after_transaction(client: Client, server: Server) -> str | None:
         if (client.readback or reset_all) else []
     cols = []
     for name in names:
-        cols.append(f"pg_catalog.current_setting({_lit(name)}, true)")
-        cols.append(f"(SELECT reset_val FROM pg_catalog.pg_settings WHERE name = {_lit(name.lower())})")
+        cols.append(f"pg_catalog.current_setting({quote_literal(name)}, true)")
+        cols.append(f"(SELECT reset_val FROM pg_catalog.pg_settings WHERE name = {quote_literal(name.lower())})")
     check_pin = bool(client.pin_check or client.pinned) and not reported
     if check_pin:
         cols.append(PIN_CHECK_SQL)

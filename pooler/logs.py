@@ -49,10 +49,10 @@ LEVELS = {"INFO": "LOG", "WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "FA
 class TextFormatter(logging.Formatter):
     """pgbouncer's line: ``2026-11-24 21:00:00.123 UTC [pid] LOG message``."""
 
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)  # formatTime (and so %(asctime)s) in UTC too
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created))
         text = f"{ts}.{int(record.msecs):03d} UTC [{record.process}] " \
                f"{LEVELS.get(record.levelname, record.levelname)} {record.getMessage()}"
         if record.exc_info:
@@ -80,12 +80,12 @@ class SyslogFormatter(logging.Formatter):
         return f"{LEVELS.get(record.levelname, record.levelname)} {record.getMessage()}"
 
 
-_applied: tuple | None = None
+_applied: tuple[str | None, str, bool, str, str] | None = None
 _verbose = 0
 _quiet = False
 
 
-def _key(settings: Settings) -> tuple:
+def _key(settings: Settings) -> tuple[str | None, str, bool, str, str]:
     return (settings.logfile, settings.log_format, settings.syslog, settings.syslog_ident, settings.syslog_facility)
 
 
@@ -96,25 +96,25 @@ def setup_logging(settings: Settings, verbose: int = 0, quiet: bool = False) -> 
     fmt: logging.Formatter = JsonFormatter() if settings.log_format == "json" else TextFormatter()
     handlers: list[logging.Handler] = []
     if not quiet:
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(fmt)
-        handlers.append(h)
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(fmt)
+        handlers.append(err)
     if settings.logfile:
-        h = logging.FileHandler(settings.logfile)
-        h.setFormatter(fmt)
-        handlers.append(h)
+        file = logging.FileHandler(settings.logfile)
+        file.setFormatter(fmt)
+        handlers.append(file)
     if settings.syslog:
         address: Any = "/dev/log" if os.path.exists("/dev/log") else ("localhost", logging.handlers.SYSLOG_UDP_PORT)
         facility = logging.handlers.SysLogHandler.facility_names.get(settings.syslog_facility.lower(),
                                                                      logging.handlers.SysLogHandler.LOG_DAEMON)
         try:
-            h = logging.handlers.SysLogHandler(address=address, facility=facility)
+            sl = logging.handlers.SysLogHandler(address=address, facility=facility)
         except OSError as exc:
             log.warning("cannot open syslog: %s", exc)
         else:
-            h.ident = f"{settings.syslog_ident}[{os.getpid()}]: "
-            h.setFormatter(JsonFormatter() if settings.log_format == "json" else SyslogFormatter())
-            handlers.append(h)
+            sl.ident = f"{settings.syslog_ident}[{os.getpid()}]: "
+            sl.setFormatter(JsonFormatter() if settings.log_format == "json" else SyslogFormatter())
+            handlers.append(sl)
     root = logging.getLogger("pgbundle")
     for old in root.handlers:
         old.close()
@@ -137,7 +137,8 @@ def reconfigure(settings: Settings) -> None:
 
 # ---------------------------------------------------------------------------- connection events
 
-def _fields(conn: str, database: str, user: str, addr: str, port: int, event: str, **extra: Any) -> dict:
+def _fields(conn: str, database: str, user: str, addr: str, port: int, event: str,
+            **extra: Any) -> dict[str, Any]:
     d = {"conn": conn, "database": database, "user": user, "addr": addr, "port": port, "event": event}
     d.update(extra)
     return d

@@ -147,7 +147,7 @@ class Pooler:
                 self.servers.discard(server)
                 server_closed(server)
                 self.log_server(server, f"login failed: {exc.message}")
-                pool.login_failed(server, exc, auth_error=getattr(exc, "auth_error", False))
+                pool.login_failed(server, exc, auth_error=exc.auth_error)
                 return
         self.log_server(server, "new connection to server")
         async with trio.open_nursery() as n:

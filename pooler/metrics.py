@@ -41,6 +41,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -77,10 +78,10 @@ class PoolerCollector:
     def __init__(self, pooler: PoolerHost) -> None:
         self.pooler = pooler
 
-    def describe(self) -> list:
+    def describe(self) -> list[Metric]:
         return []
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         p = self.pooler
         now = time.monotonic()
         labels = ["database", "user"]
@@ -132,12 +133,12 @@ class PoolerCollector:
                  "xact_hist", "xact_time"),
                 ("pgbundle_wait_duration_seconds", "Time a client waited for a server connection (0 when one was "
                                                    "free).", "wait_hist", "wait_time")):
-            fam = HistogramMetricFamily(name, doc, labels=labels)
+            hist = HistogramMetricFamily(name, doc, labels=labels)
             for (db, user), st in stats:
                 zeros = max(0, st.server_assignment_count - st.wait_count) if attr == "wait_hist" else 0
                 cum = getattr(st, attr).cumulative(zeros)
-                fam.add_metric([db, user], list(zip(_LE, cum)), getattr(st, total))
-            yield fam
+                hist.add_metric([db, user], list(zip(_LE, cum)), getattr(st, total))
+            yield hist
         yield GaugeMetricFamily("pgbundle_clients", "Client connections (all, admin console included).",
                                 value=len(p.clients))
         yield GaugeMetricFamily("pgbundle_servers", "Server connections (all).",
@@ -188,7 +189,7 @@ class MetricsServer:
         self.sock = trio.socket.from_stdlib_socket(sock)
         self.where = f"{sa[0]}:{sock.getsockname()[1]}"
 
-    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         log.info("metrics on http://%s/metrics", self.where)
         async with trio.open_nursery() as nursery:
             task_status.started()
@@ -199,7 +200,7 @@ class MetricsServer:
             finally:
                 self.sock.close()
 
-    async def _serve(self, conn) -> None:
+    async def _serve(self, conn: trio.socket.SocketType) -> None:
         stream = trio.SocketStream(conn)
         try:
             with trio.move_on_after(10):
@@ -226,7 +227,7 @@ class MetricsServer:
             await stream.aclose()
 
     @staticmethod
-    async def _reply(stream, status: int, body: bytes, ctype: str, head: bool) -> None:
+    async def _reply(stream: trio.SocketStream, status: int, body: bytes, ctype: str, head: bool) -> None:
         reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}[status]
         header = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                   f"Connection: close\r\n\r\n").encode()

@@ -196,6 +196,7 @@ class PoolerError(Exception):
         self.fatal = fatal
         self.detail = detail
         self.fields = fields  # a server's ErrorResponse fields, passed on as they are
+        self.auth_error = False  # a server login refused in a way retrying soon will not fix
 
     def error_fields(self) -> dict[str, str]:
         if self.fields is not None:

@@ -73,10 +73,6 @@ SESSION_STATE_REQUEST = "pgbundle.report_session_state"
 SESSION_STATE = "pgbundle.session_state"
 
 
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 class Server:
     """One server connection and its relay task."""
 
@@ -182,7 +178,7 @@ class Server:
                                   sqlstate.PROTOCOL_VIOLATION) from None
             if isinstance(msg, m.ErrorResponse):
                 err = PoolerError(msg.message, msg.sqlstate, fields=dict(msg.fields))
-                err.auth_error = msg.sqlstate in AUTH_ERRORS  # type: ignore[attr-defined]
+                err.auth_error = msg.sqlstate in AUTH_ERRORS
                 raise err
             if isinstance(msg, m.AuthenticationOk):
                 continue
@@ -245,7 +241,7 @@ class Server:
 
     def _auth_fail(self, text: str) -> PoolerError:
         err = PoolerError(text, sqlstate.INVALID_PASSWORD)
-        err.auth_error = True  # type: ignore[attr-defined]
+        err.auth_error = True
         return err
 
     async def _password(self, creds: Credentials | None, method: str) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ COUNTERS = ("server_assignment_count", "xact_count", "query_count", "client_byte
             "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count",
             "client_connect_count")
 TIMES = frozenset(("xact_time", "query_time", "wait_time"))
+#: One pool's COUNTERS values at one moment, in COUNTERS order (times in seconds).
+Snapshot = tuple[float, ...]
 
 
 class Histogram:
@@ -120,11 +123,11 @@ class PoolStats:
         cls = sqlstate[:2]
         self.errors[cls] = self.errors.get(cls, 0) + 1
 
-    def snapshot(self) -> tuple:
+    def snapshot(self) -> Snapshot:
         return tuple(getattr(self, f) for f in COUNTERS)
 
 
-def usec_totals(values: tuple) -> list[int]:
+def usec_totals(values: Snapshot) -> list[int]:
     """Counter values as SHOW STATS reports them (times in integer microseconds)."""
     return [int(v * 1_000_000) if f in TIMES else int(v) for f, v in zip(COUNTERS, values)]
 
@@ -154,8 +157,8 @@ class Stats:
         now = time.monotonic()
         self.new_stamp = now
         self.old_stamp = now - 1.0  # pgbouncer: the first averages span one second more
-        self.newer: dict[tuple[str, str], tuple] = {}
-        self.older: dict[tuple[str, str], tuple] = {}
+        self.newer: dict[tuple[str, str], Snapshot] = {}
+        self.older: dict[tuple[str, str], Snapshot] = {}
         self.pooler_errors: dict[str, int] = {}  # errors the pooler sent to clients outside any pool
 
     def for_pool(self, pool: Pool) -> PoolStats:
@@ -172,10 +175,11 @@ class Stats:
         self.older = self.newer
         self.newer = {k: st.snapshot() for k, st in self.pools.items()}
 
-    def _zero(self) -> tuple:
+    def _zero(self) -> Snapshot:
         return tuple(0 for _ in COUNTERS)
 
-    def rows(self, group=lambda key: key[0]) -> dict[str, tuple[list[int], list[int]]]:
+    def rows(self, group: Callable[[tuple[str, str]], str] = lambda key: key[0],
+             ) -> dict[str, tuple[list[int], list[int]]]:
         """{group: (totals, averages)} with pools grouped by ``group(key)`` (default: database)."""
         now = time.monotonic()
         span = now - self.old_stamp

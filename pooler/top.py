@@ -245,7 +245,7 @@ class _Keys:
 
     def __init__(self) -> None:
         self.fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
-        self.saved = None
+        self.saved: list[Any] | None = None  # termios attributes to restore
 
     def __enter__(self) -> _Keys:
         if self.fd is not None:

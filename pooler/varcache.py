@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pgbundle.shared.protocol import encode, messages as m
+from pgbundle.shared.quoting import quote_literal
 
 if TYPE_CHECKING:
     from .client import Client
@@ -106,7 +107,7 @@ class VarCache:
         client.varstate = tuple(sorted(client.tracked.items()))
 
     @staticmethod
-    def _set(holder, name: str, value: str, default: str | None) -> None:
+    def _set(holder: Client | Server, name: str, value: str, default: str | None) -> None:
         """Record ``name = value`` on a client or server; values equal to the default are not kept."""
         if value == default or (default is None and value == ""):
             if holder.tracked.pop(name, None) is None:
@@ -144,7 +145,7 @@ class VarCache:
         resets = []
         for name, value in client.tracked.items():
             if server.tracked.get(name) != value:
-                sets.append(f"pg_catalog.set_config('{_q(name)}', '{_q(value)}', false)")
+                sets.append(f"pg_catalog.set_config({quote_literal(name)}, {quote_literal(value)}, false)")
         for name in server.tracked:
             if name not in client.tracked:
                 resets.append(f'RESET "{name}"' if name != name.lower() or not name.isidentifier() else f"RESET {name}")
@@ -171,6 +172,3 @@ class VarCache:
                 cache[key] = out
         return out
 
-
-def _q(s: str) -> str:
-    return s.replace("'", "''")

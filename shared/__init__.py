@@ -1,5 +1,6 @@
 """pgbundle.shared: what the pooler and the server both use.
 
-Nothing here opens sockets or touches shared memory; the one trio adapter
-lives in :mod:`pgbundle.shared.io`.
+The protocol (sans-IO: message objects, framing, codec), authentication, SQLSTATEs,
+quoting and value types touch no socket; the one I/O layer, sockets driven by trio,
+is :mod:`pgbundle.shared.netio`.
 """
