@@ -19,8 +19,8 @@ from pgbundle.server.executor.expr import Const, Func
 from pgbundle.server.parser.coerce import format_type
 from pgbundle.server.utils.adt import functions as F
 from pgbundle.server.utils.adt.enums import EnumLabel
-from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.server.utils.adt.ruleutils import pretty_text
+from pgbundle.shared.quoting import quote_ident
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.oids import TYPES, numeric_precision_scale
 

@@ -28,10 +28,10 @@ from pgbundle.server.parser.coerce import SERIAL_TYPES, resolve_type
 from pgbundle.server.parser.parse import RawStmt, const_value, names, parse
 from pgbundle.server.tcop.dest import Column, StatementResult
 from pgbundle.server.utils import guc
-from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.server.utils.adt.ruleutils import deparse_expr, expression_text, to_ast
 from pgbundle.server.utils.session_env import tz_from_name
 from pgbundle.shared.protocol import messages as M
+from pgbundle.shared.quoting import quote_ident
 from pgbundle.shared.types import oids as T
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from pgbundle.server.errors import PgError
 from pgbundle.server.executor.expr import Fn, Layout, compile_expr
 from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
 from pgbundle.server.parser.parse import parse
-from pgbundle.server.utils.adt.functions import quote_ident
+from pgbundle.shared.quoting import quote_ident
 from pgbundle.shared.types.text import text_encoder
 
 

@@ -410,7 +410,7 @@ class RecursiveUnion(PlanNode):
                 _check_cancel(st)
 
 
-class Result(PlanNode):
+class ResultNode(PlanNode):
     """One row from nothing (SELECT without FROM), with an optional one-time qual."""
     label = "Result"
 

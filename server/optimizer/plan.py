@@ -47,8 +47,8 @@ from pgbundle.server.executor.modify import prepare_dml, run_dml
 from pgbundle.server.optimizer import costs as C
 from pgbundle.server.parser.analyze import CTE, RTE, JoinNode, Query, RangeRef, SortKey
 from pgbundle.server.utils.adt import functions as F
-from pgbundle.server.utils.adt.functions import quote_ident
 from pgbundle.server.utils.adt.ruleutils import explain_text
+from pgbundle.shared.quoting import quote_ident
 from pgbundle.shared.types import oids as T
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ class Planner:
         self.nullable: set[int] = set()
         self._find_nullable(items)
         if not items:
-            node: X.PlanNode = X.Result()
+            node: X.PlanNode = X.ResultNode()
             rts: set[int] = set()
         else:
             node, rts = self._build(items[0])

@@ -7,7 +7,7 @@ crash of any child the postmaster drops the whole segment and makes a new one
 (:func:`create`), exactly like PostgreSQL's shared-memory reinitialisation; the locks
 that live beside it (:mod:`.lwlock`) are remade with it.
 
-Layout (offsets computed once by :class:`Layout` from the settings):
+Layout (offsets computed once by :class:`SegmentLayout` from the settings):
 
 =================  ==========================================================
 region             contents (guarding lock)
@@ -152,7 +152,7 @@ class Control:
 
 
 @dataclass
-class Layout:
+class SegmentLayout:
     """Sizes and offsets of every region, computed from the settings."""
 
     nbuffers: int
@@ -191,7 +191,7 @@ class Layout:
         self.total = off
 
 
-def layout_from_settings(settings: Any) -> Layout:
+def layout_from_settings(settings: Any) -> SegmentLayout:
     nbuf = int(settings.value("shared_buffers"))
     maxconn = int(settings.value("max_connections"))
     avw = int(settings.value("autovacuum_max_workers"))
@@ -204,7 +204,7 @@ def layout_from_settings(settings: Any) -> Layout:
         walbuf_bytes = min(max(nbuf * BLCKSZ // 32, 64 * 1024), 16 * 1024 * 1024)
     else:
         walbuf_bytes = max(walbuf, 4) * BLCKSZ
-    lay = Layout(nbuffers=nbuf, max_backends=max_backends, wal_buffer_bytes=walbuf_bytes,
+    lay = SegmentLayout(nbuffers=nbuf, max_backends=max_backends, wal_buffer_bytes=walbuf_bytes,
                  query_size=int(settings.value("track_activity_query_size")))
     lay.compute()
     return lay
@@ -213,7 +213,7 @@ def layout_from_settings(settings: Any) -> Layout:
 class Shmem:
     """The mapping plus its layout; ``buf`` is the mmap, ``view`` a memoryview of it."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: SegmentLayout) -> None:
         self.layout = layout
         self.buf = mmap.mmap(-1, layout.total)  # anonymous, MAP_SHARED: inherited by fork
         self.view = memoryview(self.buf)

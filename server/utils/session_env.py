@@ -26,7 +26,7 @@ from pgbundle.server.errors import PgError
 from pgbundle.server.parser import coerce
 from pgbundle.server.parser.coerce import TYPE_ALIASES, format_type
 from pgbundle.server.utils.adt.enums import ENUM_ORDER, EnumLabel
-from pgbundle.server.utils.adt.functions import quote_ident
+from pgbundle.shared.quoting import quote_ident
 from pgbundle.shared.types import oids as T
 from pgbundle.shared.types.oids import TYPES
 from pgbundle.shared.types.text import tz_from_text

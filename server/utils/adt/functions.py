@@ -29,6 +29,7 @@ from typing import Any
 
 from pgbundle.server.errors import PgError
 from pgbundle.server.parser.coerce import can_coerce, format_type
+from pgbundle.shared.quoting import quote_ident, quote_literal, quote_nullable
 from pgbundle.shared.types import Interval, oids as T
 from pgbundle.shared.types.arrays import array_elements, format_array_text
 from pgbundle.shared.types.oids import TYPES
@@ -663,38 +664,9 @@ def _concat_ws(sep: str, *a: Any) -> str | None:
     return sep.join(_to_text_value(x) for x in a if x is not None)
 
 
-def quote_ident(s: str) -> str:
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", s) and s not in _RESERVED:
-        return s
-    return '"' + s.replace('"', '""') + '"'
-
-
-_RESERVED = {"all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case",
-             "cast", "check", "collate", "column", "constraint", "create", "current_catalog", "current_date",
-             "current_role", "current_time", "current_timestamp", "current_user", "default", "deferrable",
-             "desc", "distinct", "do", "else", "end", "except", "false", "fetch", "for", "foreign", "from",
-             "grant", "group", "having", "in", "initially", "intersect", "into", "lateral", "leading",
-             "limit", "localtime", "localtimestamp", "not", "null", "offset", "on", "only", "or", "order",
-             "placing", "primary", "references", "returning", "select", "session_user", "some", "symmetric",
-             "table", "then", "to", "trailing", "true", "union", "unique", "user", "using", "variadic",
-             "when", "where", "window", "with"}
-
-
-@fn("quote_ident", "text", "text")
-def _quote_ident(s: str) -> str:
-    return quote_ident(s)
-
-
-@fn("quote_literal", "text", "text")
-def _quote_literal(s: str) -> str:
-    if "\\" in s:
-        return "E'" + s.replace("\\", "\\\\").replace("'", "''") + "'"
-    return "'" + s.replace("'", "''") + "'"
-
-
-@fn("quote_nullable", "text", "text", strict=False)
-def _quote_nullable(s: str | None) -> str:
-    return "NULL" if s is None else _quote_literal(s)
+fn("quote_ident", "text", "text")(quote_ident)
+fn("quote_literal", "text", "text")(quote_literal)
+fn("quote_nullable", "text", "text", strict=False)(quote_nullable)
 
 
 @fn("format", "text,any", "text", strict=False, variadic="any")
@@ -718,7 +690,7 @@ def _format(fmt: str, *args: Any) -> str | None:
             elif k == "I":
                 out.append(quote_ident(_to_text_value(v)))
             elif k == "L":
-                out.append("NULL" if v is None else _quote_literal(_to_text_value(v)))
+                out.append("NULL" if v is None else quote_literal(_to_text_value(v)))
             continue
         out.append(c)
         i += 1

@@ -31,7 +31,7 @@ from pgbundle.server.executor.expr import (
 from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
 from pgbundle.server.parser.coerce import format_type
 from pgbundle.server.parser.parse import parse
-from pgbundle.server.utils.adt.functions import quote_ident
+from pgbundle.shared.quoting import escape_literal_body, quote_ident
 from pgbundle.shared.types import Interval, oids as T, text_encoder
 
 _SVF = {"current_date": "CURRENT_DATE", "localtimestamp": "LOCALTIMESTAMP", "localtime": "LOCALTIME",
@@ -72,7 +72,7 @@ def _literal(v: Any, t: int) -> str:
         s = text_encoder(T.INTERVAL)(v)
     else:
         s = text_encoder(t)(v)
-    return "'" + s.replace("'", "''") + "'"
+    return "'" + escape_literal_body(s) + "'"
 
 
 def _tname(t: int, typmod: int = -1, names: dict | None = None) -> str:
