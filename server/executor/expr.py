@@ -15,7 +15,7 @@ compiler says at which offset of the row that entry's columns start.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -359,13 +359,13 @@ def _c_func(e: Func, cc: CompileContext) -> Fn:
         if n == 1:
             a0 = args[0]
             if e.strict:
-                def f1(r, st):
+                def f1(r: tuple, st: ExecState) -> Any:
                     x = a0(r, st)
                     return None if x is None else fimpl(st.env, x)
                 return f1
             return lambda r, st: fimpl(st.env, a0(r, st))
         if e.strict:
-            def fn_env(r, st):
+            def fn_env(r: tuple, st: ExecState) -> Any:
                 vals = [a(r, st) for a in args]
                 if None in vals:
                     return None
@@ -377,7 +377,7 @@ def _c_func(e: Func, cc: CompileContext) -> Fn:
     if n == 1:
         a0 = args[0]
         if e.strict:
-            def f1s(r, st):
+            def f1s(r: tuple, st: ExecState) -> Any:
                 x = a0(r, st)
                 return None if x is None else impl(x)
             return f1s
@@ -385,7 +385,7 @@ def _c_func(e: Func, cc: CompileContext) -> Fn:
     if n == 2:
         a0, a1 = args
         if e.strict:
-            def f2s(r, st):
+            def f2s(r: tuple, st: ExecState) -> Any:
                 x = a0(r, st)
                 if x is None:
                     return None
@@ -396,7 +396,7 @@ def _c_func(e: Func, cc: CompileContext) -> Fn:
             return f2s
         return lambda r, st: impl(a0(r, st), a1(r, st))
     if e.strict:
-        def fns(r, st):
+        def fns(r: tuple, st: ExecState) -> Any:
             vals = [a(r, st) for a in args]
             if None in vals:
                 return None
@@ -410,7 +410,7 @@ def _c_bool(e: BoolOp, cc: CompileContext) -> Fn:
     if e.op == "not":
         a0 = args[0]
 
-        def f_not(r, st):
+        def f_not(r: tuple, st: ExecState) -> Any:
             x = a0(r, st)
             return None if x is None else not x
         return f_not
@@ -418,7 +418,7 @@ def _c_bool(e: BoolOp, cc: CompileContext) -> Fn:
         if len(args) == 2:
             a0, a1 = args
 
-            def f_and2(r, st):
+            def f_and2(r: tuple, st: ExecState) -> Any:
                 x = a0(r, st)
                 if x is False:
                     return False
@@ -430,7 +430,7 @@ def _c_bool(e: BoolOp, cc: CompileContext) -> Fn:
                 return True
             return f_and2
 
-        def f_and(r, st):
+        def f_and(r: tuple, st: ExecState) -> Any:
             null = False
             for a in args:
                 x = a(r, st)
@@ -441,7 +441,7 @@ def _c_bool(e: BoolOp, cc: CompileContext) -> Fn:
             return None if null else True
         return f_and
 
-    def f_or(r, st):
+    def f_or(r: tuple, st: ExecState) -> Any:
         null = False
         for a in args:
             x = a(r, st)
@@ -478,7 +478,7 @@ def _c_case(e: Case, cc: CompileContext) -> Fn:
     whens = [(_compile(c, cc), _compile(v, cc)) for c, v in e.whens]
     dflt = _compile(e.default, cc) if e.default is not None else (lambda r, st: None)
 
-    def f_case(r, st):
+    def f_case(r: tuple, st: ExecState) -> Any:
         for c, v in whens:
             if c(r, st) is True:
                 return v(r, st)
@@ -489,7 +489,7 @@ def _c_case(e: Case, cc: CompileContext) -> Fn:
 def _c_coalesce(e: Coalesce, cc: CompileContext) -> Fn:
     args = [_compile(a, cc) for a in e.args]
     if e.kind == "coalesce":
-        def f_coal(r, st):
+        def f_coal(r: tuple, st: ExecState) -> Any:
             for a in args:
                 x = a(r, st)
                 if x is not None:
@@ -499,7 +499,7 @@ def _c_coalesce(e: Coalesce, cc: CompileContext) -> Fn:
     if e.kind == "nullif":
         a0, a1 = args
 
-        def f_nullif(r, st):
+        def f_nullif(r: tuple, st: ExecState) -> Any:
             x = a0(r, st)
             y = a1(r, st)
             if x is not None and y is not None and x == y:
@@ -508,7 +508,7 @@ def _c_coalesce(e: Coalesce, cc: CompileContext) -> Fn:
         return f_nullif
     pick = max if e.kind == "greatest" else min
 
-    def f_gl(r, st):
+    def f_gl(r: tuple, st: ExecState) -> Any:
         vals = [x for x in (a(r, st) for a in args) if x is not None]
         return pick(vals) if vals else None
     return f_gl
@@ -544,7 +544,7 @@ def _c_saop(e: ScalarArrayOp, cc: CompileContext) -> Fn:
     cmp = e.cmp
     use_or = e.use_or
 
-    def f_saop(r, st):
+    def f_saop(r: tuple, st: ExecState) -> Any:
         x = left(r, st)
         arr = right(r, st)
         if arr is None:
@@ -597,7 +597,7 @@ _COMPILERS: dict[type, Callable[[Any, CompileContext], Fn]] = {
 }
 
 
-def walk(e: Expr):
+def walk(e: Expr) -> Iterator[Expr]:
     """Yield ``e`` and every node below it (not into subqueries)."""
     stack = [e]
     while stack:

@@ -21,7 +21,7 @@ expressions compile to direct tuple indexing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.errors import PgError
@@ -30,6 +30,7 @@ from pgbundle.server.executor.expr import (
     Aggref,
     BoolOp,
     Const,
+    ExecState,
     Expr,
     Fn,
     Func,
@@ -84,6 +85,11 @@ def conjoin(es: Sequence[Expr]) -> Expr:
 def _slot_index(e: Expr) -> int:
     assert isinstance(e, Slot), e
     return e.index
+
+
+# An index usable for a scan: (index, equality keys on its leading columns, lower bound and
+# upper bound (expression, inclusive) on the next column).
+IndexMatch = tuple[Any, list[Expr], tuple[Expr, bool] | None, tuple[Expr, bool] | None]
 
 
 class Planner:
@@ -194,7 +200,7 @@ class Planner:
         del layout
         return node
 
-    def _const_fn(self, e: Expr | None):
+    def _const_fn(self, e: Expr | None) -> Fn | None:
         if e is None:
             return None
         return compile_expr(e, Layout(outer=self.outer), self)
@@ -432,7 +438,7 @@ class Planner:
                 return x.col, opname, y
         return None
 
-    def _choose_index(self, rt: int, rte: RTE, quals: list[Expr]):
+    def _choose_index(self, rt: int, rte: RTE, quals: list[Expr]) -> IndexMatch | None:
         rel = rte.relation
         if not rel.indexes:
             return None
@@ -443,12 +449,13 @@ class Planner:
                 preds.append(p)
         return self._match_index(rel, preds)
 
-    def _match_index(self, rel: Any, preds: list[tuple[int, str, Expr]]):
-        best = None
+    def _match_index(self, rel: Any, preds: list[tuple[int, str, Expr]]) -> IndexMatch | None:
+        best: IndexMatch | None = None
         best_score = 0
         for index in rel.indexes:
             eq: list[Expr] = []
-            lo = hi = None
+            lo: tuple[Expr, bool] | None = None
+            hi: tuple[Expr, bool] | None = None
             for col in index.columns:
                 e = next((y for c, o, y in preds if c == col and o == "="), None)
                 if e is not None:
@@ -712,7 +719,7 @@ class Planner:
         off = self._const_fn(q.offset)
         cnt = self._const_fn(q.limit)
         if isinstance(node, X.Sort) and cnt is not None:
-            def bound(prow, st, _o=off, _c=cnt):
+            def bound(prow: tuple, st: ExecState, _o: Fn | None = off, _c: Fn = cnt) -> Any:
                 c = _c((), st)
                 if c is None:
                     return None
@@ -769,7 +776,7 @@ class Planner:
 
     # ------------------------------------------------------------------ subqueries in expressions
 
-    def compile_sublink(self, e: SubLink, cc: Any):
+    def compile_sublink(self, e: SubLink, cc: Any) -> Fn:
         layout = cc.layout
         outer = [layout] + layout.outer
         sub = Planner(self.env, outer, self.cte_plans).plan_select(e.query)
@@ -785,7 +792,7 @@ class Planner:
                 st.outer.pop()
 
         if kind == "exists":
-            def f_exists(r, st):
+            def f_exists(r: tuple, st: ExecState) -> Any:
                 if not correlated:
                     v = st.extra.get(key)
                     if v is not None:
@@ -804,7 +811,7 @@ class Planner:
                 return res
             return f_exists
         if kind == "expr":
-            def f_expr(r, st):
+            def f_expr(r: tuple, st: ExecState) -> Any:
                 if not correlated and key in st.extra:
                     return st.extra[key]
                 st.outer.append(r)
@@ -821,7 +828,7 @@ class Planner:
                 return v
             return f_expr
         if kind == "array":
-            def f_array(r, st):
+            def f_array(r: tuple, st: ExecState) -> Any:
                 return [x[0] for x in run(r, st)]
             return f_array
         assert e.left is not None and e.test is not None   # op ANY / ALL
@@ -830,7 +837,7 @@ class Planner:
         use_or = kind == "any"
         width = e.width
 
-        def f_quant(r, st):
+        def f_quant(r: tuple, st: ExecState) -> Any:
             x = left(r, st)
             if not correlated and key in st.extra:
                 vals = st.extra[key]
@@ -874,7 +881,7 @@ class _SequenceRow:
         self.colnames = [c.name for c in rel.columns]
         self.name = rel.name
 
-    def rows(self, env: Any):
+    def rows(self, env: Any) -> Iterator[tuple]:
         yield env.sequence_row(self.rel)
 
 
@@ -913,7 +920,7 @@ class DMLPlan:
         self.width = len(q.returning)
         prepare_dml(self, env, q, outer or [], Planner(env, outer or [], cte_plans or {}))
 
-    def rows(self, st: Any, prow: tuple | None = None):
+    def rows(self, st: Any, prow: tuple | None = None) -> Iterator[tuple]:
         count, rows = run_dml(self, st)
         st.extra[("dmlcount", id(self))] = count
         return iter(rows)
