@@ -3,7 +3,8 @@
 Every ``import`` / ``from ... import`` of a ``pgbundle`` module counts as a runtime edge,
 at module level or inside a function (a function-local import is still an import cycle,
 only a later one), except those under ``if TYPE_CHECKING:``.  Used by test_layering.py
-and, as ``python tests/unit/importgraph.py [prefix]``, to print the graph's cycles.
+and, as ``python tests/unit/importgraph.py [--layers] [prefix]``, to print the graph's cycles
+(and with ``--layers`` the modules in dependency order, each with what it imports).
 """
 
 from __future__ import annotations
@@ -164,9 +165,39 @@ def cycles(mods: dict[str, Module], prefix: str) -> list[list[str]]:
     return out
 
 
+def layers(mods: dict[str, Module], prefix: str) -> list[list[str]]:
+    """Modules under ``prefix`` by depth in the runtime graph: layer 0 imports none of them,
+    layer n only modules of layers below n (meaningful only when :func:`cycles` finds none)."""
+    names = [n for n in mods if n.startswith(prefix + ".") and not mods[n].is_package]
+    inside = set(names)
+    depth: dict[str, int] = {}
+
+    def d(n: str, seen: frozenset[str] = frozenset()) -> int:
+        if n not in depth:
+            below = [d(t, seen | {n}) for t in mods[n].imports if t in inside and t not in seen]
+            depth[n] = 1 + max(below) if below else 0
+        return depth[n]
+
+    for n in names:
+        d(n)
+    out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for n in sorted(names):
+        out[depth[n]].append(n)
+    return out
+
+
 if __name__ == "__main__":
-    prefix = sys.argv[1] if len(sys.argv) > 1 else "pgbundle"
+    args = sys.argv[1:]
+    show_layers = "--layers" in args
+    args = [a for a in args if a != "--layers"]
+    prefix = args[0] if args else "pgbundle"
     mods = load_modules()
+    if show_layers:
+        for i, layer in enumerate(layers(mods, prefix)):
+            print(f"layer {i}:")
+            for n in layer:
+                own = sorted(t.removeprefix(prefix + ".") for t in mods[n].imports if t.startswith(prefix + "."))
+                print(f"  {n.removeprefix(prefix + '.')}" + (f" <- {', '.join(own)}" if own else ""))
     for comp in cycles(mods, prefix):
         print(f"cycle of {len(comp)} modules:")
         for n in comp:
