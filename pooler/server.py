@@ -315,6 +315,9 @@ class Server:
                 reason = f"server sent bad data: {exc.message}"
             except (OSError, ConnectionLost) as exc:
                 reason = f"server connection error: {exc}"
+            except Exception:  # a bug here must cost this one connection, never the pooler
+                log.exception("%s: internal error", self)
+                reason = "internal error"
         if scope.cancelled_caught and not self.close_reason:
             reason = "query timeout" if self.pending_z else "server closed"
         self._finish(reason)

@@ -23,7 +23,8 @@ Contract:
   interleave.  A send interrupted by cancellation leaves the stream unusable:
   close the connection.
 * :meth:`Conn.close` is idempotent and wakes any task waiting on the socket
-  (it gets :class:`ConnectionLost` or ``b""``).
+  (it gets :class:`ConnectionLost` or ``b""``); a :meth:`Conn.recv` or
+  :meth:`Conn.wait_readable` called after the close returns at once (``b""``).
 * :meth:`MessageConn.receive` returns the next whole message as ``(type, payload)``
   (type 0: a startup-phase packet), raises :class:`EOFError` when the peer is gone and
   :class:`~pgbundle.shared.protocol.RemoteProtocolError` for bad framing;
@@ -91,6 +92,8 @@ class Conn:
         if self._wait_first:
             # Request/response traffic: the last read had to wait, so this one almost surely
             # will too -- wait first and save the recv() that would fail with EAGAIN.
+            if self.closed:
+                return b""  # closed before this call: trio cannot wait on fd -1
             try:
                 await _wait_readable(sock)
             except trio.ClosedResourceError:
@@ -125,6 +128,8 @@ class Conn:
         """Wait until :meth:`recv` would not block (data, EOF or an error is there) without
         reading anything, so a caller that cancels the wait loses no bytes (a cancelled
         :meth:`recv` may drop what it had just read).  The next :meth:`recv` reads at once."""
+        if self.closed:
+            return  # the next recv() reads b""
         try:
             await _wait_readable(self.sock)
         except trio.ClosedResourceError:
