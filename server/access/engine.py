@@ -2,8 +2,9 @@
 
 One per backend process (also used by autovacuum workers and initdb).  It ties the
 transaction state (:mod:`.xact`), heap (:mod:`.heapam`), B-trees (:mod:`.nbtree`), the
-relation cache and DDL (:mod:`pgbundle.server.catalog.ddl`) and statistics reporting
-together.  See the api module for the contract of every public method.
+relation cache and statistics reporting together, and holds the catalog's lookups and DDL
+(:class:`pgbundle.server.catalog.ddl.CatalogDDL`, ``self.ddl``), to which its catalog methods
+delegate.  See the api module for the contract of every public method.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any, Callable
 from pgbundle.server.access import api, checkpoint, page as P, sequence, vacuum, xact as X
 from pgbundle.server.access.api import (
     TID,
+    ColumnDef,
     Conflict,
+    ConstraintInfo,
     IndexBound,
     IndexInfo,
     Isolation,
@@ -42,7 +45,7 @@ from pgbundle.server.access.nbtree import BTree, Duplicate, NeedWait
 from pgbundle.server.access.tupdesc import RowCodec, encode_row, value_text
 from pgbundle.server.access.xlog import RM_XACT, fmt_lsn, segment_name
 from pgbundle.server.catalog import cache as CC, defs as D
-from pgbundle.server.catalog.ddl import CatalogMixin
+from pgbundle.server.catalog.ddl import CatalogDDL
 from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
 from pgbundle.server.utils import pgstat
@@ -81,7 +84,7 @@ class RelRuntime:
         self.indexed_columns = tuple(sorted({a - 1 for idx in info.indexes for a in idx.columns}))
 
 
-class BackendEngine(CatalogMixin, api.Engine):
+class BackendEngine(api.Engine):
     """The engine handle of one backend."""
 
     def __init__(self, env: Any, database: api.DatabaseInfo, role: api.RoleInfo, *,
@@ -100,6 +103,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         self.xlog = env.xlog
         self.clog = env.clog
         self.x = X.TransactionState()
+        self.ddl = CatalogDDL(self)  # catalog rows, lookups and DDL
         self.backend_type = backend_type
         self.stats = stats or pgstat.Reporter(env, database.oid)
         self._cache: CC.CatalogCache | None = None
@@ -253,7 +257,7 @@ class BackendEngine(CatalogMixin, api.Engine):
                 self.bm.drop_relation_buffers(dboid, relnode)
                 self.env.smgr.unlink(dboid, relnode)
             for dboid in x.drop_db_on_commit:
-                self._remove_database_files(dboid)
+                self.ddl.remove_database_files(dboid)
             self.stats.xact_end(True)
         finally:
             self._end_xact()
@@ -407,6 +411,142 @@ class BackendEngine(CatalogMixin, api.Engine):
     def catalog_changed(self) -> None:
         self._mark_catalog_changed()
         self.command_counter_increment()
+
+    # ================================================================== catalog lookups and DDL
+    # (catalog/ddl.py: CatalogDDL, self.ddl)
+    def allocate_oid(self) -> int:
+        return self.ddl.allocate_oid()
+
+    @property
+    def search_path(self) -> list[str]:
+        return self.ddl.search_path
+
+    def lookup_namespace(self, name: str) -> int | None:
+        return self.ddl.lookup_namespace(name)
+
+    def namespaces(self) -> list[tuple[int, str, int]]:
+        return self.ddl.namespaces()
+
+    def lookup_relation(self, name: str, schema: str | None = None) -> RelationInfo | None:
+        return self.ddl.lookup_relation(name, schema)
+
+    def relation(self, oid: int) -> RelationInfo:
+        return self.ddl.relation(oid)
+
+    def relations(self, kinds: str = "rivSmpcf") -> list[RelationInfo]:
+        return self.ddl.relations(kinds)
+
+    def create_table(self, name: str, columns: Sequence[ColumnDef], *, schema: str | None = None,
+                     primary_key: Sequence[str] | None = None, unique: Sequence[Sequence[str]] = (),
+                     constraint_names: dict[tuple[str, ...], str] | None = None, if_not_exists: bool = False,
+                     persistence: str = "p", options: Sequence[str] = ()) -> RelationInfo | None:
+        return self.ddl.create_table(name, columns, schema=schema, primary_key=primary_key, unique=unique,
+                                     constraint_names=constraint_names, if_not_exists=if_not_exists,
+                                     persistence=persistence, options=options)
+
+    def create_index(self, table_oid: int, name: str | None, columns: Sequence[int], *, unique: bool = False,
+                     primary: bool = False, if_not_exists: bool = False, constraint: bool = False,
+                     options: Sequence[int] | None = None) -> IndexInfo | None:
+        return self.ddl.create_index(table_oid, name, columns, unique=unique, primary=primary,
+                                     if_not_exists=if_not_exists, constraint=constraint, options=options)
+
+    def drop_relation(self, oid: int, *, cascade: bool = False) -> None:
+        self.ddl.drop_relation(oid, cascade=cascade)
+
+    def truncate(self, oids: Sequence[int]) -> None:
+        self.ddl.truncate(oids)
+
+    def rename_relation(self, oid: int, new_name: str) -> None:
+        self.ddl.rename_relation(oid, new_name)
+
+    def create_view(self, name: str, columns: Sequence[ColumnDef], definition: str, *, schema: str | None = None,
+                    replace: bool = False) -> RelationInfo:
+        return self.ddl.create_view(name, columns, definition, schema=schema, replace=replace)
+
+    def relation_is_new(self, oid: int) -> bool:
+        return self.ddl.relation_is_new(oid)
+
+    def view_definition(self, oid: int) -> str | None:
+        return self.ddl.view_definition(oid)
+
+    def set_description(self, objoid: int, classoid: int, objsubid: int, text: str | None) -> None:
+        self.ddl.set_description(objoid, classoid, objsubid, text)
+
+    def descriptions(self) -> list[tuple[int, int, int, str]]:
+        return self.ddl.descriptions()
+
+    def rename_column(self, table_oid: int, attnum: int, new_name: str) -> None:
+        self.ddl.rename_column(table_oid, attnum, new_name)
+
+    def rewrite_table(self, table_oid: int, types: dict[int, tuple[int, int]] | None = None,
+                      convert: Callable[[tuple], tuple] | None = None) -> int:
+        return self.ddl.rewrite_table(table_oid, types, convert)
+
+    def add_column(self, table_oid: int, column: ColumnDef, *, missing_value: Any = None) -> None:
+        self.ddl.add_column(table_oid, column, missing_value=missing_value)
+
+    def drop_column(self, table_oid: int, attnum: int) -> None:
+        self.ddl.drop_column(table_oid, attnum)
+
+    def set_column_default(self, table_oid: int, attnum: int, default: str | None) -> None:
+        self.ddl.set_column_default(table_oid, attnum, default)
+
+    def set_column_not_null(self, table_oid: int, attnum: int, not_null: bool) -> None:
+        self.ddl.set_column_not_null(table_oid, attnum, not_null)
+
+    def add_constraint(self, table_oid: int, constraint: ConstraintInfo) -> ConstraintInfo:
+        return self.ddl.add_constraint(table_oid, constraint)
+
+    def drop_constraint(self, table_oid: int, name: str) -> None:
+        self.ddl.drop_constraint(table_oid, name)
+
+    def create_namespace(self, name: str, *, if_not_exists: bool = False) -> int:
+        return self.ddl.create_namespace(name, if_not_exists=if_not_exists)
+
+    def drop_namespace(self, name: str, *, cascade: bool = False, missing_ok: bool = False) -> None:
+        self.ddl.drop_namespace(name, cascade=cascade, missing_ok=missing_ok)
+
+    def create_sequence(self, name: str, *, schema: str | None = None, type_oid: int = 20, start: int | None = None,
+                        increment: int = 1, min_value: int | None = None, max_value: int | None = None,
+                        cache: int = 1, cycle: bool = False, if_not_exists: bool = False) -> RelationInfo | None:
+        return self.ddl.create_sequence(name, schema=schema, type_oid=type_oid, start=start, increment=increment,
+                                        min_value=min_value, max_value=max_value, cache=cache, cycle=cycle,
+                                        if_not_exists=if_not_exists)
+
+    def set_sequence_owner(self, seq_oid: int, table_oid: int, attnum: int) -> None:
+        self.ddl.set_sequence_owner(seq_oid, table_oid, attnum)
+
+    def database_by_name(self, name: str) -> api.DatabaseInfo | None:
+        return self.ddl.database_by_name(name)
+
+    def databases(self) -> list[api.DatabaseInfo]:
+        return self.ddl.databases()
+
+    def create_database(self, name: str, *, owner: str | None = None, template: str = "template1") -> api.DatabaseInfo:
+        return self.ddl.create_database(name, owner=owner, template=template)
+
+    def drop_database(self, name: str, *, if_exists: bool = False, force: bool = False) -> None:
+        self.ddl.drop_database(name, if_exists=if_exists, force=force)
+
+    def role_by_name(self, name: str) -> api.RoleInfo | None:
+        return self.ddl.role_by_name(name)
+
+    def roles(self) -> list[api.RoleInfo]:
+        return self.ddl.roles()
+
+    def create_role(self, name: str, *, password: str | None = None, login: bool = False, superuser: bool = False,
+                    create_db: bool = False, create_role: bool = False, inherit: bool = True,
+                    replication: bool = False, bypass_rls: bool = False, connection_limit: int = -1,
+                    valid_until: Any = None) -> api.RoleInfo:
+        return self.ddl.create_role(name, password=password, login=login, superuser=superuser, create_db=create_db,
+                                    create_role=create_role, inherit=inherit, replication=replication,
+                                    bypass_rls=bypass_rls, connection_limit=connection_limit, valid_until=valid_until)
+
+    def alter_role(self, name: str, **changes: Any) -> api.RoleInfo:
+        return self.ddl.alter_role(name, **changes)
+
+    def drop_role(self, name: str, *, if_exists: bool = False) -> None:
+        self.ddl.drop_role(name, if_exists=if_exists)
 
     # ================================================================== relation locks
     def _dml_lock(self, oid: int, mode: int) -> None:
@@ -817,7 +957,7 @@ class BackendEngine(CatalogMixin, api.Engine):
         hit = getattr(self, "_colstats", None)
         if hit is None or hit[0] is not cache:
             allstats: dict[int, dict[int, tuple]] = {}
-            for _tid, r in self._cat_rows("pg_statistic"):
+            for _tid, r in self.ddl.rows("pg_statistic"):
                 try:
                     extra = json.loads(r[6]) if r[6] else {}
                 except ValueError:

@@ -94,8 +94,8 @@ def vacuum_rel(eng: Any, rel: RelationInfo, *, verbose: bool = False, autovacuum
 
 def _store_stats(eng: Any, rel: RelationInfo, pages: int, tuples: float) -> None:
     oid = rel.oid
-    eng._cat_update("pg_class", lambda r: r[0] == oid,
-                    lambda r: r[:9] + (pages, tuples) + r[11:], invalidate=False)
+    eng.ddl.update_rows("pg_class", lambda r: r[0] == oid,
+                        lambda r: r[:9] + (pages, tuples) + r[11:], invalidate=False)
 
 
 def analyze(eng: Any, rel: RelationInfo | None) -> None:
@@ -199,7 +199,7 @@ def _store_column_stats(eng: Any, rel: RelationInfo, rows: list[tuple], total: f
                 pass
         out.append((rel.oid, col.attnum, False, float(nullfrac), width, float(ndistinct), json.dumps(stats)))
     oid = rel.oid
-    eng._cat_delete("pg_statistic", lambda r: r[0] == oid)
+    eng.ddl.delete_rows("pg_statistic", lambda r: r[0] == oid)
     for row in out:
-        eng._cat_insert("pg_statistic", row)
+        eng.ddl.insert_row("pg_statistic", row)
     eng._mark_catalog_changed()

@@ -52,6 +52,7 @@ class TransactionState:
     drop_on_commit: list[tuple[int, int]] = field(default_factory=list)
     created: list[tuple[int, int]] = field(default_factory=list)
     drop_db_on_commit: list[int] = field(default_factory=list)
+    drop_db_on_abort: list[int] = field(default_factory=list)  # CREATE DATABASE copies (abort keeps them yet)
     catalog_dirty: bool = False
     snapshot_taken: bool = False
     locks: list[tuple[int, int, int, int]] = field(default_factory=list)

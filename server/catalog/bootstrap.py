@@ -108,9 +108,9 @@ def initdb(datadir: str, *, superuser: str = "postgres", password: str | None = 
     eng = BackendEngine(env, db, role, backend_type="startup")
     eng._internal_write = True  # type: ignore[attr-defined]  # engine.py reads it with getattr
     eng.start_statement()
-    ins = eng._cat_insert
+    ins = eng.ddl.insert_row
     ins("pg_authid", (D.BOOTSTRAP_SUPERUSER, superuser, True, True, True, True, True, True, True, -1,
-                      eng._secret(superuser, password), None))
+                      eng.ddl.password_secret(superuser, password), None))
     for oid, name, is_template, allow in ((D.TEMPLATE1_OID, "template1", True, True),
                                           (D.TEMPLATE0_OID, "template0", True, False),
                                           (D.POSTGRES_OID, "postgres", False, True)):

@@ -1,9 +1,13 @@
-"""Catalog lookups and DDL as engine methods (mixed into BackendEngine).
+"""Catalog rows, name lookups and DDL of one backend: :class:`CatalogDDL` (PostgreSQL's
+catalog/heap.c, index.c, namespace.c and pg_*.c, with the catalog side of commands/tablecmds.c,
+dbcommands.c and user.c).
 
-Every DDL step writes catalog rows with the backend's current xid through the heap,
-so it is WAL-logged, crash-safe and rolled back with the transaction.  Relation files
-created by a transaction are removed if it aborts; files of dropped relations are
-removed when it commits (listed in its commit record, so redo removes them too).
+BackendEngine (access/engine.py) holds one as ``engine.ddl`` and delegates the catalog methods
+of api.Engine to it; the component reaches the engine only through :class:`DDLEngine`, the heap,
+transaction and catalog-cache operations it names.  Every DDL step writes catalog rows with the
+backend's current xid through the heap, so it is WAL-logged, crash-safe and rolled back with the
+transaction.  Relation files created by a transaction are removed if it aborts; files of dropped
+relations are removed when it commits (listed in its commit record, so redo removes them too).
 """
 
 from __future__ import annotations
@@ -11,21 +15,24 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pgbundle.server.access import api, page as P, sequence
-from pgbundle.server.access.api import TID, ColumnDef, ConstraintInfo, IndexInfo, RelationInfo
-from pgbundle.server.access.heapam import plainly_visible
+from pgbundle.server.access.api import TID, ColumnDef, ConstraintInfo, IndexInfo, RelationInfo, Row, Snapshot
+from pgbundle.server.access.heapam import Heap, plainly_visible
 from pgbundle.server.access.nbtkey import encode_key, has_null, value_encoder
-from pgbundle.server.access.tupdesc import encode_row, value_text
+from pgbundle.server.access.tupdesc import RowCodec, encode_row, value_text
 from pgbundle.server.catalog import cache as CC, defs as D, tempns
 from pgbundle.server.errors import PgError
 from pgbundle.server.storage import clog as C
 from pgbundle.shared.auth import md5, scram
 
 if TYPE_CHECKING:
+    from pgbundle.server.access.nbtree import BTree
+    from pgbundle.server.access.xact import TransactionState
     from pgbundle.server.storage.procarray import ProcArray
+    from pgbundle.server.utils.pgstat import Reporter
 
 XLOG_NEXTOID = 0x30
 RM_XLOG = 0
@@ -63,76 +70,114 @@ def _retyped_index_column_row(typ: int, typmod: int) -> Callable[[tuple], tuple]
     return lambda r: r[:2] + (typ,) + r[3:8] + (typmod,) + r[9:]
 
 
-class CatalogMixin:
-    """Catalog half of BackendEngine (relies on its heap/xact attributes)."""
+class RelationFile(Protocol):
+    """What DDL reads of the engine's runtime data of a relation: where its heap is and how
+    its tuples decode."""
+
+    dboid: int
+    relnode: int
+    codec: RowCodec
+
+
+class DDLEngine(Protocol):
+    """What :class:`CatalogDDL` uses of its engine (the BackendEngine): the backend's
+    database, role, settings and notices, the heap, B-trees and transaction state, the
+    catalog cache and the row operations catalog rows go through."""
 
     env: Any
     database: api.DatabaseInfo
     role: api.RoleInfo
     settings: Any
-    notices: list
+    notices: list[api.Notice]
     procs: ProcArray
+    clog: C.Clog
+    heap: Heap
+    btree: BTree
+    x: TransactionState
+    stats: Reporter
+
+    def catalog(self) -> CC.CatalogCache: ...
+    def _scan_catalog(self, cat: D.CatalogDef, snap: Snapshot | None = None) -> list[tuple[TID, tuple]]: ...
+    def _catalog_snapshot(self) -> Snapshot: ...
+    def _mark_catalog_changed(self) -> None: ...
+    def _runtime(self, rel: RelationInfo) -> RelationFile: ...
+    def _write_ctx(self) -> tuple[int, int]: ...
+    def _undo(self, *entry: Any) -> None: ...
+    def command_counter_increment(self) -> None: ...
+    def check_for_interrupts(self) -> None: ...
+    def lock_relation(self, oid: int, mode: int, *, nowait: bool = False) -> None: ...
+    def seq_scan(self, rel: RelationInfo, snapshot: Snapshot | None = None) -> Iterator[tuple[TID, Row]]: ...
+    def insert(self, rel: RelationInfo, row: Row) -> TID: ...
+    def update(self, rel: RelationInfo, tid: TID, row: Row) -> TID | api.Conflict: ...
+    def delete(self, rel: RelationInfo, tid: TID) -> bool | api.Conflict: ...
+
+
+class CatalogDDL:
+    """The catalog rows, lookups and DDL of one backend's engine."""
+
+    def __init__(self, engine: DDLEngine) -> None:
+        self.engine = engine
 
     # ------------------------------------------------------------------ low-level catalog rows
     def _cat_loc(self, name: str) -> tuple[D.CatalogDef, int]:
         cat = D.BY_NAME[name]
-        return cat, 0 if cat.shared else self.database.oid
+        return cat, 0 if cat.shared else self.engine.database.oid
 
-    def _cat_insert(self, name: str, row: tuple) -> TID:
+    def insert_row(self, name: str, row: tuple) -> TID:
         cat, dboid = self._cat_loc(name)
         if len(row) != len(cat.columns):
             raise AssertionError(f"{name}: row has {len(row)} fields, catalog {len(cat.columns)}")
-        xid, cid = self._write_ctx()  # type: ignore[attr-defined]
-        tid = self.heap.insert(dboid, cat.oid, encode_row(row), xid, cid)  # type: ignore[attr-defined]
-        self._undo("ins", dboid, cat.oid, tid)  # type: ignore[attr-defined]
-        self._mark_catalog_changed()  # type: ignore[attr-defined]
+        xid, cid = self.engine._write_ctx()
+        tid = self.engine.heap.insert(dboid, cat.oid, encode_row(row), xid, cid)
+        self.engine._undo("ins", dboid, cat.oid, tid)
+        self.engine._mark_catalog_changed()
         return tid
 
-    def _cat_rows(self, name: str) -> list[tuple[TID, tuple]]:
-        return self._scan_catalog(D.BY_NAME[name])  # type: ignore[attr-defined]
+    def rows(self, name: str) -> list[tuple[TID, tuple]]:
+        return self.engine._scan_catalog(D.BY_NAME[name])
 
-    def _cat_delete(self, name: str, pred: Callable[[tuple], bool]) -> int:
+    def delete_rows(self, name: str, pred: Callable[[tuple], bool]) -> int:
         cat, dboid = self._cat_loc(name)
         n = 0
-        for tid, row in self._cat_rows(name):
+        for tid, row in self.rows(name):
             if pred(row):
                 rel = CC.bootstrap_relation(cat)
-                r = self.delete(rel, tid)  # type: ignore[attr-defined]
+                r = self.engine.delete(rel, tid)
                 if r is True:
                     n += 1
                 elif isinstance(r, api.Conflict) and r.kind != "self":
                     raise PgError("XX000", "tuple concurrently updated")
         if n:
-            self._mark_catalog_changed()  # type: ignore[attr-defined]
+            self.engine._mark_catalog_changed()
         return n
 
-    def _cat_update(self, name: str, pred: Callable[[tuple], bool], fn: Callable[[tuple], tuple],
+    def update_rows(self, name: str, pred: Callable[[tuple], bool], fn: Callable[[tuple], tuple],
                     invalidate: bool = True) -> int:
         cat, dboid = self._cat_loc(name)
         n = 0
-        for tid, row in self._cat_rows(name):
+        for tid, row in self.rows(name):
             if pred(row):
                 rel = CC.bootstrap_relation(cat)
-                r = self.update(rel, tid, fn(row))  # type: ignore[attr-defined]
+                r = self.engine.update(rel, tid, fn(row))
                 if isinstance(r, api.Conflict):
                     if r.kind == "self":
                         continue
                     raise PgError("XX000", "tuple concurrently updated")
                 n += 1
         if n and invalidate:
-            self._mark_catalog_changed()  # type: ignore[attr-defined]
+            self.engine._mark_catalog_changed()
         return n
 
     def allocate_oid(self) -> int:
-        ctl = self.env.ctl
-        with self.env.locks.OidGenLock:
+        ctl = self.engine.env.ctl
+        with self.engine.env.locks.OidGenLock:
             oid = ctl.get("next_oid")
             if oid < D.FIRST_NORMAL_OID:
                 oid = D.FIRST_NORMAL_OID
             limit = ctl.get("oid_limit")
             if oid >= limit:
                 limit = oid + 8192
-                self.env.xlog.insert(RM_XLOG, XLOG_NEXTOID, 0, (), _U32.pack(limit))
+                self.engine.env.xlog.insert(RM_XLOG, XLOG_NEXTOID, 0, (), _U32.pack(limit))
                 ctl.set("oid_limit", limit)
             ctl.set("next_oid", oid + 1)
         return oid
@@ -140,36 +185,36 @@ class CatalogMixin:
     # ------------------------------------------------------------------ lookups
     @property
     def search_path(self) -> list[str]:
-        raw = str(self.settings.value("search_path"))
+        raw = str(self.engine.settings.value("search_path"))
         out = []
         for part in raw.split(","):
             p = part.strip()
             if p.startswith('"') and p.endswith('"'):
                 p = p[1:-1]
             if p == "$user":
-                p = self.role.name
+                p = self.engine.role.name
             if p:
                 out.append(p)
         return out
 
     def lookup_namespace(self, name: str) -> int | None:
-        return self.catalog().ns_by_name.get(name)  # type: ignore[attr-defined]
+        return self.engine.catalog().ns_by_name.get(name)
 
     def namespaces(self) -> list[tuple[int, str, int]]:
-        return [(oid, n, owner) for oid, (n, owner) in self.catalog().namespaces.items()]  # type: ignore
+        return [(oid, n, owner) for oid, (n, owner) in self.engine.catalog().namespaces.items()]
 
     def lookup_relation(self, name: str, schema: str | None = None) -> RelationInfo | None:
-        cache = self.catalog()  # type: ignore[attr-defined]
+        cache = self.engine.catalog()
         if schema is not None:
             if schema == tempns.ALIAS:
-                schema = tempns.schema_name(self)
+                schema = tempns.schema_name(self.engine)
             ns = cache.ns_by_name.get(schema)
             if ns is None:
                 return None
             oid = cache.by_name.get((ns, name))
             return cache.relations.get(oid) if oid is not None else None
-        if getattr(self, "_temp_ns_used", False):
-            temp = tempns.lookup(self, name)
+        if tempns.used(self.engine):
+            temp = tempns.lookup(self.engine, name)
             if temp is not None:
                 return temp
         path = self.search_path
@@ -185,19 +230,19 @@ class CatalogMixin:
         return None
 
     def relation(self, oid: int) -> RelationInfo:
-        r = self.catalog().relations.get(oid)  # type: ignore[attr-defined]
+        r = self.engine.catalog().relations.get(oid)
         if r is None:
             raise PgError("42P01", f"could not open relation with OID {oid}")
         return r
 
     def relations(self, kinds: str = "rivSmpcf") -> list[RelationInfo]:
-        return [r for r in self.catalog().relations.values() if r.kind.value in kinds]  # type: ignore
+        return [r for r in self.engine.catalog().relations.values() if r.kind.value in kinds]
 
     def _creation_namespace(self, schema: str | None) -> tuple[int, str]:
-        cache = self.catalog()  # type: ignore[attr-defined]
+        cache = self.engine.catalog()
         if schema is not None:
-            if schema in (tempns.ALIAS, tempns.schema_name(self)):
-                return tempns.creation_namespace(self)
+            if schema in (tempns.ALIAS, tempns.schema_name(self.engine)):
+                return tempns.creation_namespace(self.engine)
             ns = cache.ns_by_name.get(schema)
             if ns is None:
                 raise PgError("3F000", f'schema "{schema}" does not exist')
@@ -209,7 +254,7 @@ class CatalogMixin:
         raise PgError("3F000", "no schema has been selected to create in")
 
     def _choose_name(self, base: str, ns: int) -> str:
-        cache = self.catalog()  # type: ignore[attr-defined]
+        cache = self.engine.catalog()
         name = base[:63]
         n = 0
         while (ns, name) in cache.by_name:
@@ -220,19 +265,19 @@ class CatalogMixin:
 
     # ------------------------------------------------------------------ relations
     def _new_relation_file(self, oid: int, shared: bool = False) -> None:
-        dboid = 0 if shared else self.database.oid
-        self.env.smgr.create(dboid, oid)
-        self.x.created.append((dboid, oid))  # type: ignore[attr-defined]
+        dboid = 0 if shared else self.engine.database.oid
+        self.engine.env.smgr.create(dboid, oid)
+        self.engine.x.created.append((dboid, oid))
 
     def create_table(self, name: str, columns: Sequence[ColumnDef], *, schema: str | None = None,
                      primary_key: Sequence[str] | None = None, unique: Sequence[Sequence[str]] = (),
                      constraint_names: dict[tuple[str, ...], str] | None = None, if_not_exists: bool = False,
                      persistence: str = "p", options: Sequence[str] = ()) -> RelationInfo | None:
         ns, nsname = self._creation_namespace(schema)
-        cache = self.catalog()  # type: ignore[attr-defined]
+        cache = self.engine.catalog()
         if (ns, name) in cache.by_name:
             if if_not_exists:
-                self.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
+                self.engine.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
                 return None
             raise PgError("42P07", f'relation "{name}" already exists')
         seen = set()
@@ -247,18 +292,18 @@ class CatalogMixin:
         oid = self.allocate_oid()
         typoid = self.allocate_oid()
         self._new_relation_file(oid)
-        self._cat_insert("pg_class", CC.class_row(oid, name, ns, "r", len(columns), reltype=typoid,
-                                                  owner=self.role.oid, persistence=persistence, relam=2,
-                                                  options=list(options) or None))
-        self._cat_insert("pg_type", _type_row(typoid, name, ns, self.role.oid, relid=oid))
+        self.insert_row("pg_class", CC.class_row(oid, name, ns, "r", len(columns), reltype=typoid,
+                                                 owner=self.engine.role.oid, persistence=persistence, relam=2,
+                                                 options=list(options) or None))
+        self.insert_row("pg_type", _type_row(typoid, name, ns, self.engine.role.oid, relid=oid))
         for i, c in enumerate(columns):
             notnull = c.not_null or c.name in pk
-            self._cat_insert("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod,
-                                                         notnull=notnull, hasdef=c.default is not None,
-                                                         identity=c.identity))
+            self.insert_row("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod,
+                                                        notnull=notnull, hasdef=c.default is not None,
+                                                        identity=c.identity))
             if c.default is not None:
-                self._cat_insert("pg_attrdef", (self.allocate_oid(), oid, i + 1, c.default))
-        self.command_counter_increment()  # type: ignore[attr-defined]
+                self.insert_row("pg_attrdef", (self.allocate_oid(), oid, i + 1, c.default))
+        self.engine.command_counter_increment()
         names = constraint_names or {}
         colnum = {c.name: i + 1 for i, c in enumerate(columns)}
         if pk:
@@ -271,14 +316,14 @@ class CatalogMixin:
                     raise PgError("42703", f'column "{col}" named in key does not exist')
             iname = names.get(u) or self._choose_name(f"{name}_{'_'.join(u)}_key", ns)
             self.create_index(oid, iname, [colnum[c] for c in u], unique=True, constraint=True)
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.engine.command_counter_increment()
         return self.relation(oid)
 
     def create_index(self, table_oid: int, name: str | None, columns: Sequence[int], *, unique: bool = False,
                      primary: bool = False, if_not_exists: bool = False, constraint: bool = False,
                      options: Sequence[int] | None = None) -> IndexInfo | None:
         table = self.relation(table_oid)
-        self.lock_relation(table_oid, 5)  # type: ignore[attr-defined]
+        self.engine.lock_relation(table_oid, 5)
         if table.kind != api.RelKind.TABLE:
             raise PgError("42809", f'"{table.name}" is not a table')
         cols = list(columns)
@@ -290,32 +335,32 @@ class CatalogMixin:
         ns = table.namespace_oid
         if name is None:
             name = self._choose_name(f"{table.name}_{'_'.join(table.columns[a - 1].name for a in cols)}_idx", ns)
-        cache = self.catalog()  # type: ignore[attr-defined]
+        cache = self.engine.catalog()
         if (ns, name) in cache.by_name:
             if if_not_exists:
-                self.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
+                self.engine.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
                 return None
             raise PgError("42P07", f'relation "{name}" already exists')
         oid = self.allocate_oid()
         self._new_relation_file(oid)
-        xid, _cid = self._write_ctx()  # type: ignore[attr-defined]
-        self.btree.create_empty(self.database.oid, oid, xid)  # type: ignore[attr-defined]
-        self._cat_insert("pg_class", CC.class_row(oid, name, ns, "i", len(cols), owner=table.owner, relam=403))
+        xid, _cid = self.engine._write_ctx()
+        self.engine.btree.create_empty(self.engine.database.oid, oid, xid)
+        self.insert_row("pg_class", CC.class_row(oid, name, ns, "i", len(cols), owner=table.owner, relam=403))
         for i, a in enumerate(cols):
             c = table.columns[a - 1]
-            self._cat_insert("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod))
-        self._cat_insert("pg_index", (oid, table_oid, len(cols), len(cols), unique, False, primary, False, True,
-                                      False, True, False, True, True, False, cols, [0] * len(cols),
-                                      [0] * len(cols), list(options or [0] * len(cols)), None, None))
+            self.insert_row("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod))
+        self.insert_row("pg_index", (oid, table_oid, len(cols), len(cols), unique, False, primary, False, True,
+                                     False, True, False, True, True, False, cols, [0] * len(cols),
+                                     [0] * len(cols), list(options or [0] * len(cols)), None, None))
         if primary:
             pkset = set(cols)
-            self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] in pkset and not r[13],
+            self.update_rows("pg_attribute", lambda r: r[0] == table_oid and r[5] in pkset and not r[13],
                              lambda r: r[:13] + (True,) + r[14:])
         if constraint:
-            self._cat_insert("pg_constraint", _constraint_row(self.allocate_oid(), name, ns,
-                                                              "p" if primary else "u", table_oid, cols, oid))
-        self._cat_update("pg_class", lambda r: r[0] == table_oid and not r[13], lambda r: r[:13] + (True,) + r[14:])
-        self.command_counter_increment()  # type: ignore[attr-defined]
+            self.insert_row("pg_constraint", _constraint_row(self.allocate_oid(), name, ns,
+                                                             "p" if primary else "u", table_oid, cols, oid))
+        self.update_rows("pg_class", lambda r: r[0] == table_oid and not r[13], lambda r: r[:13] + (True,) + r[14:])
+        self.engine.command_counter_increment()
         self._build_index(table_oid, oid, cols, unique, name)
         info = self.relation(oid).index_info
         assert info is not None
@@ -328,13 +373,14 @@ class CatalogMixin:
         keys (the second one, in heap order, is reported).  Each tuple is decoded once;
         the entries are sorted and written bottom-up by :meth:`BTree.build`."""
 
+        engine = self.engine
         table = self.relation(table_oid)
-        rt = self._runtime(table)  # type: ignore[attr-defined]
+        rt = engine._runtime(table)
         types = tuple(table.columns[a - 1].type_oid for a in cols)
         pos = [a - 1 for a in cols]
-        heap = self.heap  # type: ignore[attr-defined]
-        bm = self.env.bm
-        xid = self.x.xid  # type: ignore[attr-defined]
+        heap = engine.heap
+        bm = engine.env.bm
+        xid = engine.x.xid
         decode = rt.codec.decode
         tid_pack = struct.Struct(">IH").pack
         null_in: Callable[[tuple], bool] = has_null
@@ -357,13 +403,13 @@ class CatalogMixin:
 
             def key_of(vals: tuple) -> bytes:
                 return encode_key(vals, types)
-        snap = self._catalog_snapshot() if unique else None  # type: ignore[attr-defined]
+        snap = engine._catalog_snapshot() if unique else None
         seen: set[bytes] = set()
         entries: list[bytes] = []
         committed: dict[int, bool] = {}
         nblocks = bm.nblocks(rt.dboid, rt.relnode)
         for block in range(nblocks):
-            self.check_for_interrupts()  # type: ignore[attr-defined]
+            engine.check_for_interrupts()
             keys: dict[int, tuple[tuple, bytes]] = {}  # offnum -> (values, key), each tuple decoded once
             chains, plain = heap.block_chains(rt.dboid, rt.relnode, block)
             if snap is not None:
@@ -392,8 +438,8 @@ class CatalogMixin:
                     if not mask & P.XMIN_COMMITTED and xmin != xid:
                         ok = committed.get(xmin)
                         if ok is None:
-                            running = self.procs.is_running(xmin)
-                            ok = running or self.clog.status(xmin) == C.COMMITTED  # type: ignore[attr-defined]
+                            running = engine.procs.is_running(xmin)
+                            ok = running or engine.clog.status(xmin) == C.COMMITTED
                             if not running:
                                 committed[xmin] = ok  # a finished transaction's fate is settled
                         if not ok:
@@ -402,18 +448,18 @@ class CatalogMixin:
                     entries.append((known[1] if known is not None else key_of(values(decode(data))))
                                    + tid_pack(block, root))
                     break
-        self.stats.table(table_oid, 0, 1)  # type: ignore[attr-defined]  # counted as a seq scan, as in
-        self.stats.table(table_oid, 1, len(entries))  # type: ignore[attr-defined]  # PostgreSQL's builds
+        engine.stats.table(table_oid, 0, 1)  # counted as a seq scan, as in
+        engine.stats.table(table_oid, 1, len(entries))  # PostgreSQL's builds
         entries.sort()
         irel = self.relation(index_oid)
-        self.btree.build(rt.dboid, irel.relfilenode, entries, xid)  # type: ignore[attr-defined]
+        engine.btree.build(rt.dboid, irel.relfilenode, entries, xid)
 
     def drop_relation(self, oid: int, *, cascade: bool = False) -> None:
         rel = self.relation(oid)
         if rel.namespace == "pg_catalog":
             raise PgError("42501", f'permission denied: "{rel.name}" is a system catalog')
-        self.lock_relation(oid, 8)  # type: ignore[attr-defined]
-        cache = self.catalog()  # type: ignore[attr-defined]
+        self.engine.lock_relation(oid, 8)
+        cache = self.engine.catalog()
         if rel.kind == api.RelKind.INDEX:
             for c in self._constraints_using_index(oid):
                 if not cascade:
@@ -442,33 +488,33 @@ class CatalogMixin:
                                                for o, c in deps),
                               hint="Use DROP ... CASCADE to drop the dependent objects too.")
             for other, c in deps:
-                self.notices.append(api.Notice("NOTICE", "00000", f"drop cascades to constraint {c.name} on table "
-                                                                  f"{other.name}"))
-                self._cat_delete("pg_constraint", _oid_is(c.oid))
-        self._cat_delete("pg_class", lambda r: r[0] in ids)
-        self._cat_delete("pg_attribute", lambda r: r[0] in ids)
-        self._cat_delete("pg_attrdef", lambda r: r[1] in ids)
-        self._cat_delete("pg_index", lambda r: r[0] in ids or r[1] in ids)
-        self._cat_delete("pg_constraint", lambda r: r[7] in ids or r[9] in ids)
-        self._cat_delete("pg_sequence", lambda r: r[0] in ids)
-        self._cat_delete("pg_depend", lambda r: r[1] in ids or r[4] in ids)
-        self._cat_delete("pg_type", lambda r: r[11] in ids)
-        self._cat_delete("pg_description", lambda r: r[0] in ids)
+                self.engine.notices.append(api.Notice("NOTICE", "00000", f"drop cascades to constraint {c.name} "
+                                                                         f"on table {other.name}"))
+                self.delete_rows("pg_constraint", _oid_is(c.oid))
+        self.delete_rows("pg_class", lambda r: r[0] in ids)
+        self.delete_rows("pg_attribute", lambda r: r[0] in ids)
+        self.delete_rows("pg_attrdef", lambda r: r[1] in ids)
+        self.delete_rows("pg_index", lambda r: r[0] in ids or r[1] in ids)
+        self.delete_rows("pg_constraint", lambda r: r[7] in ids or r[9] in ids)
+        self.delete_rows("pg_sequence", lambda r: r[0] in ids)
+        self.delete_rows("pg_depend", lambda r: r[1] in ids or r[4] in ids)
+        self.delete_rows("pg_type", lambda r: r[11] in ids)
+        self.delete_rows("pg_description", lambda r: r[0] in ids)
         if rel.kind == api.RelKind.VIEW:
-            self._cat_delete("pg_rewrite", lambda r: r[2] in ids)
+            self.delete_rows("pg_rewrite", lambda r: r[2] in ids)
             victims = []
         if rel.kind == api.RelKind.INDEX and rel.index_info is not None:
             tab = rel.index_info.table_oid
             remaining = [i for i in cache.relations[tab].indexes if i.oid != oid] if tab in cache.relations else []
             if not remaining:
-                self._cat_update("pg_class", lambda r: r[0] == tab and r[13], lambda r: r[:13] + (False,) + r[14:])
+                self.update_rows("pg_class", lambda r: r[0] == tab and r[13], lambda r: r[:13] + (False,) + r[14:])
         for v in victims:
-            self.x.drop_on_commit.append((self.database.oid, v.relfilenode))  # type: ignore[attr-defined]
-        self.command_counter_increment()  # type: ignore[attr-defined]
+            self.engine.x.drop_on_commit.append((self.engine.database.oid, v.relfilenode))
+        self.engine.command_counter_increment()
 
     def _constraints_using_index(self, index_oid: int) -> list[ConstraintInfo]:
         out = []
-        for r in self.catalog().relations.values():  # type: ignore[attr-defined]
+        for r in self.engine.catalog().relations.values():
             for c in r.constraints:
                 if c.index_oid == index_oid:
                     out.append(c)
@@ -476,9 +522,9 @@ class CatalogMixin:
 
     def truncate(self, oids: Sequence[int]) -> None:
         for oid in oids:
-            self.lock_relation(oid, 8)  # type: ignore[attr-defined]
+            self.engine.lock_relation(oid, 8)
             self._new_files(self.relation(oid), reset_stats=True)
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.engine.command_counter_increment()
 
     def _new_files(self, rel: RelationInfo, *, reset_stats: bool) -> None:
         """Give ``rel`` and its indexes new, empty files (empty B-trees for the indexes); the old
@@ -487,25 +533,25 @@ class CatalogMixin:
             new = self.allocate_oid()
             self._new_relation_file(new)
             if t.kind == api.RelKind.INDEX:
-                xid, _ = self._write_ctx()  # type: ignore[attr-defined]
-                self.btree.create_empty(self.database.oid, new, xid)  # type: ignore[attr-defined]
-            self.x.drop_on_commit.append((self.database.oid, t.relfilenode))  # type: ignore[attr-defined]
-            self._cat_update("pg_class", _oid_is(t.oid),  # relfilenode, relpages, reltuples
+                xid, _ = self.engine._write_ctx()
+                self.engine.btree.create_empty(self.engine.database.oid, new, xid)
+            self.engine.x.drop_on_commit.append((self.engine.database.oid, t.relfilenode))
+            self.update_rows("pg_class", _oid_is(t.oid),  # relfilenode, relpages, reltuples
                              _new_file_row(new, reset_stats))
 
     def rename_relation(self, oid: int, new_name: str) -> None:
         rel = self.relation(oid)
-        if (rel.namespace_oid, new_name) in self.catalog().by_name:  # type: ignore[attr-defined]
+        if (rel.namespace_oid, new_name) in self.engine.catalog().by_name:
             raise PgError("42P07", f'relation "{new_name}" already exists')
-        self._cat_update("pg_class", lambda r: r[0] == oid, lambda r: (r[0], new_name) + r[2:])
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.update_rows("pg_class", lambda r: r[0] == oid, lambda r: (r[0], new_name) + r[2:])
+        self.engine.command_counter_increment()
 
     def create_view(self, name: str, columns: Sequence[ColumnDef], definition: str, *, schema: str | None = None,
                     replace: bool = False) -> RelationInfo:
         """CREATE [OR REPLACE] VIEW: a relation of kind 'v' without storage; ``definition``
         (the SELECT, as SQL text) is kept in pg_rewrite as its _RETURN rule."""
         ns, _nsname = self._creation_namespace(schema)
-        cache = self.catalog()  # type: ignore[attr-defined]
+        cache = self.engine.catalog()
         old = cache.by_name.get((ns, name))
         if old is not None:
             orel = cache.relations[old]
@@ -516,58 +562,58 @@ class CatalogMixin:
                     a.name != b.name or a.type_oid != b.type_oid for a, b in zip(ocols, columns)):
                 raise PgError("42P16", "cannot change name or data type of view column" if len(columns) >= len(ocols)
                               else "cannot drop columns from view")
-            self.lock_relation(old, 8)  # type: ignore[attr-defined]
-            self._cat_delete("pg_attribute", lambda r: r[0] == old)
-            self._cat_delete("pg_rewrite", lambda r: r[2] == old)
-            self._cat_update("pg_class", lambda r: r[0] == old, lambda r: r[:17] + (len(columns),) + r[18:])
+            self.engine.lock_relation(old, 8)
+            self.delete_rows("pg_attribute", lambda r: r[0] == old)
+            self.delete_rows("pg_rewrite", lambda r: r[2] == old)
+            self.update_rows("pg_class", lambda r: r[0] == old, lambda r: r[:17] + (len(columns),) + r[18:])
             oid = old
         else:
             oid = self.allocate_oid()
             typoid = self.allocate_oid()
-            self._cat_insert("pg_class", CC.class_row(oid, name, ns, "v", len(columns), reltype=typoid,
-                                                      owner=self.role.oid, relfilenode=0))
-            self._cat_insert("pg_type", _type_row(typoid, name, ns, self.role.oid, relid=oid))
+            self.insert_row("pg_class", CC.class_row(oid, name, ns, "v", len(columns), reltype=typoid,
+                                                     owner=self.engine.role.oid, relfilenode=0))
+            self.insert_row("pg_type", _type_row(typoid, name, ns, self.engine.role.oid, relid=oid))
         for i, c in enumerate(columns):
-            self._cat_insert("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod))
-        self._cat_insert("pg_rewrite", (self.allocate_oid(), "_RETURN", oid, "1", "O", True, None, definition))
-        self.command_counter_increment()  # type: ignore[attr-defined]
+            self.insert_row("pg_attribute", CC.attr_row(oid, c.name, c.type_oid, i + 1, typmod=c.typmod))
+        self.insert_row("pg_rewrite", (self.allocate_oid(), "_RETURN", oid, "1", "O", True, None, definition))
+        self.engine.command_counter_increment()
         return self.relation(oid)
 
     def relation_is_new(self, oid: int) -> bool:
         """Was the relation's file created (CREATE, TRUNCATE) by the running transaction?"""
         rel = self.relation(oid)
-        return any(relnode == rel.relfilenode for _db, relnode in self.x.created)  # type: ignore[attr-defined]
+        return any(relnode == rel.relfilenode for _db, relnode in self.engine.x.created)
 
     def view_definition(self, oid: int) -> str | None:
-        for _tid, r in self._cat_rows("pg_rewrite"):
+        for _tid, r in self.rows("pg_rewrite"):
             if r[2] == oid and r[1] == "_RETURN":
                 return r[7]
         return None
 
     def set_description(self, objoid: int, classoid: int, objsubid: int, text: str | None) -> None:
         """COMMENT ON: replace (or with None remove) an object's pg_description row."""
-        self._cat_delete("pg_description", lambda r: r[0] == objoid and r[1] == classoid and r[2] == objsubid)
+        self.delete_rows("pg_description", lambda r: r[0] == objoid and r[1] == classoid and r[2] == objsubid)
         if text is not None and text != "":
-            self._cat_insert("pg_description", (objoid, classoid, objsubid, text))
-        self.command_counter_increment()  # type: ignore[attr-defined]
+            self.insert_row("pg_description", (objoid, classoid, objsubid, text))
+        self.engine.command_counter_increment()
 
     def descriptions(self) -> list[tuple[int, int, int, str]]:
         """Every pg_description row: (objoid, classoid, objsubid, description)."""
-        return [row for _tid, row in self._cat_rows("pg_description")]
+        return [row for _tid, row in self.rows("pg_description")]
 
     def rename_column(self, table_oid: int, attnum: int, new_name: str) -> None:
         rel = self.relation(table_oid)
-        self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
+        self.engine.lock_relation(table_oid, 8)
         if rel.column(new_name) is not None:
             raise PgError("42701", f'column "{new_name}" of relation "{rel.name}" already exists')
-        self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
+        self.update_rows("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
                          lambda r: (r[0], new_name) + r[2:])
         for idx in rel.indexes:
             if attnum in idx.columns:
                 pos = idx.columns.index(attnum) + 1
-                self._cat_update("pg_attribute", _attribute_is(idx.oid, pos),
+                self.update_rows("pg_attribute", _attribute_is(idx.oid, pos),
                                  lambda r: (r[0], new_name) + r[2:])
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.engine.command_counter_increment()
 
     def rewrite_table(self, table_oid: int, types: dict[int, tuple[int, int]] | None = None,
                       convert: Callable[[tuple], tuple] | None = None) -> int:
@@ -576,82 +622,82 @@ class CatalogMixin:
         ({attnum: (type oid, typmod)}) changes column types first.  The old files go at
         commit.  Returns the number of rows."""
         rel = self.relation(table_oid)
-        self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
-        rows = [row for _tid, row in self.seq_scan(rel)]  # type: ignore[attr-defined]
+        self.engine.lock_relation(table_oid, 8)
+        rows = [row for _tid, row in self.engine.seq_scan(rel)]
         if convert is not None:
             rows = [convert(r) for r in rows]
         self._new_files(rel, reset_stats=False)
         for attnum, (typ, typmod) in (types or {}).items():
             lay = D.type_layout(typ)
-            self._cat_update("pg_attribute", _attribute_is(table_oid, attnum),
+            self.update_rows("pg_attribute", _attribute_is(table_oid, attnum),
                              _retyped_column_row(typ, typmod, lay))
             for idx in rel.indexes:
                 if attnum in idx.columns:
                     pos = idx.columns.index(attnum) + 1
-                    self._cat_update("pg_attribute", _attribute_is(idx.oid, pos),
+                    self.update_rows("pg_attribute", _attribute_is(idx.oid, pos),
                                      _retyped_index_column_row(typ, typmod))
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.engine.command_counter_increment()
         cur = self.relation(table_oid)
         for row in rows:
-            self.insert(cur, row)  # type: ignore[attr-defined]
+            self.engine.insert(cur, row)
         return len(rows)
 
     def add_column(self, table_oid: int, column: ColumnDef, *, missing_value: Any = None) -> None:
         rel = self.relation(table_oid)
-        self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
+        self.engine.lock_relation(table_oid, 8)
         if rel.column(column.name) is not None:
             raise PgError("42701", f'column "{column.name}" of relation "{rel.name}" already exists')
         num = len(rel.columns) + 1
         if column.not_null and missing_value is None and self._has_rows(rel):
             raise PgError("23502", f'column "{column.name}" of relation "{rel.name}" contains null values')
-        self._cat_insert("pg_attribute", CC.attr_row(table_oid, column.name, column.type_oid, num,
-                                                     typmod=column.typmod, notnull=column.not_null,
-                                                     hasdef=column.default is not None, identity=column.identity,
-                                                     missing=missing_value))
+        self.insert_row("pg_attribute", CC.attr_row(table_oid, column.name, column.type_oid, num,
+                                                    typmod=column.typmod, notnull=column.not_null,
+                                                    hasdef=column.default is not None, identity=column.identity,
+                                                    missing=missing_value))
         if column.default is not None:
-            self._cat_insert("pg_attrdef", (self.allocate_oid(), table_oid, num, column.default))
-        self._cat_update("pg_class", lambda r: r[0] == table_oid, lambda r: r[:17] + (num,) + r[18:])
-        self.command_counter_increment()  # type: ignore[attr-defined]
+            self.insert_row("pg_attrdef", (self.allocate_oid(), table_oid, num, column.default))
+        self.update_rows("pg_class", lambda r: r[0] == table_oid, lambda r: r[:17] + (num,) + r[18:])
+        self.engine.command_counter_increment()
 
     def _has_rows(self, rel: RelationInfo) -> bool:
-        for _ in self.seq_scan(rel):  # type: ignore[attr-defined]
+        for _ in self.engine.seq_scan(rel):
             return True
         return False
 
     def drop_column(self, table_oid: int, attnum: int) -> None:
         rel = self.relation(table_oid)
-        self.lock_relation(table_oid, 8)  # type: ignore[attr-defined]
+        self.engine.lock_relation(table_oid, 8)
         col = rel.columns[attnum - 1]
         for idx in list(rel.indexes):
             if attnum in idx.columns:
                 for c in self._constraints_using_index(idx.oid):
-                    self._cat_delete("pg_constraint", _oid_is(c.oid))
+                    self.delete_rows("pg_constraint", _oid_is(c.oid))
                 self.drop_relation(idx.oid, cascade=True)
         dropped_name = f"........pg.dropped.{attnum}........"
-        self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
+        self.update_rows("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
                          lambda r: (r[0], dropped_name, 0) + r[3:13] + (False, False) + r[15:18] + (True,) + r[19:])
-        self._cat_delete("pg_attrdef", lambda r: r[1] == table_oid and r[2] == attnum)
+        self.delete_rows("pg_attrdef", lambda r: r[1] == table_oid and r[2] == attnum)
         _ = col
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.engine.command_counter_increment()
 
     def set_column_default(self, table_oid: int, attnum: int, default: str | None) -> None:
-        self._cat_delete("pg_attrdef", lambda r: r[1] == table_oid and r[2] == attnum)
+        self.delete_rows("pg_attrdef", lambda r: r[1] == table_oid and r[2] == attnum)
         if default is not None:
-            self._cat_insert("pg_attrdef", (self.allocate_oid(), table_oid, attnum, default))
-        self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
+            self.insert_row("pg_attrdef", (self.allocate_oid(), table_oid, attnum, default))
+        self.update_rows("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
                          lambda r: r[:14] + (default is not None,) + r[15:])
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.engine.command_counter_increment()
 
     def set_column_not_null(self, table_oid: int, attnum: int, not_null: bool) -> None:
         rel = self.relation(table_oid)
         if not_null and not rel.columns[attnum - 1].not_null:  # (already NOT NULL: nothing to check)
-            for _tid, row in self.seq_scan(rel):  # type: ignore[attr-defined]
+            for _tid, row in self.engine.seq_scan(rel):
                 if attnum - 1 >= len(row) or row[attnum - 1] is None:
                     raise PgError("23502", f'column "{rel.columns[attnum - 1].name}" of relation "{rel.name}" '
                                            f"contains null values")
-        self._cat_update("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
+        self.update_rows("pg_attribute", lambda r: r[0] == table_oid and r[5] == attnum,
                          lambda r: r[:13] + (not_null,) + r[14:])
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.engine.command_counter_increment()
 
     def add_constraint(self, table_oid: int, constraint: ConstraintInfo) -> ConstraintInfo:
         rel = self.relation(table_oid)
@@ -663,8 +709,8 @@ class CatalogMixin:
         row[25] = constraint.expression
         if constraint.kind == "f":
             row[12], row[13], row[14] = constraint.on_update, constraint.on_delete, "s"
-        self._cat_insert("pg_constraint", tuple(row))
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.insert_row("pg_constraint", tuple(row))
+        self.engine.command_counter_increment()
         return ConstraintInfo(oid, constraint.name, constraint.kind, table_oid, constraint.columns,
                               constraint.index_oid, constraint.expression, constraint.ref_table_oid,
                               constraint.ref_columns, constraint.on_update, constraint.on_delete)
@@ -673,11 +719,11 @@ class CatalogMixin:
         rel = self.relation(table_oid)
         for c in rel.constraints:
             if c.name == name:
-                self._cat_delete("pg_constraint", _oid_is(c.oid))
+                self.delete_rows("pg_constraint", _oid_is(c.oid))
                 if c.index_oid:
-                    self.command_counter_increment()  # type: ignore[attr-defined]
+                    self.engine.command_counter_increment()
                     self.drop_relation(c.index_oid, cascade=True)
-                self.command_counter_increment()  # type: ignore[attr-defined]
+                self.engine.command_counter_increment()
                 return
         raise PgError("42704", f'constraint "{name}" of relation "{rel.name}" does not exist')
 
@@ -685,19 +731,19 @@ class CatalogMixin:
         ns = self.lookup_namespace(name)
         if ns is not None:
             if if_not_exists:
-                self.notices.append(api.Notice("NOTICE", "42P06", f'schema "{name}" already exists, skipping'))
+                self.engine.notices.append(api.Notice("NOTICE", "42P06", f'schema "{name}" already exists, skipping'))
                 return ns
             raise PgError("42P06", f'schema "{name}" already exists')
         oid = self.allocate_oid()
-        self._cat_insert("pg_namespace", (oid, name, self.role.oid, None))
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.insert_row("pg_namespace", (oid, name, self.engine.role.oid, None))
+        self.engine.command_counter_increment()
         return oid
 
     def drop_namespace(self, name: str, *, cascade: bool = False, missing_ok: bool = False) -> None:
         ns = self.lookup_namespace(name)
         if ns is None:
             if missing_ok:
-                self.notices.append(api.Notice("NOTICE", "00000", f'schema "{name}" does not exist, skipping'))
+                self.engine.notices.append(api.Notice("NOTICE", "00000", f'schema "{name}" does not exist, skipping'))
                 return
             raise PgError("3F000", f'schema "{name}" does not exist')
         members = [r for r in self.relations("rS") if r.namespace_oid == ns]
@@ -706,10 +752,10 @@ class CatalogMixin:
                           detail="\n".join(f"table {r.name} depends on schema {name}" for r in members),
                           hint="Use DROP ... CASCADE to drop the dependent objects too.")
         for r in members:
-            if r.oid in self.catalog().relations:  # type: ignore[attr-defined]
+            if r.oid in self.engine.catalog().relations:
                 self.drop_relation(r.oid, cascade=True)
-        self._cat_delete("pg_namespace", lambda r: r[0] == ns)
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.delete_rows("pg_namespace", lambda r: r[0] == ns)
+        self.engine.command_counter_increment()
 
     # ------------------------------------------------------------------ sequences
     def create_sequence(self, name: str, *, schema: str | None = None, type_oid: int = 20, start: int | None = None,
@@ -717,9 +763,9 @@ class CatalogMixin:
                         cache: int = 1, cycle: bool = False, if_not_exists: bool = False) -> RelationInfo | None:
 
         ns, _ = self._creation_namespace(schema)
-        if (ns, name) in self.catalog().by_name:  # type: ignore[attr-defined]
+        if (ns, name) in self.engine.catalog().by_name:
             if if_not_exists:
-                self.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
+                self.engine.notices.append(api.Notice("NOTICE", "42P07", f'relation "{name}" already exists, skipping'))
                 return None
             raise PgError("42P07", f'relation "{name}" already exists')
         if increment == 0:
@@ -737,87 +783,87 @@ class CatalogMixin:
             raise PgError("22023", f"START value ({start}) cannot be greater than MAXVALUE ({max_value})")
         oid = self.allocate_oid()
         self._new_relation_file(oid)
-        self._cat_insert("pg_class", CC.class_row(oid, name, ns, "S", 3, owner=self.role.oid))
+        self.insert_row("pg_class", CC.class_row(oid, name, ns, "S", 3, owner=self.engine.role.oid))
         for i, (col, typ) in enumerate((("last_value", 20), ("log_cnt", 20), ("is_called", 16))):
-            self._cat_insert("pg_attribute", CC.attr_row(oid, col, typ, i + 1, notnull=True))
-        self._cat_insert("pg_sequence", (oid, type_oid, start, increment, max_value, min_value, cache, cycle))
-        xid, _ = self._write_ctx()  # type: ignore[attr-defined]
-        sequence.init_relation(self, oid, start, xid)
-        self.command_counter_increment()  # type: ignore[attr-defined]
+            self.insert_row("pg_attribute", CC.attr_row(oid, col, typ, i + 1, notnull=True))
+        self.insert_row("pg_sequence", (oid, type_oid, start, increment, max_value, min_value, cache, cycle))
+        xid, _ = self.engine._write_ctx()
+        sequence.init_relation(self.engine, oid, start, xid)
+        self.engine.command_counter_increment()
         return self.relation(oid)
 
     def set_sequence_owner(self, seq_oid: int, table_oid: int, attnum: int) -> None:
-        self._cat_delete("pg_depend", lambda r: r[1] == seq_oid and r[6] == "a")
-        self._cat_insert("pg_depend", (1259, seq_oid, 0, 1259, table_oid, attnum, "a"))
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.delete_rows("pg_depend", lambda r: r[1] == seq_oid and r[6] == "a")
+        self.insert_row("pg_depend", (1259, seq_oid, 0, 1259, table_oid, attnum, "a"))
+        self.engine.command_counter_increment()
 
     # ------------------------------------------------------------------ databases
     def _database_from_row(self, r: tuple) -> api.DatabaseInfo:
         return api.DatabaseInfo(r[0], r[1], r[2], "UTF8", r[11] or "C", r[12] or "C", r[6], r[5], r[7])
 
     def database_by_name(self, name: str) -> api.DatabaseInfo | None:
-        for _tid, r in self._cat_rows("pg_database"):
+        for _tid, r in self.rows("pg_database"):
             if r[1] == name:
                 return self._database_from_row(r)
         return None
 
     def databases(self) -> list[api.DatabaseInfo]:
-        return [self._database_from_row(r) for _tid, r in self._cat_rows("pg_database")]
+        return [self._database_from_row(r) for _tid, r in self.rows("pg_database")]
 
     def create_database(self, name: str, *, owner: str | None = None, template: str = "template1") -> api.DatabaseInfo:
-        if self.x.block:  # type: ignore[attr-defined]
+        if self.engine.x.block:
             raise PgError("25001", "CREATE DATABASE cannot run inside a transaction block")
-        if not (self.role.superuser or self.role.create_db):
+        if not (self.engine.role.superuser or self.engine.role.create_db):
             raise PgError("42501", "permission denied to create database")
         if self.database_by_name(name) is not None:
             raise PgError("42P04", f'database "{name}" already exists')
         tmpl = self.database_by_name(template)
         if tmpl is None:
             raise PgError("3D000", f'template database "{template}" does not exist')
-        others = self.procs.count_db(tmpl.oid, exclude_pid=os.getpid())
-        if others or tmpl.oid == self.database.oid:
+        others = self.engine.procs.count_db(tmpl.oid, exclude_pid=os.getpid())
+        if others or tmpl.oid == self.engine.database.oid:
             raise PgError("55006", f'source database "{template}" is being accessed by other users',
                           detail=f"There {'is' if others <= 1 else 'are'} {max(others, 1)} other "
                                  f"session{'' if others <= 1 else 's'} using the database.")
-        owner_oid = self.role.oid
+        owner_oid = self.engine.role.oid
         if owner is not None:
             r = self.role_by_name(owner)
             if r is None:
                 raise PgError("42704", f'role "{owner}" does not exist')
             owner_oid = r.oid
         oid = self.allocate_oid()
-        env = self.env
+        env = self.engine.env
         env.bm.sync_all(dboid=tmpl.oid)
         src = os.path.join(env.datadir, "base", str(tmpl.oid))
         dst = os.path.join(env.datadir, "base", str(oid))
-        xid, _ = self._write_ctx()  # type: ignore[attr-defined]
+        xid, _ = self.engine._write_ctx()
         lsn = env.xlog.insert(RM_DBASE, XLOG_DBASE_CREATE, xid, (), _DB.pack(tmpl.oid, oid))
         env.xlog.flush(lsn)
         copy_database_dir(src, dst)
-        self.x.drop_db_on_abort = getattr(self.x, "drop_db_on_abort", []) + [oid]  # type: ignore[attr-defined]
-        self._cat_insert("pg_database", (oid, name, owner_oid, 6, "c", False, True, -1, 3, 1, 1663, "C", "C", None,
-                                         None, None))
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.engine.x.drop_db_on_abort.append(oid)
+        self.insert_row("pg_database", (oid, name, owner_oid, 6, "c", False, True, -1, 3, 1, 1663, "C", "C", None,
+                                        None, None))
+        self.engine.command_counter_increment()
         return api.DatabaseInfo(oid, name, owner_oid)
 
     def drop_database(self, name: str, *, if_exists: bool = False, force: bool = False) -> None:
-        if self.x.block:  # type: ignore[attr-defined]
+        if self.engine.x.block:
             raise PgError("25001", "DROP DATABASE cannot run inside a transaction block")
         db = self.database_by_name(name)
         if db is None:
             if if_exists:
-                self.notices.append(api.Notice("NOTICE", "00000", f'database "{name}" does not exist, skipping'))
+                self.engine.notices.append(api.Notice("NOTICE", "00000", f'database "{name}" does not exist, skipping'))
                 return
             raise PgError("3D000", f'database "{name}" does not exist')
-        if db.oid == self.database.oid:
+        if db.oid == self.engine.database.oid:
             raise PgError("55006", "cannot drop the currently open database")
         if db.name in ("template1",) and not force:
             pass
-        others = self.procs.count_db(db.oid)
+        others = self.engine.procs.count_db(db.oid)
         if others and force:
             import signal
 
-            for e in self.procs.entries():
+            for e in self.engine.procs.entries():
                 if e["dboid"] == db.oid and e["backend_type"] == "client backend":
                     try:
                         os.kill(e["pid"], signal.SIGTERM)
@@ -826,21 +872,21 @@ class CatalogMixin:
             import time
 
             deadline = time.monotonic() + 5
-            while self.procs.count_db(db.oid) and time.monotonic() < deadline:
+            while self.engine.procs.count_db(db.oid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            others = self.procs.count_db(db.oid)
+            others = self.engine.procs.count_db(db.oid)
         if others:
             raise PgError("55006", f'database "{name}" is being accessed by other users',
                           detail=f"There {'is' if others == 1 else 'are'} {others} other "
                                  f"session{'' if others == 1 else 's'} using the database.")
-        self._cat_delete("pg_database", lambda r: r[0] == db.oid)
-        self.x.drop_db_on_commit.append(db.oid)  # type: ignore[attr-defined]
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.delete_rows("pg_database", lambda r: r[0] == db.oid)
+        self.engine.x.drop_db_on_commit.append(db.oid)
+        self.engine.command_counter_increment()
 
-    def _remove_database_files(self, dboid: int) -> None:
-        self.env.bm.drop_database_buffers(dboid)
-        self.env.smgr.close_all()
-        shutil.rmtree(os.path.join(self.env.datadir, "base", str(dboid)), ignore_errors=True)
+    def remove_database_files(self, dboid: int) -> None:
+        self.engine.env.bm.drop_database_buffers(dboid)
+        self.engine.env.smgr.close_all()
+        shutil.rmtree(os.path.join(self.engine.env.datadir, "base", str(dboid)), ignore_errors=True)
 
     # ------------------------------------------------------------------ roles
     @staticmethod
@@ -848,20 +894,20 @@ class CatalogMixin:
         return api.RoleInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
 
     def role_by_name(self, name: str) -> api.RoleInfo | None:
-        for _tid, r in self._cat_rows("pg_authid"):
+        for _tid, r in self.rows("pg_authid"):
             if r[1] == name:
                 return self._role_from_row(r)
         return None
 
     def roles(self) -> list[api.RoleInfo]:
-        return [self._role_from_row(r) for _tid, r in self._cat_rows("pg_authid")]
+        return [self._role_from_row(r) for _tid, r in self.rows("pg_authid")]
 
-    def _secret(self, name: str, password: str | None) -> str | None:
+    def password_secret(self, name: str, password: str | None) -> str | None:
         if password is None:
             return None
         if md5.is_md5_secret(password) or scram.is_scram_secret(password):
             return password
-        if self.settings.value("password_encryption") == "md5":
+        if self.engine.settings.value("password_encryption") == "md5":
             return md5.md5_secret(name, password)
         return str(scram.make_secret(password))
 
@@ -869,23 +915,23 @@ class CatalogMixin:
                     create_db: bool = False, create_role: bool = False, inherit: bool = True,
                     replication: bool = False, bypass_rls: bool = False, connection_limit: int = -1,
                     valid_until: Any = None) -> api.RoleInfo:
-        if not (self.role.superuser or self.role.create_role):
+        if not (self.engine.role.superuser or self.engine.role.create_role):
             raise PgError("42501", "permission denied to create role")
         if self.role_by_name(name) is not None:
             raise PgError("42710", f'role "{name}" already exists')
         oid = self.allocate_oid()
         row = (oid, name, superuser, inherit, create_role, create_db, login, replication, bypass_rls,
-               connection_limit, self._secret(name, password), valid_until)
-        self._cat_insert("pg_authid", row)
-        self.command_counter_increment()  # type: ignore[attr-defined]
+               connection_limit, self.password_secret(name, password), valid_until)
+        self.insert_row("pg_authid", row)
+        self.engine.command_counter_increment()
         return self._role_from_row(row)
 
     def alter_role(self, name: str, **changes: Any) -> api.RoleInfo:
         r = self.role_by_name(name)
         if r is None:
             raise PgError("42704", f'role "{name}" does not exist')
-        if not (self.role.superuser or self.role.create_role or (r.oid == self.role.oid and set(changes) <= {
-                "password"})):
+        me = self.engine.role
+        if not (me.superuser or me.create_role or (r.oid == me.oid and set(changes) <= {"password"})):
             raise PgError("42501", "permission denied")
         fields = {"superuser": 2, "inherit": 3, "create_role": 4, "create_db": 5, "login": 6, "replication": 7,
                   "bypass_rls": 8, "connection_limit": 9, "password": 10, "valid_until": 11}
@@ -897,14 +943,14 @@ class CatalogMixin:
             out = list(row)
             for k, v in changes.items():
                 if k == "password":
-                    v = self._secret(new_name or name, v)
+                    v = self.password_secret(new_name or name, v)
                 out[fields[k]] = v
             if new_name is not None:
                 out[1] = new_name
             return tuple(out)
 
-        self._cat_update("pg_authid", lambda row: row[0] == r.oid, fn)
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.update_rows("pg_authid", lambda row: row[0] == r.oid, fn)
+        self.engine.command_counter_increment()
         r2 = self.role_by_name(new_name or name)
         assert r2 is not None
         return r2
@@ -913,15 +959,15 @@ class CatalogMixin:
         r = self.role_by_name(name)
         if r is None:
             if if_exists:
-                self.notices.append(api.Notice("NOTICE", "00000", f'role "{name}" does not exist, skipping'))
+                self.engine.notices.append(api.Notice("NOTICE", "00000", f'role "{name}" does not exist, skipping'))
                 return
             raise PgError("42704", f'role "{name}" does not exist')
-        if r.oid == self.role.oid:
+        if r.oid == self.engine.role.oid:
             raise PgError("55006", "current user cannot be dropped")
         if r.oid == D.BOOTSTRAP_SUPERUSER:
             raise PgError("55006", f'cannot drop role {name} because it is required by the database system')
-        self._cat_delete("pg_authid", lambda row: row[0] == r.oid)
-        self.command_counter_increment()  # type: ignore[attr-defined]
+        self.delete_rows("pg_authid", lambda row: row[0] == r.oid)
+        self.engine.command_counter_increment()
 
 
 def _type_row(oid: int, name: str, ns: int, owner: int, relid: int = 0, typtype: str = "c",
