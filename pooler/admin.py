@@ -569,7 +569,7 @@ class AdminConsole:
         if st is ServerState.USED:
             if s.cancel_hold:
                 return "being_canceled"
-            return "tested" if s.ops else "used"
+            return "tested" if s.conv.ops else "used"
         return "closed"
 
     def show_pools(self) -> Result:

@@ -11,7 +11,7 @@ Then the relay: bytes from the client go to its server connection, acquired
 from the pool when the client has none (waiting in FIFO order, at most
 query_wait_timeout).  In session mode only message headers are looked at:
 Query, Sync and FunctionCall each expect one ReadyForQuery back
-(``Server.pending_z``), extended-protocol messages after the last Sync keep the
+(counted by the server's :class:`.conversation.Conversation`), extended-protocol messages after the last Sync keep the
 server linked, and Terminate is not passed on.  In transaction and statement
 mode each batch goes through :func:`.emulate.build_batch`, which also keeps
 prepared statements, settings, LISTEN and pinning right across server
@@ -248,7 +248,7 @@ class Client:
                     self.read_scope = None
                     if sc.cancelled_caught:
                         server = self.server
-                        if server is not None and server.status != _IDLE:
+                        if server is not None and server.conv.in_transaction:
                             raise PoolerError("idle transaction timeout", sqlstate.PROTOCOL_VIOLATION)
                         raise PoolerError("client_idle_timeout", sqlstate.PROTOCOL_VIOLATION)
                 else:
@@ -281,7 +281,7 @@ class Client:
                     if sql is not None:  # settings first, their reply swallowed
                         server.expect_internal()
                         data = encode(m.Query(sql)) + data
-                    if batch.precise or server.ops:
+                    if batch.precise or server.conv.ops:
                         server.queue_ops(batch.ops)
                     if data or batch.ops:
                         await self._send(server, data, batch.nsync, batch.ext, batch)
@@ -289,10 +289,8 @@ class Client:
                     terminate = any(t == _X for t, _ in pieces)
             if terminate:
                 server = self.server
-                if server is not None and server.pending_z:
-                    # Requests sent just before Terminate still get their answers.
-                    server.drained = trio.Event()
-                    await server.drained.wait()
+                if server is not None:
+                    await server.conv.drain()  # requests sent just before Terminate still get their answers
                 return
 
     async def _acquire(self) -> Server:
@@ -309,18 +307,10 @@ class Client:
 
     async def _send(self, server: Server, data: bytes, nsync: int, ext: int, batch: Batch | None) -> None:
         """Account for what is sent (ReadyForQuery replies expected, unsynced state) and send it."""
-        if nsync:
-            if server.pending_z == 0:
-                now = time.monotonic()
-                server.query_start = now
-                if not server.xact_start:
-                    server.xact_start = now
-                query_timeout = server.pool.query_timeout
-                if query_timeout and server.scope is not None:
-                    server.scope.deadline = trio.current_time() + query_timeout
-            server.pending_z += nsync
-        if ext >= 0:
-            server.unsynced = bool(ext)
+        if server.conv.sent(nsync, ext):  # a request starts: query_timeout runs until its ReadyForQuery
+            query_timeout = server.pool.query_timeout
+            if query_timeout and server.scope is not None:
+                server.scope.deadline = trio.current_time() + query_timeout
         if data:
             try:
                 await server.linked_conn().send_all(data)
@@ -351,10 +341,10 @@ class Client:
         assert pool is not None  # logged in
         if server is None:
             t = pool.client_idle_timeout
-        elif server.pending_z or server.unsynced:
+        elif server.conv.busy:
             return _INF
         else:
-            t = pool.idle_transaction_timeout if server.status != _IDLE else pool.client_idle_timeout
+            t = pool.idle_transaction_timeout if server.conv.in_transaction else pool.client_idle_timeout
         return trio.current_time() + t if t else _INF
 
     # ------------------------------------------------------------------ being told to stop

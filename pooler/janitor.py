@@ -45,7 +45,7 @@ def maintain(pooler: PoolerHost) -> None:
             if pooler.pause.mode == "suspend":  # SUSPEND keeps the server connections
                 continue
             for server in list(pool.idle) + list(pool.used):
-                if server.state.value == "idle" or not server.ops:
+                if server.state.value == "idle" or not server.conv.ops:
                     server.close("pause mode")
             continue
         for server in list(pool.idle):

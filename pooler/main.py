@@ -26,7 +26,6 @@ import trio
 
 from pgbundle.shared import sqlstate
 from pgbundle.shared.netio import Conn
-from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import logs
 from .admin import AdminConsole
@@ -208,9 +207,9 @@ class Pooler:
         if server is not None and pool is not None:
             if server.state is ServerState.CLOSED:
                 pool.unlink(server)
-            elif server.pending_z or server.unsynced or server.close_needed or client.kill_after is not None:
+            elif server.conv.busy or server.close_needed or client.kill_after is not None:
                 server.close("client disconnect while server was not ready")
-            elif server.status == TransactionStatus.IDLE and pool.mode != "session" \
+            elif not server.conv.in_transaction and pool.mode != "session" \
                     and not self.config.settings.server_reset_query_always:
                 pool.release(server)
             else:

@@ -105,7 +105,7 @@ class PoolerCollector:
             kinds = {"active": len(pool.active), "idle": len(pool.idle), "used": 0, "tested": 0,
                      "login": len(pool.login), "being_canceled": 0}
             for s in pool.used:
-                kinds["being_canceled" if s.cancel_hold else "tested" if s.ops else "used"] += 1
+                kinds["being_canceled" if s.cancel_hold else "tested" if s.conv.ops else "used"] += 1
             for state, n in kinds.items():
                 servers.add_metric(lv + [state], n)
             maxwait.add_metric(lv, now - pool.waiting[0].wait_start if waiting else 0.0)

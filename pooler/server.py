@@ -13,6 +13,9 @@ everything the server sends for as long as the connection lives:
 * the pooler's own queries (parameter SETs, reset and check queries) are
   matched to them and consumed here (see :mod:`.ops`), never reaching a client.
 
+What was sent and which replies are owed is the server's :class:`.conversation.Conversation`
+(``Server.conv``): the client side reports what it sends, this side what comes back.
+
 The reader's cancel scope carries the query_timeout deadline.  When the
 connection ends for any reason the linked client is told and closed, and the
 pool forgets the server.
@@ -24,7 +27,6 @@ import itertools
 import logging
 import math
 import time
-from collections import deque
 from typing import TYPE_CHECKING
 
 import trio
@@ -47,6 +49,7 @@ from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import emulate, ops as O
+from .conversation import Conversation
 from .objects import PoolerError, ServerState, server_closed
 from .prepare import ServerStatements
 
@@ -90,26 +93,19 @@ class Server:
         self.varstate: VarState = ()
         self.backend_pid = 0
         self.backend_key = b""
-        self.pending_z = 0  # Sync/Query/FunctionCall sent whose ReadyForQuery has not come back
-        self.unsynced = False  # extended-protocol messages sent after the last Sync
-        self.status: int = _I  # the last ReadyForQuery's status byte (a TransactionStatus value)
-        self.ops: deque[O.Op] = deque()  # requests whose replies must be matched (see .ops)
+        self.conv = Conversation()  # requests sent and replies owed (see .conversation)
         self.after_sql: str | None = None  # end-of-transaction query to send after the current reply
         self.statements = ServerStatements(self.pooler.config.settings.max_prepared_statements)
         self.session_state: str | None = None  # reported by pgbundle server: "clean" or what pins it
         self.scanner = StreamScanner(RELAY_WANT, self.pooler.config.settings.max_packet_size)
         now = time.monotonic()
         self.connect_time = self.last_used = self.link_time = now
-        self.request_time = now
         self.close_needed = False
         self.close_reason: str | None = None
         self.cancels_in_flight = 0
         self.cancel_hold = False
         self.scope: trio.CancelScope | None = None
         self.release_now = False
-        self.drained: trio.Event | None = None  # set when pending_z drops to 0 (a terminating client waits)
-        self.query_start = 0.0
-        self.xact_start = 0.0
 
     def __repr__(self) -> str:
         return f"S-{self.id}"
@@ -190,7 +186,7 @@ class Server:
             elif isinstance(msg, m.BackendKeyData):
                 self.backend_pid, self.backend_key = msg.process_id, msg.secret_key
             elif isinstance(msg, m.ReadyForQuery):
-                self.status = ord(msg.status)
+                self.conv.pooler_ready(ord(msg.status))
                 self.frames_leftover = frames.pending()
                 if self.frames_leftover:
                     raise PoolerError("server sent data after ReadyForQuery during login", sqlstate.PROTOCOL_VIOLATION)
@@ -272,6 +268,8 @@ class Server:
         conn = self.conn
         assert conn is not None
         scanner = self.scanner
+        conv = self.conv
+        ops = conv.ops  # the same deque for the connection's life
         reason = "server conn crashed?"
         stats = pool.stats
         with trio.CancelScope() as scope:
@@ -286,7 +284,7 @@ class Server:
                         break
                     stats.server_bytes += len(data)
                     pieces, intact = scanner.feed(data)
-                    if self.ops:
+                    if ops:
                         out = self._match(pieces)
                     elif len(pieces) != 1 or pieces[0][0] != PASS:
                         out = self._inspect(pieces, intact, data)
@@ -319,7 +317,7 @@ class Server:
                 log.exception("%s: internal error", self)
                 reason = "internal error"
         if scope.cancelled_caught and not self.close_reason:
-            reason = "query timeout" if self.pending_z else "server closed"
+            reason = "query timeout" if conv.pending_z else "server closed"
         self._finish(reason)
 
     def _inspect(self, pieces: list[tuple[int, bytes]], intact: bool, data: bytes) -> bytes:
@@ -351,7 +349,8 @@ class Server:
 
     def _match(self, pieces: list[tuple[int, bytes]]) -> bytes:
         """Precise path: every reply is matched to the request it answers (see :mod:`.ops`)."""
-        ops = self.ops
+        conv = self.conv
+        ops = conv.ops
         out: list[bytes] = []
         for t, p in pieces:
             while ops and ops[0].mode == O.FAKE:
@@ -412,7 +411,7 @@ class Server:
                 else:
                     ops.popleft()
                 if skip:
-                    self.status = p[5]
+                    conv.pooler_ready(p[5])
                     sink = op.sink
                     if sink is not None:
                         sink.status = p[5]
@@ -450,14 +449,10 @@ class Server:
 
     def _client_ready(self, status: int) -> bool:
         """A ReadyForQuery for the client.  False: swallow it (the client is being refused)."""
-        self.status = status
-        if self.pending_z:
-            self.pending_z -= 1
-        if self.pending_z:
+        conv = self.conv
+        if not conv.ready(status):
             return True
         pool = self.pool
-        if self.drained is not None:
-            self.drained.set()
         client = self.client
         if client is not None and client.read_scope is not None:
             client.read_scope.deadline = client.idle_deadline()
@@ -465,19 +460,16 @@ class Server:
             self.scope.deadline = _INF
         stats = pool.stats
         now = time.monotonic()
-        if self.query_start:  # SHOW STATS query_time, the query histogram
-            dt = now - self.query_start
-            self.query_start = 0.0
+        dt, xact_dt = conv.timed(now, status == _I)
+        if dt is not None:  # SHOW STATS query_time, the query histogram
             stats.query_time += dt
             stats.query_hist.observe(dt)
         if status == _I:
             stats.xact_count += 1
-            if self.xact_start:
-                dt = now - self.xact_start
-                self.xact_start = 0.0
-                stats.xact_time += dt
-                stats.xact_hist.observe(dt)
-            if client is None or pool.mode == "session" or self.unsynced:
+            if xact_dt is not None:
+                stats.xact_time += xact_dt
+                stats.xact_hist.observe(xact_dt)
+            if client is None or pool.mode == "session" or conv.unsynced:
                 return True
             if self.session_state is not None:  # pgbundle server tells exactly what pins the session
                 client.pinned = None if self.session_state == "clean" else f"session state: {self.session_state}"
@@ -502,8 +494,7 @@ class Server:
 
         def done(sink: O.Sink) -> None:
             emulate.apply_after(client, self, sink, asked)
-            if self.client is client and not self.pending_z and not self.unsynced and self.status == _I \
-                    and not client.pinned and client.kill_after is None:
+            if self.client is client and self.conv.idle and not client.pinned and client.kill_after is None:
                 self.release_now = True
 
         self.expect_internal(O.Sink(callback=done))
@@ -542,12 +533,7 @@ class Server:
         client = self.client
         server_closed(self)
         self._close_socket()
-        for op in self.ops:
-            if op.sink is not None:
-                op.sink.done.set()
-        self.ops.clear()
-        if self.drained is not None:
-            self.drained.set()
+        self.conv.end()
         if client is not None:
             client.server_died(self, reason)
         pool.forget(self)
@@ -574,9 +560,7 @@ class Server:
 
     def queue_ops(self, ops: list[O.Op]) -> None:
         """Queue the ops of requests about to be sent, so that replies can be matched."""
-        if not self.ops and self.pending_z:
-            self.ops.append(O.Op(O.ZCOUNT, n=self.pending_z))  # replies already on their way pass first
-        self.ops.extend(ops)
+        self.conv.queue_ops(ops)
         self.scanner.want = ALL_TYPES
 
     def expect_internal(self, sink: O.Sink | None = None) -> O.Sink:
@@ -620,10 +604,10 @@ class Server:
     async def reset(self) -> bool:
         """Make a server that a client left clean again; False means close it."""
         s = self.pooler.config.settings
-        self.query_start = self.xact_start = 0.0  # the client's request and transaction are over
+        self.conv.client_left()
         try:
             with trio.fail_after(s.server_connect_timeout or _INF):
-                if self.status != _I:
+                if self.conv.in_transaction:
                     if await self.run_internal("ROLLBACK") is not None:
                         return False
                 if s.server_reset_query and (self.pool.mode == "session" or s.server_reset_query_always):
@@ -633,7 +617,7 @@ class Server:
                     self.statements.clear()
         except (trio.TooSlowError, ConnectionLost, OSError):
             return False
-        return self.status == _I
+        return not self.conv.in_transaction
 
 
 def param_status_bytes(params: dict[str, str]) -> bytes:

@@ -1,0 +1,152 @@
+"""A server connection's request accounting: what was asked and which replies are still owed.
+
+One :class:`Conversation` per server connection (``Server.conv``).  The client
+side tells it what it sent (:meth:`Conversation.sent`: how many ReadyForQuery
+replies are owed, whether extended-protocol messages wait for a Sync), the
+server side tells it what came back (:meth:`Conversation.ready`), and both read
+where it stands (:attr:`~Conversation.busy`, :attr:`~Conversation.idle`,
+:attr:`~Conversation.in_transaction`) to decide when a link may be released, a
+timeout armed or a server reused.  It also times requests and transactions
+(SHOW STATS query_time / xact_time) and holds the queue of :class:`.ops.Op`
+records that lets the relay match replies to requests (the relay's matcher,
+``Server._match``, takes them off the front as their replies arrive).
+
+Only this module assigns the fields (tests/unit/test_layering.py checks); the
+rest of the pooler calls the verbs.  The verbs are called once per batch or per
+ReadyForQuery, never per relayed message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import trio
+
+from pgbundle.shared.protocol.states import TransactionStatus
+
+from . import ops as O
+
+_IDLE = TransactionStatus.IDLE
+#: Status byte -> TransactionStatus; a byte that is no status counts as in a transaction block
+#: (only IDLE lets a link go), as the raw byte always did.
+_STATUS = tuple(TransactionStatus(b) if b in {s.value for s in TransactionStatus} else TransactionStatus.IN_BLOCK
+                for b in range(256))
+
+
+class Conversation:
+    """Requests sent to one server connection and the replies owed (see the module docstring)."""
+
+    __slots__ = ("pending_z", "unsynced", "status", "ops", "query_start", "xact_start", "_drained")
+
+    def __init__(self) -> None:
+        self.pending_z = 0  # Sync/Query/FunctionCall sent whose ReadyForQuery has not come back
+        self.unsynced = False  # extended-protocol messages sent after the last Sync
+        self.status: TransactionStatus = _IDLE  # the last ReadyForQuery's status
+        self.ops: deque[O.Op] = deque()  # requests whose replies must be matched (see .ops)
+        self.query_start = 0.0  # monotonic time the request in flight was sent (0: none timed)
+        self.xact_start = 0.0  # monotonic time the client's transaction began (0: none timed)
+        self._drained: trio.Event | None = None  # set when pending_z drops to 0 (a terminating client waits)
+
+    def __repr__(self) -> str:
+        return (f"Conversation(pending_z={self.pending_z}, unsynced={self.unsynced}, "
+                f"status={self.status.char}, ops={len(self.ops)})")
+
+    # ------------------------------------------------------------------ where it stands
+
+    @property
+    def busy(self) -> bool:
+        """A ReadyForQuery is owed, or extended-protocol messages wait for their Sync: the link holds."""
+        return bool(self.pending_z or self.unsynced)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing owed, nothing unsynced, outside a transaction block."""
+        return not self.pending_z and not self.unsynced and self.status is _IDLE
+
+    @property
+    def in_transaction(self) -> bool:
+        """The last ReadyForQuery said the server is inside a transaction block (or a failed one)."""
+        return self.status is not _IDLE
+
+    # ------------------------------------------------------------------ the client side
+
+    def sent(self, nsync: int, ext: int) -> bool:
+        """Requests go to the server: ``nsync`` of them (Sync, Query, FunctionCall) each owe a
+        ReadyForQuery; ``ext`` is 1 when extended-protocol messages follow the last Sync, 0 when the
+        batch ends synced, -1 when it held no extended message (the unsynced state stays).
+
+        True when this starts a request (none was outstanding): the caller arms query_timeout.
+        """
+        started = False
+        if nsync:
+            if self.pending_z == 0:
+                now = time.monotonic()
+                self.query_start = now
+                if not self.xact_start:
+                    self.xact_start = now
+                started = True
+            self.pending_z += nsync
+        if ext >= 0:
+            self.unsynced = bool(ext)
+        return started
+
+    def queue_ops(self, ops: list[O.Op]) -> None:
+        """Queue the ops of requests about to be sent, so that replies can be matched."""
+        queue = self.ops
+        if not queue and self.pending_z:
+            queue.append(O.Op(O.ZCOUNT, n=self.pending_z))  # replies already on their way pass first
+        queue.extend(ops)
+
+    async def drain(self) -> None:
+        """Wait until every ReadyForQuery owed has come back (or the connection ended)."""
+        if self.pending_z:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+    # ------------------------------------------------------------------ the server side
+
+    def ready(self, status: int) -> bool:
+        """A ReadyForQuery for the client came back with status byte ``status``.
+
+        True when it answered the last request outstanding (then the link may change hands,
+        timeouts move and the request is timed); False while more are owed.
+        """
+        self.status = _STATUS[status]
+        n = self.pending_z
+        if n > 1:
+            self.pending_z = n - 1
+            return False
+        self.pending_z = 0
+        if self._drained is not None:
+            self._drained.set()
+        return True
+
+    def pooler_ready(self, status: int) -> None:
+        """A ReadyForQuery the pooler consumed itself (login, its own query): only the status is taken."""
+        self.status = _STATUS[status]
+
+    def timed(self, now: float, xact_ended: bool) -> tuple[float | None, float | None]:
+        """How long the request that just ended took, and the transaction when it ended too
+        (``xact_ended``); None for what was not timed.  Both are over afterwards."""
+        query = xact = None
+        if self.query_start:
+            query = now - self.query_start
+            self.query_start = 0.0
+        if xact_ended and self.xact_start:
+            xact = now - self.xact_start
+            self.xact_start = 0.0
+        return query, xact
+
+    def client_left(self) -> None:
+        """The client's request and transaction are over (the server is being reset)."""
+        self.query_start = self.xact_start = 0.0
+
+    def end(self) -> None:
+        """The connection is over: every waiter wakes (the pooler's own queries, a terminating client)."""
+        for op in self.ops:
+            if op.sink is not None:
+                op.sink.done.set()
+        self.ops.clear()
+        if self._drained is not None:
+            self._drained.set()
