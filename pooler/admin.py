@@ -626,7 +626,7 @@ class AdminConsole:
         row = ["C", c.user or "(nouser)", c.database or "(nodb)", "none", state, host, port, laddr, lport,
                _ts(c.connect_wall), _ts(_wall(c.request_time)), int(wait), int((wait % 1) * 1e6), 0,
                f"C-{c.id}", f"S-{c.server.id}" if c.server else "", 0, "", self.client_app(c),
-               len(c.prepared) + len(c.sql_prepared), c.id]
+               len(c.emu.prepared) + len(c.emu.sql_prepared), c.id]
         if debug:
             row += [0, 0, 0, 0, 0, len(c.frames), 0]
         return row

@@ -42,12 +42,11 @@ from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import logs
-from .emulate import AfterAsked, Batch, build_batch, local_reply
+from .emulate import Batch, EmulationState, build_batch, local_reply
 from .objects import ClientState, PoolerError, client_logged_in
 
 if TYPE_CHECKING:
     from .objects import Pool, PoolerHost
-    from .prepare import Statement
     from .server import Server
     from .stats import PoolStats
     from .varcache import VarState
@@ -94,20 +93,10 @@ class Client:
         self.connect_time = now
         self.connect_wall = time.time()
         self.request_time = now
-        # transaction-mode session emulation (see .emulate)
-        self.pinned: str | None = None  # why the server stays with this client, if it does
-        self.prepared: dict[str, Statement] = {}  # protocol-level statement name -> prepare.Statement
-        self.sql_prepared: dict[str, str] = {}  # SQL-level PREPARE name -> PREPARE text to replay
-        self.readback: set[str] = set()  # settings to read back when the transaction ends
-        self.reset_all = False
-        self.pin_check = False
-        self.unlisten_server = False
-        self.skip_until_sync = False
+        self.emu = EmulationState()  # transaction-mode session emulation (written only by .emulate)
         self.startup_tracked: dict[str, str] = {}
-        self.listening: set[str] = set()
-        self.pending_listens: list[str] = []
+        self.listening: set[str] = set()  # LISTEN channels (kept by .listen)
         self.notifications: list[bytes] = []  # to deliver after the current reply
-        self._after: AfterAsked = ((), False, False)  # what the end-of-transaction query asked
         self.kill_error: PoolerError | None = None
         self.kill_after: PoolerError | None = None
         self.lost = False
@@ -273,8 +262,9 @@ class Client:
                     server = await self._acquire()
                 if server is not None:
                     batch = build_batch(self, server, pieces)
-                    while self.pending_listens:  # LISTEN returns once notifications can arrive
-                        await pooler.listeners.listen(self, self.pending_listens.pop(0))
+                    emu = self.emu
+                    while (channel := emu.next_listen()) is not None:  # LISTEN returns once notifications can arrive
+                        await pooler.listeners.listen(self, channel)
                     terminate = batch.terminate
                     data = b"".join(batch.out)
                     sql = varcache.sync_sql(self, server)

@@ -17,6 +17,10 @@ match replies (:mod:`.ops`):
 
 :func:`after_transaction` builds that end-of-transaction query and applies its
 answer.  Everything here is synchronous: no await between deciding and queuing.
+
+What a client's emulation remembers (its prepared statements, the pin, the
+end-of-transaction to-do) is one :class:`EmulationState` per client
+(``Client.emu``), assigned only here.
 """
 
 from __future__ import annotations
@@ -56,6 +60,30 @@ PIN_CHECK_SQL = (
 )
 
 
+class EmulationState:
+    """One client's session emulation (``Client.emu``): only this module assigns its fields;
+    the rest of the pooler reads them or calls the functions here."""
+
+    __slots__ = ("pinned", "prepared", "sql_prepared", "readback", "reset_all", "pin_check", "unlisten_server",
+                 "skip_until_sync", "pending_listens", "after")
+
+    def __init__(self) -> None:
+        self.pinned: str | None = None  # why the server stays with this client, if it does
+        self.prepared: dict[str, Statement] = {}  # protocol-level statement name -> prepare.Statement
+        self.sql_prepared: dict[str, str] = {}  # SQL-level PREPARE name -> PREPARE text to replay
+        self.readback: set[str] = set()  # settings to read back when the transaction ends
+        self.reset_all = False  # RESET ALL / DISCARD ALL seen: the settings go back to the startup ones
+        self.pin_check = False  # something may pin the session: check when the transaction ends
+        self.unlisten_server = False  # the server ran LISTEN: UNLISTEN * when the transaction ends
+        self.skip_until_sync = False  # the pooler reported an error: the client's messages up to Sync are dropped
+        self.pending_listens: list[str] = []  # channels the relay subscribes before sending their LISTEN
+        self.after: AfterAsked = ((), False, False)  # what the end-of-transaction query asked
+
+    def next_listen(self) -> str | None:
+        """The next channel to subscribe before the batch goes out (taken off the list), or None."""
+        return self.pending_listens.pop(0) if self.pending_listens else None
+
+
 class Batch:
     """What one chunk of client bytes becomes."""
 
@@ -88,10 +116,11 @@ def _local(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
     names: list[tuple[str, Statement]] = []
     closes: list[str] = []
     cache = client.pooler.statements
+    prepared = client.emu.prepared
     for t, p in pieces:
         if t == _P:
             name, query, types = parse_parse(p)
-            if not name or name in client.prepared or any(n == name for n, _ in names):
+            if not name or name in prepared or any(n == name for n, _ in names):
                 return None
             st = cache.peek(query, types)
             if st is None or not st.validated:
@@ -115,10 +144,10 @@ def _local(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
     pool = client.pool
     assert pool is not None  # logged in
     for name, st in names:
-        client.prepared[name] = st
+        prepared[name] = st
         pool.stats.client_parse_count += 1
     for name in closes:
-        client.prepared.pop(name, None)
+        prepared.pop(name, None)
     return b"".join(replies)
 
 
@@ -132,6 +161,8 @@ def build_batch(client: Client, server: Server, pieces: list[tuple[int, bytes]])
 
 def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> Batch:
     stats = server.pool.stats  # the client's pool: it got the server from there
+    emu = client.emu
+    prepared = emu.prepared
     b = Batch()
     out = b.out
     ops = b.ops
@@ -139,7 +170,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
         if t == PASS:
             out.append(p)
             continue
-        if client.skip_until_sync and t != _S:
+        if emu.skip_until_sync and t != _S:
             continue  # the pooler reported an error for this batch: the rest is ignored, as PostgreSQL would
         if t == _Q:
             text = p[5:-1].decode("utf-8", "surrogateescape")
@@ -156,7 +187,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
         elif t == _B:
             stmt = bind_statement(p)
             if stmt:
-                st = client.prepared.get(stmt)
+                st = prepared.get(stmt)
                 if st is not None:
                     _ensure(server, st, b)
                     p = rename_bind(p, st.server_name)[1]
@@ -167,7 +198,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
         elif t == _D:
             kind, name = kind_and_name(p)
             if kind == "S":
-                st = client.prepared.get(name) if name else None
+                st = prepared.get(name) if name else None
                 if st is not None:
                     _ensure(server, st, b)
                     p = encode(m.Describe("S", st.server_name))
@@ -183,8 +214,8 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
             stats.query_count += 1
         elif t == _C:
             kind, name = kind_and_name(p)
-            if kind == "S" and name and name in client.prepared:
-                del client.prepared[name]  # the server keeps the shared statement
+            if kind == "S" and name and name in prepared:
+                del prepared[name]  # the server keeps the shared statement
                 ops.append(O.Op(O.CLOSE, O.FAKE, _CLOSE_COMPLETE))
                 b.precise = True
             else:
@@ -192,7 +223,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
                 out.append(p)
             b.ext = 1
         elif t == _S:
-            client.skip_until_sync = False
+            emu.skip_until_sync = False
             ops.append(O.Op(O.SYNC))
             out.append(p)
             b.nsync += 1
@@ -216,6 +247,8 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
     name, query, types = parse_parse(p)
     stats = server.pool.stats
     stats.client_parse_count += 1
+    emu = client.emu
+    prepared = emu.prepared
     if sqlscan.quick_check(query):
         eff, _ = sqlscan.scan(query)
         if eff is not None:
@@ -225,15 +258,15 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
         b.out.append(p)
         stats.server_parse_count += 1
         return
-    if name in client.prepared:
+    if name in prepared:
         err = encode(m.ErrorResponse(sqlstate.error_fields(
             sqlstate.DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{name}" already exists')))
         b.ops.append(O.Op(O.PARSE, O.FAKE, err))
         b.precise = True
-        client.skip_until_sync = True
+        emu.skip_until_sync = True
         return
     st = client.pooler.statements.get(query, types)
-    client.prepared[name] = st
+    prepared[name] = st
     if server.statements.has(st):
         b.ops.append(O.Op(O.PARSE, O.FAKE, _PARSE_COMPLETE))
         b.precise = True
@@ -244,8 +277,8 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
 
     def undo() -> None:  # the server refused it: neither it nor the client holds the statement
         server.statements.forget(st)
-        if client.prepared.get(name) is st:
-            del client.prepared[name]
+        if prepared.get(name) is st:
+            del prepared[name]
 
     b.ops.append(O.Op(O.PARSE, stmt=st, undo=undo))
     b.out.append(st.parse_bytes)
@@ -270,10 +303,12 @@ def _ensure(server: Server, st: Statement, b: Batch) -> None:
 def _query_effects(client: Client, server: Server, b: Batch, text: str, p: bytes) -> bytes:
     """Handle a simple Query that changes session state; returns the Query to send."""
     sql_names = server.statements.sql
+    emu = client.emu
+    prepared, sql_prepared = emu.prepared, emu.sql_prepared
 
     def rename(name: str) -> str | None:
         """The server-side name of a SQL-level statement; None for a protocol-level one."""
-        if name in client.prepared and name not in client.sql_prepared:
+        if name in prepared and name not in sql_prepared:
             return None
         return f"pgbundle_{client.id}_{name}"
 
@@ -283,12 +318,12 @@ def _query_effects(client: Client, server: Server, b: Batch, text: str, p: bytes
     # Replay the client's PREPARE where EXECUTE/DEALLOCATE needs it; drop a stale one before PREPARE.
     for name in eff.executes + eff.deallocates:
         srv_name = rename(name)  # None: a protocol-level name, never in sql_prepared
-        if srv_name is not None and srv_name not in sql_names and name in client.sql_prepared:
-            _internal(b, client.sql_prepared[name])
+        if srv_name is not None and srv_name not in sql_names and name in sql_prepared:
+            _internal(b, sql_prepared[name])
             sql_names[srv_name] = None
     for name in eff.prepares:
         srv_name = rename(name)
-        if srv_name is not None and srv_name in sql_names and name not in client.sql_prepared:
+        if srv_name is not None and srv_name in sql_names and name not in sql_prepared:
             _internal(b, f'DEALLOCATE "{srv_name}"')
             del sql_names[srv_name]
     for name in eff.prepares:
@@ -298,18 +333,18 @@ def _query_effects(client: Client, server: Server, b: Batch, text: str, p: bytes
         # it fails here as an internal error, as it always has)
         assert srv_name is not None
         stmt_text = _single(new_text, srv_name)
-        client.sql_prepared[name] = stmt_text
+        sql_prepared[name] = stmt_text
         sql_names[srv_name] = None
     for name in eff.deallocates:
-        client.sql_prepared.pop(name, None)
+        sql_prepared.pop(name, None)
         srv_name = rename(name)  # never None: sqlscan puts protocol-level names in deallocates_protocol
         if srv_name is not None:
             sql_names.pop(srv_name, None)
     for name in eff.deallocates_protocol:
-        client.prepared.pop(name, None)
+        prepared.pop(name, None)
     if eff.deallocate_all:
-        client.sql_prepared.clear()
-        client.prepared.clear()
+        sql_prepared.clear()
+        prepared.clear()
     if eff.deallocate_all or eff.deallocates_protocol:
         server.statements.clear()  # the server runs DEALLOCATE ALL: the others prepare again
     _note(client, eff)
@@ -338,18 +373,19 @@ def _internal(b: Batch, sql: str) -> None:
 
 def _note(client: Client, eff: sqlscan.Effects) -> None:
     """Remember what must be checked when the transaction ends."""
+    emu = client.emu
     for name in eff.sets:
         if name not in _REPORTED_LOWER:
-            client.readback.add(name)
+            emu.readback.add(name)
     if eff.reset_all:
-        client.reset_all = True
+        emu.reset_all = True
     if eff.pin_check:
-        client.pin_check = True
-    if eff.pin_now and not client.pinned:
-        client.pinned = eff.pin_now
+        emu.pin_check = True
+    if eff.pin_now and not emu.pinned:
+        emu.pinned = eff.pin_now
     for ch in eff.listens:
-        client.pending_listens.append(ch)  # the relay subscribes before sending the LISTEN
-        client.unlisten_server = True
+        emu.pending_listens.append(ch)  # the relay subscribes before sending the LISTEN
+        emu.unlisten_server = True
     for ch in eff.unlistens:
         client.pooler.listeners.unlisten(client, ch)
 
@@ -362,32 +398,38 @@ def after_transaction(client: Client, server: Server) -> str | None:
 
     What it asks is taken off the client's to-do (``readback``, ``reset_all``,
     ``pin_check``), so statements the client sends meanwhile leave their own work.
+    A pgbundle server reports what pins its session (``Server.session_state``): that is
+    taken as the client's pin, and no pin check is asked.
     """
-    reported = server.session_state is not None  # the server reports pinning state itself
-    if not (client.readback or client.reset_all or client.unlisten_server
-            or (not reported and (client.pin_check or client.pinned))):
-        client.pin_check = False
+    emu = client.emu
+    session_state = server.session_state
+    reported = session_state is not None  # the server reports pinning state itself
+    if reported:
+        emu.pinned = None if session_state == "clean" else f"session state: {session_state}"
+    if not (emu.readback or emu.reset_all or emu.unlisten_server
+            or (not reported and (emu.pin_check or emu.pinned))):
+        emu.pin_check = False
         return None
     parts = []
-    if client.unlisten_server:
+    if emu.unlisten_server:
         parts.append("UNLISTEN *")
-        client.unlisten_server = False
-    reset_all = client.reset_all
-    names = sorted(client.readback | {k for k in client.tracked if k.lower() not in _REPORTED_LOWER}) \
-        if (client.readback or reset_all) else []
+        emu.unlisten_server = False
+    reset_all = emu.reset_all
+    names = sorted(emu.readback | {k for k in client.tracked if k.lower() not in _REPORTED_LOWER}) \
+        if (emu.readback or reset_all) else []
     cols = []
     for name in names:
         cols.append(f"pg_catalog.current_setting({quote_literal(name)}, true)")
         cols.append(f"(SELECT reset_val FROM pg_catalog.pg_settings WHERE name = {quote_literal(name.lower())})")
-    check_pin = bool(client.pin_check or client.pinned) and not reported
+    check_pin = bool(emu.pin_check or emu.pinned) and not reported
     if check_pin:
         cols.append(PIN_CHECK_SQL)
     if cols:
         parts.append("SELECT " + ", ".join(cols))
-    client.readback = set()
-    client.reset_all = False
-    client.pin_check = False
-    client._after = (names, reset_all, check_pin)
+    emu.readback = set()
+    emu.reset_all = False
+    emu.pin_check = False
+    emu.after = (names, reset_all, check_pin)
     return "; ".join(parts) if parts else None
 
 
@@ -412,11 +454,12 @@ def apply_after(client: Client, server: Server, sink: O.Sink, asked: AfterAsked)
         if check_pin:
             n = row[2 * len(names)] if len(row) > 2 * len(names) else b"0"
             pinned = n not in (b"0", None)
-            if pinned and not client.pinned:
-                client.pinned = "session state (advisory lock, temporary table or WITH HOLD cursor)"
-                client.pooler.log_client(client, "pinned to its server: " + client.pinned)
-            elif not pinned and client.pinned and not client.pinned.startswith("set_config"):
+            emu = client.emu
+            if pinned and not emu.pinned:
+                emu.pinned = "session state (advisory lock, temporary table or WITH HOLD cursor)"
+                client.pooler.log_client(client, "pinned to its server: " + emu.pinned)
+            elif not pinned and emu.pinned and not emu.pinned.startswith("set_config"):
                 client.pooler.log_client(client, "unpinned")
-                client.pinned = None
+                emu.pinned = None
     elif sink.error is not None and check_pin:
-        client.pinned = client.pinned or "pin check failed: " + getattr(sink.error, "message", "?")
+        client.emu.pinned = client.emu.pinned or "pin check failed: " + getattr(sink.error, "message", "?")

@@ -471,12 +471,10 @@ class Server:
                 stats.xact_hist.observe(xact_dt)
             if client is None or pool.mode == "session" or conv.unsynced:
                 return True
-            if self.session_state is not None:  # pgbundle server tells exactly what pins the session
-                client.pinned = None if self.session_state == "clean" else f"session state: {self.session_state}"
             sql = emulate.after_transaction(client, self)
             if sql is not None:
                 self._after(client, sql)
-            elif not client.pinned:
+            elif not client.emu.pinned:
                 self.release_now = True
         elif pool.mode == "statement" and client is not None:
             # pgbouncer: a transaction block in statement mode closes client and server.
@@ -490,11 +488,11 @@ class Server:
     def _after(self, client: Client, sql: str) -> None:
         """Queue the end-of-transaction query; release (or keep pinned) when it answers."""
 
-        asked = client._after
+        asked = client.emu.after
 
         def done(sink: O.Sink) -> None:
             emulate.apply_after(client, self, sink, asked)
-            if self.client is client and self.conv.idle and not client.pinned and client.kill_after is None:
+            if self.client is client and self.conv.idle and not client.emu.pinned and client.kill_after is None:
                 self.release_now = True
 
         self.expect_internal(O.Sink(callback=done))
