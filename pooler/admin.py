@@ -617,7 +617,7 @@ class AdminConsole:
     @staticmethod
     def client_app(c: Client) -> str:
         default = (c.pool.welcome or {}).get("application_name", "") if c.pool is not None else c.application_name
-        return c.tracked.get("application_name", default)
+        return c.vars.tracked.get("application_name", default)
 
     def _client_row(self, c: Client, state: str, now: float, debug: bool) -> list[Any]:
         host, port = c.conn.peer
@@ -703,7 +703,7 @@ class AdminConsole:
             host, port = c.conn.peer
             ckey = int.from_bytes(struct.pack("!i", c.cancel_key[0]) + (c.cancel_key[1] or b"\0" * 4)[:4], "big")
             link = c.server.conn.sock.fileno() if c.server is not None and c.server.conn is not None else 0
-            tr = c.tracked
+            tr = c.vars.tracked
             rows.append([c.conn.sock.fileno(), "client", c.user, c.database, host, port, ckey, link,
                          tr.get("client_encoding"), tr.get("standard_conforming_strings"), tr.get("DateStyle"),
                          tr.get("TimeZone"), None])

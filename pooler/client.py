@@ -44,12 +44,12 @@ from pgbundle.shared.protocol.states import TransactionStatus
 from . import logs
 from .emulate import Batch, EmulationState, build_batch, local_reply
 from .objects import ClientState, PoolerError, client_logged_in
+from .varcache import ParamState
 
 if TYPE_CHECKING:
     from .objects import Pool, PoolerHost
     from .server import Server
     from .stats import PoolStats
-    from .varcache import VarState
 
 log = logging.getLogger("pgbundle.pooler")
 
@@ -83,8 +83,7 @@ class Client:
         self.database = ""
         self.startup_params: dict[str, str] = {}
         self.application_name = ""
-        self.tracked: dict[str, str] = {}
-        self.varstate: VarState = ()
+        self.vars = ParamState()  # tracked parameters (written only by .varcache)
         self.cancel_key = (0, b"")
         self.wait_task: trio.lowlevel.Task | None = None  # the parked task while queued for a server (see Pool.acquire)
         self.wait_error: PoolerError | None = None
@@ -94,7 +93,6 @@ class Client:
         self.connect_wall = time.time()
         self.request_time = now
         self.emu = EmulationState()  # transaction-mode session emulation (written only by .emulate)
-        self.startup_tracked: dict[str, str] = {}
         self.listening: set[str] = set()  # LISTEN channels (kept by .listen)
         self.notifications: list[bytes] = []  # to deliver after the current reply
         self.kill_error: PoolerError | None = None
@@ -201,8 +199,7 @@ class Client:
         if "pgbundle" in (pool.welcome or {}).get("server_version", ""):
             # A pgbundle server shows the pooled client's address in pg_stat_activity: the setting
             # follows the client from server to server like any other (see server/INTERFACES.md).
-            self.tracked[CLIENT_ADDR_SETTING] = self.startup_tracked[CLIENT_ADDR_SETTING] = "%s:%s" % self.conn.peer
-            self.varstate = tuple(sorted(self.tracked.items()))
+            pooler.varcache.add_startup(self, CLIENT_ADDR_SETTING, "%s:%s" % self.conn.peer)
         self.cancel_key = pooler.cancels.register(self)
         pid, key = self.cancel_key
         await self.conn.send_all(

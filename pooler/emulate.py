@@ -415,7 +415,7 @@ def after_transaction(client: Client, server: Server) -> str | None:
         parts.append("UNLISTEN *")
         emu.unlisten_server = False
     reset_all = emu.reset_all
-    names = sorted(emu.readback | {k for k in client.tracked if k.lower() not in _REPORTED_LOWER}) \
+    names = sorted(emu.readback | {k for k in client.vars.tracked if k.lower() not in _REPORTED_LOWER}) \
         if (emu.readback or reset_all) else []
     cols = []
     for name in names:
@@ -439,10 +439,7 @@ def apply_after(client: Client, server: Server, sink: O.Sink, asked: AfterAsked)
     varcache = client.pooler.varcache
     if reset_all:
         # RESET ALL / DISCARD ALL: the session is back at its start; the server at its defaults
-        client.tracked = dict(client.startup_tracked)
-        client.varstate = tuple(sorted(client.tracked.items()))
-        server.tracked = {k: v for k, v in server.tracked.items() if k in REPORTED}
-        server.varstate = tuple(sorted(server.tracked.items()))
+        varcache.session_reset(client, server)
     row = sink.rows[0] if sink.rows else None
     if row is not None and sink.error is None:
         for i, name in enumerate(names):

@@ -52,12 +52,12 @@ from . import emulate, ops as O
 from .conversation import Conversation
 from .objects import PoolerError, ServerState, server_closed
 from .prepare import ServerStatements
+from .varcache import ParamState
 
 if TYPE_CHECKING:
     from .auth import Credentials
     from .client import Client
     from .objects import Pool, PoolerHost
-    from .varcache import VarState
 
 log = logging.getLogger("pgbundle.pooler")
 
@@ -89,8 +89,7 @@ class Server:
         self.client: Client | None = None
         self.addr = ("", 0)
         self.params: dict[str, str] = {}
-        self.tracked: dict[str, str] = {}  # tracked parameters that differ from the pool's defaults
-        self.varstate: VarState = ()
+        self.vars = ParamState()  # tracked parameters (written only by .varcache)
         self.backend_pid = 0
         self.backend_key = b""
         self.conv = Conversation()  # requests sent and replies owed (see .conversation)

@@ -8,6 +8,9 @@ set on it.  When a client is linked to a server whose ``varstate`` differs, one
 query -- ``SELECT set_config(...)`` / ``RESET`` -- is sent ahead of the
 client's own traffic, and its reply swallowed, so the switch costs no round trip.
 
+Both are a :class:`ParamState` (``Client.vars``, ``Server.vars``), assigned only
+in this module: the rest of the pooler reads them and calls :class:`VarCache`.
+
 Values are normalised where PostgreSQL would (``client_encoding='utf-8'`` is
 ``UTF8``), so equal settings compare equal.
 """
@@ -84,6 +87,33 @@ def parse_options(options: str) -> dict[str, str]:
     return out
 
 
+class ParamState:
+    """The tracked parameters of one client or server connection (see the module docstring)."""
+
+    __slots__ = ("tracked", "varstate", "startup")
+
+    def __init__(self) -> None:
+        self.tracked: dict[str, str] = {}  # tracked parameters that differ from the pool's defaults
+        self.varstate: VarState = ()  # ``tracked`` as one hashable value
+        self.startup: dict[str, str] = {}  # a client's: what its startup packet set (RESET ALL goes back there)
+
+    def _replace(self, tracked: dict[str, str]) -> None:
+        self.tracked = tracked
+        self.varstate = tuple(sorted(tracked.items()))
+
+    def _set(self, name: str, value: str, default: str | None) -> None:
+        """Record ``name = value``; values equal to the default are not kept."""
+        tracked = self.tracked
+        if value == default or (default is None and value == ""):
+            if tracked.pop(name, None) is None:
+                return
+        elif tracked.get(name) == value:
+            return
+        else:
+            tracked[name] = value
+        self.varstate = tuple(sorted(tracked.items()))
+
+
 class VarCache:
     """Keeps clients' and servers' tracked parameters and produces the SQL that aligns them."""
 
@@ -102,55 +132,58 @@ class VarCache:
             name = canonical(k)
             wanted[name] = normalize(name, v)
         defaults = pool.welcome or {}
-        client.tracked = {k: v for k, v in wanted.items() if defaults.get(k) != v}
-        client.startup_tracked = dict(client.tracked)
-        client.varstate = tuple(sorted(client.tracked.items()))
+        cv = client.vars
+        cv._replace({k: v for k, v in wanted.items() if defaults.get(k) != v})
+        cv.startup = dict(cv.tracked)
 
     @staticmethod
-    def _set(holder: Client | Server, name: str, value: str, default: str | None) -> None:
-        """Record ``name = value`` on a client or server; values equal to the default are not kept."""
-        if value == default or (default is None and value == ""):
-            if holder.tracked.pop(name, None) is None:
-                return
-        elif holder.tracked.get(name) == value:
-            return
-        else:
-            holder.tracked[name] = value
-        holder.varstate = tuple(sorted(holder.tracked.items()))
+    def add_startup(client: Client, name: str, value: str) -> None:
+        """A setting the pooler gives the client as if its startup packet had asked for it."""
+        cv = client.vars
+        cv.tracked[name] = cv.startup[name] = value
+        cv.varstate = tuple(sorted(cv.tracked.items()))
 
     def client_changed(self, client: Client, server: Server, name: str, value: str) -> None:
         """The server reported a new value while linked to ``client``: the client changed it."""
         default = (server.pool.welcome or {}).get(name)
-        self._set(client, name, value, default)
-        self._set(server, name, value, default)
+        client.vars._set(name, value, default)
+        server.vars._set(name, value, default)
 
     def set_unreported(self, client: Client, server: Server, name: str, value: str, default: str | None) -> None:
         """A setting the server does not report, read back after the client's transaction."""
-        self._set(client, name, value, default)
-        self._set(server, name, value, default)
+        client.vars._set(name, value, default)
+        server.vars._set(name, value, default)
 
     def server_changed(self, server: Server, name: str, value: str) -> None:
-        self._set(server, name, value, (server.pool.welcome or {}).get(name))
+        server.vars._set(name, value, (server.pool.welcome or {}).get(name))
 
     def server_reset(self, server: Server) -> None:
         """After DISCARD ALL / RESET ALL every setting is back at its default."""
-        server.tracked = {}
-        server.varstate = ()
+        server.vars._replace({})
+
+    @staticmethod
+    def session_reset(client: Client, server: Server) -> None:
+        """The client ran RESET ALL / DISCARD ALL: its session is back at its start, the server at its
+        defaults (but for what it reports itself, which its ParameterStatus messages told)."""
+        client.vars._replace(dict(client.vars.startup))
+        sv = server.vars
+        sv._replace({k: v for k, v in sv.tracked.items() if k in REPORTED})
 
     def sync_sql(self, client: Client, server: Server) -> str | None:
         """The query that gives ``server`` the client's settings, or None if they already match."""
-        if client.varstate == server.varstate:
+        cv, sv = client.vars, server.vars
+        if cv.varstate == sv.varstate:
             return None
         sets = []
         resets = []
-        for name, value in client.tracked.items():
-            if server.tracked.get(name) != value:
+        for name, value in cv.tracked.items():
+            if sv.tracked.get(name) != value:
                 sets.append(f"pg_catalog.set_config({quote_literal(name)}, {quote_literal(value)}, false)")
-        for name in server.tracked:
-            if name not in client.tracked:
+        for name in sv.tracked:
+            if name not in cv.tracked:
                 resets.append(f'RESET "{name}"' if name != name.lower() or not name.isidentifier() else f"RESET {name}")
-        server.tracked = dict(client.tracked)
-        server.varstate = client.varstate
+        sv.tracked = dict(cv.tracked)
+        sv.varstate = cv.varstate
         parts = []
         if sets:
             parts.append("SELECT " + ", ".join(sets))
@@ -159,12 +192,12 @@ class VarCache:
 
     def welcome(self, pool: Pool, client: Client) -> bytes:
         """The ParameterStatus messages a newly logged-in client gets."""
-        key = client.varstate
+        key = client.vars.varstate
         cache = pool.welcome_cache
         out = cache.get(key)
         if out is None:
             params = dict(pool.welcome or {})
-            for k, v in client.tracked.items():
+            for k, v in client.vars.tracked.items():
                 if k in params:
                     params[k] = v
             out = b"".join(encode(m.ParameterStatus(k, v)) for k, v in params.items())
