@@ -6,6 +6,10 @@
   for type hints — only the command line that starts it;
 * a pooler connection's ``.state`` is assigned in ``pooler/objects.py`` only (as
   pgbouncer's objects.c is the only file with ``->state =``);
+* the state grouped by owner is written only by its owner: a server connection's
+  request accounting (``Server.conv``) in ``pooler/conversation.py``, a client's
+  transaction-mode emulation (``Client.emu``) in ``pooler/emulate.py``, tracked
+  parameters (``Client.vars``, ``Server.vars``) in ``pooler/varcache.py``;
 * no module imports another module's private (``_``-prefixed) names;
 * ``shared/protocol`` stays sans-IO: no sockets, no trio.
 """
@@ -16,6 +20,9 @@ import ast
 
 import pytest
 
+from pgbundle.pooler.conversation import Conversation
+from pgbundle.pooler.emulate import EmulationState
+from pgbundle.pooler.varcache import ParamState
 from tests.unit.importgraph import REPO, cycles, load_modules
 
 MODS = load_modules()
@@ -59,6 +66,83 @@ def test_connection_state_is_written_only_in_objects() -> None:
                     if isinstance(sub, ast.Attribute) and sub.attr == "state" and isinstance(sub.ctx, ast.Store):
                         writers.append(f"{m.path.relative_to(REPO)}:{node.lineno}")
     assert not writers, f".state assigned outside pooler/objects.py: {writers}"
+
+
+#: holder attribute -> (the only module that writes its fields, the fields)
+_GROUPS = {
+    "conv": ("pgbundle.pooler.conversation", frozenset(Conversation.__slots__)),
+    "emu": ("pgbundle.pooler.emulate", frozenset(EmulationState.__slots__)),
+    "vars": ("pgbundle.pooler.varcache", frozenset(ParamState.__slots__)),
+}
+#: Field names other objects use too (Sink.status, Batch.ops, sqlscan's Effects.reset_all ...):
+#: a write counts only when it goes through the holder (``server.conv.status = ...``).
+#: Every other field name counts on any object (``client.pinned = ...`` is the old spelling).
+_SHARED_NAMES = frozenset(("status", "ops", "tracked", "prepared", "reset_all", "pin_check", "after", "startup"))
+_MUTATORS = frozenset(("append", "appendleft", "extend", "extendleft", "insert", "pop", "popleft", "remove",
+                       "clear", "add", "discard", "update", "setdefault", "sort", "reverse", "popitem",
+                       "difference_update", "intersection_update", "symmetric_difference_update"))
+
+
+def _grouped_field(node: ast.expr) -> str | None:
+    """The group (holder name) of a grouped field that ``node`` denotes, or None."""
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    if not isinstance(node, ast.Attribute):
+        return None
+    holder = node.value
+    holder_name = holder.id if isinstance(holder, ast.Name) else holder.attr if isinstance(holder, ast.Attribute) \
+        else None
+    for group, (_owner, fields) in _GROUPS.items():
+        if node.attr in fields and (holder_name == group or node.attr not in _SHARED_NAMES):
+            return group
+    return None
+
+
+def _writes(tree: ast.Module) -> list[tuple[int, str, ast.expr, str]]:
+    """(line, kind, target, enclosing function) of every store, delete and mutating call."""
+    out: list[tuple[int, str, ast.expr, str]] = []
+
+    def visit(node: ast.AST, func: str) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            func = node.name
+        targets: list[ast.expr] = []
+        if isinstance(node, (ast.Assign, ast.Delete)):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        for t in targets:
+            for sub in ast.walk(t):  # tuple targets: a, b.c = ...
+                if isinstance(sub, (ast.Attribute, ast.Subscript)) and not isinstance(sub.ctx, ast.Load):
+                    out.append((node.lineno, "store", sub, func))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS:
+            out.append((node.lineno, "call", node.func.value, func))
+        for child in ast.iter_child_nodes(node):
+            visit(child, func)
+
+    visit(tree, "")
+    return out
+
+
+def test_grouped_state_is_written_only_by_its_owner() -> None:
+    """Issue 2.1, state grouped by owner: see the module docstring.
+
+    What is seen is a write through the field's name; code that takes a field into a local first
+    (the relay's reply matcher takes ``conv.ops`` off the front that way, as documented in
+    pooler/conversation.py) is not.
+    """
+    bad = []
+    for name, m in MODS.items():
+        if not name.startswith("pgbundle.pooler."):
+            continue
+        for line, kind, target, func in _writes(m.tree):
+            where = f"{m.path.relative_to(REPO)}:{line}"
+            group = _grouped_field(target)
+            if group is not None and _GROUPS[group][0] != name:
+                bad.append(f"{where} writes {group}.{ast.unparse(target)} ({kind})")
+            elif kind == "store" and isinstance(target, ast.Attribute) and target.attr in _GROUPS \
+                    and func != "__init__":
+                bad.append(f"{where} replaces .{target.attr} outside __init__")
+    assert not bad, "grouped state written outside its owner:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("prefix", [
