@@ -7,31 +7,63 @@ server side tells it what came back (:meth:`Conversation.ready`), and both read
 where it stands (:attr:`~Conversation.busy`, :attr:`~Conversation.idle`,
 :attr:`~Conversation.in_transaction`) to decide when a link may be released, a
 timeout armed or a server reused.  It also times requests and transactions
-(SHOW STATS query_time / xact_time) and holds the queue of :class:`.ops.Op`
-records that lets the relay match replies to requests (the relay's matcher,
-``Server._match``, takes them off the front as their replies arrive).
+(SHOW STATS query_time / xact_time).
+
+When the pooler edits the conversation, each request gets an :class:`.ops.Op`
+(:meth:`Conversation.queue_ops`) and :meth:`Conversation.match` matches the
+server's replies to them (the relay's precise path; see :mod:`.ops`), calling
+back into the server connection (:class:`ReplySide`) for what the relay does
+with a ReadyForQuery, an ErrorResponse or a ParameterStatus.
 
 Only this module assigns the fields (tests/unit/test_layering.py checks); the
-rest of the pooler calls the verbs.  The verbs are called once per batch or per
-ReadyForQuery, never per relayed message.
+rest of the pooler calls the verbs.  Apart from :meth:`~Conversation.match`,
+which is the per-message loop itself, the verbs are called once per batch or
+per ReadyForQuery.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
+from typing import Protocol
 
 import trio
 
+from pgbundle.shared.protocol import PASS, decode_backend_as, messages as m
 from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import ops as O
+
+log = logging.getLogger("pgbundle.pooler")
+
+_Z, _S, _E, _A, _D = ord("Z"), ord("S"), ord("E"), ord("A"), ord("D")
+_ASYNC = frozenset((ord("N"), _A, _S))
 
 _IDLE = TransactionStatus.IDLE
 #: Status byte -> TransactionStatus; a byte that is no status counts as in a transaction block
 #: (only IDLE lets a link go), as the raw byte always did.
 _STATUS = tuple(TransactionStatus(b) if b in {s.value for s in TransactionStatus} else TransactionStatus.IN_BLOCK
                 for b in range(256))
+
+
+class ReplySide(Protocol):
+    """What :meth:`Conversation.match` needs of its server connection (``pooler.server.Server``)."""
+
+    @property
+    def client(self) -> object | None: ...
+
+    def client_ready(self, status: int) -> bool:
+        """A ReadyForQuery for the client; False: swallow it."""
+        ...
+
+    def reply_error(self, p: bytes) -> None:
+        """An ErrorResponse for the client (counted, FATAL closes the connection)."""
+        ...
+
+    def param_status(self, p: bytes, *, from_client: bool) -> bool:
+        """A ParameterStatus; False when it is not to be forwarded."""
+        ...
 
 
 class Conversation:
@@ -137,6 +169,101 @@ class Conversation:
             xact = now - self.xact_start
             self.xact_start = 0.0
         return query, xact
+
+    def match(self, server: ReplySide, pieces: list[tuple[int, bytes]],
+              drop_notifications: bool) -> tuple[bytes, bool]:
+        """Match the server's replies to the requests queued (see :mod:`.ops`): what the pooler
+        asked is consumed here, what it answered itself is put in place, the rest is for the client.
+
+        ``pieces`` are a StreamScanner's; ``drop_notifications``: NotificationResponse messages come
+        from the pool's LISTEN connection instead (not session mode).  Returns the bytes for the
+        client, and True when every queued request has been answered.
+        """
+        ops = self.ops
+        out: list[bytes] = []
+        for t, p in pieces:
+            while ops and ops[0].mode == O.FAKE:
+                out.append(ops.popleft().payload)
+            if t == PASS or not ops:
+                if t == _Z:
+                    if not server.client_ready(p[5]):
+                        continue
+                elif t == _E:
+                    server.reply_error(p)
+                elif t == _S:
+                    if not server.param_status(p, from_client=server.client is not None):
+                        continue
+                elif t == _A and drop_notifications:
+                    continue
+                out.append(p)
+                continue
+            op = ops[0]
+            skip = op.mode == O.SKIP
+            if t in _ASYNC:
+                if t == _S:
+                    if not server.param_status(p, from_client=not skip and server.client is not None) or skip:
+                        continue
+                elif t == _A and drop_notifications:
+                    continue
+                elif skip:
+                    continue
+                out.append(p)
+                continue
+            if t == _E:
+                if op.undo is not None:
+                    op.undo()
+                if skip:
+                    err = decode_backend_as(m.ErrorResponse, t, p[5:])
+                    if op.sink is not None:
+                        op.sink.error = err
+                    if op.forward_errors:
+                        out.append(p)
+                    else:
+                        log.warning("%s: pooler query failed: %s", server, getattr(err, "message", err))
+                else:
+                    server.reply_error(p)
+                    out.append(p)
+                if not O.ends_at_z(op.kind):
+                    O.skip_to_sync(ops)
+                continue
+            if t == _Z:
+                if op.kind == O.ZCOUNT:
+                    op.n -= 1
+                    if op.n <= 0:
+                        ops.popleft()
+                elif not O.ends_at_z(op.kind):
+                    O.skip_to_sync(ops)  # out of step: resynchronise at the ReadyForQuery
+                    if ops:
+                        op = ops[0]
+                        skip = op.mode == O.SKIP
+                        ops.popleft()
+                else:
+                    ops.popleft()
+                if skip:
+                    self.status = _STATUS[p[5]]
+                    sink = op.sink
+                    if sink is not None:
+                        sink.status = p[5]
+                        if sink.callback is not None:
+                            sink.callback(sink)
+                        sink.done.set()
+                    continue
+                if not server.client_ready(p[5]):
+                    return b"".join(out), False
+                out.append(p)
+                continue
+            if skip:
+                if t == _D and op.sink is not None:
+                    op.sink.rows.append(list(decode_backend_as(m.DataRow, t, p[5:]).values))
+            else:
+                out.append(p)
+            if O.completes(op, t):
+                ops.popleft()
+                if op.stmt is not None:
+                    op.stmt.validated = True
+        while ops and ops[0].mode == O.FAKE:
+            out.append(ops.popleft().payload)
+        return b"".join(out), not ops
 
     def client_left(self) -> None:
         """The client's request and transaction are over (the server is being reset)."""

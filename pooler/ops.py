@@ -5,8 +5,9 @@ ParseComplete when the server already holds a statement, a fake CloseComplete)
 and sometimes sends requests of its own (a Parse for a statement the client
 prepared on another server, parameter SETs, reset and check queries) whose
 replies must not reach the client.  Then every request sent to the server gets
-an :class:`Op` in ``Server.ops``, in order, and the replies are matched to them
-one message at a time (:func:`classify`).  When no Op is queued the relay
+an :class:`Op` in its conversation's queue (``Server.conv.ops``), in order, and
+the replies are matched to them one message at a time
+(:meth:`.conversation.Conversation.match`).  When no Op is queued the relay
 passes bytes through without looking (the fast path).
 
 Completion rules follow the protocol: Parse -> ParseComplete, Bind ->

@@ -11,10 +11,11 @@ everything the server sends for as long as the connection lives:
   transaction and statement mode at status ``I`` with no request outstanding and
   nothing sent since the last Sync (asyncpg sends Parse/Describe/Flush and waits);
 * the pooler's own queries (parameter SETs, reset and check queries) are
-  matched to them and consumed here (see :mod:`.ops`), never reaching a client.
+  matched to them and consumed (see :mod:`.ops`), never reaching a client.
 
 What was sent and which replies are owed is the server's :class:`.conversation.Conversation`
-(``Server.conv``): the client side reports what it sends, this side what comes back.
+(``Server.conv``): the client side reports what it sends, this side what comes back; while
+requests are queued there (``conv.ops``), the conversation matches the replies to them.
 
 The reader's cancel scope carries the query_timeout deadline.  When the
 connection ends for any reason the linked client is told and closed, and the
@@ -24,7 +25,6 @@ pool forgets the server.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import time
 from typing import TYPE_CHECKING
@@ -40,7 +40,6 @@ from pgbundle.shared.protocol import (
     FrameBuffer,
     StreamScanner,
     decode_backend,
-    decode_backend_as,
     encode,
     messages as m,
 )
@@ -59,10 +58,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .objects import Pool, PoolerHost
 
-log = logging.getLogger("pgbundle.pooler")
-
-_Z, _S, _E, _A, _D = ord("Z"), ord("S"), ord("E"), ord("A"), ord("D")
-_ASYNC = frozenset((ord("N"), _A, _S))
+_Z, _S, _E, _A = ord("Z"), ord("S"), ord("E"), ord("A")
 _I = TransactionStatus.IDLE
 #: Backend messages the relay looks at.
 RELAY_WANT = frozenset((_Z, _S, _E, _A))
@@ -284,7 +280,9 @@ class Server:
                     stats.server_bytes += len(data)
                     pieces, intact = scanner.feed(data)
                     if ops:
-                        out = self._match(pieces)
+                        out, matched = conv.match(self, pieces, self.pool.mode != "session")
+                        if matched:
+                            scanner.want = RELAY_WANT  # every request answered: back to the fast path
                     elif len(pieces) != 1 or pieces[0][0] != PASS:
                         out = self._inspect(pieces, intact, data)
                     else:
@@ -327,16 +325,16 @@ class Server:
             if t == PASS:
                 out.append(p)
             elif t == _Z:
-                if not self._client_ready(p[5]):
+                if not self.client_ready(p[5]):
                     return b""
                 out.append(p)
             elif t == _S:
-                if self._param_status(p, from_client=self.client is not None):
+                if self.param_status(p, from_client=self.client is not None):
                     out.append(p)
                 else:
                     modified = True
             elif t == _E:
-                self._error(p)
+                self.reply_error(p)
                 out.append(p)
             elif t == _A and self.pool.mode != "session":
                 modified = True  # notifications come from the pool's LISTEN connection
@@ -346,98 +344,7 @@ class Server:
             return data
         return b"".join(out)
 
-    def _match(self, pieces: list[tuple[int, bytes]]) -> bytes:
-        """Precise path: every reply is matched to the request it answers (see :mod:`.ops`)."""
-        conv = self.conv
-        ops = conv.ops
-        out: list[bytes] = []
-        for t, p in pieces:
-            while ops and ops[0].mode == O.FAKE:
-                out.append(ops.popleft().payload)
-            if t == PASS or not ops:
-                if t == _Z:
-                    if not self._client_ready(p[5]):
-                        continue
-                elif t == _E:
-                    self._error(p)
-                elif t == _S:
-                    if not self._param_status(p, from_client=self.client is not None):
-                        continue
-                elif t == _A and self.pool.mode != "session":
-                    continue
-                out.append(p)
-                continue
-            op = ops[0]
-            skip = op.mode == O.SKIP
-            if t in _ASYNC:
-                if t == _S:
-                    if not self._param_status(p, from_client=not skip and self.client is not None) or skip:
-                        continue
-                elif t == _A and self.pool.mode != "session":
-                    continue
-                elif skip:
-                    continue
-                out.append(p)
-                continue
-            if t == _E:
-                if op.undo is not None:
-                    op.undo()
-                if skip:
-                    err = decode_backend_as(m.ErrorResponse, t, p[5:])
-                    if op.sink is not None:
-                        op.sink.error = err
-                    if op.forward_errors:
-                        out.append(p)
-                    else:
-                        log.warning("%s: pooler query failed: %s", self, getattr(err, "message", err))
-                else:
-                    self._error(p)
-                    out.append(p)
-                if not O.ends_at_z(op.kind):
-                    O.skip_to_sync(ops)
-                continue
-            if t == _Z:
-                if op.kind == O.ZCOUNT:
-                    op.n -= 1
-                    if op.n <= 0:
-                        ops.popleft()
-                elif not O.ends_at_z(op.kind):
-                    O.skip_to_sync(ops)  # out of step: resynchronise at the ReadyForQuery
-                    if ops:
-                        op = ops[0]
-                        skip = op.mode == O.SKIP
-                        ops.popleft()
-                else:
-                    ops.popleft()
-                if skip:
-                    conv.pooler_ready(p[5])
-                    sink = op.sink
-                    if sink is not None:
-                        sink.status = p[5]
-                        if sink.callback is not None:
-                            sink.callback(sink)
-                        sink.done.set()
-                    continue
-                if not self._client_ready(p[5]):
-                    return b"".join(out)
-                out.append(p)
-                continue
-            if skip:
-                if t == _D and op.sink is not None:
-                    op.sink.rows.append(list(decode_backend_as(m.DataRow, t, p[5:]).values))
-            else:
-                out.append(p)
-            if O.completes(op, t):
-                ops.popleft()
-                if op.stmt is not None:
-                    op.stmt.validated = True
-        while ops and ops[0].mode == O.FAKE:
-            out.append(ops.popleft().payload)
-        if not ops:
-            self.scanner.want = RELAY_WANT
-        return b"".join(out)
-
-    def _error(self, p: bytes) -> None:
+    def reply_error(self, p: bytes) -> None:
         body = p[5:]
         i = 0 if body[:1] == b"C" else body.find(b"\0C") + 1  # the SQLSTATE field: errors by class
         if i > 0 or body[:1] == b"C":
@@ -446,7 +353,7 @@ class Server:
             self.close_needed = True
             self.close_reason = "server sent FATAL"
 
-    def _client_ready(self, status: int) -> bool:
+    def client_ready(self, status: int) -> bool:
         """A ReadyForQuery for the client.  False: swallow it (the client is being refused)."""
         conv = self.conv
         if not conv.ready(status):
@@ -497,7 +404,7 @@ class Server:
         self.expect_internal(O.Sink(callback=done))
         self.after_sql = sql
 
-    def _param_status(self, p: bytes, *, from_client: bool) -> bool:
+    def param_status(self, p: bytes, *, from_client: bool) -> bool:
         """Take a ParameterStatus; False when it is for the pooler only (not to forward)."""
         r = Reader(p[5:])
         name, value = r.cstr(), r.cstr()

@@ -126,9 +126,8 @@ def _writes(tree: ast.Module) -> list[tuple[int, str, ast.expr, str]]:
 def test_grouped_state_is_written_only_by_its_owner() -> None:
     """Issue 2.1, state grouped by owner: see the module docstring.
 
-    What is seen is a write through the field's name; code that takes a field into a local first
-    (the relay's reply matcher takes ``conv.ops`` off the front that way, as documented in
-    pooler/conversation.py) is not.
+    What is seen is a write through the field's name (``x.conv.ops.popleft()``), not one through
+    a local that holds the field.
     """
     bad = []
     for name, m in MODS.items():

@@ -7,6 +7,7 @@ import trio.testing
 
 from pgbundle.pooler import ops as O
 from pgbundle.pooler.conversation import Conversation
+from pgbundle.shared.protocol import encode, messages as m
 from pgbundle.shared.protocol.states import TransactionStatus
 
 _I, _T, _E = (s.value for s in (TransactionStatus.IDLE, TransactionStatus.IN_BLOCK, TransactionStatus.FAILED))
@@ -153,3 +154,63 @@ def test_end_wakes_every_waiter() -> None:
 
     trio.run(go)
     assert not c.ops
+
+
+class FakeServer:
+    """The ReplySide the matcher calls back: records what reached the client side."""
+
+    def __init__(self) -> None:
+        self.client: object | None = object()
+        self.ready: list[int] = []
+        self.errors: list[bytes] = []
+
+    def client_ready(self, status: int) -> bool:
+        self.ready.append(status)
+        return True
+
+    def reply_error(self, p: bytes) -> None:
+        self.errors.append(p)
+
+    def param_status(self, p: bytes, *, from_client: bool) -> bool:
+        return True
+
+
+def _pieces(*msgs: m.Message) -> list[tuple[int, bytes]]:
+    return [(msg.TYPE[0], encode(msg)) for msg in msgs]
+
+
+def test_match_puts_the_pooler_s_own_answer_in_place() -> None:
+    c = Conversation()
+    fake_parse = encode(m.ParseComplete())
+    c.queue_ops([O.Op(O.PARSE, O.FAKE, fake_parse), O.Op(O.BIND), O.Op(O.SYNC)])
+    c.sent(1, 0)
+    server = FakeServer()
+    bind, ready = encode(m.BindComplete()), encode(m.ReadyForQuery("I"))
+    out, matched = c.match(server, _pieces(m.BindComplete(), m.ReadyForQuery("I")), True)
+    assert out == fake_parse + bind + ready and matched and not c.ops
+    assert server.ready == [_I]
+
+
+def test_match_swallows_the_reply_to_the_pooler_s_query() -> None:
+    c = Conversation()
+    sink = O.Sink()
+    c.queue_ops([O.Op(O.QUERY, O.SKIP, sink=sink)])
+    server = FakeServer()
+    out, matched = c.match(server, _pieces(m.DataRow((b"1",)), m.CommandComplete("SELECT 1"),
+                                           m.ReadyForQuery("T")), True)
+    assert out == b"" and matched
+    assert sink.rows == [[b"1"]] and sink.done.is_set() and sink.status == _T
+    assert server.ready == [] and c.in_transaction  # the status is taken; nothing was owed the client
+
+
+def test_match_error_skips_the_rest_up_to_sync() -> None:
+    c = Conversation()
+    c.queue_ops([O.Op(O.PARSE), O.Op(O.BIND), O.Op(O.EXECUTE), O.Op(O.SYNC)])
+    c.sent(1, 0)
+    server = FakeServer()
+    err = m.ErrorResponse({"S": "ERROR", "C": "42601", "M": "syntax error"})
+    out, matched = c.match(server, _pieces(err), True)
+    assert out == encode(err) and not matched and [op.kind for op in c.ops] == [O.SYNC]
+    assert server.errors == [encode(err)]
+    out, matched = c.match(server, _pieces(m.ReadyForQuery("I")), True)
+    assert matched and server.ready == [_I]
