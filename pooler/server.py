@@ -25,6 +25,7 @@ pool forgets the server.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from typing import TYPE_CHECKING
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from .auth import Credentials
     from .client import Client
     from .objects import Pool, PoolerHost
+
+log = logging.getLogger("pgbundle.pooler")
 
 _Z, _S, _E, _A = ord("Z"), ord("S"), ord("E"), ord("A")
 _I = TransactionStatus.IDLE
