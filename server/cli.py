@@ -17,12 +17,12 @@ import time
 import click
 
 from pgbundle.server.errors import PgError
-from pgbundle.server.utils.guc import Settings
+from pgbundle.server.utils.guc import GucSettings
 
 
 def _settings(port: int | None, listen: str | None, max_connections: int | None,
-              options: tuple[str, ...]) -> Settings:
-    s = Settings()
+              options: tuple[str, ...]) -> GucSettings:
+    s = GucSettings()
     cmdline: dict[str, str] = {}
     for opt in options:
         if "=" not in opt:

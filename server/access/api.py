@@ -464,7 +464,7 @@ class Engine:
     pid: int
     """This backend's process id (pg_backend_pid())."""
     settings: Any
-    """The backend's :class:`pgbundle.server.utils.guc.Settings` (SET/SHOW/pg_settings)."""
+    """The backend's :class:`pgbundle.server.utils.guc.GucSettings` (SET/SHOW/pg_settings)."""
     notices: list[Notice]
     """Notices the engine produced; the SQL layer/protocol loop drains and sends them."""
 

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from pgbundle.server.access import api
-from pgbundle.server.access.tableam import ColumnInfo, ConstraintInfo, IndexInfo, RelationInfo
+from pgbundle.server.access.tableam import SqlColumn, SqlConstraint, SqlIndex, SqlRelation
 from pgbundle.server.errors import PgError
 from pgbundle.server.utils.adt.enums import EnumLabel
 
@@ -32,15 +32,15 @@ class EngineStorage:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self._api: ModuleType | None = None   # access.api, imported on first use
-        self._rels: dict[int, tuple[Any, RelationInfo]] = {}
+        self._rels: dict[int, tuple[Any, SqlRelation]] = {}
         # enum columns per relation: (position, type oid)
         self._enums: dict[int, tuple[tuple[int, int], ...]] = {}
         self.enum_loader: Any = None
 
-    def _to_engine(self, rel: RelationInfo, row: tuple) -> tuple:
+    def _to_engine(self, rel: SqlRelation, row: tuple) -> tuple:
         return row
 
-    def _from_engine(self, rel: RelationInfo, it: Iterable) -> Iterator:
+    def _from_engine(self, rel: SqlRelation, it: Iterable) -> Iterator:
         """Rows as the SQL layer wants them: enum values carry their sort order."""
         conv = self._enums.get(rel.oid)
         if not conv:
@@ -66,21 +66,21 @@ class EngineStorage:
 
     # ------------------------------------------------------------------ conversion
 
-    def convert(self, er: Any) -> RelationInfo:
+    def convert(self, er: Any) -> SqlRelation:
         hit = self._rels.get(er.oid)
         if hit is not None and hit[0] is er:
             return hit[1]
-        cols = [ColumnInfo(c.name, c.type_oid, c.typmod, c.not_null, c.default, c.attnum,
+        cols = [SqlColumn(c.name, c.type_oid, c.typmod, c.not_null, c.default, c.attnum,
                            getattr(c, "identity", ""), c.dropped) for c in er.columns]
-        idxs = [IndexInfo(i.oid, i.name, tuple(a - 1 for a in i.columns), i.unique, i.primary, er.oid,
+        idxs = [SqlIndex(i.oid, i.name, tuple(a - 1 for a in i.columns), i.unique, i.primary, er.oid,
                           tuple(getattr(i, "options", ()) or ()))
                 for i in er.indexes if getattr(i, "valid", True)]
-        cons = [ConstraintInfo(c.oid, c.name, c.kind, tuple(a - 1 for a in c.columns), c.index_oid,
+        cons = [SqlConstraint(c.oid, c.name, c.kind, tuple(a - 1 for a in c.columns), c.index_oid,
                                c.expression, getattr(c, "ref_table_oid", 0),
                                tuple(a - 1 for a in getattr(c, "ref_columns", ())), c.on_update, c.on_delete)
                 for c in er.constraints]
         kind = er.kind.value if hasattr(er.kind, "value") else str(er.kind)
-        rel = RelationInfo(er.oid, er.name, er.namespace, kind, cols, idxs, cons, er.namespace_oid,
+        rel = SqlRelation(er.oid, er.name, er.namespace, kind, cols, idxs, cons, er.namespace_oid,
                            er.owner, {}, er.tuples, er.pages, er.persistence, er)
         ens = tuple((i, c.type_oid) for i, c in enumerate(cols) if c.type_oid >= 16384 and not c.dropped)
         if ens:
@@ -88,10 +88,10 @@ class EngineStorage:
         self._rels[er.oid] = (er, rel)
         return rel
 
-    def _er(self, rel: RelationInfo) -> Any:
+    def _er(self, rel: SqlRelation) -> Any:
         return getattr(rel, "engine_rel", None) or self.engine.relation(rel.oid)
 
-    def _ei(self, index: IndexInfo, rel: RelationInfo) -> Any:
+    def _ei(self, index: SqlIndex, rel: SqlRelation) -> Any:
         er = self._er(rel)
         for i in er.indexes:
             if i.oid == index.oid:
@@ -127,36 +127,36 @@ class EngineStorage:
 
     # ------------------------------------------------------------------ catalog
 
-    def lookup_relation(self, schema: str | None, name: str) -> RelationInfo | None:
+    def lookup_relation(self, schema: str | None, name: str) -> SqlRelation | None:
         er = self.engine.lookup_relation(name, schema)
         return None if er is None else self.convert(er)
 
-    def relation_by_oid(self, oid: int) -> RelationInfo | None:
+    def relation_by_oid(self, oid: int) -> SqlRelation | None:
         try:
             return self.convert(self.engine.relation(oid))
         except PgError:
             return None
 
-    def relations(self, kinds: str = "rivSmpcf") -> list[RelationInfo]:
+    def relations(self, kinds: str = "rivSmpcf") -> list[SqlRelation]:
         return [self.convert(r) for r in self.engine.relations(kinds)]
 
     # ------------------------------------------------------------------ rows
 
-    def scan(self, rel: RelationInfo) -> Iterator[tuple[Any, tuple]]:
+    def scan(self, rel: SqlRelation) -> Iterator[tuple[Any, tuple]]:
         it = self.engine.seq_scan(self._er(rel))
         return self._from_engine(rel, it) if rel.oid in self._enums else it
 
-    def index_scan(self, index: IndexInfo, rel: RelationInfo, lo: tuple | None, lo_inclusive: bool,
+    def index_scan(self, index: SqlIndex, rel: SqlRelation, lo: tuple | None, lo_inclusive: bool,
                    hi: tuple | None, hi_inclusive: bool, backward: bool = False) -> Iterator[tuple[Any, tuple]]:
         B = self.api.IndexBound
         it = self.engine.index_scan(self._ei(index, rel), None if lo is None else B(lo, lo_inclusive),
                                     None if hi is None else B(hi, hi_inclusive), backward=backward)
         return self._from_engine(rel, it) if rel.oid in self._enums else it
 
-    def insert(self, rel: RelationInfo, row: tuple) -> Any:
+    def insert(self, rel: SqlRelation, row: tuple) -> Any:
         return self.engine.insert(self._er(rel), self._to_engine(rel, row))
 
-    def insert_many(self, rel: RelationInfo, rows: Iterable[tuple]) -> int:
+    def insert_many(self, rel: SqlRelation, rows: Iterable[tuple]) -> int:
         if type(self)._to_engine is EngineStorage._to_engine:  # rows go as they are
             rows = rows if isinstance(rows, list) else list(rows)
         else:
@@ -164,7 +164,7 @@ class EngineStorage:
         self.engine.insert_many(self._er(rel), rows)
         return len(rows)
 
-    def update(self, rel: RelationInfo, tid: Any, row: tuple,
+    def update(self, rel: SqlRelation, tid: Any, row: tuple,
                recheck: Callable[[tuple], tuple | None] | None = None) -> bool:
         er = self._er(rel)
         Conflict = self.api.Conflict
@@ -182,7 +182,7 @@ class EngineStorage:
                 return False
             tid, row = r.tid, new
 
-    def delete(self, rel: RelationInfo, tid: Any, recheck: Callable[[tuple], bool] | None = None) -> bool:
+    def delete(self, rel: SqlRelation, tid: Any, recheck: Callable[[tuple], bool] | None = None) -> bool:
         er = self._er(rel)
         Conflict = self.api.Conflict
         while True:
@@ -195,7 +195,7 @@ class EngineStorage:
                 return False
             tid = r.tid
 
-    def truncate(self, rels: list[RelationInfo]) -> None:
+    def truncate(self, rels: list[SqlRelation]) -> None:
         self.engine.truncate([r.oid for r in rels])
 
     def check_for_interrupts(self) -> None:

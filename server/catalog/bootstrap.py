@@ -22,7 +22,7 @@ from pgbundle.server.access.engine import BackendEngine
 from pgbundle.server.catalog import cache as CC, defs as D
 from pgbundle.server.catalog.ddl import copy_database_dir
 from pgbundle.server.storage import bufmgr, clog, ipc, lwlock, shmem
-from pgbundle.server.utils.guc import Settings
+from pgbundle.server.utils.guc import GucSettings
 
 PG_VERSION = "15"
 
@@ -77,7 +77,7 @@ def initdb(datadir: str, *, superuser: str = "postgres", password: str | None = 
         f.write(HBA)
     echo("writing configuration files ... ok")
 
-    s = settings.copy() if settings is not None else Settings()
+    s = settings.copy() if settings is not None else GucSettings()
     s.set("shared_buffers", "2MB", source="override")
     s.set("fsync", "on", source="override")
     if wal_segsize_mb is not None:

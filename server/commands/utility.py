@@ -23,7 +23,7 @@ from pgbundle.server.errors import PgError
 from pgbundle.server.executor.constraints import RelConstraints
 from pgbundle.server.executor.execute import instrument
 from pgbundle.server.executor.expr import ExecState, Layout, compile_expr, is_constant
-from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query, output_columns
+from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, QueryTree, output_columns
 from pgbundle.server.parser.coerce import SERIAL_TYPES, resolve_type
 from pgbundle.server.parser.parse import RawStmt, const_value, names, parse
 from pgbundle.server.tcop.dest import Column, StatementResult
@@ -672,7 +672,7 @@ def _alter_column_type(s: Session, rel: Any, cmd: dict) -> None:
 def _eval_default(s: Session, text: str, oid: int, typmod: int, cname: str) -> Any:
     node = parse(f"SELECT {text}")[0].node["targetList"][0]["ResTarget"]["val"]
     an = Analyzer(s.env, ParamTypes())
-    e = an.coerce_assign(an.expr(node, PState(None, Query("select"))), oid, typmod, cname, None)
+    e = an.coerce_assign(an.expr(node, PState(None, QueryTree("select"))), oid, typmod, cname, None)
     if not is_constant(e):
         # volatile defaults (nextval, clock_timestamp) are evaluated once for existing rows too
         pass
@@ -1004,7 +1004,7 @@ def _execute_stmt(s: Session, n: dict, raw: RawStmt, params: list) -> Any:
     vals = []
     an = Analyzer(s.env, ParamTypes())
     for i, p in enumerate(n.get("params", []) or []):
-        e = an.coerce(an.expr(p, PState(None, Query("select"))), prep.param_types[i], -1, "a", "")
+        e = an.coerce(an.expr(p, PState(None, QueryTree("select"))), prep.param_types[i], -1, "a", "")
         vals.append(compile_expr(e, Layout())((), ExecState([], s.env, s.storage, s)))
     s._begin_command(prep.raw)
     return s._run(prep, vals)

@@ -26,7 +26,7 @@ from typing import Any
 
 from pgbundle.server.errors import PgError
 from pgbundle.server.executor.expr import Fn, Layout, compile_expr
-from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
+from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, QueryTree
 from pgbundle.server.parser.parse import parse
 from pgbundle.shared.quoting import quote_ident
 from pgbundle.shared.types.text import text_encoder
@@ -47,7 +47,7 @@ def default_fns(env: Any, rel: Any) -> list[Fn | None]:
         stmts = parse(f"SELECT {c.default}")
         node = stmts[0].node["targetList"][0]["ResTarget"]["val"]
         an = Analyzer(env, ParamTypes())
-        ps = PState(None, Query("select"))
+        ps = PState(None, QueryTree("select"))
         e = an.expr(node, ps)
         e = an.coerce_assign(e, c.type_oid, c.typmod, c.name, None)
         out.append(compile_expr(e, Layout()))

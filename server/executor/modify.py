@@ -22,10 +22,10 @@ from pgbundle.shared.types.text import text_encoder
 
 if TYPE_CHECKING:
     from pgbundle.server.optimizer.plan import DMLPlan, Planner
-    from pgbundle.server.parser.analyze import Query
+    from pgbundle.server.parser.analyze import QueryTree
 
 
-def prepare_dml(p: DMLPlan, env: Any, q: Query, outer: list[Layout], planner: Planner) -> None:
+def prepare_dml(p: DMLPlan, env: Any, q: QueryTree, outer: list[Layout], planner: Planner) -> None:
     """Compile ``p`` (a DMLPlan) for ``q``; ``planner`` (an optimizer Planner made by the
     caller) plans the scan of the target, the INSERT's source and the CTEs."""
     rel = q.target

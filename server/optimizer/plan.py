@@ -1,4 +1,4 @@
-"""The planner: analysed :class:`~.analyze.Query` -> tree of plan nodes.
+"""The planner: analysed :class:`~.analyze.QueryTree` -> tree of plan nodes.
 
 Strategy (simple, predictable, PostgreSQL-shaped):
 
@@ -46,14 +46,14 @@ from pgbundle.server.executor.expr import (
 )
 from pgbundle.server.executor.modify import prepare_dml, run_dml
 from pgbundle.server.optimizer import costs as C
-from pgbundle.server.parser.analyze import CTE, RTE, JoinNode, Query, RangeRef, SortKey
+from pgbundle.server.parser.analyze import CTE, RTE, JoinNode, QueryTree, RangeRef, SortKey
 from pgbundle.server.utils.adt import functions as F
 from pgbundle.server.utils.adt.ruleutils import explain_text
 from pgbundle.shared.quoting import quote_ident
 from pgbundle.shared.types import oids as T
 
 if TYPE_CHECKING:
-    from pgbundle.server.access.tableam import RelationInfo
+    from pgbundle.server.access.tableam import SqlRelation
     from pgbundle.server.executor.constraints import RelConstraints
 
 _CMP = {"=", "<", "<=", ">", ">="}
@@ -130,7 +130,7 @@ class Planner:
 
     # ------------------------------------------------------------------ entry points
 
-    def plan_select(self, q: Query) -> X.PlanNode:
+    def plan_select(self, q: QueryTree) -> X.PlanNode:
         self._plan_ctes(q)
         if q.kind == "setop":
             return self._plan_setop(q)
@@ -138,7 +138,7 @@ class Planner:
         node, layout = self.plan_from_where(q, dml_target=-1)
         return self._finish_select(q, node, layout)
 
-    def _order_hint(self, q: Query) -> list[tuple[int, bool, bool]] | None:
+    def _order_hint(self, q: QueryTree) -> list[tuple[int, bool, bool]] | None:
         """ORDER BY plain columns of the only table + LIMIT: an index in that order can
         replace the sort (and stop after LIMIT rows)."""
         if q.limit is None or not q.sort or q.has_aggs or q.aggs or q.windows or q.distinct or q.distinct_on:
@@ -159,7 +159,7 @@ class Planner:
             out.append((e.col, s.desc, nulls_first))
         return out
 
-    def _plan_ctes(self, q: Query) -> None:
+    def _plan_ctes(self, q: QueryTree) -> None:
         # a CTE query is one level below the query owning the WITH (which it cannot reference)
         outer = [Layout()] + self.outer
         for cte in q.ctes:
@@ -186,7 +186,7 @@ class Planner:
             cte.plan = plan
             cte.key = key
 
-    def _plan_setop(self, q: Query) -> X.PlanNode:
+    def _plan_setop(self, q: QueryTree) -> X.PlanNode:
         assert q.larg is not None and q.rarg is not None
         left = Planner(self.env, self.outer, self.cte_plans).plan_select(q.larg)
         right = Planner(self.env, self.outer, self.cte_plans).plan_select(q.rarg)
@@ -207,7 +207,7 @@ class Planner:
 
     # ------------------------------------------------------------------ FROM / WHERE
 
-    def plan_from_where(self, q: Query, dml_target: int) -> tuple[X.PlanNode, Layout]:
+    def plan_from_where(self, q: QueryTree, dml_target: int) -> tuple[X.PlanNode, Layout]:
         """Scan/join tree for q.from_ (plus the DML target relation when
         ``dml_target`` >= 0, scanned with its tid as an extra column)."""
         self.q = q
@@ -629,7 +629,7 @@ class Planner:
 
     # ------------------------------------------------------------------ select tail
 
-    def _finish_select(self, q: Query, node: X.PlanNode, layout: Layout) -> X.PlanNode:
+    def _finish_select(self, q: QueryTree, node: X.PlanNode, layout: Layout) -> X.PlanNode:
         ntargets = len(q.targets)
         target_exprs = [t.expr for t in q.targets]
         if q.has_aggs or q.aggs:
@@ -700,7 +700,7 @@ class Planner:
         return s
 
     def _text_or(self, e: Expr) -> str:
-        t = self._text(e, len(getattr(self, "q", Query("select")).rtable) > 1)
+        t = self._text(e, len(getattr(self, "q", QueryTree("select")).rtable) > 1)
         return t[1:-1] if t.startswith("(") and t.endswith(")") and isinstance(e, (Var,)) else t
 
     def _sort_text(self, s: SortKey) -> str:
@@ -714,7 +714,7 @@ class Planner:
             (" NULLS FIRST" if s.nulls_first else " NULLS LAST") if s.nulls_first is not None and
             s.nulls_first != s.desc else "")
 
-    def _limit(self, node: X.PlanNode, q: Query) -> X.PlanNode:
+    def _limit(self, node: X.PlanNode, q: QueryTree) -> X.PlanNode:
         """LIMIT/OFFSET; a Sort right below keeps only offset + count rows (top-N)."""
         off = self._const_fn(q.offset)
         cnt = self._const_fn(q.limit)
@@ -735,7 +735,7 @@ class Planner:
                        node.est[3])
         return lim
 
-    def _plan_agg(self, q: Query, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
+    def _plan_agg(self, q: QueryTree, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
         keys = [compile_expr(g, layout, self) for g in q.group]
         specs = []
         for a in q.aggs:
@@ -755,7 +755,7 @@ class Planner:
         newlay = Layout({}, self.outer, slots)
         return agg, newlay
 
-    def _plan_windows(self, q: Query, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
+    def _plan_windows(self, q: QueryTree, node: X.PlanNode, layout: Layout) -> tuple[X.PlanNode, Layout]:
         wins = []
         for w in q.windows:
             frame = None
@@ -892,7 +892,7 @@ class DMLPlan:
     """INSERT / UPDATE / DELETE, executed by :mod:`.modify`."""
 
     # compiled by executor.modify.prepare_dml
-    rel: RelationInfo
+    rel: SqlRelation
     ncols: int
     defaults: list[Fn | None]                   # column defaults
     notnull: list[int]                          # NOT NULL columns
@@ -915,7 +915,8 @@ class DMLPlan:
     recheck_where: Fn | None
     recheck_sets: list[tuple[int, Fn | None]] | None
 
-    def __init__(self, env: Any, q: Query, outer: list[Layout] | None = None, cte_plans: dict | None = None) -> None:
+    def __init__(self, env: Any, q: QueryTree, outer: list[Layout] | None = None,
+                 cte_plans: dict | None = None) -> None:
         self.q = q
         self.width = len(q.returning)
         prepare_dml(self, env, q, outer or [], Planner(env, outer or [], cte_plans or {}))

@@ -1,4 +1,4 @@
-"""Semantic analysis: pglast statement dicts -> typed :class:`Query` trees.
+"""Semantic analysis: pglast statement dicts -> typed :class:`QueryTree` objects (PostgreSQL's Query nodes).
 
 Names are resolved to relations (user tables through the storage, catalog
 views through :mod:`.catalog_views`) and columns; every expression gets a type;
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pgbundle.server.access.tableam import RelationInfo
+from pgbundle.server.access.tableam import SqlRelation
 from pgbundle.server.errors import PgError
 from pgbundle.server.executor.expr import (
     Aggref,
@@ -70,8 +70,8 @@ class RTE:
     colnames: list[str]
     coltypes: list[int]
     coltypmods: list[int]
-    rel: RelationInfo | None = None
-    query: Query | None = None
+    rel: SqlRelation | None = None
+    query: QueryTree | None = None
     values: list[list[Expr]] | None = None
     func: Expr | None = None
     funcs: list[Expr] | None = None
@@ -85,7 +85,7 @@ class RTE:
         return len(self.colnames)
 
     @property
-    def relation(self) -> RelationInfo:
+    def relation(self) -> SqlRelation:
         """The relation of a ``relation`` entry (which always has one)."""
         assert self.rel is not None, self.kind
         return self.rel
@@ -122,7 +122,7 @@ class SortKey:
 @dataclass
 class CTE:
     name: str
-    query: Query
+    query: QueryTree
     colnames: list[str]
     recursive: bool = False
     # set by the planner
@@ -132,7 +132,7 @@ class CTE:
 
 
 @dataclass
-class Query:
+class QueryTree:
     kind: str                          # select | setop | insert | update | delete
     rtable: list[RTE] = field(default_factory=list)
     from_: list[Any] = field(default_factory=list)
@@ -151,14 +151,14 @@ class Query:
     # set operations
     setop: str = ""                    # union | intersect | except
     setop_all: bool = False
-    larg: Query | None = None
-    rarg: Query | None = None
+    larg: QueryTree | None = None
+    rarg: QueryTree | None = None
     # DML
-    target: RelationInfo | None = None
+    target: SqlRelation | None = None
     target_rt: int = -1
     insert_cols: list[int] = field(default_factory=list)
     insert_rows: list[list[Expr | None]] | None = None  # INSERT ... VALUES, already coerced; None: DEFAULT
-    source: Query | None = None                       # INSERT ... SELECT
+    source: QueryTree | None = None                       # INSERT ... SELECT
     set_cols: list[tuple[int, Expr | None]] = field(default_factory=list)  # None: DEFAULT
     returning: list[Target] = field(default_factory=list)
     on_conflict: Any = None
@@ -210,7 +210,7 @@ class NSItem:
 class PState:
     """Analysis state of one query level."""
 
-    def __init__(self, parent: PState | None, query: Query) -> None:
+    def __init__(self, parent: PState | None, query: QueryTree) -> None:
         self.parent = parent
         self.query = query
         self.ns: list[NSItem] = []
@@ -259,7 +259,7 @@ class Analyzer:
 
     # ------------------------------------------------------------------ statements
 
-    def analyze(self, kind: str, node: dict, parent: PState | None = None) -> Query:
+    def analyze(self, kind: str, node: dict, parent: PState | None = None) -> QueryTree:
         if kind == "SelectStmt":
             return self.select(node, parent)
         if kind == "InsertStmt":
@@ -290,27 +290,27 @@ class Analyzer:
             ps.ctes[name] = CTE(name, q, colnames, recursive)
             ps.query.ctes.append(ps.ctes[name])
 
-    def _recursive_cte(self, name: str, colnames: list[str], sub: dict, ps: PState) -> Query:
+    def _recursive_cte(self, name: str, colnames: list[str], sub: dict, ps: PState) -> QueryTree:
         # analyse the non-recursive term first to learn the column types
         lk, larg = _kind({"SelectStmt": sub["larg"]})
         left = self.select(larg, ps)
         cols = colnames or [t.name for t in left.targets]
-        placeholder = Query("select", targets=[Target(t.expr, n) for t, n in zip(left.targets, cols)])
+        placeholder = QueryTree("select", targets=[Target(t.expr, n) for t, n in zip(left.targets, cols)])
         cte = CTE(name, placeholder, cols, True)
         ps.ctes[name] = cte
         right = self.select(sub["rarg"], ps)
         del ps.ctes[name]
-        q = Query("setop", setop="union", setop_all=sub.get("all", False), larg=left, rarg=right)
+        q = QueryTree("setop", setop="union", setop_all=sub.get("all", False), larg=left, rarg=right)
         q.targets = [Target(Slot(i, t.expr.type, t.expr.typmod), cols[i]) for i, t in enumerate(left.targets)]
         q.ctes = []
         q.recursive_name = name
         return q
 
-    def select(self, node: dict, parent: PState | None) -> Query:
+    def select(self, node: dict, parent: PState | None) -> QueryTree:
         op = node.get("op", "SETOP_NONE")
         if op != "SETOP_NONE":
             return self._setop(node, parent)
-        q = Query("select")
+        q = QueryTree("select")
         ps = PState(parent, q)
         self._with(node, ps)
         if node.get("valuesLists"):
@@ -357,7 +357,7 @@ class Analyzer:
             self._check_grouping(q)
         return q
 
-    def _limit(self, node: dict, ps: PState, q: Query) -> None:
+    def _limit(self, node: dict, ps: PState, q: QueryTree) -> None:
         ps.expr_kind = "LIMIT"
         if node.get("limitCount"):
             e = self.expr(node["limitCount"], ps)
@@ -366,7 +366,7 @@ class Analyzer:
         if node.get("limitOffset"):
             q.offset = self.coerce(self.expr(node["limitOffset"], ps), T.INT8, -1, "i", "OFFSET")
 
-    def _check_grouping(self, q: Query) -> None:
+    def _check_grouping(self, q: QueryTree) -> None:
         """Every column used above the aggregation must be grouped."""
         groups = q.group
 
@@ -388,7 +388,7 @@ class Analyzer:
         for s in q.sort:
             check(s.expr)
 
-    def _values_select(self, node: dict, ps: PState) -> Query:
+    def _values_select(self, node: dict, ps: PState) -> QueryTree:
         q = ps.query
         rows = [[self.expr(v, ps) for v in lst["List"]["items"]] for lst in node["valuesLists"]]
         width = len(rows[0])
@@ -411,9 +411,9 @@ class Analyzer:
         self._limit(node, ps, q)
         return q
 
-    def _setop(self, node: dict, parent: PState | None) -> Query:
+    def _setop(self, node: dict, parent: PState | None) -> QueryTree:
         op = {"SETOP_UNION": "union", "SETOP_INTERSECT": "intersect", "SETOP_EXCEPT": "except"}[node["op"]]
-        q = Query("setop", setop=op, setop_all=node.get("all", False))
+        q = QueryTree("setop", setop=op, setop_all=node.get("all", False))
         ps = PState(parent, q)
         self._with(node, ps)
         q.larg = self.select(node["larg"], ps)
@@ -438,7 +438,7 @@ class Analyzer:
         self._limit(node, ps, q)
         return q
 
-    def _coerce_target(self, q: Query, i: int, t: int) -> None:
+    def _coerce_target(self, q: QueryTree, i: int, t: int) -> None:
         if q.kind == "setop":
             tgt = q.targets[i]
             if tgt.expr.type != t:
@@ -764,7 +764,7 @@ class Analyzer:
                     return matches[0].expr
         return self._resolve_unknown(self.expr(node, ps))
 
-    def _grouping_sets(self, clause: list, ps: PState, q: Query) -> None:
+    def _grouping_sets(self, clause: list, ps: PState, q: QueryTree) -> None:
         """GROUP BY with GROUPING SETS / ROLLUP / CUBE: q.group gets every distinct grouping
         expression, q.grouping_sets the sets (as indexes), in PostgreSQL's order."""
         def index_of(node: dict) -> int:
@@ -809,7 +809,7 @@ class Analyzer:
 
     # ------------------------------------------------------------------ INSERT / UPDATE / DELETE
 
-    def _target_rel(self, rv: dict, ps: PState) -> tuple[RelationInfo, int]:
+    def _target_rel(self, rv: dict, ps: PState) -> tuple[SqlRelation, int]:
         rte = self.range_var(rv, ps)
         if rte.kind != "relation":
             raise _err("42809", f'cannot modify "{rte.alias}"' if rte.kind != "virtual" else
@@ -821,8 +821,8 @@ class Analyzer:
         rt = self._add_rte(ps, rte, rv.get("alias"))
         return rel, rt
 
-    def insert(self, node: dict, parent: PState | None) -> Query:
-        q = Query("insert")
+    def insert(self, node: dict, parent: PState | None) -> QueryTree:
+        q = QueryTree("insert")
         ps = PState(parent, q)
         self._with(node, ps)
         rel, rt = self._target_rel(node["relation"], ps)
@@ -894,7 +894,7 @@ class Analyzer:
             q.returning = self._returning(node, ps)
         return q
 
-    def _on_conflict(self, oc: dict, ps: PState, rel: RelationInfo, rt: int) -> Any:
+    def _on_conflict(self, oc: dict, ps: PState, rel: SqlRelation, rt: int) -> Any:
         action = oc.get("action")
         infer = oc.get("infer") or {}
         cols = []
@@ -925,7 +925,7 @@ class Analyzer:
         ps.ns.pop()
         return ("update", tuple(cols), sets, where, ert)
 
-    def _set_clause(self, tl: list[dict], ps: PState, rel: RelationInfo) -> list[tuple[int, Expr | None]]:
+    def _set_clause(self, tl: list[dict], ps: PState, rel: SqlRelation) -> list[tuple[int, Expr | None]]:
         out: list[tuple[int, Expr | None]] = []
         ps.expr_kind = "UPDATE"
         pending_multi: dict[int, Any] = {}
@@ -957,8 +957,8 @@ class Analyzer:
         del pending_multi
         return out
 
-    def update(self, node: dict, parent: PState | None) -> Query:
-        q = Query("update")
+    def update(self, node: dict, parent: PState | None) -> QueryTree:
+        q = QueryTree("update")
         ps = PState(parent, q)
         self._with(node, ps)
         rel, rt = self._target_rel(node["relation"], ps)
@@ -973,8 +973,8 @@ class Analyzer:
             q.returning = self._returning(node, ps)
         return q
 
-    def delete(self, node: dict, parent: PState | None) -> Query:
-        q = Query("delete")
+    def delete(self, node: dict, parent: PState | None) -> QueryTree:
+        q = QueryTree("delete")
         ps = PState(parent, q)
         self._with(node, ps)
         rel, rt = self._target_rel(node["relation"], ps)
@@ -1909,7 +1909,7 @@ def _nulls(sb: dict) -> bool | None:
     return None
 
 
-def output_columns(q: Query) -> list[Target]:
+def output_columns(q: QueryTree) -> list[Target]:
     if q.kind in ("select", "setop"):
         return q.targets
     return q.returning
@@ -1919,5 +1919,5 @@ def uses_params(e: Expr) -> bool:
     return any(isinstance(n, Param) for n in walk(e))
 
 
-__all__ = ["Analyzer", "ParamTypes", "Query", "RTE", "Target", "SortKey", "RangeRef", "JoinNode", "CTE",
+__all__ = ["Analyzer", "ParamTypes", "QueryTree", "RTE", "Target", "SortKey", "RangeRef", "JoinNode", "CTE",
            "output_columns", "SERIAL_TYPES", "Dynamic"]

@@ -39,10 +39,10 @@ from pgbundle.server.utils import elog, pgstat
 
 if TYPE_CHECKING:
     from pgbundle.server.postmaster.launch import ChildContext
-    from pgbundle.server.utils.guc import Settings
+    from pgbundle.server.utils.guc import GucSettings
 
 
-def needs_vacuum(settings: Settings, n_dead: int, reltuples: float) -> bool:
+def needs_vacuum(settings: GucSettings, n_dead: int, reltuples: float) -> bool:
     thresh = int(settings.value("autovacuum_vacuum_threshold")) + \
         float(settings.value("autovacuum_vacuum_scale_factor")) * max(reltuples, 0)
     return n_dead > thresh

@@ -31,10 +31,10 @@ from pgbundle.server.utils import elog
 
 if TYPE_CHECKING:
     from pgbundle.server.postmaster.launch import ChildContext
-    from pgbundle.server.utils.guc import Settings
+    from pgbundle.server.utils.guc import GucSettings
 
 
-def entries(settings: Settings) -> list[str]:
+def entries(settings: GucSettings) -> list[str]:
     raw = str(settings.value("background_workers") or "")
     return [e.strip() for e in raw.split(",") if e.strip()]
 

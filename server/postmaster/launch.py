@@ -25,7 +25,7 @@ from pgbundle.server.utils import elog
 if TYPE_CHECKING:
     from pgbundle.server.storage.lwlock import Locks
     from pgbundle.server.storage.shmem import Shmem
-    from pgbundle.server.utils.guc import Settings
+    from pgbundle.server.utils.guc import GucSettings
 
 
 @dataclass
@@ -33,7 +33,7 @@ class ChildContext:
     """Everything a child needs, inherited through fork."""
 
     datadir: str
-    settings: Settings
+    settings: GucSettings
     shm: Shmem | None = None  # None before the postmaster creates it and between crash reset and re-creation
     locks: Locks | None = None
     stats_sock: socket.socket | None = None  # backend end of the stats datagram pair

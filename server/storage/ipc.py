@@ -22,13 +22,13 @@ from pgbundle.server.tcop import interrupts
 if TYPE_CHECKING:
     from pgbundle.server.storage.lwlock import Locks
     from pgbundle.server.storage.shmem import Shmem
-    from pgbundle.server.utils.guc import Settings
+    from pgbundle.server.utils.guc import GucSettings
 
 
 class Env:
     """One process's handles on the shared segment."""
 
-    def __init__(self, shm: Shmem, locks: Locks, datadir: str, settings: Settings) -> None:
+    def __init__(self, shm: Shmem, locks: Locks, datadir: str, settings: GucSettings) -> None:
         self.shm = shm
         self.locks = locks
         self.datadir = datadir

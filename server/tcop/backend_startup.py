@@ -33,7 +33,7 @@ from pgbundle.shared.protocol.errors import ProtocolError
 
 if TYPE_CHECKING:
     from pgbundle.server.storage.procarray import ProcArray
-    from pgbundle.server.utils.guc import Settings
+    from pgbundle.server.utils.guc import GucSettings
 
 # The type byte of the client's answers during authentication (PasswordMessage, SASLInitialResponse
 # and SASLResponse all travel as 'p').
@@ -174,7 +174,8 @@ async def authenticate(ms: MessageConn, *, method: str, role: api.RoleInfo | Non
     raise FatalError("28000", f'authentication method "{method}" not supported')
 
 
-def hba_method(datadir: str, settings: Settings, *, local: bool, address: str | None, database: str, user: str) -> str:
+def hba_method(datadir: str, settings: GucSettings, *, local: bool, address: str | None, database: str,
+               user: str) -> str:
     rules = hba.parse(hba.hba_path(datadir, settings))
     line = hba.match(rules, local=local, address=address, database=database, user=user)
     if line is None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pgbundle.server.errors import PgError
 
 if TYPE_CHECKING:
-    from pgbundle.server.utils.guc import Settings
+    from pgbundle.server.utils.guc import GucSettings
 
 METHODS = ("trust", "reject", "md5", "scram-sha-256", "password", "peer", "ident")
 
@@ -105,6 +105,6 @@ def match(rules: list[HbaLine], *, local: bool, address: str | None, database: s
     return None
 
 
-def hba_path(datadir: str, settings: Settings) -> str:
+def hba_path(datadir: str, settings: GucSettings) -> str:
     p = str(settings.value("hba_file") or "")
     return p or os.path.join(datadir, "pg_hba.conf")

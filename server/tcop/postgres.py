@@ -56,7 +56,7 @@ from pgbundle.shared.sqlstate import error_fields
 
 if TYPE_CHECKING:
     from pgbundle.server.storage.ipc import Env
-    from pgbundle.server.utils.guc import Settings
+    from pgbundle.server.utils.guc import GucSettings
 
 _client_fd = -1
 _ctx: ChildContext | None = None
@@ -112,7 +112,7 @@ class LoopEngine(Protocol):
     """What the protocol loop uses of its backend's engine (the BackendEngine)."""
 
     procs: ProcArray
-    settings: Settings
+    settings: GucSettings
     env: Env
 
 
@@ -391,7 +391,7 @@ async def _command_loop(ms: MessageConn, session: Session, engine: LoopEngine, r
             pending = []
 
 
-async def _receive(ms: MessageConn, session: Session, settings: Settings, mid_batch: bool,
+async def _receive(ms: MessageConn, session: Session, settings: GucSettings, mid_batch: bool,
                    report: BackendReport | None = None) -> tuple[int, bytes]:
     """The next message, enforcing idle_in_transaction_session_timeout (FATAL 25P03) and
     idle_session_timeout (FATAL 57P05) while the client is idle.  A listening backend idle

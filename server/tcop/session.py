@@ -65,7 +65,7 @@ from pgbundle.server.parser.analyze import Analyzer, ParamTypes, output_columns
 from pgbundle.server.parser.parse import RawStmt, parse
 from pgbundle.server.tcop.dest import Column, CopyIn, StatementResult
 from pgbundle.server.utils import guc
-from pgbundle.server.utils.guc import Settings
+from pgbundle.server.utils.guc import GucSettings
 from pgbundle.server.utils.session_env import SessionEnv
 from pgbundle.shared.protocol import messages as M
 from pgbundle.shared.types import InvalidValue, binary_decoder, binary_encoder, oids as T, text_decoder, text_encoder
@@ -120,7 +120,7 @@ class Session:
         if settings is None:
             settings = getattr(engine, "settings", None)
         if settings is None:
-            settings = Settings()
+            settings = GucSettings()
         self.settings = settings
         self.pid = pid if pid is not None else getattr(engine, "pid", 0)
         self.startup_params = dict(params or {})

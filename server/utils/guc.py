@@ -8,14 +8,14 @@ be changed without restarting the server'), ``sighup`` ones only from the files
 (SET → 55P02 'parameter "x" cannot be changed now'), ``internal`` are read-only
 (55P02 too), ``user``/``superuser`` can be SET.
 
-:class:`Settings` is one process's view.  The postmaster builds one from the files
+:class:`GucSettings` is one process's view.  The postmaster builds one from the files
 and the command line and every child inherits it through fork; a backend's SETs
 stay in its own copy (transactional like PostgreSQL's only as far as SET LOCAL goes:
 a SET LOCAL is undone at transaction end; a plain SET inside an aborted transaction
 is *kept* — a simplification).
 
 Values are kept parsed (int in the setting's base unit, float, bool, str);
-:meth:`Settings.get` renders PostgreSQL's SHOW text (``128MB``, ``5min``, ``on``).
+:meth:`GucSettings.get` renders PostgreSQL's SHOW text (``128MB``, ``5min``, ``on``).
 """
 
 from __future__ import annotations
@@ -468,7 +468,7 @@ def read_conf_file(path: str) -> list[tuple[str, str, int]]:
 # ---------------------------------------------------------------------------- Settings
 
 
-class Settings:
+class GucSettings:
     """One process's settings: values plus their source and reset value.
 
     ``get(name)`` → SHOW text; ``value(name)`` → parsed value (int in the setting's
@@ -489,8 +489,8 @@ class Settings:
         self.on_change: list[Any] = []  # callbacks(name, value) for settings a backend caches
         self.cmdline: dict[str, str] = {}  # the server's -c options: applied again after each config file read
 
-    def copy(self) -> Settings:
-        s = Settings.__new__(Settings)
+    def copy(self) -> GucSettings:
+        s = GucSettings.__new__(GucSettings)
         s._values = dict(self._values)
         s._source = dict(self._source)
         s._file = dict(self._file)

@@ -27,9 +27,6 @@ from tests.unit.importgraph import REPO, cycles, load_modules
 
 MODS = load_modules()
 
-# Areas still being brought in line (issue 2.1 in progress).  strict: a fixed area fails
-# here until its marker is removed.
-_TODO = pytest.mark.xfail(strict=True, reason="issue 2.1: not yet in line")
 
 
 @pytest.mark.parametrize("prefix", [
@@ -177,7 +174,6 @@ def test_protocol_package_is_sans_io() -> None:
     assert not bad, bad
 
 
-@_TODO
 def test_class_names_are_unique() -> None:
     """One name per thing: no two classes in shared/, pooler/ and server/ share a name."""
     seen: dict[str, list[str]] = {}

@@ -28,7 +28,7 @@ from pgbundle.server.executor.expr import (
     ScalarArrayOp,
     Var,
 )
-from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, Query
+from pgbundle.server.parser.analyze import Analyzer, ParamTypes, PState, QueryTree
 from pgbundle.server.parser.coerce import format_type
 from pgbundle.server.parser.parse import parse
 from pgbundle.shared.quoting import escape_literal_body, quote_ident
@@ -248,7 +248,7 @@ def expression_text(env: Any, raw_node: dict, type_oid: int | None = None, typmo
             q = an.analyze(raw[0].kind, raw[0].node)
             e = q.targets[0].expr
         else:
-            e = an.expr(raw_node, PState(None, Query("select")))
+            e = an.expr(raw_node, PState(None, QueryTree("select")))
             if type_oid is not None:
                 e = an.coerce_assign(e, type_oid, typmod, colname, None)
         return deparse(e, env.type_names() if hasattr(env, "type_names") else None)

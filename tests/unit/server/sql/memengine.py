@@ -11,7 +11,7 @@ import itertools
 
 from pgbundle.server.access import api
 from pgbundle.server.errors import PgError
-from pgbundle.server.utils.guc import Settings
+from pgbundle.server.utils.guc import GucSettings
 
 
 class MemEngine:
@@ -19,7 +19,7 @@ class MemEngine:
         self.database = api.DatabaseInfo(5, "postgres", 10)
         self.role = api.RoleInfo(10, "postgres", superuser=True, can_login=True)
         self.pid = 4242
-        self.settings = Settings()
+        self.settings = GucSettings()
         self.notices: list = []
         self._oid = itertools.count(16384)
         self._tid = itertools.count(1)
