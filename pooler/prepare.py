@@ -22,6 +22,7 @@ import struct
 from collections import OrderedDict
 
 from pgbundle.shared.protocol import encode, messages as m
+from pgbundle.shared.protocol.codec import frame
 
 _ids = itertools.count(1)
 
@@ -115,7 +116,7 @@ def rename_bind(p: bytes, new_stmt: str) -> tuple[str, bytes]:
     stmt_end = p.index(b"\0", portal_end + 1)
     old = p[portal_end + 1:stmt_end].decode("utf-8", "surrogateescape")
     body = p[5:portal_end + 1] + new_stmt.encode() + p[stmt_end:]
-    return old, b"B" + struct.pack("!I", len(body) + 4) + body
+    return old, frame(b"B", body)
 
 
 def bind_statement(p: bytes) -> str:
