@@ -177,7 +177,7 @@ class Authenticator:
 
     async def _read_password(self, client: Client) -> str:
         t, payload = await client.read_message()
-        if t != ord("p"):
+        if t != m.PasswordMessage.TYPE[0]:  # SASL responses share the type byte
             raise PoolerError(f"expected password response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
         try:
             return parse_password(payload)
@@ -204,7 +204,7 @@ class Authenticator:
         user = client.user
         await client.conn.send_all(client.encode(m.AuthenticationSASL((MECHANISM,))))
         t, payload = await client.read_message()
-        if t != ord("p"):
+        if t != m.PasswordMessage.TYPE[0]:  # SASL responses share the type byte
             raise PoolerError(f"expected SASL response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
         try:
             init = parse_sasl_initial_response(payload)
@@ -220,7 +220,7 @@ class Authenticator:
             raise PoolerError("malformed SCRAM message", sqlstate.PROTOCOL_VIOLATION) from None
         await client.conn.send_all(client.encode(m.AuthenticationSASLContinue(first.encode())))
         t, payload = await client.read_message()
-        if t != ord("p"):
+        if t != m.PasswordMessage.TYPE[0]:  # SASL responses share the type byte
             raise PoolerError(f"expected SASL response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
         try:
             final = verifier.server_final(payload.decode())

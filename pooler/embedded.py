@@ -24,7 +24,7 @@ import time
 import trio
 
 from pgbundle.shared.netio import ConnectionLost, MessageConn, open_connection
-from pgbundle.shared.protocol import RemoteProtocolError, decode_backend_as, messages as m
+from pgbundle.shared.protocol import PROTOCOL_3_0, RemoteProtocolError, decode_backend_as, messages as m
 
 from .config import DatabaseConfig
 
@@ -101,9 +101,9 @@ class EmbeddedServer:
         mc = MessageConn(conn)
         try:
             with trio.move_on_after(5):
-                await mc.send(m.StartupMessage(3 << 16, {"user": "postgres", "database": "postgres"}))
+                await mc.send(m.StartupMessage(PROTOCOL_3_0, {"user": "postgres", "database": "postgres"}))
                 t, payload = await mc.receive()
-                if t == ord("E"):
+                if t == m.ErrorResponse.TYPE[0]:
                     err = decode_backend_as(m.ErrorResponse, t, payload)
                     return err.sqlstate not in ("57P03",)  # any other answer: it is up (and says why not)
                 await mc.send(m.Terminate())

@@ -116,15 +116,15 @@ class PoolListener:
             frames.receive_data(data)
             while (f := frames.next_frame()) is not None:
                 t = f[0]
-                if t == ord("A"):
+                if t == m.NotificationResponse.TYPE[0]:
                     msg = decode_backend_as(m.NotificationResponse, *f)
                     raw = encode(msg)
                     for c in list(self.channels.get(msg.channel, ())):
                         c.deliver(raw)
-                elif t == ord("Z"):
+                elif t == m.ReadyForQuery.TYPE[0]:
                     if self.replies:
                         self.replies.popleft().set()
-                elif t == ord("E"):
+                elif t == m.ErrorResponse.TYPE[0]:
                     err = decode_backend_as(m.ErrorResponse, *f)
                     log.warning("LISTEN connection for %s: %s", self.pool, err.message)
 

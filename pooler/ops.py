@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from pgbundle.shared.protocol import messages as m
+from pgbundle.shared.protocol import TransactionStatus, messages as m
 
 if TYPE_CHECKING:
     from .prepare import Statement
@@ -37,19 +37,20 @@ PARSE, BIND, DESCRIBE_S, DESCRIBE_P, EXECUTE, CLOSE, SYNC, QUERY, FUNC, ZCOUNT =
 # modes
 REAL, SKIP, FAKE = 0, 1, 2
 
-_Z = ord("Z")
-_E = ord("E")
-_ASYNC = frozenset(map(ord, "NAS"))  # notice, notification, parameter status: not part of any reply
+_Z = m.ReadyForQuery.TYPE[0]
+_E = m.ErrorResponse.TYPE[0]
+# notice, notification, parameter status: not part of any reply
+_ASYNC = frozenset(c.TYPE[0] for c in (m.NoticeResponse, m.NotificationResponse, m.ParameterStatus))
 _DONE = {
-    PARSE: frozenset((ord("1"),)),
-    BIND: frozenset((ord("2"),)),
-    DESCRIBE_S: frozenset((ord("T"), ord("n"))),
-    DESCRIBE_P: frozenset((ord("T"), ord("n"))),
-    EXECUTE: frozenset(map(ord, "CsI")),
-    CLOSE: frozenset((ord("3"),)),
+    PARSE: frozenset((m.ParseComplete.TYPE[0],)),
+    BIND: frozenset((m.BindComplete.TYPE[0],)),
+    DESCRIBE_S: frozenset((m.RowDescription.TYPE[0], m.NoData.TYPE[0])),
+    DESCRIBE_P: frozenset((m.RowDescription.TYPE[0], m.NoData.TYPE[0])),
+    EXECUTE: frozenset(c.TYPE[0] for c in (m.CommandComplete, m.PortalSuspended, m.EmptyQueryResponse)),
+    CLOSE: frozenset((m.CloseComplete.TYPE[0],)),
 }
-KIND_OF_REQUEST = {ord("P"): PARSE, ord("B"): BIND, ord("E"): EXECUTE, ord("C"): CLOSE, ord("S"): SYNC,
-                   ord("Q"): QUERY, ord("F"): FUNC}
+KIND_OF_REQUEST = {m.Parse.TYPE[0]: PARSE, m.Bind.TYPE[0]: BIND, m.Execute.TYPE[0]: EXECUTE, m.Close.TYPE[0]: CLOSE,
+                   m.Sync.TYPE[0]: SYNC, m.Query.TYPE[0]: QUERY, m.FunctionCall.TYPE[0]: FUNC}
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Sink:
 
     rows: list[list[bytes | None]] = field(default_factory=list)
     error: m.ErrorResponse | None = None
-    status: int = ord("I")
+    status: int = int(TransactionStatus.IDLE)
     done: trio.Event = field(default_factory=trio.Event)
     callback: Callable[[Sink], None] | None = None  # called (in the relay task) with the Sink when complete
 

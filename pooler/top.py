@@ -40,7 +40,7 @@ from rich.text import Text
 
 from pgbundle.shared.auth.md5 import md5_response
 from pgbundle.shared.auth.scram import MECHANISM, ScramClient
-from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
+from pgbundle.shared.protocol import PROTOCOL_3_0, FrameBuffer, decode_backend, encode, messages as m
 
 from .stats import percentile
 
@@ -67,7 +67,7 @@ class AdminClient:
             raise ConsoleError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None
         self.frames = FrameBuffer(max_length=1 << 30)
         self.params: dict[str, str] = {}
-        self._send(encode(m.StartupMessage(3 << 16, {"user": user, "database": dbname,
+        self._send(encode(m.StartupMessage(PROTOCOL_3_0, {"user": user, "database": dbname,
                                                      "application_name": "pgbundle top"})))
         self._login()
 
