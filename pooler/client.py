@@ -53,8 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgbundle.pooler")
 
-_Q, _S, _F, _X = ord("Q"), ord("S"), ord("F"), ord("X")
-_EXTENDED = frozenset(map(ord, "PBDECH"))
+_Q, _S, _F, _X = m.Query.TYPE[0], m.Sync.TYPE[0], m.FunctionCall.TYPE[0], m.Terminate.TYPE[0]
+_EXTENDED = frozenset(c.TYPE[0] for c in (m.Parse, m.Bind, m.Describe, m.Execute, m.Close, m.Flush))
 #: Frontend messages the relay looks at (headers only, in practice: all are small).
 CLIENT_WANT = frozenset((_Q, _S, _F, _X)) | _EXTENDED
 ADMIN_DATABASES = ("pgbouncer", "pgbundle")

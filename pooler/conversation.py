@@ -37,8 +37,9 @@ from . import ops as O
 
 log = logging.getLogger("pgbundle.pooler")
 
-_Z, _S, _E, _A, _D = ord("Z"), ord("S"), ord("E"), ord("A"), ord("D")
-_ASYNC = frozenset((ord("N"), _A, _S))
+_Z, _S, _E = m.ReadyForQuery.TYPE[0], m.ParameterStatus.TYPE[0], m.ErrorResponse.TYPE[0]
+_A, _D = m.NotificationResponse.TYPE[0], m.DataRow.TYPE[0]
+_ASYNC = frozenset((m.NoticeResponse.TYPE[0], _A, _S))
 
 _IDLE = TransactionStatus.IDLE
 #: Status byte -> TransactionStatus; a byte that is no status counts as in a transaction block

@@ -38,6 +38,7 @@ from pgbundle.shared.auth.scram import MECHANISM, ScramClient, ScramError
 from pgbundle.shared.netio import Conn, ConnectionLost, open_connection
 from pgbundle.shared.protocol import (
     PASS,
+    PROTOCOL_3_0,
     FrameBuffer,
     StreamScanner,
     decode_backend,
@@ -61,7 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgbundle.pooler")
 
-_Z, _S, _E, _A = ord("Z"), ord("S"), ord("E"), ord("A")
+_Z, _S = m.ReadyForQuery.TYPE[0], m.ParameterStatus.TYPE[0]
+_E, _A = m.ErrorResponse.TYPE[0], m.NotificationResponse.TYPE[0]
 _I = TransactionStatus.IDLE
 #: Backend messages the relay looks at.
 RELAY_WANT = frozenset((_Z, _S, _E, _A))
@@ -153,7 +155,7 @@ class Server:
             v = getattr(db, key)
             if v:
                 params[name] = v
-        await conn.send_all(encode(m.StartupMessage(3 << 16, params)))
+        await conn.send_all(encode(m.StartupMessage(PROTOCOL_3_0, params)))
         frames = FrameBuffer(max_length=1 << 20)
         scram: ScramClient | None = None
         while True:

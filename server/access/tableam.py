@@ -5,8 +5,8 @@ the executor indexes rows; the engine's own, attnum-based descriptors are
 
 The executor never touches pages or WAL; it calls a ``Storage`` object, one per
 backend.  :mod:`pgbundle.server.access.engine_adapter` implements it over the
-engine's API (``pgbundle.server.access.api``); tests may use the in-memory one
-in ``tests/server/sql/memstore.py``.
+engine's API (``pgbundle.server.access.api``); the fast lane runs it over the in-memory
+engine in ``tests/unit/server/sql/memengine.py``.
 
 Rows are tuples of Python values in column order (see
 :mod:`pgbundle.shared.types` for the value of each type).  A ``tid`` is whatever
