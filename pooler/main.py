@@ -146,7 +146,7 @@ class Pooler:
                 self.servers.discard(server)
                 server_closed(server)
                 self.log_server(server, f"login failed: {exc.message}")
-                pool.login_failed(server, exc, auth_error=exc.auth_error)
+                pool.login_failed(server, exc)
                 return
         self.log_server(server, "new connection to server")
         async with trio.open_nursery() as n:

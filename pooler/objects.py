@@ -189,14 +189,14 @@ class PoolerError(Exception):
     """
 
     def __init__(self, message: str, code: str = sqlstate.PROTOCOL_VIOLATION, *, fatal: bool = True,
-                 detail: str | None = None, fields: dict[str, str] | None = None) -> None:
+                 detail: str | None = None, fields: dict[str, str] | None = None, auth_error: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.fatal = fatal
         self.detail = detail
         self.fields = fields  # a server's ErrorResponse fields, passed on as they are
-        self.auth_error = False  # a server login refused in a way retrying soon will not fix
+        self.auth_error = auth_error  # a server login refused in a way retrying soon will not fix
 
     def error_fields(self) -> dict[str, str]:
         if self.fields is not None:
@@ -494,13 +494,13 @@ class Pool:
         server.connect_time = time.monotonic()
         self.release(server)
 
-    def login_failed(self, server: Server | None, error: PoolerError, *, auth_error: bool) -> None:
+    def login_failed(self, server: Server | None, error: PoolerError) -> None:
         if server is not None:
             self.login.discard(server)
         self.last_login_failed = time.monotonic()
         self.last_login_error = error
         # pgbouncer's fail-fast: with no server connection left, nobody waits in vain.
-        if self.server_count == 0 or auth_error:
+        if self.server_count == 0 or error.auth_error:
             self.fail_waiting(error)
 
 

@@ -173,9 +173,8 @@ class Server:
                 raise PoolerError(f"server sent a bad login message: {exc.message}",
                                   sqlstate.PROTOCOL_VIOLATION) from None
             if isinstance(msg, m.ErrorResponse):
-                err = PoolerError(msg.message, msg.sqlstate, fields=dict(msg.fields))
-                err.auth_error = msg.sqlstate in AUTH_ERRORS
-                raise err
+                raise PoolerError(msg.message, msg.sqlstate, fields=dict(msg.fields),
+                                  auth_error=msg.sqlstate in AUTH_ERRORS)
             if isinstance(msg, m.AuthenticationOk):
                 continue
             if isinstance(msg, m.ParameterStatus):
@@ -236,9 +235,7 @@ class Server:
                                   sqlstate.FEATURE_NOT_SUPPORTED)
 
     def _auth_fail(self, text: str) -> PoolerError:
-        err = PoolerError(text, sqlstate.INVALID_PASSWORD)
-        err.auth_error = True
-        return err
+        return PoolerError(text, sqlstate.INVALID_PASSWORD, auth_error=True)
 
     async def _password(self, creds: Credentials | None, method: str) -> str:
         if creds is not None and creds.ask_password is not None:
