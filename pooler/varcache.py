@@ -97,9 +97,10 @@ class ParamState:
         self.varstate: VarState = ()  # ``tracked`` as one hashable value
         self.startup: dict[str, str] = {}  # a client's: what its startup packet set (RESET ALL goes back there)
 
-    def _replace(self, tracked: dict[str, str]) -> None:
+    def _replace(self, tracked: dict[str, str], varstate: VarState | None = None) -> None:
+        """Track ``tracked`` from now on; ``varstate`` when the caller already has it."""
         self.tracked = tracked
-        self.varstate = tuple(sorted(tracked.items()))
+        self.varstate = tuple(sorted(tracked.items())) if varstate is None else varstate
 
     def _set(self, name: str, value: str, default: str | None) -> None:
         """Record ``name = value``; values equal to the default are not kept."""
@@ -140,8 +141,8 @@ class VarCache:
     def add_startup(client: Client, name: str, value: str) -> None:
         """A setting the pooler gives the client as if its startup packet had asked for it."""
         cv = client.vars
-        cv.tracked[name] = cv.startup[name] = value
-        cv.varstate = tuple(sorted(cv.tracked.items()))
+        cv.startup[name] = value
+        cv._replace({**cv.tracked, name: value})
 
     def client_changed(self, client: Client, server: Server, name: str, value: str) -> None:
         """The server reported a new value while linked to ``client``: the client changed it."""
@@ -182,8 +183,7 @@ class VarCache:
         for name in sv.tracked:
             if name not in cv.tracked:
                 resets.append(f'RESET "{name}"' if name != name.lower() or not name.isidentifier() else f"RESET {name}")
-        sv.tracked = dict(cv.tracked)
-        sv.varstate = cv.varstate
+        sv._replace(dict(cv.tracked), cv.varstate)
         parts = []
         if sets:
             parts.append("SELECT " + ", ".join(sets))
