@@ -44,8 +44,8 @@ _ASYNC = frozenset((m.NoticeResponse.TYPE[0], _A, _S))
 _IDLE = TransactionStatus.IDLE
 #: Status byte -> TransactionStatus; a byte that is no status counts as in a transaction block
 #: (only IDLE lets a link go), as the raw byte always did.
-_STATUS = tuple(TransactionStatus(b) if b in {s.value for s in TransactionStatus} else TransactionStatus.IN_BLOCK
-                for b in range(256))
+_KNOWN = {s.value: s for s in TransactionStatus}
+_STATUS = tuple(_KNOWN.get(b, TransactionStatus.IN_BLOCK) for b in range(256))
 
 
 class ReplySide(Protocol):
