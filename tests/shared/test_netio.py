@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import trio
 
 from pgbundle.shared.netio import Conn, ConnectionLost
@@ -53,12 +54,8 @@ async def test_close_wakes_a_waiting_reader() -> None:
 async def test_send_after_close_raises_connection_lost() -> None:
     conn, peer = _pair()
     conn.close()
-    try:
+    with pytest.raises(ConnectionLost):
         await conn.send_all(b"hello")
-    except ConnectionLost:
-        pass
-    else:
-        raise AssertionError("send_all on a closed connection did not raise ConnectionLost")
     peer.close()
 
 
