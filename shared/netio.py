@@ -62,6 +62,8 @@ class Conn:
 
     __slots__ = ("sock", "closed", "_ops", "_lock", "peer", "is_unix", "_wait_first")
 
+    tls = False  # a pgbundle.shared.tls.TlsConn says True
+
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fix_pg", "tests.fix_server", "tests.fix_pooler"]
+pytest_plugins = ["tests.fix_pg", "tests.fix_server", "tests.fix_pooler", "tests.fix_tls"]
 
 UNIT = Path(__file__).resolve().parent / "unit"
 

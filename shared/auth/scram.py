@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import scramp
 
 MECHANISM = "SCRAM-SHA-256"
+MECHANISM_PLUS = "SCRAM-SHA-256-PLUS"
+CB_TYPE = "tls-server-end-point"
 
 
 class ScramError(Exception):
@@ -93,7 +95,8 @@ def _attrs(msg: str) -> dict[str, str]:
 
 
 class ScramVerifier:
-    """Server side of one SCRAM exchange (RFC 5802 / 7677, no channel binding).
+    """Server side of one SCRAM exchange (RFC 5802 / 7677, and 5929's tls-server-end-point
+    channel binding for ``SCRAM-SHA-256-PLUS``).
 
     Written here rather than taken from scramp because PostgreSQL's clients send
     an empty user name (``n=,r=...``: the user is in the startup packet), which
@@ -102,12 +105,23 @@ class ScramVerifier:
     client-first, returns server-first), :meth:`server_final` (takes client-final,
     returns server-final, or raises ScramError on a wrong proof or a malformed
     message).
+
+    ``channel_binding``: the tls-server-end-point data of this TLS connection when the
+    server offered ``SCRAM-SHA-256-PLUS`` (None: no TLS, only plain SCRAM offered);
+    ``mechanism``: what the client chose.  A client that chose PLUS must bind
+    (``p=tls-server-end-point``) and its binding must match; one that says ``y`` (it
+    could bind but thinks the server cannot) while PLUS was offered is refused -- a
+    downgrade (RFC 5802 section 6).
     """
 
-    def __init__(self, secret: ScramSecret | str) -> None:
+    def __init__(self, secret: ScramSecret | str, *, channel_binding: bytes | None = None,
+                 mechanism: str = MECHANISM) -> None:
         if isinstance(secret, str):
             secret = make_secret(secret)
         self.secret = secret
+        self.channel_binding = channel_binding
+        self.mechanism = mechanism
+        self.bound = False
         self._client_first_bare = ""
         self._server_first = ""
         self._gs2_header = ""
@@ -116,10 +130,24 @@ class ScramVerifier:
 
     def server_first(self, client_first: str) -> str:
         parts = client_first.split(",", 2)
-        if len(parts) != 3 or parts[0] not in ("n", "y"):
-            if parts and parts[0].startswith("p="):
-                raise ScramError("channel binding is not supported")
+        if len(parts) != 3 or not (parts[0] in ("n", "y") or parts[0].startswith("p=")):
             raise ScramError("malformed SCRAM client-first-message")
+        flag = parts[0]
+        if flag.startswith("p="):
+            if self.mechanism != MECHANISM_PLUS or self.channel_binding is None:
+                raise ScramError("channel binding is not supported by this connection"
+                                 if self.channel_binding is None else
+                                 "SCRAM channel binding negotiation error: client requested channel binding "
+                                 f"but selected {self.mechanism}")
+            if flag[2:] != CB_TYPE:
+                raise ScramError(f'unsupported SCRAM channel-binding type "{flag[2:]}"')
+            self.bound = True
+        elif self.mechanism == MECHANISM_PLUS:
+            raise ScramError("SCRAM channel binding negotiation error: client selected SCRAM-SHA-256-PLUS "
+                             "without binding")
+        elif flag == "y" and self.channel_binding is not None:
+            raise ScramError("SCRAM channel binding negotiation error: client supports channel binding but "
+                             "thinks the server does not (a downgrade)")
         self._gs2_header = parts[0] + "," + parts[1] + ","
         self._client_first_bare = parts[2]
         attrs = _attrs(parts[2])
@@ -136,7 +164,8 @@ class ScramVerifier:
         without_proof, sep, proof_b64 = client_final.rpartition(",p=")
         if not sep or attrs.get("r") != self._nonce:
             raise ScramError("malformed SCRAM client-final-message")
-        if attrs.get("c") != base64.b64encode(self._gs2_header.encode()).decode():
+        cbind = self._gs2_header.encode() + (self.channel_binding or b"" if self.bound else b"")
+        if attrs.get("c") != base64.b64encode(cbind).decode():
             raise ScramError("SCRAM channel binding check failed")
         try:
             proof = base64.b64decode(proof_b64, validate=True)
@@ -158,6 +187,12 @@ class ScramClient:
     Give ``password``, or ``client_key`` and ``secret`` (a ClientKey recovered by
     :class:`ScramVerifier` and the stored secret it belongs to); the latter only
     works against a server that stores the same secret (same salt and iterations).
+
+    Channel binding: ``channel_binding`` (the tls-server-end-point data of this TLS
+    connection) makes it ``SCRAM-SHA-256-PLUS`` -- give it only when the server offered
+    that mechanism (without it the flag is ``n``: RFC 5802 allows that to a client that
+    does not bind; ``y`` would only tell a server that did not offer PLUS that we could
+    have).  :attr:`mechanism` is the name to put in the SASLInitialResponse.
     """
 
     def __init__(
@@ -167,10 +202,15 @@ class ScramClient:
         password: str | None = None,
         client_key: bytes | None = None,
         secret: ScramSecret | None = None,
+        channel_binding: bytes | None = None,
     ) -> None:
         self._password_client = None
+        self.mechanism = MECHANISM_PLUS if channel_binding is not None else MECHANISM
+        self._gs2 = f"p={CB_TYPE},," if channel_binding is not None else "n,,"
+        self._cbind = base64.b64encode(self._gs2.encode() + (channel_binding or b"")).decode()
         if password is not None:
-            self._password_client = scramp.ScramClient([MECHANISM], user, password)
+            cb = (CB_TYPE, channel_binding) if channel_binding is not None else None
+            self._password_client = scramp.ScramClient([self.mechanism], user, password, channel_binding=cb)
         elif client_key is None or secret is None:
             raise ValueError("ScramClient needs a password, or a client_key and its secret")
         self._client_key = client_key
@@ -183,7 +223,7 @@ class ScramClient:
         if self._password_client is not None:
             first: str = self._password_client.get_client_first()
             return first
-        return "n,," + self._client_first_bare
+        return self._gs2 + self._client_first_bare
 
     def client_final(self, server_first: str) -> str:
         if self._password_client is not None:
@@ -203,7 +243,7 @@ class ScramClient:
             raise ScramError("server nonce does not extend the client nonce")
         if salt != self._secret.salt or iterations != self._secret.iterations:
             raise ScramError("the server's SCRAM secret differs from the pooler's (salt or iterations)")
-        without_proof = f"c=biws,r={nonce}"
+        without_proof = f"c={self._cbind},r={nonce}"
         self._auth_message = f"{self._client_first_bare},{server_first},{without_proof}".encode()
         signature = _hmac(self._secret.stored_key, self._auth_message)
         proof = _xor(self._client_key, signature)

@@ -1,0 +1,505 @@
+"""TLS for both programs: contexts built from pgbouncer's / PostgreSQL's settings, the
+handshake on a :class:`~pgbundle.shared.netio.Conn`, and :class:`TlsConn`, a Conn whose
+bytes travel through Python's ``ssl``.
+
+A plain :class:`Conn` is upgraded after the SSLRequest exchange (or at once for
+PostgreSQL 17's direct TLS) with :func:`accept` (we are the TLS server) or
+:func:`connect` (we are the TLS client); the plain Conn must not be used afterwards
+(its socket now belongs to the TlsConn).  :class:`TlsConn` drives a non-blocking
+``ssl.SSLSocket`` (OpenSSL does the record layer in C) with trio's readiness waits,
+like Conn does for plain sockets -- so plain connections keep Conn's code path,
+untouched.
+
+Contract (as :class:`Conn`): ``recv`` returns ``b""`` at EOF, on a reset and on a
+broken TLS stream (the reason is kept in :attr:`TlsConn.tls_error`); ``send_all``
+sends everything or raises :class:`ConnectionLost`.  :func:`accept` / :func:`connect`
+raise :class:`TlsError` when the handshake fails (the message is OpenSSL's reason: a
+certificate that does not verify, no shared protocol version, garbage instead of a
+ClientHello) and :class:`ConnectionLost` when the peer leaves; use a cancel scope for
+a timeout.  On any failure the connection is closed.
+
+Channel binding (RFC 5929 ``tls-server-end-point``): :meth:`TlsConn.server_end_point`
+is the hash of the TLS server's certificate, computed with the hash of its signature
+algorithm (SHA-256 for MD5/SHA-1), the same on both ends.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import ssl
+import tempfile
+from dataclasses import dataclass
+
+import trio
+from asn1crypto import x509
+
+from pgbundle.shared.netio import RECV_SIZE, Conn, ConnectionLost
+
+_YIELD_EVERY = 16
+_wait_readable = trio.lowlevel.wait_readable
+_wait_writable = trio.lowlevel.wait_writable
+_checkpoint = trio.lowlevel.checkpoint
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+ALPN = "postgresql"
+#: The first byte of a TLS handshake record: a client doing direct TLS (PostgreSQL 17).
+TLS_HANDSHAKE_BYTE = 0x16
+
+_VERSIONS = {
+    "tlsv1.0": ssl.TLSVersion.TLSv1, "tlsv1": ssl.TLSVersion.TLSv1, "tlsv1.1": ssl.TLSVersion.TLSv1_1,
+    "tlsv1.2": ssl.TLSVersion.TLSv1_2, "tlsv1.3": ssl.TLSVersion.TLSv1_3,
+}
+_PROTOCOL_SHORTCUTS = {
+    "all": "tlsv1.0,tlsv1.1,tlsv1.2,tlsv1.3", "legacy": "tlsv1.0,tlsv1.1,tlsv1.2,tlsv1.3",
+    "secure": "tlsv1.2,tlsv1.3", "default": "tlsv1.2,tlsv1.3",
+}
+# pgbouncer's (libusual's) cipher shortcuts, in OpenSSL's syntax.  They govern TLS 1.2 and
+# older; TLS 1.3 suites are OpenSSL's defaults (pgbouncer has no setting for them either).
+_CIPHER_SHORTCUTS = {
+    "default": "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL",
+    "secure": "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL",
+    "normal": "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:ECDHE+AES:DHE+AES:!aNULL:!SHA1",
+    "fast": "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL",
+    "compat": "HIGH:!aNULL", "legacy": "HIGH:!aNULL",
+    "insecure": "ALL:!aNULL:!eNULL", "all": "ALL:!aNULL:!eNULL",
+}
+# RFC 7919 ffdhe2048: the DH group for "auto" DHE key exchange (OpenSSL needs explicit
+# parameters before it offers DHE suites; Python has no SSL_CTX_set_dh_auto).
+_FFDHE2048 = """-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""
+
+
+class TlsError(Exception):
+    """A TLS handshake failed, or TLS settings are unusable (the message says why)."""
+
+
+def _versions(protocols: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
+    spec = _PROTOCOL_SHORTCUTS.get(protocols.strip().lower(), protocols)
+    versions = []
+    for item in spec.replace(" ", ",").split(","):
+        item = item.strip().lower().lstrip("+")
+        if not item:
+            continue
+        if item in _PROTOCOL_SHORTCUTS:
+            versions += [_VERSIONS[v] for v in _PROTOCOL_SHORTCUTS[item].split(",")]
+        elif item in _VERSIONS:
+            versions.append(_VERSIONS[item])
+        else:
+            raise TlsError(f"invalid TLS protocol: {item!r} (tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, all, secure, legacy)")
+    if not versions:
+        raise TlsError("no TLS protocol versions given")
+    return min(versions), max(versions)
+
+
+def _configure(ctx: ssl.SSLContext, *, protocols: str, ciphers: str, ecdhcurve: str = "auto",
+               dheparams: str = "none") -> None:
+    ctx.minimum_version, ctx.maximum_version = _versions(protocols)
+    if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
+        # OpenSSL's default security level refuses TLS 1.0/1.1 even when allowed.
+        ciphers_extra = ":@SECLEVEL=0"
+    else:
+        ciphers_extra = ""
+    spec = _CIPHER_SHORTCUTS.get(ciphers.strip().lower(), ciphers)
+    curve = ecdhcurve.strip().lower()
+    if curve == "none":
+        spec += ":!ECDHE:!EECDH"
+    dh = dheparams.strip().lower()
+    if dh == "none":
+        spec += ":!DHE:!EDH"
+    try:
+        ctx.set_ciphers(spec + ciphers_extra)
+    except ssl.SSLError:
+        raise TlsError(f"invalid TLS ciphers: {ciphers!r}") from None
+    if curve not in ("auto", "none", "secure", ""):
+        try:
+            ctx.set_ecdh_curve(ecdhcurve.strip())
+        except (ValueError, ssl.SSLError):
+            raise TlsError(f"invalid ECDH curve: {ecdhcurve!r}") from None
+    if dh in ("auto", "legacy"):
+        if ctx.protocol != ssl.PROTOCOL_TLS_CLIENT:
+            with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+                f.write(_FFDHE2048)
+            try:
+                ctx.load_dh_params(f.name)
+            finally:
+                os.unlink(f.name)
+    elif dh != "none":
+        raise TlsError(f"invalid DHE parameters: {dheparams!r} (none, auto, legacy)")
+
+
+def server_context(*, cert_file: str, key_file: str, ca_file: str | None = None,
+                   verify_client: str = "none", protocols: str = "secure", ciphers: str = "fast",
+                   ecdhcurve: str = "auto", dheparams: str = "auto", what: str = "TLS") -> ssl.SSLContext:
+    """A context for accepting TLS.  ``verify_client``: ``none`` (no certificate asked),
+    ``optional`` (asked, verified against ``ca_file`` when given -- PostgreSQL with
+    ssl_ca_file) or ``required`` (a valid one is needed -- pgbouncer's verify-ca/full).
+
+    Errors: TlsError naming the file that is missing or unusable."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _configure(ctx, protocols=protocols, ciphers=ciphers, ecdhcurve=ecdhcurve, dheparams=dheparams)
+    try:
+        ctx.load_cert_chain(cert_file, key_file)
+    except FileNotFoundError as exc:
+        raise TlsError(f'{what}: could not load certificate or key file "{exc.filename or cert_file}": '
+                       f"{exc.strerror}") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsError(f'{what}: could not load certificate "{cert_file}" / key "{key_file}": {exc}') from None
+    if verify_client != "none":
+        if ca_file:
+            _load_ca(ctx, ca_file, what)
+        elif verify_client == "required":
+            raise TlsError(f"{what}: verifying client certificates needs a CA file")
+        ctx.verify_mode = ssl.CERT_REQUIRED if verify_client == "required" else ssl.CERT_OPTIONAL
+    ctx.set_alpn_protocols([ALPN])
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    ctx.post_handshake_auth = False
+    return ctx
+
+
+def client_context(*, sslmode: str, ca_file: str | None = None, cert_file: str | None = None,
+                   key_file: str | None = None, protocols: str = "secure", ciphers: str = "fast",
+                   what: str = "TLS") -> ssl.SSLContext:
+    """A context for connecting with TLS: ``verify-ca`` checks the chain against ``ca_file``,
+    ``verify-full`` also the host name; the other modes check nothing (libpq's meaning).
+    ``cert_file``/``key_file``: the client certificate to present."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _configure(ctx, protocols=protocols, ciphers=ciphers, dheparams="none")
+    if sslmode in ("verify-ca", "verify-full"):
+        if not ca_file:
+            raise TlsError(f"{what}: sslmode {sslmode} needs a CA file")
+        _load_ca(ctx, ca_file, what)
+        ctx.check_hostname = sslmode == "verify-full"
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert_file:
+        try:
+            ctx.load_cert_chain(cert_file, key_file or None)
+        except (ssl.SSLError, OSError) as exc:
+            raise TlsError(f'{what}: could not load client certificate "{cert_file}": {exc}') from None
+    ctx.set_alpn_protocols([ALPN])
+    return ctx
+
+
+def _load_ca(ctx: ssl.SSLContext, ca_file: str, what: str) -> None:
+    try:
+        ctx.load_verify_locations(cafile=ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsError(f'{what}: could not load root certificate file "{ca_file}": {exc}') from None
+
+
+def end_point_hash(cert_der: bytes) -> bytes | None:
+    """RFC 5929 tls-server-end-point data for a DER certificate (None: no usable hash)."""
+    try:
+        algo = x509.Certificate.load(cert_der)["signature_algorithm"].hash_algo
+    except (ValueError, KeyError):
+        return None
+    if algo in ("md5", "sha1"):
+        algo = "sha256"
+    try:
+        return hashlib.new(algo, cert_der).digest()
+    except ValueError:
+        return None
+
+
+def _own_cert_der(ctx: ssl.SSLContext, cache: dict[int, bytes | None], cert_file: str | None) -> bytes | None:
+    if cert_file is None:
+        return None
+    key = id(ctx)
+    if key not in cache:
+        try:
+            with open(cert_file, encoding="ascii") as f:
+                pem = f.read()
+            start = pem.index("-----BEGIN CERTIFICATE-----")
+            end = pem.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
+            cache[key] = ssl.PEM_cert_to_DER_cert(pem[start:end])
+        except (OSError, ValueError):
+            cache[key] = None
+    return cache[key]
+
+
+_OWN_CERTS: dict[int, bytes | None] = {}
+
+
+class TlsConn(Conn):
+    """A :class:`Conn` over an ``ssl.SSLSocket`` (see the module docstring for the contract)."""
+
+    __slots__ = ("tls_error", "server_side", "_cert_file")
+
+    tls = True
+
+    def __init__(self, plain: Conn, sslsock: ssl.SSLSocket, *, server_side: bool,
+                 cert_file: str | None = None) -> None:
+        self.sock = sslsock
+        self.closed = False
+        self._ops = 0
+        self._wait_first = False
+        self._lock = trio.StrictFIFOLock()
+        self.is_unix = plain.is_unix
+        self.peer = plain.peer
+        self.tls_error = ""
+        self.server_side = server_side
+        self._cert_file = cert_file
+
+    # ---------------------------------------------------------------- what was negotiated
+
+    @property
+    def ssl(self) -> ssl.SSLSocket:
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        return sock
+
+    def version(self) -> str:
+        return self.ssl.version() or ""
+
+    def cipher(self) -> tuple[str, int]:
+        c = self.ssl.cipher()
+        return (c[0], c[2]) if c else ("", 0)
+
+    def alpn(self) -> str | None:
+        return self.ssl.selected_alpn_protocol()
+
+    def peer_cert(self) -> dict | None:  # type: ignore[type-arg]
+        """The peer's verified certificate as ``ssl.getpeercert()`` gives it (None: none sent)."""
+        return self.ssl.getpeercert() or None
+
+    def peer_cert_der(self) -> bytes | None:
+        return self.ssl.getpeercert(binary_form=True)
+
+    def peer_cn(self) -> str | None:
+        """The commonName of the peer certificate's subject."""
+        cert = self.peer_cert()
+        if not cert:
+            return None
+        for rdn in cert.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return str(value)
+        return None
+
+    def peer_dn(self) -> str | None:
+        """The subject DN of the peer certificate in RFC 2253 order (PostgreSQL's clientname=DN)."""
+        cert = self.peer_cert()
+        if not cert:
+            return None
+        short = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+                 "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
+                 "emailAddress": "emailAddress", "domainComponent": "DC"}
+        parts = [f"{short.get(k, k)}={v}" for rdn in cert.get("subject", ()) for k, v in rdn]
+        return ",".join(reversed(parts))
+
+    def server_end_point(self) -> bytes | None:
+        """tls-server-end-point channel-binding data (None when it cannot be computed)."""
+        if self.server_side:
+            der = _own_cert_der(self.ssl.context, _OWN_CERTS, self._cert_file)
+        else:
+            der = self.peer_cert_der()
+        return end_point_hash(der) if der else None
+
+    # ---------------------------------------------------------------- I/O (Conn's contract)
+
+    async def recv(self, n: int = RECV_SIZE) -> bytes:
+        sock = self.sock
+        while True:
+            try:
+                data = sock.recv(n)
+            except ssl.SSLWantReadError:
+                if self.closed:
+                    return b""
+                try:
+                    await _wait_readable(sock)
+                except trio.ClosedResourceError:
+                    return b""
+                self._ops = 0
+                continue
+            except ssl.SSLWantWriteError:
+                try:
+                    await _wait_writable(sock)
+                except trio.ClosedResourceError:
+                    return b""
+                continue
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionResetError, TimeoutError):
+                return b""
+            except ssl.SSLError as exc:
+                self.tls_error = str(exc)
+                return b""
+            except OSError as exc:
+                if self.closed or exc.errno in (errno.EBADF, errno.ENOTCONN):
+                    return b""
+                raise
+            self._ops += 1
+            if self._ops >= _YIELD_EVERY:
+                self._ops = 0
+                await _checkpoint()
+            return data
+
+    async def wait_readable(self) -> None:
+        if self.closed:
+            return
+        sock = self.ssl
+        if sock.pending():
+            return  # decrypted bytes are already waiting
+        try:
+            await _wait_readable(sock)
+        except trio.ClosedResourceError:
+            pass
+        self._ops = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        lock = self._lock
+        if not lock.locked():
+            try:
+                n = self.sock.send(data)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                n = 0
+            except (ssl.SSLError, OSError) as exc:
+                raise ConnectionLost(str(exc)) from None
+            if n == len(data):
+                self._ops += 1
+                if self._ops >= _YIELD_EVERY:
+                    self._ops = 0
+                    await _checkpoint()
+                return
+            data = memoryview(data)[n:]
+            lock.acquire_nowait()
+        else:
+            await lock.acquire()
+        try:
+            sock = self.sock
+            view = memoryview(data)
+            total = len(view)
+            sent = 0
+            while sent < total:
+                try:
+                    # After SSL_ERROR_WANT_WRITE OpenSSL wants the same bytes again: view[sent:]
+                    # is exactly that, as nothing of it was counted as sent.
+                    sent += sock.send(view[sent:])
+                except ssl.SSLWantWriteError:
+                    try:
+                        await _wait_writable(sock)
+                    except trio.ClosedResourceError:
+                        raise ConnectionLost("connection closed") from None
+                except ssl.SSLWantReadError:
+                    try:
+                        await _wait_readable(sock)
+                    except trio.ClosedResourceError:
+                        raise ConnectionLost("connection closed") from None
+                except (ssl.SSLError, OSError) as exc:
+                    raise ConnectionLost(str(exc)) from None
+        finally:
+            lock.release()
+        self._ops += 1
+        if self._ops >= _YIELD_EVERY:
+            self._ops = 0
+            await _checkpoint()
+
+
+async def _handshake(sslsock: ssl.SSLSocket) -> None:
+    while True:
+        try:
+            sslsock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            await _wait_readable(sslsock)
+        except ssl.SSLWantWriteError:
+            await _wait_writable(sslsock)
+
+
+async def _upgrade(conn: Conn, ctx: ssl.SSLContext, *, server_side: bool, hostname: str | None,
+                   cert_file: str | None) -> TlsConn:
+    if conn.closed:
+        raise ConnectionLost("connection closed")
+    plain = conn.sock
+    try:
+        sslsock = ctx.wrap_socket(plain, server_side=server_side, do_handshake_on_connect=False,
+                                  server_hostname=hostname if not server_side else None)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        conn.close()
+        raise TlsError(str(exc)) from None
+    conn.closed = True  # the socket now belongs to the TlsConn
+    tc = TlsConn(conn, sslsock, server_side=server_side, cert_file=cert_file)
+    try:
+        await _handshake(sslsock)
+    except ssl.SSLCertVerificationError as exc:
+        tc.close()
+        raise TlsError(f"certificate verify failed: {exc.verify_message}") from None
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionError, BrokenPipeError) as exc:
+        tc.close()
+        raise ConnectionLost(f"connection closed during the TLS handshake: {exc}") from None
+    except ssl.SSLError as exc:
+        tc.close()
+        raise TlsError(exc.reason or str(exc)) from None
+    except OSError as exc:
+        tc.close()
+        raise ConnectionLost(str(exc)) from None
+    except BaseException:
+        tc.close()
+        raise
+    return tc
+
+
+async def accept(conn: Conn, ctx: ssl.SSLContext, *, cert_file: str | None = None) -> TlsConn:
+    """Do the server side of the handshake on ``conn`` (after answering ``S``, or at once
+    for direct TLS).  ``cert_file`` is the certificate ``ctx`` presents (for channel binding)."""
+    return await _upgrade(conn, ctx, server_side=True, hostname=None, cert_file=cert_file)
+
+
+async def connect(conn: Conn, ctx: ssl.SSLContext, hostname: str | None) -> TlsConn:
+    """Do the client side of the handshake on ``conn`` (after the server answered ``S``);
+    ``hostname`` is checked against the certificate when ``ctx.check_hostname``."""
+    if hostname is not None and (hostname.startswith("/") or hostname.startswith("@")):
+        hostname = None
+    return await _upgrade(conn, ctx, server_side=False, hostname=hostname, cert_file=None)
+
+
+async def peek_first_byte(conn: Conn) -> int | None:
+    """The first byte the client sent, left unread (None at EOF): 0x16 means a TLS
+    ClientHello (direct TLS), anything else a PostgreSQL startup packet."""
+    sock = conn.sock
+    while True:
+        try:
+            data = sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            await conn.wait_readable()
+            if conn.closed:
+                return None
+            continue
+        except OSError:
+            return None
+        return data[0] if data else None
+
+
+@dataclass(frozen=True)
+class ConnTls:
+    """What pg_stat_ssl / SHOW CLIENTS report about one connection's TLS."""
+
+    version: str
+    cipher: str
+    bits: int
+    client_dn: str | None
+    client_serial: str | None
+    issuer_dn: str | None
+
+
+def describe(conn: Conn) -> ConnTls | None:
+    """The TLS facts of ``conn`` (None for a plain connection)."""
+    if not isinstance(conn, TlsConn):
+        return None
+    cipher, bits = conn.cipher()
+    cert = conn.peer_cert() or {}
+    issuer = None
+    if cert.get("issuer"):
+        issuer = ",".join(f"{k}={v}" for rdn in reversed(cert["issuer"]) for k, v in rdn)
+    serial = cert.get("serialNumber")
+    return ConnTls(conn.version(), cipher, bits, conn.peer_dn(), str(int(serial, 16)) if serial else None, issuer)
