@@ -1,7 +1,8 @@
 """Client side: one client connection, from startup packet to goodbye (pgbouncer's client.c).
 
-:func:`serve_client` owns the connection.  Login: SSLRequest/GSSENCRequest get
-``N``, a CancelRequest is routed (:mod:`.cancel`) and the connection closed,
+:func:`serve_client` owns the connection.  Login: an SSLRequest gets ``S`` and the TLS handshake
+when client_tls_sslmode allows (``N`` otherwise; direct TLS too: :mod:`.tlsconf`),
+a GSSENCRequest ``N``, a CancelRequest is routed (:mod:`.cancel`) and the connection closed,
 a StartupMessage is checked (protocol 3.x, user present, max_client_conn,
 database known), the client authenticates (:mod:`.auth`) and gets the pool's
 ParameterStatus set, the pooler's own BackendKeyData and ReadyForQuery -- all
@@ -142,12 +143,22 @@ class Client:
     async def login(self) -> bool:
         """Startup, auth, welcome.  True when the client may proceed to the relay."""
         pooler = self.pooler
+        tlsconf = pooler.tls
+        if tlsconf.client_ctx is not None:
+            self.conn = await tlsconf.start_direct(self.conn)
+            tlsconf.check_direct(self.conn)
         while True:
             t, payload = await self.read_message()
             msg = decode_startup(payload)
-            if isinstance(msg, (m.SSLRequest, m.GSSENCRequest)):
+            if isinstance(msg, m.SSLRequest):
                 if len(self.frames):
                     raise PoolerError("received unencrypted data after SSL request", sqlstate.PROTOCOL_VIOLATION)
+                self.conn = await tlsconf.accept_request(self.conn)
+                continue
+            if isinstance(msg, m.GSSENCRequest):
+                if len(self.frames):
+                    raise PoolerError("received unencrypted data after GSSAPI encryption request",
+                                      sqlstate.PROTOCOL_VIOLATION)
                 await self.conn.send_all(SSL_REFUSED)
                 continue
             if isinstance(msg, m.CancelRequest):
@@ -156,6 +167,7 @@ class Client:
             assert isinstance(msg, m.StartupMessage)
             break
         self.frames.startup = False
+        tlsconf.check_client(self.conn)
         major, minor = msg.protocol >> 16, msg.protocol & 0xFFFF
         if major != 3:
             raise PoolerError(f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0",
@@ -440,5 +452,6 @@ async def serve_client(pooler: PoolerHost, conn: Conn) -> None:
                     await client.send_error(error)
         finally:
             pooler.client_gone(client, reason)
+            client.conn.close()
             conn.close()
 

@@ -30,6 +30,7 @@ import msgspec
 from pgbundle.shared import quoting
 
 PoolMode = Literal["session", "transaction", "statement"]
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 AuthType = Literal["trust", "any", "plain", "md5", "scram-sha-256", "hba", "cert"]
 
 # Keys of a [databases] connection string that are not server-connection parameters.
@@ -114,6 +115,23 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     auth_query: str = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
     admin_users: list[str] = msgspec.field(default_factory=list)
     stats_users: list[str] = msgspec.field(default_factory=list)
+    # TLS (pgbouncer's names and defaults; server_tls_sslmode = prefer as pgbouncer >= 1.20)
+    client_tls_sslmode: SslMode = "disable"
+    client_tls_key_file: str | None = None
+    client_tls_cert_file: str | None = None
+    client_tls_ca_file: str | None = None
+    client_tls_protocols: str = "secure"
+    client_tls_ciphers: str = "fast"
+    client_tls13_ciphers: str = "default"
+    client_tls_ecdhcurve: str = "auto"
+    client_tls_dheparams: str = "auto"
+    server_tls_sslmode: SslMode = "prefer"
+    server_tls_ca_file: str | None = None
+    server_tls_key_file: str | None = None
+    server_tls_cert_file: str | None = None
+    server_tls_protocols: str = "secure"
+    server_tls_ciphers: str = "fast"
+    server_tls13_ciphers: str = "default"
     # pooling
     pool_mode: PoolMode = "session"
     max_client_conn: int = 100
@@ -369,6 +387,14 @@ def _read_ini_lines(path: Path, depth: int = 0) -> list[tuple[str, int, str]]:
     return out
 
 
+_NULLABLE_PATHS = ("auth_file", "logfile", "pidfile", "auth_user", "auth_hba_file", "client_tls_key_file",
+                   "client_tls_cert_file", "client_tls_ca_file", "server_tls_ca_file", "server_tls_key_file",
+                   "server_tls_cert_file")
+#: File settings a relative path in the config file is resolved against the file's directory for.
+_RELATIVE_PATHS = ("auth_file", "auth_hba_file", "client_tls_key_file", "client_tls_cert_file",
+                   "client_tls_ca_file", "server_tls_ca_file", "server_tls_key_file", "server_tls_cert_file")
+
+
 def load_ini(path: str | os.PathLike[str]) -> Config:
     """Read a pgbouncer.ini as pgbouncer does."""
     settings: dict[str, Any] = {}
@@ -410,13 +436,14 @@ def load_ini(path: str | os.PathLike[str]) -> Config:
                 settings[key] = value
             elif key == "unix_socket_mode":
                 settings[key] = int(value, 8)
-            elif value == "" and key in ("auth_file", "logfile", "pidfile", "auth_user", "auth_hba_file"):
+            elif value == "" and key in _NULLABLE_PATHS:
                 settings[key] = None
             else:
                 settings[key] = _coerce(key, value, typ)
     base = Path(path).resolve().parent
-    if settings.get("auth_file") and not os.path.isabs(settings["auth_file"]):
-        settings["auth_file"] = str(base / settings["auth_file"])
+    for key in _RELATIVE_PATHS:
+        if settings.get(key) and not os.path.isabs(settings[key]):
+            settings[key] = str(base / settings[key])
     return Config(settings=_convert(Settings, settings, str(path)), databases=databases, users=users, source=str(path))
 
 
@@ -467,8 +494,10 @@ def load_toml(path: str | os.PathLike[str]) -> Config:
             users[name] = user_from_connstring(name, v)
         else:
             users[name] = _convert(UserConfig, v, f"{path} [users] {name}")
-    if settings.auth_file and not os.path.isabs(settings.auth_file):
-        settings = msgspec.structs.replace(settings, auth_file=str(Path(path).resolve().parent / settings.auth_file))
+    rel = {k: str(Path(path).resolve().parent / v) for k in _RELATIVE_PATHS
+           if (v := getattr(settings, k)) and not os.path.isabs(v)}
+    if rel:
+        settings = msgspec.structs.replace(settings, **rel)
     return Config(settings=settings, databases=databases, users=users, source=str(path))
 
 

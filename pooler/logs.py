@@ -35,6 +35,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from pgbundle.shared import tls
+
 if TYPE_CHECKING:
     from .client import Client
     from .config import Settings
@@ -165,7 +167,7 @@ def log_client(pooler: PoolerHost, client: Client, text: str, *, disconnect: boo
     db = client.database or "(nodb)"
     user = client.user or "(nouser)"
     if text.startswith("login attempt:") and " tls=" not in text:
-        text += " tls=no replication=no"
+        text += f" tls={tls.summary(client.conn) or 'no'} replication=no"
     if disconnect:
         age = int(time.monotonic() - client.connect_time)
         extra.setdefault("reason", text.split("closing because: ", 1)[-1])
@@ -194,6 +196,8 @@ def log_server(pooler: PoolerHost, server: Server, text: str, **extra: Any) -> N
             text = f"{text} (from {local[0]}:{local[1]})" if isinstance(local, tuple) else text
         except OSError:
             pass
+        if server.conn.tls:
+            text = f"{text} tls={tls.summary(server.conn)} auth={server.auth_method}"
     log.info("S-%d: %s/%s@%s:%s %s", server.id, pool.dbname, pool.server_user, host, port, text,
              extra={"pgb": _fields(f"S-{server.id}", pool.dbname, pool.server_user, host, port, _event(text),
                                    backend_pid=server.backend_pid, **extra)})

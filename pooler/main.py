@@ -40,6 +40,7 @@ from .objects import PauseState, Pool, PoolerError, ServerState, server_closed
 from .prepare import StatementCache
 from .server import Server
 from .stats import Stats
+from .tlsconf import TlsSetup
 from .varcache import VarCache
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Pooler:
         self.admin = AdminConsole(self)
         self.statements = StatementCache()
         self.listeners = Listeners(self)
+        self.tls = TlsSetup.build(config.settings)  # ConfigError when a TLS setting is unusable
         self.shutting_down = False
         self.nursery: trio.Nursery = None  # type: ignore[assignment]
         self.listen_socks: list[socket.socket] = []
@@ -181,6 +183,8 @@ class Pooler:
             await server.login(creds)
         except PoolerError as exc:
             if exc.code in (sqlstate.INVALID_PASSWORD, sqlstate.INVALID_AUTHORIZATION_SPECIFICATION):
+                # the client is told no more than "password authentication failed"; the log says why
+                logs.log_client(self, client, f"upstream refused the login: {exc.message}", level=logging.WARNING)
                 return False
             raise
         self.auth.remember(client.user, creds.password)
@@ -261,6 +265,7 @@ class Pooler:
         new = Config(settings=msgspec.structs.replace(new.settings, **keep), databases=new.databases,
                      users=new.users, source=new.source)
         self.config = new
+        self.tls = self.tls.rebuilt(new.settings)
         self.auth.reload()
         self.varcache.ignore = {x.lower() for x in new.settings.ignore_startup_parameters}
         for (dbname, _user), pool in list(self.pools.items()):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .prepare import StatementCache
     from .server import Server
     from .stats import Stats
+    from .tlsconf import TlsSetup
     from .varcache import VarCache, VarState
 
 log = logging.getLogger("pgbundle.pooler")
@@ -92,6 +93,7 @@ class PoolerHost(PoolHost, Protocol):
     auth: Authenticator
     cancels: CancelRouter
     listeners: Listeners
+    tls: TlsSetup
     nursery: trio.Nursery
     listen_socks: list[socket.socket]
     started: float

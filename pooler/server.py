@@ -34,7 +34,7 @@ import trio
 
 from pgbundle.shared import sqlstate
 from pgbundle.shared.auth.md5 import md5_response
-from pgbundle.shared.auth.scram import MECHANISM, ScramClient, ScramError
+from pgbundle.shared.auth.scram import MECHANISM, MECHANISM_PLUS, ScramClient, ScramError
 from pgbundle.shared.netio import Conn, ConnectionLost, open_connection
 from pgbundle.shared.protocol import (
     PASS,
@@ -48,6 +48,7 @@ from pgbundle.shared.protocol import (
 from pgbundle.shared.protocol.codec import Reader
 from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
+from pgbundle.shared.tls import TlsConn
 
 from . import emulate, ops as O
 from .conversation import Conversation
@@ -96,6 +97,7 @@ class Server:
         self.conv = Conversation()  # requests sent and replies owed (see .conversation)
         self.after_sql: str | None = None  # end-of-transaction query to send after the current reply
         self.statements = ServerStatements(self.pooler.config.settings.max_prepared_statements)
+        self.auth_method = "trust"  # what the server asked for at login (SCRAM-SHA-256-PLUS: channel-bound)
         self.session_state: str | None = None  # reported by pgbundle server: "clean" or what pins it
         self.scanner = StreamScanner(RELAY_WANT, self.pooler.config.settings.max_packet_size)
         now = time.monotonic()
@@ -129,6 +131,7 @@ class Server:
         try:
             with trio.fail_after(s.server_connect_timeout or _INF):
                 self.conn = await open_connection(host, pool.db.port)
+                self.conn = await self.pooler.tls.negotiate_server(self.conn, host)
                 await self._startup(creds)
         except trio.TooSlowError:
             self._close_socket()
@@ -195,26 +198,34 @@ class Server:
             elif isinstance(msg, m.NegotiateProtocolVersion):
                 continue
             elif isinstance(msg, m.AuthenticationCleartextPassword):
+                self.auth_method = "password"
                 pw = await self._password(creds, "cleartext")
                 await conn.send_all(encode(m.PasswordMessage(pw.encode() + b"\0")))
             elif isinstance(msg, m.AuthenticationMD5Password):
+                self.auth_method = "md5"
                 secret = creds.password if creds and creds.password is not None else (creds.md5 if creds else None)
                 if secret is None:
                     secret = await self._password(creds, "md5")
                 resp = md5_response(pool.server_user, secret, msg.salt)
                 await conn.send_all(encode(m.PasswordMessage(resp.encode() + b"\0")))
             elif isinstance(msg, m.AuthenticationSASL):
-                if MECHANISM not in msg.mechanisms:
+                if MECHANISM not in msg.mechanisms and MECHANISM_PLUS not in msg.mechanisms:
                     raise PoolerError(f"server offers no supported SASL mechanism: {list(msg.mechanisms)}",
                                       sqlstate.FEATURE_NOT_SUPPORTED)
+                # Over TLS, bind the exchange to the channel when the server offers it (libpq's
+                # channel_binding=prefer): a man in the middle cannot relay it.
+                cb = conn.server_end_point() if isinstance(conn, TlsConn) and MECHANISM_PLUS in msg.mechanisms \
+                    else None
                 if creds and creds.password is not None:
-                    scram = ScramClient(pool.server_user, password=creds.password)
+                    scram = ScramClient(pool.server_user, password=creds.password, channel_binding=cb)
                 elif creds and creds.scram_client_key is not None and creds.scram is not None:
-                    scram = ScramClient(pool.server_user, client_key=creds.scram_client_key, secret=creds.scram)
+                    scram = ScramClient(pool.server_user, client_key=creds.scram_client_key, secret=creds.scram,
+                                        channel_binding=cb)
                 else:
                     pw = await self._password(creds, "SCRAM")
-                    scram = ScramClient(pool.server_user, password=pw)
-                await conn.send_all(encode(m.SASLInitialResponse(MECHANISM, scram.client_first().encode())))
+                    scram = ScramClient(pool.server_user, password=pw, channel_binding=cb)
+                self.auth_method = scram.mechanism
+                await conn.send_all(encode(m.SASLInitialResponse(scram.mechanism, scram.client_first().encode())))
             elif isinstance(msg, m.AuthenticationSASLContinue):
                 if scram is None:
                     raise PoolerError("server sent SASLContinue out of order", sqlstate.PROTOCOL_VIOLATION)

@@ -503,3 +503,11 @@ def describe(conn: Conn) -> ConnTls | None:
         issuer = ",".join(f"{k}={v}" for rdn in reversed(cert["issuer"]) for k, v in rdn)
     serial = cert.get("serialNumber")
     return ConnTls(conn.version(), cipher, bits, conn.peer_dn(), str(int(serial, 16)) if serial else None, issuer)
+
+
+def summary(conn: Conn) -> str:
+    """pgbouncer's ``tls`` column (SHOW CLIENTS / SERVERS): ``TLSv1.3/TLS_AES_256_GCM_SHA384``,
+    ``""`` for a plain connection."""
+    if not isinstance(conn, TlsConn) or conn.closed:
+        return ""
+    return f"{conn.version()}/{conn.cipher()[0]}"

@@ -28,11 +28,13 @@ from tests.procs import PGBIN, as_postgres, free_port
 class PgCluster:
     """A throwaway PostgreSQL 15 cluster.
 
-    ``hba`` lines are put before the default trust rules; ``conf`` is appended to
-    postgresql.conf.  Users and passwords are created with :meth:`sql`.
+    ``hba`` lines are put before the default trust rules (``default_hba=False``: instead of
+    them -- then :meth:`sql` needs a line that admits postgres over TCP, with TLS or not);
+    ``conf`` is appended to postgresql.conf.  Users and passwords are created with :meth:`sql`.
     """
 
-    def __init__(self, *, hba: list[str] | None = None, conf: dict[str, str] | None = None) -> None:
+    def __init__(self, *, hba: list[str] | None = None, conf: dict[str, str] | None = None,
+                 default_hba: bool = True) -> None:
         for tool in ("initdb", "postgres", "pg_ctl"):
             if not (PGBIN / tool).exists():
                 raise RuntimeError(f"PostgreSQL 15 is required for this test: {PGBIN / tool} not found")
@@ -45,10 +47,10 @@ class PgCluster:
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self._run([str(PGBIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                    "--locale=C", "--no-sync"])
-        lines = list(hba or []) + [
+        lines = list(hba or []) + ([
             "local all all trust",
             "host all all 127.0.0.1/32 trust",
-        ]
+        ] if default_hba else [])
         self._write(self.data / "pg_hba.conf", "\n".join(lines) + "\n")
         settings = {
             "listen_addresses": "'127.0.0.1'",
