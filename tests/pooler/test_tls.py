@@ -21,6 +21,7 @@ from tests.fix_tls import Certs
 from .helpers import startup_bytes
 
 TLS_USER, TLS_PASSWORD = "tls_user", "tls secret pw"
+CERT_USER = "cert_user"  # PostgreSQL admits it with a client certificate only
 SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
 
 
@@ -29,6 +30,7 @@ def pg_ssl(tls_certs: Certs):
     """PostgreSQL 15 with ssl=on and a pg_hba of hostssl lines only (plus local)."""
     cluster = PgCluster(
         hba=[f"hostssl all {TLS_USER} 127.0.0.1/32 scram-sha-256",
+             f"hostssl all {CERT_USER} 127.0.0.1/32 cert",
              "hostssl all all 127.0.0.1/32 trust",
              "local all all trust"],
         conf={"ssl": "on", "ssl_cert_file": f"'{tls_certs.server_cert}'",
@@ -37,6 +39,7 @@ def pg_ssl(tls_certs: Certs):
     try:
         cluster.sql(f"SET password_encryption = 'scram-sha-256'; "
                     f"CREATE ROLE {TLS_USER} LOGIN PASSWORD '{TLS_PASSWORD}'")
+        cluster.sql(f"CREATE ROLE {CERT_USER} LOGIN")
         yield cluster
     finally:
         cluster.close()
@@ -247,3 +250,19 @@ def test_bad_input_during_handshake(pg, tls_certs, pooler_factory):
             pass
     _still_serves(p.port)
     assert "TLS handshake failed" in p.log()
+
+
+def test_client_certificate_to_the_server(pg_ssl, tls_certs, pooler_factory):
+    """server_tls_cert_file/key_file: the pooler presents a client certificate; PostgreSQL's
+    ``cert`` method admits the user named by its CN, and refuses the pooler without it."""
+    crt, key = tls_certs.client(CERT_USER)
+    p = pooler_factory(_tls_args(pg_ssl, tls_certs, "-s", f"server_tls_cert_file={crt}",
+                                 "-s", f"server_tls_key_file={key}"))
+    r = _psql(p.port, f"host=127.0.0.1 user={CERT_USER} sslmode=require",
+              "select current_user, (select client_dn from pg_stat_ssl where pid = pg_backend_pid())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith(f"{CERT_USER}|") and f"CN={CERT_USER}" in r.stdout
+    p2 = pooler_factory(_tls_args(pg_ssl, tls_certs, "-s", "server_login_retry=1"))
+    r = _psql(p2.port, f"host=127.0.0.1 user={CERT_USER} sslmode=require")
+    assert r.returncode != 0
+    assert "connection requires a valid client certificate" in r.stderr + p2.log()
