@@ -63,6 +63,8 @@ class Conn:
     __slots__ = ("sock", "closed", "_ops", "_lock", "peer", "is_unix", "_wait_first")
 
     tls = False  # a pgbundle.shared.tls.TlsConn says True
+    #: What a non-blocking send raises when it would block (TlsConn: OpenSSL's want-write/read).
+    _WOULD_BLOCK: tuple[type[OSError], ...] = (BlockingIOError,)
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -145,7 +147,7 @@ class Conn:
             # Fast path: the kernel usually takes it all at once, no lock or wait needed.
             try:
                 n = self.sock.send(data)
-            except BlockingIOError:
+            except self._WOULD_BLOCK:
                 n = 0
             except OSError as exc:
                 raise ConnectionLost(str(exc)) from None
@@ -166,10 +168,12 @@ class Conn:
             sent = 0
             while sent < total:
                 try:
+                    # (After TLS's want-write OpenSSL wants the same bytes again: view[sent:] is
+                    # exactly that, as nothing of it was counted as sent.)
                     sent += sock.send(view[sent:])
-                except BlockingIOError:
+                except self._WOULD_BLOCK as exc:
                     try:
-                        await _wait_writable(sock)
+                        await self._wait_to_send(exc)
                     except trio.ClosedResourceError:
                         raise ConnectionLost("connection closed") from None
                 except OSError as exc:
@@ -180,6 +184,10 @@ class Conn:
         if self._ops >= _YIELD_EVERY:
             self._ops = 0
             await _checkpoint()
+
+    async def _wait_to_send(self, exc: OSError) -> None:
+        """A send would block: wait until it can go on."""
+        await _wait_writable(self.sock)
 
     def close(self) -> None:
         if self.closed:

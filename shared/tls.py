@@ -255,27 +255,27 @@ class TlsConn(Conn):
     # ---------------------------------------------------------------- what was negotiated
 
     @property
-    def ssl(self) -> ssl.SSLSocket:
+    def sslsock(self) -> ssl.SSLSocket:
         sock = self.sock
         assert isinstance(sock, ssl.SSLSocket)
         return sock
 
     def version(self) -> str:
-        return self.ssl.version() or ""
+        return self.sslsock.version() or ""
 
     def cipher(self) -> tuple[str, int]:
-        c = self.ssl.cipher()
+        c = self.sslsock.cipher()
         return (c[0], c[2]) if c else ("", 0)
 
     def alpn(self) -> str | None:
-        return self.ssl.selected_alpn_protocol()
+        return self.sslsock.selected_alpn_protocol()
 
     def peer_cert(self) -> dict | None:  # type: ignore[type-arg]
         """The peer's verified certificate as ``ssl.getpeercert()`` gives it (None: none sent)."""
-        return self.ssl.getpeercert() or None
+        return self.sslsock.getpeercert() or None
 
     def peer_cert_der(self) -> bytes | None:
-        return self.ssl.getpeercert(binary_form=True)
+        return self.sslsock.getpeercert(binary_form=True)
 
     def peer_cn(self) -> str | None:
         """The commonName of the peer certificate's subject."""
@@ -302,7 +302,7 @@ class TlsConn(Conn):
     def server_end_point(self) -> bytes | None:
         """tls-server-end-point channel-binding data (None when it cannot be computed)."""
         if self.server_side:
-            der = _own_cert_der(self.ssl.context, _OWN_CERTS, self._cert_file)
+            der = _own_cert_der(self.sslsock.context, _OWN_CERTS, self._cert_file)
         else:
             der = self.peer_cert_der()
         return end_point_hash(der) if der else None
@@ -347,7 +347,7 @@ class TlsConn(Conn):
     async def wait_readable(self) -> None:
         if self.closed:
             return
-        sock = self.ssl
+        sock = self.sslsock
         if sock.pending():
             return  # decrypted bytes are already waiting
         try:
@@ -356,53 +356,13 @@ class TlsConn(Conn):
             pass
         self._ops = 0
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        lock = self._lock
-        if not lock.locked():
-            try:
-                n = self.sock.send(data)
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                n = 0
-            except (ssl.SSLError, OSError) as exc:
-                raise ConnectionLost(str(exc)) from None
-            if n == len(data):
-                self._ops += 1
-                if self._ops >= _YIELD_EVERY:
-                    self._ops = 0
-                    await _checkpoint()
-                return
-            data = memoryview(data)[n:]
-            lock.acquire_nowait()
+    _WOULD_BLOCK = (ssl.SSLWantWriteError, ssl.SSLWantReadError)
+
+    async def _wait_to_send(self, exc: OSError) -> None:
+        if isinstance(exc, ssl.SSLWantReadError):  # a TLS 1.2 renegotiation wants the peer first
+            await _wait_readable(self.sock)
         else:
-            await lock.acquire()
-        try:
-            sock = self.sock
-            view = memoryview(data)
-            total = len(view)
-            sent = 0
-            while sent < total:
-                try:
-                    # After SSL_ERROR_WANT_WRITE OpenSSL wants the same bytes again: view[sent:]
-                    # is exactly that, as nothing of it was counted as sent.
-                    sent += sock.send(view[sent:])
-                except ssl.SSLWantWriteError:
-                    try:
-                        await _wait_writable(sock)
-                    except trio.ClosedResourceError:
-                        raise ConnectionLost("connection closed") from None
-                except ssl.SSLWantReadError:
-                    try:
-                        await _wait_readable(sock)
-                    except trio.ClosedResourceError:
-                        raise ConnectionLost("connection closed") from None
-                except (ssl.SSLError, OSError) as exc:
-                    raise ConnectionLost(str(exc)) from None
-        finally:
-            lock.release()
-        self._ops += 1
-        if self._ops >= _YIELD_EVERY:
-            self._ops = 0
-            await _checkpoint()
+            await _wait_writable(self.sock)
 
 
 async def _handshake(sslsock: ssl.SSLSocket) -> None:
