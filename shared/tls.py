@@ -365,6 +365,17 @@ class TlsConn(Conn):
             await _wait_writable(self.sock)
 
 
+def openssl_reason(exc: ssl.SSLError) -> str:
+    """OpenSSL's reason string (``unexpected message``, ``wrong version number``), the text
+    PostgreSQL's logs show, rather than Python's ``[SSL: CODE] ... (_ssl.c:N)`` wrapping."""
+    text = exc.strerror or str(exc)
+    if text.startswith("[") and "] " in text:
+        text = text.split("] ", 1)[1]
+    if text.endswith(")") and " (_ssl.c:" in text:
+        text = text[: text.rindex(" (_ssl.c:")]
+    return text or (exc.reason or "").lower().replace("_", " ") or str(exc)
+
+
 async def _handshake(sslsock: ssl.SSLSocket) -> None:
     while True:
         try:
@@ -399,7 +410,7 @@ async def _upgrade(conn: Conn, ctx: ssl.SSLContext, *, server_side: bool, hostna
         raise ConnectionLost(f"connection closed during the TLS handshake: {exc}") from None
     except ssl.SSLError as exc:
         tc.close()
-        raise TlsError(exc.reason or str(exc)) from None
+        raise TlsError(openssl_reason(exc)) from None
     except OSError as exc:
         tc.close()
         raise ConnectionLost(str(exc)) from None
@@ -452,17 +463,48 @@ class ConnTls:
     issuer_dn: str | None
 
 
+# OpenSSL's short names of the attributes a DN usually holds (OBJ_nid2sn), by OID.
+_SHORT_NAMES = {
+    "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU",
+    "2.5.4.5": "serialNumber", "2.5.4.4": "SN", "2.5.4.42": "GN", "2.5.4.12": "title", "2.5.4.9": "street",
+    "2.5.4.17": "postalCode", "2.5.4.46": "dnQualifier", "2.5.4.65": "pseudonym",
+    "1.2.840.113549.1.9.1": "emailAddress", "0.9.2342.19200300.100.1.25": "DC",
+    "0.9.2342.19200300.100.1.1": "UID",
+}
+_RFC2253_SPECIAL = ',+"\\<>;'
+
+
+def _oneline(name: x509.Name) -> str:
+    """A DN as PostgreSQL's pg_stat_ssl and sslinfo print it (X509_NAME_to_cstring):
+    ``/O=pgbundle tests/CN=alice`` -- entries in certificate order, short names, values
+    escaped as RFC 2253 does."""
+    out = []
+    for rdn in name.chosen:
+        for atv in rdn:
+            oid = atv["type"].dotted
+            value = atv["value"].native
+            text = value if isinstance(value, str) else str(value)
+            text = "".join("\\" + c if c in _RFC2253_SPECIAL else c for c in text)
+            if text.startswith((" ", "#")):
+                text = "\\" + text
+            if text.endswith(" ") and not text.endswith("\\ "):
+                text = text[:-1] + "\\ "
+            out.append(f"/{_SHORT_NAMES.get(oid, oid)}={text}")
+    return "".join(out)
+
+
 def describe(conn: Conn) -> ConnTls | None:
-    """The TLS facts of ``conn`` (None for a plain connection)."""
+    """The TLS facts of ``conn`` (None for a plain connection), in pg_stat_ssl's formats:
+    DNs as ``/O=.../CN=...`` (see :func:`_oneline`), the serial number in decimal."""
     if not isinstance(conn, TlsConn):
         return None
     cipher, bits = conn.cipher()
-    cert = conn.peer_cert() or {}
-    issuer = None
-    if cert.get("issuer"):
-        issuer = ",".join(f"{k}={v}" for rdn in reversed(cert["issuer"]) for k, v in rdn)
-    serial = cert.get("serialNumber")
-    return ConnTls(conn.version(), cipher, bits, conn.peer_dn(), str(int(serial, 16)) if serial else None, issuer)
+    der = conn.peer_cert_der() if conn.peer_cert() else None
+    if not der:
+        return ConnTls(conn.version(), cipher, bits, None, None, None)
+    tbs = x509.Certificate.load(der)["tbs_certificate"]
+    return ConnTls(conn.version(), cipher, bits, _oneline(tbs["subject"]), str(tbs["serial_number"].native),
+                   _oneline(tbs["issuer"]))
 
 
 def summary(conn: Conn) -> str:
