@@ -61,6 +61,8 @@ _PRESET = "Preset Options"
 _LOCK = "Lock Management"
 _STAT = "Statistics / Cumulative Query and Index Statistics"
 _QT = "Query Tuning / Planner Method Configuration"
+_SSL = "Connections and Authentication / SSL"
+_TLS_VERSIONS = ("", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 DEFINITIONS: tuple[Guc, ...] = (
     # connections
@@ -77,8 +79,26 @@ DEFINITIONS: tuple[Guc, ...] = (
        "Sets the maximum allowed time to complete client authentication.", "s", 1, 600),
     _G("password_encryption", "enum", "scram-sha-256", "user", "Connections and Authentication / Authentication",
        "Chooses the algorithm for encrypting passwords.", enumvals=("md5", "scram-sha-256")),
-    _G("ssl", "bool", False, "sighup", "Connections and Authentication / SSL", "Enables SSL connections."),
+    _G("ssl", "bool", False, "sighup", _SSL, "Enables SSL connections."),
+    _G("ssl_cert_file", "string", "server.crt", "sighup", _SSL, "Location of the SSL server certificate file."),
+    _G("ssl_key_file", "string", "server.key", "sighup", _SSL, "Location of the SSL server private key file."),
+    _G("ssl_ca_file", "string", "", "sighup", _SSL, "Location of the SSL certificate authority file."),
+    _G("ssl_crl_file", "string", "", "sighup", _SSL, "Location of the SSL certificate revocation list file."),
+    _G("ssl_crl_dir", "string", "", "sighup", _SSL, "Location of the SSL certificate revocation list directory."),
+    _G("ssl_dh_params_file", "string", "", "sighup", _SSL, "Location of the SSL DH parameters file."),
+    _G("ssl_ciphers", "string", "HIGH:MEDIUM:+3DES:!aNULL", "sighup", _SSL, "Sets the list of allowed SSL ciphers."),
+    _G("ssl_prefer_server_ciphers", "bool", True, "sighup", _SSL, "Give priority to server ciphersuite order."),
+    _G("ssl_ecdh_curve", "string", "prime256v1", "sighup", _SSL, "Sets the curve to use for ECDH."),
+    _G("ssl_min_protocol_version", "enum", "TLSv1.2", "sighup", _SSL,
+       "Sets the minimum SSL/TLS protocol version to use.", enumvals=_TLS_VERSIONS[1:]),
+    _G("ssl_max_protocol_version", "enum", "", "sighup", _SSL, "Sets the maximum SSL/TLS protocol version to use.",
+       enumvals=_TLS_VERSIONS),
+    _G("ssl_passphrase_command", "string", "", "sighup", _SSL, "Command to obtain passphrases for SSL."),
+    _G("ssl_passphrase_command_supports_reload", "bool", False, "sighup", _SSL,
+       "Controls whether ssl_passphrase_command is called during server reload."),
+    _G("ssl_library", "string", "OpenSSL", "internal", _PRESET, "Shows the name of the SSL library."),
     _G("hba_file", "string", "", "postmaster", "File Locations", "Sets the server's \"hba\" configuration file."),
+    _G("ident_file", "string", "", "postmaster", "File Locations", "Sets the server's \"ident\" configuration file."),
     _G("data_directory", "string", "", "postmaster", "File Locations", "Sets the server's data directory."),
     _G("config_file", "string", "", "postmaster", "File Locations", "Sets the server's main configuration file."),
     # memory
@@ -387,14 +407,15 @@ def parse_value(g: Guc, value: Any) -> Any:
     if g.vartype == "enum":
         lv = v.strip("'").lower()
         assert g.enumvals
-        if lv not in g.enumvals:
-            if g.name == "synchronous_commit" and lv in ("true", "yes", "1"):
-                return "on"
-            if g.name == "synchronous_commit" and lv in ("false", "no", "0"):
-                return "off"
-            raise PgError("22023", f'invalid value for parameter "{g.name}": "{v}"',
-                          hint="Available values: " + ", ".join(g.enumvals) + ".")
-        return lv
+        for canonical in g.enumvals:  # PostgreSQL matches case-insensitively and keeps its own spelling
+            if canonical.lower() == lv:
+                return canonical
+        if g.name == "synchronous_commit" and lv in ("true", "yes", "1"):
+            return "on"
+        if g.name == "synchronous_commit" and lv in ("false", "no", "0"):
+            return "off"
+        raise PgError("22023", f'invalid value for parameter "{g.name}": "{v}"',
+                      hint="Available values: " + ", ".join(g.enumvals) + ".")
     # string
     if len(v) >= 2 and v[0] == "'" and v[-1] == "'":
         v = v[1:-1].replace("''", "'")
