@@ -25,6 +25,7 @@ from pgbundle.server.utils import elog
 if TYPE_CHECKING:
     from pgbundle.server.storage.lwlock import Locks
     from pgbundle.server.storage.shmem import Shmem
+    from pgbundle.server.tcop.be_secure import ServerTls
     from pgbundle.server.utils.guc import GucSettings
 
 
@@ -43,6 +44,7 @@ class ChildContext:
     listen: list[socket.socket] = field(default_factory=list)
     log_pipe_r: int = -1
     log_pipe_w: int = -1
+    tls: ServerTls | None = None  # the TLS context when ssl = on (built by the postmaster, see tcop.be_secure)
 
 
 _setproctitle: ModuleType | None

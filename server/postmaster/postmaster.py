@@ -6,6 +6,9 @@ it (and to leave a reason code before a SIGQUIT).  It:
 
 * writes ``postmaster.pid`` and refuses to start on a directory a live server owns;
 * initialises an empty data directory (initdb), reads postgresql.conf (+ ``-c``);
+* with ``ssl = on`` loads the TLS context once, before forking (FATAL when the certificate
+  or key cannot be used), and again on SIGHUP (see :mod:`pgbundle.server.tcop.be_secure`);
+  backends inherit it and do their handshakes themselves;
 * starts the logging collector first and sends its own stderr and every child's there;
 * creates the one anonymous shared mmap and its locks before forking anything;
 * runs the startup process (recovery), then starts checkpointer, background writer,
@@ -58,7 +61,7 @@ from pgbundle.server.postmaster import (
 )
 from pgbundle.server.storage import bufmgr, clog, lwlock, pmsignal, shmem
 from pgbundle.server.storage.pmsignal import PMSignalReason, PMState
-from pgbundle.server.tcop import async_notify, postgres
+from pgbundle.server.tcop import async_notify, be_secure, postgres
 from pgbundle.server.utils import elog, pgstat
 from pgbundle.server.utils.guc import SERVER_VERSION
 
@@ -230,6 +233,7 @@ class Postmaster:
 
     def _run(self) -> int:
         s = self.settings
+        self._load_tls()
         self._listen()  # before the logger takes stderr: a bind failure must reach the terminal
         _remove_temp_files(self.datadir)
         if s.value("logging_collector"):
@@ -275,6 +279,17 @@ class Postmaster:
         self._start_startup(recovery=False)
         self._pid_status("starting")
         return self._loop()
+
+    def _load_tls(self) -> None:
+        """secure_initialize at server start: a TLS setup that does not load is FATAL."""
+        if not self.settings.value("ssl"):
+            return
+        try:
+            self.ctx.tls = be_secure.load(self.settings, self.datadir, server_start=True)
+        except be_secure.SslConfigError as exc:
+            elog.log(exc.message, "FATAL", detail=exc.detail)
+            elog.log("database system is shut down")
+            raise SystemExit(1) from None
 
     def _init_shmem(self) -> None:
         async_notify.clear_all(self.datadir)  # AsyncShmemInit: no listener survives a (re)start
@@ -399,6 +414,7 @@ class Postmaster:
         elif sig == signal.SIGHUP:
             elog.log("received SIGHUP, reloading configuration files")
             self.settings.reload_files(self.datadir, log=elog.log)
+            self.ctx.tls = be_secure.reload(self.settings, self.datadir, self.ctx.tls)
             self._signal_children(signal.SIGHUP)
         elif sig == signal.SIGUSR1:
             self._pmsignal()

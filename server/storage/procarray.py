@@ -5,11 +5,18 @@ and every auxiliary process.  A slot holds what ``pg_stat_activity`` shows (pid,
 backend_type, database, user, client address, state, query, start times, wait event)
 and what MVCC needs (the running xid and the xmin of the snapshot in use).
 
+A client backend's slot also holds what ``pg_stat_ssl`` shows (PgBackendSSLStatus): whether
+the connection is TLS, the protocol version, cipher and key bits, and the client
+certificate's subject DN, serial number and issuer DN -- each string cut to 63 bytes, as
+PostgreSQL's NAMEDATALEN-sized fields are.  The backend's own, uncut facts stay in
+:attr:`ProcArray.my_tls` (the sslinfo functions read those).
+
 Locking: ``xids``/``xmins`` and slot allocation are guarded by ProcArrayLock (xid
 assignment takes it too, so a snapshot never misses an assigned xid).  The other
 fields of a slot are written only by the process that owns it and read without a
 lock (a torn read of a query text is harmless, as with PostgreSQL's st_changecount
-retry loop, which we skip).
+retry loop, which we skip).  The TLS fields are of that kind too: written once, by the
+owner, during authentication (before its state leaves "starting"), never changed after.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ from __future__ import annotations
 import os
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgbundle.server.access.api import Snapshot
 from pgbundle.server.errors import FatalError
+
+if TYPE_CHECKING:
+    from pgbundle.shared.tls import ConnTls
 
 FIRST_NORMAL_XID = 3
 
@@ -52,7 +62,11 @@ _DATNAME = _TEXT_OFF
 _USENAME = _DATNAME + _NAME
 _APPNAME = _USENAME + _NAME
 _ADDR_OFF = _APPNAME + _NAME
-_QUERY = _ADDR_OFF + _ADDR
+# TLS: in-use flag, pad, bits, then version, cipher, client DN, client serial, issuer DN
+_TLS_OFF = _ADDR_OFF + _ADDR
+_TLS_HDR = struct.Struct("<Bxxxi")
+_TLS_TEXTS = 5
+_QUERY = _TLS_OFF + _TLS_HDR.size + _TLS_TEXTS * _NAME
 _PID = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _D = struct.Struct("<d")
@@ -105,6 +119,7 @@ class ProcArray:
         self._last_snap: Snapshot | None = None
         self._last_query: str | None = None
         self._last_query_bytes = b""
+        self.my_tls: ConnTls | None = None  # this backend's own TLS facts, uncut (None: not TLS)
 
     def _off(self, i: int) -> int:
         return self.slots_off + i * self.ssize
@@ -160,6 +175,28 @@ class ProcArray:
         self.buf[off + _USENAME: off + _USENAME + _NAME] = _enc(usename, _NAME)
         self.buf[off + _APPNAME: off + _APPNAME + _NAME] = _enc(appname, _NAME)
         self.buf[off + _ADDR_OFF: off + _ADDR_OFF + _ADDR] = _enc(client_addr, _ADDR)
+
+    def set_tls(self, info: ConnTls | None) -> None:
+        """Publish the client connection's TLS facts (pgstat_bestart's SSL part); None: plain."""
+        self.my_tls = info
+        if self.my < 0 or info is None:
+            return
+        off = self._off(self.my) + _TLS_OFF
+        _TLS_HDR.pack_into(self.buf, off, 1, info.bits)
+        off += _TLS_HDR.size
+        for text in (info.version, info.cipher, info.client_dn, info.client_serial, info.issuer_dn):
+            self.buf[off: off + _NAME] = _enc(text or "", _NAME)
+            off += _NAME
+
+    def _tls_fields(self, off: int) -> dict[str, Any]:
+        used, bits = _TLS_HDR.unpack_from(self.buf, off + _TLS_OFF)
+        if not used:
+            return dict(ssl=False, ssl_version=None, ssl_cipher=None, ssl_bits=None, ssl_client_dn=None,
+                        ssl_client_serial=None, ssl_issuer_dn=None)
+        base = off + _TLS_OFF + _TLS_HDR.size
+        texts = [_dec(self.buf[base + i * _NAME: base + (i + 1) * _NAME]) or None for i in range(_TLS_TEXTS)]
+        return dict(ssl=True, ssl_version=texts[0], ssl_cipher=texts[1], ssl_bits=bits, ssl_client_dn=texts[2],
+                    ssl_client_serial=texts[3], ssl_issuer_dn=texts[4])
 
     def set_appname(self, appname: str) -> None:
         off = self._off(self.my)
@@ -319,7 +356,7 @@ class ProcArray:
                 usename=_dec(self.buf[off + _USENAME: off + _USENAME + _NAME]),
                 appname=_dec(self.buf[off + _APPNAME: off + _APPNAME + _NAME]),
                 client_addr=_dec(self.buf[off + _ADDR_OFF: off + _ADDR_OFF + _ADDR]),
-                xid=xids[i], xmin=xmins[i]))
+                xid=xids[i], xmin=xmins[i], **self._tls_fields(off)))
         return out
 
     def find_cancel(self, pid: int, key: int) -> bool:

@@ -1,57 +1,128 @@
-"""Backend startup: the startup packet, SSL/GSS negotiation, cancel requests,
-authentication and the first messages (PostgreSQL's backend_startup.c + auth.c).
+"""Backend startup: the startup packet, SSL/GSS negotiation and cancel requests
+(PostgreSQL's backend_startup.c); authentication is :mod:`.auth`.
 
-Order, as PostgreSQL: read packets until a StartupMessage (SSLRequest and
-GSSENCRequest are answered 'N'; a CancelRequest signals the target backend and
-closes), negotiate the protocol version (3.0; a newer minor gets
-NegotiateProtocolVersion), take a backend slot (FATAL 53300 at max_connections),
-match pg_hba.conf, authenticate (trust / password / md5 / scram-sha-256 against the
-role's secret in pg_authid), check the database, then send AuthenticationOk, the
-ParameterStatus set, BackendKeyData and ReadyForQuery.
+Order, as PostgreSQL: a first byte 0x16 is PostgreSQL 17's direct TLS (a handshake at
+once, which must negotiate ALPN ``postgresql``; refused without a word when ssl is off or
+on a Unix socket).  Then packets until a StartupMessage: an SSLRequest is answered ``S``
+when the postmaster loaded TLS (never on a Unix socket) and the handshake follows here, in
+the backend, or ``N``; a GSSENCRequest is answered ``N``; bytes the client sent behind
+either request before our answer are a protocol violation (FATAL 08P01 ``received
+unencrypted data after SSL request``, sent over TLS when it was accepted); a second
+request of a kind already negotiated is an unsupported protocol; a CancelRequest signals
+the target backend and closes.  Then the protocol version is negotiated (3.0; a newer
+minor gets NegotiateProtocolVersion).
 
-Every failure is a FATAL ErrorResponse with PostgreSQL's SQLSTATE and text, then close.
-The client is a :class:`pgbundle.shared.netio.MessageConn`; the one byte refusing SSL is
-:data:`pgbundle.shared.protocol.SSL_REFUSED`.
+The client connection lives in a :class:`Port`, whose ``ms`` is replaced by one over
+TLS when the handshake succeeds.  Every failure is a FATAL ErrorResponse with
+PostgreSQL's SQLSTATE and text, then close; a failed or refused TLS negotiation raises
+:class:`~.be_secure.HandshakeFailed` (logged where PostgreSQL logs it) and the connection
+closes without a message.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 
-from pgbundle.server.access import api
 from pgbundle.server.errors import FatalError, PgError
-from pgbundle.server.tcop import hba
-from pgbundle.shared.auth import md5 as md5auth, scram
+from pgbundle.server.tcop import be_secure
+from pgbundle.server.utils import elog
 from pgbundle.shared.netio import ConnectionLost, MessageConn
 from pgbundle.shared.protocol import SSL_REFUSED, codec, messages as M
 from pgbundle.shared.protocol.errors import ProtocolError
+from pgbundle.shared.tls import ALPN, TLS_HANDSHAKE_BYTE, ConnTls, TlsConn, describe, peek_first_byte
 
 if TYPE_CHECKING:
     from pgbundle.server.storage.procarray import ProcArray
-    from pgbundle.server.utils.guc import GucSettings
 
-# The type byte of the client's answers during authentication (PasswordMessage, SASLInitialResponse
-# and SASLResponse all travel as 'p').
-_PASSWORD_TYPE = M.PasswordMessage.TYPE[0]
+_SSL_ACCEPTED = b"S"
+_UNENCRYPTED_DETAIL = ("This could be either a client-software bug or evidence of an attempted man-in-the-middle "
+                       "attack.")
+
+
+@dataclass
+class Port:
+    """One client connection through startup (PostgreSQL's Port).
+
+    ``ms`` is the connection to talk to (over TLS once negotiated: the plain one must not be
+    used then); ``local`` a Unix socket; ``address``/``port_number`` the peer (``local``/0 on
+    a Unix socket); ``tls`` what pg_stat_ssl shows of the TLS session; ``server_tls`` what
+    the postmaster loaded (None: ssl is off)."""
+
+    ms: MessageConn
+    local: bool
+    address: str
+    port_number: int
+    server_tls: be_secure.ServerTls | None = None
+    tls: ConnTls | None = None
+
+    @property
+    def tls_conn(self) -> TlsConn | None:
+        conn = self.ms.conn
+        return conn if isinstance(conn, TlsConn) else None
+
+    @property
+    def encryption(self) -> str:
+        """How pg_hba messages describe the connection's encryption."""
+        return "SSL encryption" if self.tls is not None else "no encryption"
+
+    async def start_tls(self) -> None:
+        """Handshake now (HandshakeFailed when it fails); later packets travel over TLS."""
+        assert self.server_tls is not None
+        conn = await be_secure.open_server(self.ms.conn, self.server_tls)
+        self.ms = MessageConn(conn, startup=self.ms.frames.startup)
+        self.tls = describe(conn)
 
 
 class CancelHandled(Exception):
     """The connection was a CancelRequest; it has been handled."""
 
 
-async def read_startup(ms: MessageConn, procs: ProcArray | None) -> M.StartupMessage:
-    """Packets until the StartupMessage; answers SSL/GSS requests, serves cancels."""
+async def read_startup(port: Port, procs: ProcArray | None) -> M.StartupMessage:
+    """Packets until the StartupMessage; negotiates TLS, answers GSS requests, serves cancels."""
+    can_tls = port.server_tls is not None and not port.local
+    ssl_done = gss_done = False
+    first = await peek_first_byte(port.ms.conn)
+    if first is None:
+        raise EOFError("peer closed the connection")
+    if first == TLS_HANDSHAKE_BYTE:  # direct TLS (PostgreSQL 17)
+        if not can_tls:
+            raise be_secure.HandshakeFailed()
+        await port.start_tls()
+        tconn = port.tls_conn
+        assert tconn is not None
+        if tconn.alpn() != ALPN:
+            elog.log("received direct SSL connection request without ALPN protocol negotiation extension")
+            raise be_secure.HandshakeFailed()
+        ssl_done = True
+    ms = port.ms
     while True:
         typ, payload = await ms.receive()
         msg = codec.decode_startup(payload)
-        if isinstance(msg, (M.SSLRequest, M.GSSENCRequest)):
-            await ms.conn.send_all(SSL_REFUSED)
+        if isinstance(msg, M.SSLRequest) and not ssl_done:
+            await ms.conn.send_all(_SSL_ACCEPTED if can_tls else SSL_REFUSED)
+            unencrypted = len(ms.frames) > 0
+            if can_tls:
+                await port.start_tls()
+                ms = port.ms
+            if unencrypted:
+                raise FatalError("08P01", "received unencrypted data after SSL request", _UNENCRYPTED_DETAIL)
+            ssl_done, gss_done = True, can_tls
             continue
+        if isinstance(msg, M.GSSENCRequest) and not gss_done:
+            await ms.conn.send_all(SSL_REFUSED)  # no GSSAPI encryption here
+            if len(ms.frames) > 0:
+                raise FatalError("08P01", "received unencrypted data after GSSAPI encryption request",
+                                 _UNENCRYPTED_DETAIL)
+            gss_done = True
+            continue
+        if isinstance(msg, (M.SSLRequest, M.GSSENCRequest)):  # a second one: not a protocol we speak
+            code = 5679 if isinstance(msg, M.SSLRequest) else 5680
+            raise FatalError("0A000", f"unsupported frontend protocol 1234.{code}: server supports 3.0 to 3.0")
         if isinstance(msg, M.CancelRequest):
             key = int.from_bytes(msg.secret_key[:4], "big") if len(msg.secret_key) >= 4 else -1
             if procs is not None and procs.find_cancel(msg.process_id, key):
@@ -106,83 +177,6 @@ def normalize_params(params: dict[str, str]) -> dict[str, str]:
                 out[k.replace("-", "_")] = v
             i += 1
     return out
-
-
-async def authenticate(ms: MessageConn, *, method: str, role: api.RoleInfo | None, user: str) -> None:
-    """Run the exchange for ``method``; raise FatalError 28P01 on failure."""
-    fail = FatalError("28P01", f'password authentication failed for user "{user}"')
-    if method == "trust":
-        if role is None:
-            raise FatalError("28000", f'role "{user}" does not exist')
-        return
-    if method == "reject":
-        raise FatalError("28000", f'pg_hba.conf rejects connection for user "{user}"')
-    secret = role.password if role is not None else None
-    if method == "md5" and secret is not None and scram.is_scram_secret(secret):
-        method = "scram-sha-256"
-    if method == "scram-sha-256":
-        await ms.send(M.AuthenticationSASL((scram.MECHANISM,)))
-        typ, payload = await ms.receive()
-        if typ != _PASSWORD_TYPE:
-            raise FatalError("08P01", f"expected SASL response, got message type {typ}")
-        init = codec.parse_sasl_initial_response(payload)
-        if init.mechanism != scram.MECHANISM:
-            raise FatalError("08P01", "client selected an invalid SASL authentication mechanism")
-        if secret is None or not scram.is_scram_secret(secret):
-            raise fail
-        v = scram.ScramVerifier(scram.parse_scram_secret(secret))
-        try:
-            first = v.server_first((init.data or b"").decode())
-        except (scram.ScramError, UnicodeDecodeError):
-            raise fail from None
-        await ms.send(M.AuthenticationSASLContinue(first.encode()))
-        typ, payload = await ms.receive()
-        if typ != _PASSWORD_TYPE:
-            raise FatalError("08P01", f"expected SASL response, got message type {typ}")
-        try:
-            final = v.server_final(payload.decode())
-        except (scram.ScramError, UnicodeDecodeError):
-            raise fail from None
-        await ms.send(M.AuthenticationSASLFinal(final.encode()))
-        return
-    if method == "md5":
-        salt = secrets.token_bytes(4)
-        await ms.send(M.AuthenticationMD5Password(salt))
-        typ, payload = await ms.receive()
-        if typ != _PASSWORD_TYPE:
-            raise FatalError("08P01", f"expected password response, got message type {typ}")
-        resp = codec.parse_password(payload)
-        if secret is None or not md5auth.is_md5_secret(secret) or not md5auth.md5_verify(user, secret, salt, resp):
-            raise fail
-        return
-    if method == "password":
-        await ms.send(M.AuthenticationCleartextPassword())
-        typ, payload = await ms.receive()
-        pw = codec.parse_password(payload)
-        ok = False
-        if secret is not None:
-            if scram.is_scram_secret(secret):
-                s = scram.parse_scram_secret(secret)
-                ok = str(scram.make_secret(pw, s.iterations, s.salt)) == secret
-            elif md5auth.is_md5_secret(secret):
-                ok = md5auth.md5_secret(user, pw) == secret
-            else:
-                ok = pw == secret
-        if not ok:
-            raise fail
-        return
-    raise FatalError("28000", f'authentication method "{method}" not supported')
-
-
-def hba_method(datadir: str, settings: GucSettings, *, local: bool, address: str | None, database: str,
-               user: str) -> str:
-    rules = hba.parse(hba.hba_path(datadir, settings))
-    line = hba.match(rules, local=local, address=address, database=database, user=user)
-    if line is None:
-        host = "[local]" if local else address
-        raise FatalError("28000", f'no pg_hba.conf entry for host "{host}", user "{user}", database "{database}", '
-                                  f"no encryption")
-    return line.method
 
 
 async def send_fatal(ms: MessageConn, err: PgError) -> None:

@@ -43,7 +43,7 @@ from pgbundle.server.postmaster.launch import ChildContext, set_title
 from pgbundle.server.storage import pmsignal
 from pgbundle.server.storage.ipc import Env
 from pgbundle.server.storage.procarray import ProcArray
-from pgbundle.server.tcop import backend_startup as BS, interrupts
+from pgbundle.server.tcop import auth, backend_startup as BS, be_secure, interrupts
 from pgbundle.server.tcop.async_notify import Notifier
 from pgbundle.server.tcop.session import Session
 from pgbundle.server.tcop.session_report import BackendReport
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from pgbundle.server.storage.ipc import Env
     from pgbundle.server.utils.guc import GucSettings
 
-_client_fd = -1
+_port: BS.Port | None = None  # the client connection, for the SIGQUIT handler's last word
 _ctx: ChildContext | None = None
 
 # Session.transaction_status is the ReadyForQuery status as a one-character string.
@@ -84,9 +84,9 @@ def _quickdie(signum: int, frame: Any) -> None:
             detail="The postmaster has commanded this server process to roll back the current transaction and "
                    "exit, because another server process exited abnormally and possibly corrupted shared memory.",
             hint="In a moment you should be able to reconnect to the database and repeat your command.")
-    if _client_fd >= 0:
-        try:
-            os.write(_client_fd, codec.encode(M.ErrorResponse(fields)))
+    if _port is not None and not _port.ms.conn.closed:
+        try:  # the socket (or the ssl.SSLSocket, which encrypts) of the connection in use
+            _port.ms.conn.sock.send(codec.encode(M.ErrorResponse(fields)))
         except OSError:
             pass
     os._exit(2)
@@ -94,9 +94,8 @@ def _quickdie(signum: int, frame: Any) -> None:
 
 def backend_main(ctx: ChildContext, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None = None) -> int:
     """Entry point in the forked child; returns the exit code."""
-    global _client_fd, _ctx
+    global _ctx
     _ctx = ctx
-    _client_fd = sock.fileno()
     interrupts.reset()
     interrupts.install()
     signal.signal(signal.SIGQUIT, _quickdie)
@@ -123,12 +122,14 @@ class _State:
 
 
 async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, str] | None, rfd: int) -> int:
-    conn = Conn(sock)  # non-blocking, TCP_NODELAY
-    ms = MessageConn(conn, startup=True)
+    global _port
     settings = ctx.settings.copy()
     local = sock.family == socket.AF_UNIX
     client_addr = "local" if local else (addr[0] if addr else "")
     client_port = 0 if local else (addr[1] if addr else 0)
+    # non-blocking, TCP_NODELAY; port.ms is replaced by a connection over TLS when one is negotiated
+    port = _port = BS.Port(MessageConn(Conn(sock), startup=True), local, client_addr, client_port,
+                           server_tls=ctx.tls)
     env = None
     engine = None
     session = None
@@ -140,9 +141,10 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
         auth_timeout = int(settings.value("authentication_timeout"))
         with trio.fail_after(auth_timeout):
             try:
-                startup = await BS.read_startup(ms, None if dead_end else _procs_for_cancel(ctx))
-            except BS.CancelHandled:
+                startup = await BS.read_startup(port, None if dead_end else _procs_for_cancel(ctx))
+            except (BS.CancelHandled, be_secure.HandshakeFailed):
                 return 0
+            ms = port.ms
             if dead_end:
                 raise FatalError(*dead_end)
             params = BS.normalize_params(startup.params)
@@ -156,15 +158,15 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
             procs.attach("client backend", max_client=int(settings.value("max_connections")))
             procs.set_identity(usename=user, datname=dbname, appname=params.get("application_name", ""),
                                client_addr=client_addr, client_port=client_port)
+            procs.set_tls(port.tls)
             boot = BackendEngine(env, api.DatabaseInfo(0, "", 10), api.RoleInfo(10, user, superuser=True))
             boot.start_statement()
             role = boot.role_by_name(user)
             db = boot.database_by_name(dbname)
             boot.rollback()
-            method = BS.hba_method(ctx.datadir, settings, local=local, address=client_addr, database=dbname,
-                                   user=user)
-            await BS.authenticate(ms, method=method, role=role, user=user)
-            assert role is not None
+            await auth.client_authentication(port, settings, ctx.datadir, database=dbname, user=user, role=role)
+            if role is None:
+                raise FatalError("28000", f'role "{user}" does not exist')
             if not role.can_login:
                 raise FatalError("28000", f'role "{user}" is not permitted to log in')
             if db is None:
@@ -193,9 +195,11 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
             engine.xact_callbacks.append(notifier.at_xact)
             report = st.report = BackendReport(session, engine, notifier, params, procs, client_addr, client_port)
             if settings.value("log_connections"):
+                t = port.tls
                 elog.log(f"connection authorized: user={role.name} database={db.name}"
                          + (f" application_name={params['application_name']}" if params.get("application_name")
-                            else ""))
+                            else "")
+                         + (f" SSL enabled (protocol={t.version}, cipher={t.cipher}, bits={t.bits})" if t else ""))
             await ms.send(M.AuthenticationOk(), *session.startup_messages(), *report.startup_messages(),
                           M.BackendKeyData(os.getpid(), key.to_bytes(4, "big")), M.ReadyForQuery(_IDLE))
         set_title(f"pgbundle: {role.name} {db.name} {client_addr if local else f'{client_addr}({client_port})'}")
@@ -224,21 +228,21 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
         if st.die or interrupts.die_pending:
             raise FatalError(*interrupts.die_reason)
     except FatalError as e:
-        await BS.send_fatal(ms, e)
+        await BS.send_fatal(port.ms, e)
         code = 1
     except trio.TooSlowError:
         code = 1
     except ProtocolError as e:
-        await BS.send_fatal(ms, BS.protocol_error(e))
+        await BS.send_fatal(port.ms, BS.protocol_error(e))
         code = 1
     except (EOFError, ConnectionLost, ConnectionError):  # the client went away
         code = 0
     except PgError as e:
-        await BS.send_fatal(ms, e)
+        await BS.send_fatal(port.ms, e)
         code = 1
     except Exception as e:
         elog.log_exception("unexpected error in backend")
-        await BS.send_fatal(ms, FatalError("XX000", f"internal error: {type(e).__name__}"))
+        await BS.send_fatal(port.ms, FatalError("XX000", f"internal error: {type(e).__name__}"))
         code = 1
     finally:
         try:
@@ -258,7 +262,7 @@ async def _serve(ctx: Any, sock: socket.socket, addr: Any, dead_end: tuple[str, 
         if env is not None:
             env.bm.release_all()
             env.procs.detach()
-        conn.close()
+        port.ms.conn.close()
     return code
 
 

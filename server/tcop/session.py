@@ -53,6 +53,7 @@ from typing import Any
 from pgbundle.server.access.engine_adapter import EngineStorage
 from pgbundle.server.catalog import (
     session_views as _session_views,  # noqa: F401  (LISTEN/NOTIFY, pg_cursors, pg_locks, temp schema)
+    ssl_views as _ssl_views,  # noqa: F401  (pg_stat_ssl, the sslinfo functions)
     system_views as _catalog_views,  # noqa: F401  (registers catalog functions)
 )
 from pgbundle.server.commands.utility import Cursor, describe_utility, run_utility
