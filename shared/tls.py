@@ -344,6 +344,17 @@ class TlsConn(Conn):
                 await _checkpoint()
             return data
 
+    def close(self) -> None:
+        """Send our close_notify (SSL_shutdown, without waiting for the peer's), then close.
+        Without it OpenSSL 3 peers see "unexpected eof while reading"."""
+        if self.closed:
+            return
+        try:
+            self.sslsock.unwrap()
+        except (ssl.SSLError, OSError, ValueError):
+            pass  # the peer's close_notify is not awaited; a broken or unfinished session has none to send
+        super().close()
+
     async def wait_readable(self) -> None:
         if self.closed:
             return
