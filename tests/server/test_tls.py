@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import shutil
 import signal
 import socket
@@ -69,6 +70,15 @@ def _install_server_cert(datadir: Path, certs) -> None:  # type: ignore[no-untyp
 def _initdb(datadir: Path) -> None:
     subprocess.run([sys.executable, "-m", "pgbundle.shared.cli", "initdb", "-D", str(datadir)], check=True,
                    capture_output=True, timeout=120)
+
+
+def _tls_server(server_factory, certs, **settings: str) -> PgbServer:  # type: ignore[no-untyped-def]
+    """A started server with ssl = on and the test certificate in its data directory."""
+    s = server_factory(start=False, ssl="on", **settings)
+    _initdb(s.datadir)
+    _install_server_cert(s.datadir, certs)
+    s.start()
+    return s
 
 
 def _create_roles(run_sql) -> None:  # type: ignore[no-untyped-def]
@@ -374,10 +384,7 @@ def _unauthenticated_backends(s: PgbServer) -> set[int]:
 def test_client_that_stops_mid_handshake(server_factory, tls_certs):
     """A client that answers S with half a ClientHello, and one that sends nothing: each
     backend gives up at authentication_timeout; other clients go on meanwhile."""
-    s = server_factory(start=False, ssl="on", authentication_timeout="2s")
-    _initdb(s.datadir)
-    _install_server_cert(s.datadir, tls_certs)
-    s.start()
+    s = _tls_server(server_factory, tls_certs, authentication_timeout="2s")
     hello = _client_hello()
     stalled = []
     try:
@@ -463,3 +470,26 @@ def test_reload(server_factory, tls_certs):
     assert _psql(s.port, "user=postgres sslmode=require").stdout.strip() == "postgres|t"
     reload("ssl = off\n")
     wait_answer(b"N")
+
+
+def test_crash_notice_reaches_tls_clients(server_factory, tls_certs):
+    """A backend killed with SIGKILL: the others' last ErrorResponse (57P02, written by the
+    SIGQUIT handler) goes through the TLS session, so the client can read it."""
+    s = _tls_server(server_factory, tls_certs)
+    a = psycopg.connect(s.dsn() + " sslmode=require", autocommit=True, connect_timeout=30)
+    b = psycopg.connect(s.dsn() + " sslmode=require", autocommit=True, connect_timeout=30)
+    try:
+        assert a.pgconn.ssl_in_use
+        os.kill(b.info.backend_pid, signal.SIGKILL)
+        select.select([a.fileno()], [], [], 30)  # the notice first (as in test_durability.test_57P02_is_sent)
+        with pytest.raises(psycopg.OperationalError) as ei:
+            for _ in range(100):
+                a.execute("select 1")
+                time.sleep(0.05)
+        assert ei.value.sqlstate == "57P02", str(ei.value)
+        assert "crash of another server process" in str(ei.value)
+    finally:
+        a.close()
+        b.close()
+    s.wait_ready(60)
+    assert _psql(s.port, "user=postgres sslmode=require").stdout.strip() == "postgres|t"
