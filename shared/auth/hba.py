@@ -33,6 +33,7 @@ METHODS = ("trust", "reject", "md5", "password", "scram-sha-256", "cert", "peer"
            "pam", "ldap", "gss", "sspi", "radius", "bsd")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAP_METHODS = ("ident", "peer", "gss", "sspi", "cert")
 
 
 class HbaError(ValueError):
@@ -235,6 +236,16 @@ def parse(path: str) -> list[HbaLine]:
             raise HbaError(f'invalid value for clientcert: "{cc}" {where}')
         if cc is not None and conntype != "hostssl":
             raise HbaError(f"clientcert can only be configured for \"hostssl\" rows {where}")
+        if cc is not None and method == "cert" and cc != "verify-full":
+            raise HbaError(f'clientcert can only be set to "verify-full" when using "cert" authentication {where}')
+        cn = options.get("clientname")
+        if cn is not None and conntype != "hostssl":
+            raise HbaError(f"clientname can only be configured for \"hostssl\" rows {where}")
+        if cn is not None and cn not in ("CN", "DN"):
+            raise HbaError(f'invalid value for clientname: "{cn}" {where}')
+        if "map" in options and method not in _MAP_METHODS:
+            raise HbaError(f'authentication option "map" is only valid for authentication methods ident, peer, '
+                           f"gssapi, sspi, and cert {where}")
         out.append(HbaLine(conntype, dbs, users, network, method, n, options, text.strip()))
     return out
 

@@ -52,7 +52,11 @@ def test_errors_name_file_and_line(tmp_path: Path) -> None:
                       ("host all all", "end-of-line before IP address"),
                       ("host all all all peer", "peer authentication is only supported"),
                       ("host all all all cert", "cert authentication is only supported"),
-                      ("host all all all md5 map", "name=value")]:
+                      ("host all all all md5 map", "name=value"),
+                      ("hostssl all all all cert clientcert=verify-ca", 'clientcert can only be set to "verify-full"'),
+                      ("host all all all trust clientname=CN", 'clientname can only be configured for "hostssl"'),
+                      ("hostssl all all all cert clientname=UID", 'invalid value for clientname: "UID"'),
+                      ("host all all all md5 map=m", 'option "map" is only valid for authentication methods')]:
         with pytest.raises(HbaError, match=msg) as info:
             _rules(tmp_path, "\n" + text)
         assert "line 2" in str(info.value)
