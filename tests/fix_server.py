@@ -4,13 +4,15 @@ exactly as a user runs it (settings become ``-c name=value``).
 * ``running_server(**settings)``: a context manager that starts one and closes it;
 * ``server_factory(start=True, **settings)`` / ``module_server_factory``: servers for one test
   / one module, with :data:`QUICK` settings under the test's own;
-* ``server``: one quick server shared by the tests of a module (do not stop it).
+* ``server``: one quick server shared by the tests of a module (do not stop it);
+* ``kill_backend_expect_crash_notice(victim, other)``: a crash and the notice other clients get.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -153,6 +155,21 @@ class PgbServer:
         finally:
             self.kill9()
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def kill_backend_expect_crash_notice(victim: psycopg.Connection, other: psycopg.Connection) -> None:
+    """SIGKILL ``victim``'s backend; ``other`` must then fail with the 57P02 crash notice."""
+    os.kill(victim.info.backend_pid, signal.SIGKILL)
+    # Wait (bounded) until other's backend has sent its notice and gone, before sending anything:
+    # a query arriving as the backend exits is unread data at its close, and the kernel's RST
+    # for it can reach the client first (seen once in eight full-suite runs: EOF, no 57P02).
+    select.select([other.fileno()], [], [], 30)
+    with pytest.raises(psycopg.OperationalError) as ei:
+        for _ in range(100):
+            other.execute("select 1")
+            time.sleep(0.05)
+    assert ei.value.sqlstate == "57P02", str(ei.value)
+    assert "crash of another server process" in str(ei.value)
 
 
 @contextlib.contextmanager

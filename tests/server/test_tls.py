@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import shutil
 import signal
 import socket
@@ -28,7 +27,7 @@ import pytest
 from cryptography import x509
 
 from tests.fix_pg import PgCluster
-from tests.fix_server import PgbServer
+from tests.fix_server import PgbServer, kill_backend_expect_crash_notice
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
@@ -480,14 +479,7 @@ def test_crash_notice_reaches_tls_clients(server_factory, tls_certs):
     b = psycopg.connect(s.dsn() + " sslmode=require", autocommit=True, connect_timeout=30)
     try:
         assert a.pgconn.ssl_in_use
-        os.kill(b.info.backend_pid, signal.SIGKILL)
-        select.select([a.fileno()], [], [], 30)  # the notice first (as in test_durability.test_57P02_is_sent)
-        with pytest.raises(psycopg.OperationalError) as ei:
-            for _ in range(100):
-                a.execute("select 1")
-                time.sleep(0.05)
-        assert ei.value.sqlstate == "57P02", str(ei.value)
-        assert "crash of another server process" in str(ei.value)
+        kill_backend_expect_crash_notice(b, a)
     finally:
         a.close()
         b.close()
