@@ -31,6 +31,7 @@ import os
 import socket
 import ssl
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import trio
@@ -103,7 +104,9 @@ def _versions(protocols: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
 
 def _configure(ctx: ssl.SSLContext, *, protocols: str, ciphers: str, ecdhcurve: str = "auto",
                dheparams: str = "none") -> None:
-    ctx.minimum_version, ctx.maximum_version = _versions(protocols)
+    with warnings.catch_warnings():  # TLS 1.0/1.1 are deprecated -- and still pgbouncer's "all"/"legacy"
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version, ctx.maximum_version = _versions(protocols)
     if ctx.minimum_version < ssl.TLSVersion.TLSv1_2:
         # OpenSSL's default security level refuses TLS 1.0/1.1 even when allowed.
         ciphers_extra = ":@SECLEVEL=0"
