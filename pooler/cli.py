@@ -98,8 +98,8 @@ def pooler(config_file: str | None, config_opt: str | None, upstream: tuple[str,
         setup_logging(config.settings, verbose, quiet)
     except OSError as exc:
         raise click.ClickException(f"cannot open the log: {exc}") from None
-    app = Pooler(config, {k: v for k, v in overrides.items()}, embedded=embedded)
     try:
+        app = Pooler(config, {k: v for k, v in overrides.items()}, embedded=embedded)
         trio.run(app.run)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

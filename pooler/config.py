@@ -32,6 +32,8 @@ from pgbundle.shared import quoting
 PoolMode = Literal["session", "transaction", "statement"]
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 AuthType = Literal["trust", "any", "plain", "md5", "scram-sha-256", "hba", "cert"]
+#: auth_type values pgbouncer knows and pgbundle refuses at startup (not accepted, then failing every login).
+REFUSED_AUTH_TYPES = {"pam": "PAM", "ldap": "LDAP"}
 
 # Keys of a [databases] connection string that are not server-connection parameters.
 _DB_POOL_KEYS = {
@@ -111,6 +113,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     auth_type: AuthType | None = None  # None: md5 with an auth_file, else upstream-verified
     auth_file: str | None = None
     auth_hba_file: str | None = None
+    auth_ident_file: str | None = None
     auth_user: str | None = None
     auth_query: str = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
     admin_users: list[str] = msgspec.field(default_factory=list)
@@ -247,6 +250,10 @@ _S = TypeVar("_S", bound=msgspec.Struct)
 
 
 def _convert(struct: type[_S], data: dict[str, Any], where: str) -> _S:
+    refused = REFUSED_AUTH_TYPES.get(data.get("auth_type", "")) if struct is Settings else None
+    if refused:
+        raise ConfigError(f"{where}: auth_type = {data['auth_type']} is not supported: pgbundle has no {refused} "
+                          "authentication (use hba, scram-sha-256, md5, cert or peer)")
     try:
         return msgspec.convert(data, struct)
     except msgspec.ValidationError as exc:
@@ -387,11 +394,11 @@ def _read_ini_lines(path: Path, depth: int = 0) -> list[tuple[str, int, str]]:
     return out
 
 
-_NULLABLE_PATHS = ("auth_file", "logfile", "pidfile", "auth_user", "auth_hba_file", "client_tls_key_file",
-                   "client_tls_cert_file", "client_tls_ca_file", "server_tls_ca_file", "server_tls_key_file",
-                   "server_tls_cert_file")
+_NULLABLE_PATHS = ("auth_file", "logfile", "pidfile", "auth_user", "auth_hba_file", "auth_ident_file",
+                   "client_tls_key_file", "client_tls_cert_file", "client_tls_ca_file", "server_tls_ca_file",
+                   "server_tls_key_file", "server_tls_cert_file")
 #: File settings a relative path in the config file is resolved against the file's directory for.
-_RELATIVE_PATHS = ("auth_file", "auth_hba_file", "client_tls_key_file", "client_tls_cert_file",
+_RELATIVE_PATHS = ("auth_file", "auth_hba_file", "auth_ident_file", "client_tls_key_file", "client_tls_cert_file",
                    "client_tls_ca_file", "server_tls_ca_file", "server_tls_key_file", "server_tls_cert_file")
 
 

@@ -6,11 +6,13 @@ import pytest
 
 from pgbundle.pooler.config import (
     ConfigError,
+    Settings,
     load_auth_file,
     load_ini,
     load_toml,
     parse_duration,
     parse_upstream,
+    set_setting,
 )
 
 
@@ -119,3 +121,25 @@ def test_auth_file(tmp_path):
     (tmp_path / "bad.txt").write_text('alice pw\n')
     with pytest.raises(ConfigError):
         load_auth_file(tmp_path / "bad.txt")
+
+
+def test_auth_files_relative_to_the_config_file(tmp_path):
+    (tmp_path / "pgbouncer.ini").write_text("[pgbouncer]\nauth_type = hba\nauth_hba_file = hba.conf\n"
+                                            "auth_ident_file = /etc/ident.conf\n")
+    s = load_ini(tmp_path / "pgbouncer.ini").settings
+    assert (s.auth_hba_file, s.auth_ident_file) == (str(tmp_path / "hba.conf"), "/etc/ident.conf")
+    (tmp_path / "pgbundle.toml").write_text('[pgbundle]\nauth_type = "hba"\nauth_hba_file = "x/hba.conf"\n')
+    assert load_toml(tmp_path / "pgbundle.toml").settings.auth_hba_file == str(tmp_path / "x" / "hba.conf")
+
+
+@pytest.mark.parametrize("auth_type", ["pam", "ldap"])
+def test_pam_and_ldap_are_refused(tmp_path, auth_type):
+    """pgbouncer knows them, pgbundle does not do them: a config error, not a login error."""
+    (tmp_path / "pgbouncer.ini").write_text(f"[pgbouncer]\nauth_type = {auth_type}\n")
+    with pytest.raises(ConfigError, match=f"auth_type = {auth_type} is not supported: pgbundle has no"):
+        load_ini(tmp_path / "pgbouncer.ini")
+    (tmp_path / "pgbundle.toml").write_text(f'[pgbundle]\nauth_type = "{auth_type}"\n')
+    with pytest.raises(ConfigError, match="is not supported"):
+        load_toml(tmp_path / "pgbundle.toml")
+    with pytest.raises(ConfigError, match="is not supported"):
+        set_setting(Settings(), "auth_type", auth_type)
