@@ -10,11 +10,11 @@ Two regimes:
   secret leaves its ClientKey behind, so server connections for that user can
   log in with SCRAM without the password (pgbouncer's pass-through).
 * **upstream-verified** (no auth_file, no auth_type: the zero-config default):
-  a client is admitted when the upstream admits the same user.  A trusting
-  upstream needs nothing; when it asks for a password, the pooler asks the
-  client for it in clear -- only over loopback or a Unix socket -- and tries it
-  upstream.  A password that worked is remembered for that user and checked
-  locally for the next clients.
+  a client is admitted when the upstream admits the same user to the same
+  database.  A trusting upstream needs nothing; when it asks for a password, the
+  pooler asks the client for it in clear -- only over loopback, a Unix socket or
+  TLS -- and tries it upstream.  What worked is remembered per (user, upstream,
+  database) and checked locally for the next clients.
 
 Failures are :class:`PoolerError` with SQLSTATE 28P01 (wrong password) or 28000,
 worded as PostgreSQL words them.
@@ -59,6 +59,12 @@ if TYPE_CHECKING:
 TRUST = object()  # marker in the upstream-verified cache: the upstream asked for no password
 #: An auth_query connection's upstream: (hosts, port, dbname, auth_user).
 AuthQueryKey = tuple[tuple[str, ...], int, str, str]
+#: What the upstream-verified cache is keyed by: (user, hosts, port, upstream database).
+VerifiedKey = tuple[str, tuple[str, ...], int, str]
+
+
+def verified_key(user: str, db: DatabaseConfig, server_dbname: str) -> VerifiedKey:
+    return (user, tuple(db.host), db.port, server_dbname)
 
 
 @dataclass
@@ -83,9 +89,9 @@ class Authenticator:
         self.pooler = pooler
         self.users: dict[str, str] = {}
         self.client_keys: dict[str, bytes] = {}  # user -> SCRAM ClientKey learned from a client login
-        self.verified: dict[str, object | str] = {}  # upstream-verified: user -> TRUST or the password
-        # one upstream check per user / one auth_query per database at a time
-        self.locks: dict[str | AuthQueryKey, trio.Lock] = {}
+        self.verified: dict[VerifiedKey, object | str] = {}  # upstream-verified: TRUST or the password
+        # one upstream check per (user, upstream, database) / one auth_query per database at a time
+        self.locks: dict[VerifiedKey | AuthQueryKey, trio.Lock] = {}
         self.queried: dict[str, str] = {}  # secrets fetched with auth_query
         self.auth_servers: dict[AuthQueryKey, Server] = {}  # auth_query connections
         self.reload()
@@ -101,8 +107,9 @@ class Authenticator:
 
     # ---------------------------------------------------------------- server-side credentials
 
-    def server_credentials(self, server_user: str, db: DatabaseConfig) -> Credentials:
-        """Credentials for a server connection of ``server_user`` to ``db``."""
+    def server_credentials(self, pool: Pool) -> Credentials:
+        """Credentials for a server connection of ``pool``."""
+        server_user, db = pool.server_user, pool.db
         if db.password is not None and (db.user is None or db.user == server_user):
             return Credentials(password=db.password)
         secret = self.users.get(server_user) or self.queried.get(server_user)
@@ -112,7 +119,7 @@ class Authenticator:
             if is_md5_secret(secret):
                 return Credentials(md5=secret)
             return Credentials(password=secret)
-        v = self.verified.get(server_user)
+        v = self.verified.get(verified_key(server_user, db, pool.server_dbname))
         if isinstance(v, str):
             return Credentials(password=v)
         return Credentials()
@@ -230,49 +237,73 @@ class Authenticator:
             self.client_keys[user] = verifier.client_key
         await client.conn.send_all(client.encode(m.AuthenticationSASLFinal(final.encode())))
 
+    def _target(self, client: Client, db: DatabaseConfig | None) -> tuple[DatabaseConfig, str]:
+        """The upstream entry and pool name to verify ``client`` against (for the admin console
+        and unknown databases: the postgres database)."""
+        if db is not None:
+            return db, client.database
+        dbs = self.pooler.config.databases
+        return (self.pooler.find_database("postgres") or next(iter(dbs.values()))), "postgres"
+
     async def _upstream_verified(self, client: Client, db: DatabaseConfig | None) -> None:
-        """Zero-config: admit the client when the upstream admits the same user.
+        """Zero-config: admit the client when the upstream admits the same user to the same database.
 
-        One check per user at a time: a thousand clients arriving together wait for the
-        first one's check instead of each opening its own upstream connection.
+        One check per (user, upstream, database) at a time: a thousand clients arriving
+        together wait for the first one's check instead of each opening its own upstream
+        connection.
         """
-        user = client.user
-        if user in self.verified:
-            await self._verify_locked(client, db)
+        db, dbname = self._target(client, db)
+        key = verified_key(client.user, db, db.dbname or dbname)
+        if key in self.verified:
+            await self._verify_locked(client, db, dbname, key)
             return
-        lock = self.locks.get(user)
+        lock = self.locks.get(key)
         if lock is None:
-            lock = self.locks[user] = trio.Lock()
-        async with lock:  # only while nothing is known about the user yet
-            await self._verify_locked(client, db)
+            lock = self.locks[key] = trio.Lock()
+        async with lock:  # only while nothing is known about it yet
+            await self._verify_locked(client, db, dbname, key)
 
-    async def _verify_locked(self, client: Client, db: DatabaseConfig | None) -> None:
+    async def _verify_locked(self, client: Client, db: DatabaseConfig, dbname: str, key: VerifiedKey) -> None:
         user = client.user
-        known = self.verified.get(user)
+        known = self.verified.get(key)
         if known is TRUST:
             return
+        may_ask = client.conn.is_local or client.conn.tls
         if isinstance(known, str):
-            if not client.conn.is_local:
+            if not may_ask:
                 raise self._not_local(user)
             pw = await self._ask_cleartext(client)
             if hmac.compare_digest(pw.encode(), known.encode()):
                 return
             # maybe the password changed upstream: try it there
-            if await self.pooler.verify_upstream(client, db, pw):
+            if await self.pooler.verify_upstream(client, db, dbname, pw):
+                self.verified[key] = pw
                 return
             raise password_failed(user)
         asked: list[str] = []
+        refused_ask = False
 
         async def ask() -> str | None:
-            if not client.conn.is_local:
-                raise self._not_local(user)
+            nonlocal refused_ask
+            if not may_ask:
+                refused_ask = True
+                return None
             pw = await self._ask_cleartext(client)
             asked.append(pw)
             return pw
 
-        ok = await self.pooler.verify_upstream(client, db, None, ask)
-        if not ok:
+        if not await self.pooler.verify_upstream(client, db, dbname, None, ask):
+            if refused_ask:
+                raise self._not_local(user)
             raise password_failed(user)
+        self.verified[key] = asked[-1] if asked else TRUST
+
+    def _not_local(self, user: str) -> PoolerError:
+        return PoolerError(
+            f'password authentication for user "{user}" needs a local connection, TLS or an auth_file',
+            sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
+            detail="Without an auth_file the pooler asks for passwords in clear, which it does only over "
+                   "loopback, a Unix socket or TLS.")
 
     async def _auth_query(self, client: Client, db: DatabaseConfig, auth_user: str) -> str | None:
         """pgbouncer's auth_query: fetch the user's secret upstream, as auth_user.
@@ -292,7 +323,7 @@ class Authenticator:
                                               password=db.password if db.user == auth_user else None)
                 pool = Pool(self.pooler, dbname, auth_user, adb, register=False)
                 server = Server(pool, self.pooler)
-                await server.login(self.server_credentials(auth_user, adb))
+                await server.login(self.server_credentials(pool))
                 await self.pooler.nursery.start(server.run)
                 pool.mark_used(server)  # never handed to a client
                 self.auth_servers[key] = server
@@ -308,13 +339,3 @@ class Authenticator:
         secret = rows[0][1].decode("utf-8", "surrogateescape")
         self.queried[client.user] = secret  # server connections for this user log in with it
         return secret
-
-    def remember(self, user: str, password: str | None) -> None:
-        self.verified[user] = TRUST if password is None else password
-
-    def _not_local(self, user: str) -> PoolerError:
-        return PoolerError(
-            f'password authentication for user "{user}" needs a local connection or an auth_file',
-            sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
-            detail="Without an auth_file the pooler asks for passwords in clear, which it does only over "
-                   "loopback or a Unix socket.")

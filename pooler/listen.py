@@ -86,7 +86,7 @@ class PoolListener:
         while not self.pooler.shutting_down:
             server = Server(self.pool, self.pooler)
             try:
-                await server.login(self.pooler.auth.server_credentials(self.pool.server_user, self.pool.db))
+                await server.login(self.pooler.auth.server_credentials(self.pool))
             except Exception as exc:  # PoolerError or a network error: try again later
                 log.warning("LISTEN connection for %s failed: %s", self.pool, getattr(exc, "message", exc))
                 await trio.sleep(retry)

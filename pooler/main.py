@@ -141,7 +141,7 @@ class Pooler:
     async def _server_task(self, server: Server, creds: Credentials | None = None, adopted: bool = False) -> None:
         pool = server.pool
         if not adopted:
-            creds = self.auth.server_credentials(pool.server_user, pool.db)
+            creds = self.auth.server_credentials(pool)
             try:
                 await server.login(creds)
             except PoolerError as exc:
@@ -163,17 +163,15 @@ class Pooler:
             if server.state is not ServerState.CLOSED:
                 pool.login_succeeded(server)
 
-    async def verify_upstream(self, client: Client, db: DatabaseConfig | None, password: str | None,
+    async def verify_upstream(self, client: Client, db: DatabaseConfig, dbname: str, password: str | None,
                               ask: Callable[[], Awaitable[str | None]] | None = None) -> bool:
-        """Zero-config auth: can ``client.user`` log in upstream (with ``password``, or asking)?
+        """Zero-config auth: can ``client.user`` log in to ``dbname`` (a pool name) of ``db``
+        upstream (with ``password``, or asking)?
 
         A connection that got in joins the pool when it is one (no forced user) and has room.
         Errors: PoolerError when the upstream cannot be reached.
         """
-        if db is None:
-            db = self.find_database("postgres") or next(iter(self.config.databases.values()))
-        real = self.get_pool(client.database if client.database not in ("pgbouncer", "pgbundle") else "postgres",
-                             client.user, db)
+        real = self.get_pool(dbname, client.user, db)
         forced = db.user is not None and db.user != client.user
         pool = real if not forced else Pool(self, real.dbname, client.user,
                                             msgspec.structs.replace(db, user=None, password=None), register=False)
@@ -187,7 +185,6 @@ class Pooler:
                 logs.log_client(self, client, f"upstream refused the login: {exc.message}", level=logging.WARNING)
                 return False
             raise
-        self.auth.remember(client.user, creds.password)
         if not forced and real.welcome is None:
             real.welcome = dict(server.params)
             real.welcome_ready.set()
