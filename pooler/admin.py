@@ -23,7 +23,7 @@ binary results), so psycopg and asyncpg can read the console.
 Access: ``admin_users`` may run everything, ``stats_users`` only SHOW (and
 SHOW FDS needs admin, as in pgbouncer); with ``auth_type = any`` every user gets
 in as a stats user; user ``pgbouncer`` over the Unix socket is an admin.
-Anyone else is refused at login.
+Anyone else authenticates, then is refused at login unless listed.
 
 Pause state (PAUSE, SUSPEND, DISABLE, KILL) lives in :class:`~.objects.PauseState`;
 the commands here change it through its methods and :class:`~.objects.Pool`'s.
@@ -156,10 +156,10 @@ class AdminConsole:
 
     async def login(self, client: Client) -> None:
         user = client.user
+        if not (user == "pgbouncer" and client.conn.is_unix):
+            await self.pooler.auth.authenticate(client, None)  # nothing is told before authentication
         if self.access(user, client.conn.is_unix) is None:
             raise PoolerError(f'admin console access denied for user "{user}"', sqlstate.INSUFFICIENT_PRIVILEGE)
-        if not (user == "pgbouncer" and client.conn.is_unix):
-            await self.pooler.auth.authenticate(client, None)
         client.cancel_key = self.pooler.cancels.register(client)
         params = {"application_name": client.application_name, "client_encoding": "UTF8",
                   "server_encoding": "UTF8",

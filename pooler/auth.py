@@ -2,28 +2,31 @@
 
 Two regimes:
 
-* **auth_file** (pgbouncer's rules, ``auth_type`` default md5): users and their
-  secrets come from userlist.txt.  ``trust`` needs the user to be listed;
-  ``any`` admits anyone; ``plain`` asks for the password in clear; ``md5``
-  uses SCRAM when the stored secret is SCRAM; ``scram-sha-256`` needs a plain
-  or SCRAM secret.  A client that logged in with SCRAM against a stored SCRAM
-  secret leaves its ClientKey behind, so server connections for that user can
-  log in with SCRAM without the password (pgbouncer's pass-through).
+* **auth_type** (pgbouncer's rules, default md5 with an auth_file): users and their
+  secrets come from userlist.txt, or from the upstream through ``auth_query``.
+  ``trust`` needs the user to be listed; ``any`` admits anyone; ``plain`` asks for the
+  password in clear; ``md5`` uses SCRAM when the stored secret is SCRAM;
+  ``scram-sha-256`` needs a plain or SCRAM secret.  A client that logged in with SCRAM
+  against a stored SCRAM secret leaves its ClientKey behind, so server connections for
+  that user can log in with SCRAM without the password (pgbouncer's pass-through).
 * **upstream-verified** (no auth_file, no auth_type: the zero-config default):
-  a client is admitted when the upstream admits the same user to the same
-  database.  A trusting upstream needs nothing; when it asks for a password, the
-  pooler asks the client for it in clear -- only over loopback, a Unix socket or
-  TLS -- and tries it upstream.  What worked is remembered per (user, upstream,
-  database) and checked locally for the next clients.
+  a client is admitted when the upstream admits the same user to the same database.
+  A trusting upstream needs nothing; when it asks for a password, the pooler asks the
+  client for it in clear -- only over loopback, a Unix socket or TLS -- and tries it
+  upstream.  What worked is remembered per (user, upstream, database) and checked
+  locally for the next clients.
 
-Failures are :class:`PoolerError` with SQLSTATE 28P01 (wrong password) or 28000,
-worded as PostgreSQL words them.
+Nothing is told before authentication: a wrong password, an unknown user, an unusable
+secret and (see :meth:`Authenticator.authenticate`) an unknown database all fail the same
+way -- after a full exchange (:mod:`.exchange`'s mock authentication) -- with
+``password authentication failed for user "..."`` (28P01); the log says the real
+reason.  Other failures are :class:`PoolerError` 28000 worded as PostgreSQL words them.
 """
 
 from __future__ import annotations
 
 import hmac
-import os
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,21 +35,12 @@ import msgspec
 import trio
 
 from pgbundle.shared import sqlstate
-from pgbundle.shared.auth.md5 import is_md5_secret, md5_secret, md5_verify
-from pgbundle.shared.auth.scram import (
-    MECHANISM,
-    ScramError,
-    ScramSecret,
-    ScramVerifier,
-    is_scram_secret,
-    make_secret,
-    parse_scram_secret,
-)
+from pgbundle.shared.auth.md5 import is_md5_secret
+from pgbundle.shared.auth.scram import ScramSecret, is_scram_secret, parse_scram_secret
 from pgbundle.shared.netio import ConnectionLost
-from pgbundle.shared.protocol import messages as m, parse_password, parse_sasl_initial_response
-from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.quoting import quote_literal
 
+from . import exchange, logs
 from .config import load_auth_file
 from .objects import Pool, PoolerError, ServerState
 from .server import Server
@@ -55,6 +49,8 @@ if TYPE_CHECKING:
     from .client import Client
     from .config import DatabaseConfig
     from .objects import PoolerHost
+
+log = logging.getLogger("pgbundle.pooler")
 
 TRUST = object()  # marker in the upstream-verified cache: the upstream asked for no password
 #: An auth_query connection's upstream: (hosts, port, dbname, auth_user).
@@ -82,8 +78,12 @@ def password_failed(user: str) -> PoolerError:
     return PoolerError(f'password authentication failed for user "{user}"', sqlstate.INVALID_PASSWORD)
 
 
+def _refused(message: str) -> PoolerError:
+    return PoolerError(message, sqlstate.INVALID_AUTHORIZATION_SPECIFICATION)
+
+
 class Authenticator:
-    """Authenticates clients for one pooler; holds the user secrets and learned credentials."""
+    """Authenticates clients for one pooler; holds the user secrets, hba rules and learned credentials."""
 
     def __init__(self, pooler: PoolerHost) -> None:
         self.pooler = pooler
@@ -94,6 +94,7 @@ class Authenticator:
         self.locks: dict[VerifiedKey | AuthQueryKey, trio.Lock] = {}
         self.queried: dict[str, str] = {}  # secrets fetched with auth_query
         self.auth_servers: dict[AuthQueryKey, Server] = {}  # auth_query connections
+        self.salts = exchange.Salts()
         self.reload()
 
     def reload(self) -> None:
@@ -129,113 +130,64 @@ class Authenticator:
     async def authenticate(self, client: Client, db: DatabaseConfig | None) -> None:
         """Run the authentication exchange with ``client``; return when it may proceed.
 
-        ``db`` is None for the admin console.  Does not send AuthenticationOk.
-        Errors: PoolerError (28P01, 28000, 08P01 for a malformed reply).
+        ``db`` is None for the admin console and for a database the pooler does not know:
+        the client authenticates all the same (no auth_query, nothing to look it up in), and
+        the caller reports the unknown database only to a client that got through.  Does
+        not send AuthenticationOk.  Errors: PoolerError (28P01, 28000, 08P01 for a malformed
+        reply).
         """
-        user = client.user
-        s = self.pooler.config.settings
         if self.upstream_verified:
             await self._upstream_verified(client, db)
             return
-        auth_type = s.auth_type or "md5"
-        if auth_type == "any":
+        s = self.pooler.config.settings
+        method = s.auth_type or "md5"
+        if method == "any":
             return
+        if method in ("hba", "cert"):
+            raise PoolerError(f"auth_type {method} is not supported", sqlstate.FEATURE_NOT_SUPPORTED)
+        user = client.user
         secret = self.users.get(user)
-        if auth_type == "trust":
-            if s.auth_file is not None and secret is None:
-                raise PoolerError(f'no such user: "{user}"', sqlstate.INVALID_AUTHORIZATION_SPECIFICATION)
-            return
-        if auth_type in ("hba", "cert"):
-            raise PoolerError(f"auth_type {auth_type} is not supported", sqlstate.FEATURE_NOT_SUPPORTED)
         auth_user = (db.auth_user or s.auth_user) if db is not None else None
         if secret is None and db is not None and auth_user:
             secret = await self._auth_query(client, db, auth_user)
-        if secret is None:
-            # PostgreSQL does not tell whether the user exists: ask, then fail the same way.
-            await self._fake_auth(client, auth_type)
-            raise password_failed(user)
-        if auth_type == "plain":
-            pw = await self._ask_cleartext(client)
-            if not self._check_plain(user, secret, pw):
-                raise password_failed(user)
-            return
-        scram = is_scram_secret(secret)
-        if auth_type == "scram-sha-256" or (auth_type == "md5" and scram):
-            if is_md5_secret(secret):
-                raise PoolerError(f'user "{user}" has an md5 secret and cannot use SCRAM authentication',
-                                  sqlstate.INVALID_PASSWORD)
-            await self._scram(client, parse_scram_secret(secret) if scram else secret)
-            return
-        # md5 with a plain or md5 secret
-        salt = os.urandom(4)
-        await client.conn.send_all(client.encode(m.AuthenticationMD5Password(salt)))
-        resp = await self._read_password(client)
-        if not md5_verify(user, secret, salt, resp):
-            raise password_failed(user)
-
-    def _check_plain(self, user: str, secret: str, pw: str) -> bool:
-        if is_scram_secret(secret):
-            sec = parse_scram_secret(secret)
-            mine = make_secret(pw, sec.iterations, sec.salt)
-            return hmac.compare_digest(mine.stored_key, sec.stored_key)
-        if is_md5_secret(secret):
-            return hmac.compare_digest(md5_secret(user, pw), secret)
-        return hmac.compare_digest(secret.encode(), pw.encode())
-
-    async def _read_password(self, client: Client) -> str:
-        t, payload = await client.read_message()
-        if t != m.PasswordMessage.TYPE[0]:  # SASL responses share the type byte
-            raise PoolerError(f"expected password response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
-        try:
-            return parse_password(payload)
-        except RemoteProtocolError:
-            raise PoolerError("invalid password packet", sqlstate.PROTOCOL_VIOLATION) from None
-
-    async def _ask_cleartext(self, client: Client) -> str:
-        await client.conn.send_all(client.encode(m.AuthenticationCleartextPassword()))
-        return await self._read_password(client)
-
-    async def _fake_auth(self, client: Client, auth_type: str) -> None:
-        if auth_type == "plain":
-            await self._ask_cleartext(client)
-        elif auth_type == "scram-sha-256":
-            try:
-                await self._scram(client, os.urandom(16).hex())
-            except PoolerError:
-                pass
+        known = secret is not None or s.auth_file is None
+        if method == "trust":
+            if not known:
+                raise self._failed(client, f"no such user: {user}", _refused(f'no such user: "{user}"'))
         else:
-            await client.conn.send_all(client.encode(m.AuthenticationMD5Password(os.urandom(4))))
-            await self._read_password(client)
+            await self._password(client, method, secret)
 
-    async def _scram(self, client: Client, secret: ScramSecret | str) -> None:
+    def _failed(self, client: Client, reason: str, err: PoolerError) -> PoolerError:
+        """Log why a login failed (the client is told only ``err``)."""
+        logs.log_client(self.pooler, client, f"login failed: {reason}", level=logging.WARNING)
+        return err
+
+    async def _password(self, client: Client, method: str, secret: str | None) -> None:
+        """plain, md5 or scram-sha-256 against ``secret``; a mock exchange when it is unusable."""
         user = client.user
-        await client.conn.send_all(client.encode(m.AuthenticationSASL((MECHANISM,))))
-        t, payload = await client.read_message()
-        if t != m.PasswordMessage.TYPE[0]:  # SASL responses share the type byte
-            raise PoolerError(f"expected SASL response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
-        try:
-            init = parse_sasl_initial_response(payload)
-        except RemoteProtocolError:
-            raise PoolerError("malformed SASL message", sqlstate.PROTOCOL_VIOLATION) from None
-        if init.mechanism != MECHANISM:
-            raise PoolerError("client selected an invalid SASL authentication mechanism",
-                              sqlstate.PROTOCOL_VIOLATION)
-        verifier = ScramVerifier(secret)
-        try:
-            first = verifier.server_first((init.data or b"").decode())
-        except (ScramError, UnicodeDecodeError):
-            raise PoolerError("malformed SCRAM message", sqlstate.PROTOCOL_VIOLATION) from None
-        await client.conn.send_all(client.encode(m.AuthenticationSASLContinue(first.encode())))
-        t, payload = await client.read_message()
-        if t != m.PasswordMessage.TYPE[0]:  # SASL responses share the type byte
-            raise PoolerError(f"expected SASL response, got message type {t}", sqlstate.PROTOCOL_VIOLATION)
-        try:
-            final = verifier.server_final(payload.decode())
-        except (ScramError, UnicodeDecodeError):
-            raise password_failed(user) from None
-        if isinstance(secret, ScramSecret) and verifier.client_key is not None:
-            self.client_keys[user] = verifier.client_key
-        await client.conn.send_all(client.encode(m.AuthenticationSASLFinal(final.encode())))
+        scram = method == "scram-sha-256" or (method == "md5" and secret is not None and is_scram_secret(secret))
+        if secret is None:
+            problem: str | None = f"no such user: {user}"
+        elif not secret:
+            problem = f'user "{user}" has an empty password'
+        elif scram and is_md5_secret(secret):
+            problem = f'user "{user}" has an md5 secret, which SCRAM authentication cannot use'
+        else:
+            problem = None
+        usable = None if problem is not None else secret
+        why = "password does not match"
+        if scram:
+            key, failure = await exchange.scram(client, self.salts.scram_secret(user, usable), usable is not None)
+            if key is not None:
+                if usable is not None and is_scram_secret(usable):
+                    self.client_keys[user] = key
+                return
+            why = failure or why
+        elif await (exchange.cleartext(client, usable) if method == "plain" else exchange.md5(client, usable)):
+            return
+        raise self._failed(client, problem or f"{why} for user {user}", password_failed(user))
+
+    # ---------------------------------------------------------------- upstream-verified
 
     def _target(self, client: Client, db: DatabaseConfig | None) -> tuple[DatabaseConfig, str]:
         """The upstream entry and pool name to verify ``client`` against (for the admin console
@@ -272,14 +224,14 @@ class Authenticator:
         if isinstance(known, str):
             if not may_ask:
                 raise self._not_local(user)
-            pw = await self._ask_cleartext(client)
+            pw = await exchange.ask_cleartext(client)
             if hmac.compare_digest(pw.encode(), known.encode()):
                 return
             # maybe the password changed upstream: try it there
             if await self.pooler.verify_upstream(client, db, dbname, pw):
                 self.verified[key] = pw
                 return
-            raise password_failed(user)
+            raise self._failed(client, "the upstream refused the password", password_failed(user))
         asked: list[str] = []
         refused_ask = False
 
@@ -288,14 +240,14 @@ class Authenticator:
             if not may_ask:
                 refused_ask = True
                 return None
-            pw = await self._ask_cleartext(client)
+            pw = await exchange.ask_cleartext(client)
             asked.append(pw)
             return pw
 
         if not await self.pooler.verify_upstream(client, db, dbname, None, ask):
             if refused_ask:
                 raise self._not_local(user)
-            raise password_failed(user)
+            raise self._failed(client, "the upstream refused the login", password_failed(user))
         self.verified[key] = asked[-1] if asked else TRUST
 
     def _not_local(self, user: str) -> PoolerError:
@@ -304,6 +256,8 @@ class Authenticator:
             sqlstate.INVALID_AUTHORIZATION_SPECIFICATION,
             detail="Without an auth_file the pooler asks for passwords in clear, which it does only over "
                    "loopback, a Unix socket or TLS.")
+
+    # ---------------------------------------------------------------- auth_query
 
     async def _auth_query(self, client: Client, db: DatabaseConfig, auth_user: str) -> str | None:
         """pgbouncer's auth_query: fetch the user's secret upstream, as auth_user.

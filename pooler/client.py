@@ -195,13 +195,14 @@ class Client:
             await pooler.admin_login(self)
             return True
         db = pooler.find_database(self.database)
+        if db is not None:
+            pooler.check_client_limits(self, db)
+        await pooler.auth.authenticate(self, db)  # an unknown database too: nothing is told before
         if db is None:
             raise PoolerError(f"no such database: {self.database}", sqlstate.INVALID_CATALOG_NAME)
         if pooler.pause.db_disabled(self.database):  # DISABLE db
             raise PoolerError(f"database does not allow connections: {self.database}",
                               sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
-        pooler.check_client_limits(self, db)
-        await pooler.auth.authenticate(self, db)
         pool = pooler.get_pool(self.database, user, db)
         pool.add_client(self)
         if pool.welcome is None:  # the first client of a pool waits for a server login (CL_WAITING_LOGIN)

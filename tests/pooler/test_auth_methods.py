@@ -1,13 +1,19 @@
-"""The pooler's authentication beyond the auth_file basics (tests/pooler/test_auth.py): zero-config
-auth remembered per (user, database)."""
+"""The pooler's authentication beyond the auth_file basics (tests/pooler/test_auth.py): mock
+authentication (nothing is told before authentication); zero-config auth remembered per
+(user, database)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from pgbundle.shared.auth.scram import ScramClient
+from pgbundle.shared.protocol import encode, messages as m
 from tests.fix_pg import MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER, PgCluster
 
 ALICE_PASSWORD = "alice pw"
@@ -35,6 +41,28 @@ def upg() -> Iterator[PgCluster]:
         c.close()
 
 
+def _ini(tmp_path: Path, upg: PgCluster, *, users: dict[str, str] | None = None, hba: str | None = None,
+         ident: str | None = None, **settings: str) -> str:
+    """A pgbouncer.ini for ``upg`` (its DATABASES, no ``*``) with ``settings``, and its userlist /
+    hba / ident files."""
+    lines = ["[databases]\n", *(f"{db} = host=127.0.0.1 port={upg.port}\n" for db in DATABASES), "[pgbouncer]\n"]
+    settings.setdefault("unix_socket_dir", "")
+    if users is not None:
+        (tmp_path / "userlist.txt").write_text("".join(f'"{u}" "{p}"\n' for u, p in users.items()))
+        settings["auth_file"] = "userlist.txt"
+    if hba is not None:
+        (tmp_path / "hba.conf").write_text(hba)
+        settings.setdefault("auth_type", "hba")
+        settings["auth_hba_file"] = "hba.conf"
+    if ident is not None:
+        (tmp_path / "ident.conf").write_text(ident)
+        settings["auth_ident_file"] = "ident.conf"
+    lines += [f"{k} = {v}\n" for k, v in settings.items()]
+    path = tmp_path / "pgbouncer.ini"
+    path.write_text("".join(lines))
+    return str(path)
+
+
 def _login(p, user: str, password: str | None = None, dbname: str = "postgres", **kw) -> str:
     """current_user after logging in through the pooler (psycopg), or the error's message."""
     try:
@@ -44,6 +72,122 @@ def _login(p, user: str, password: str | None = None, dbname: str = "postgres", 
     except psycopg.OperationalError as exc:
         return str(exc)
 
+
+def _psql(args: list[str], sql: str, *, password: str | None = None, as_user: str | None = None
+          ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+    env.pop("PGPASSWORD", None)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    cmd = ["psql", "-X", "-w", "-A", "-t", *args, "-c", sql]
+    if as_user is not None:
+        cmd = ["runuser", "-u", as_user, "--", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd="/tmp")
+
+
+class _Wire:
+    """A client speaking the protocol by hand, for looking at every message of a login."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        from pgbundle.shared.protocol import FrameBuffer
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.frames = FrameBuffer()
+
+    def send(self, msg: m.Message) -> None:
+        self.sock.sendall(encode(msg))
+
+    def recv(self) -> m.Message:
+        from pgbundle.shared.protocol import decode_backend
+
+        while (f := self.frames.next_frame()) is None:
+            data = self.sock.recv(65536)
+            assert data, "the pooler closed the connection"
+            self.frames.receive_data(data)
+        return decode_backend(*f)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _first_message(port: int, user: str, database: str = "postgres") -> m.Message:
+    """What the pooler answers a StartupMessage with (the challenge)."""
+    w = _Wire(port)
+    try:
+        w.send(m.StartupMessage(3 << 16, {"user": user, "database": database}))
+        return w.recv()
+    finally:
+        w.close()
+
+
+def _scram_login(port: int, user: str, password: str, database: str = "postgres") -> tuple[str, m.Message]:
+    """A SCRAM login by hand: (the server-first-message without its nonce, the final answer)."""
+    w = _Wire(port)
+    try:
+        w.send(m.StartupMessage(3 << 16, {"user": user, "database": database}))
+        sasl = w.recv()
+        assert isinstance(sasl, m.AuthenticationSASL), sasl
+        c = ScramClient(user, password=password)
+        w.send(m.SASLInitialResponse(c.mechanism, c.client_first().encode()))
+        cont = w.recv()
+        assert isinstance(cont, m.AuthenticationSASLContinue), cont
+        first = cont.data.decode()
+        w.send(m.SASLResponse(c.client_final(first).encode()))
+        return ",".join(a for a in first.split(",") if not a.startswith("r=")), w.recv()
+    finally:
+        w.close()
+
+
+# ---------------------------------------------------------------------------- nothing is told before auth
+
+
+def test_scram_failures_all_look_the_same(upg, pooler_factory, tmp_path):
+    """An unknown user, an md5 secret under SCRAM, a wrong password and an unknown database
+    (with a wrong password) get one answer, after a full exchange whose salt is stable per
+    user name; the log says what really happened."""
+    md5_secret = upg.sql(f"select rolpassword from pg_authid where rolname = '{MD5_USER}'")
+    users = {SCRAM_USER: SCRAM_PASSWORD, MD5_USER: md5_secret}
+    p = pooler_factory(["--config", _ini(tmp_path, upg, users=users, auth_type="scram-sha-256")])
+    probes = {"unknown user": ("ghost", "x", "postgres"), "md5 secret": (MD5_USER, MD5_PASSWORD, "postgres"),
+              "wrong password": (SCRAM_USER, "wrong", "postgres"), "unknown database": ("ghost", "x", "nope")}
+    seen = {k: _scram_login(p.port, *v) for k, v in probes.items()}
+    answers = {k: (type(v[1]).__name__, v[1].sqlstate, v[1].message) if isinstance(v[1], m.ErrorResponse)
+               else v[1] for k, v in seen.items()}
+    for what, (user, _pw, _db) in probes.items():
+        assert answers[what] == ("ErrorResponse", "28P01", f'password authentication failed for user "{user}"'), what
+    # the server-first-messages have one shape (16-byte salt, 4096 iterations) and one salt per user
+    for first, _ in seen.values():
+        assert first.startswith("s=") and first.endswith(",i=4096") and len(first) == len("s=,i=4096") + 24
+    assert _scram_login(p.port, "ghost", "y")[0] == seen["unknown user"][0]
+    assert _scram_login(p.port, "ghost2", "y")[0] != seen["unknown user"][0]
+    assert _scram_login(p.port, SCRAM_USER, "y")[0] == seen["wrong password"][0]
+    log = p.log()
+    assert "login failed: no such user: ghost" in log
+    assert f'login failed: user "{MD5_USER}" has an md5 secret, which SCRAM authentication cannot use' in log
+    assert f"login failed: password does not match for user {SCRAM_USER}" in log
+    # the right password to an unknown database: now it may know
+    first, final = _scram_login(p.port, SCRAM_USER, SCRAM_PASSWORD, "nope")
+    assert isinstance(final, m.AuthenticationSASLFinal)
+    assert _login(p, SCRAM_USER, SCRAM_PASSWORD, dbname="nope").endswith("no such database: nope")
+    # psql sees one message for all of them
+    for user, pw in (("ghost", "x"), (MD5_USER, MD5_PASSWORD), (SCRAM_USER, "wrong")):
+        r = _psql(["-h", "127.0.0.1", "-p", str(p.port), "-U", user, "-d", "postgres"], "select 1", password=pw)
+        assert r.stderr.strip().endswith(f'FATAL:  password authentication failed for user "{user}"'), r.stderr
+
+
+@pytest.mark.parametrize("auth_type", ["md5", "plain"])
+def test_md5_and_plain_failures_look_the_same(upg, pooler_factory, tmp_path, auth_type):
+    p = pooler_factory(["--config", _ini(tmp_path, upg, users={MD5_USER: MD5_PASSWORD}, auth_type=auth_type)])
+    challenge = m.AuthenticationMD5Password if auth_type == "md5" else m.AuthenticationCleartextPassword
+    for user, db in ((MD5_USER, "postgres"), ("ghost", "postgres"), ("ghost", "nope"), (MD5_USER, "nope")):
+        first = _first_message(p.port, user, db)
+        assert isinstance(first, challenge), (user, db, first)
+        r = _psql(["-h", "127.0.0.1", "-p", str(p.port), "-U", user, "-d", db], "select 1", password="wrong")
+        assert r.stderr.strip().endswith(f'FATAL:  password authentication failed for user "{user}"'), r.stderr
+    assert "login failed: no such user: ghost" in p.log()
+    assert _login(p, MD5_USER, MD5_PASSWORD, dbname="nope").endswith("no such database: nope")
 
 
 # ---------------------------------------------------------------------------- zero-config
