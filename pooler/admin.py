@@ -22,8 +22,9 @@ binary results), so psycopg and asyncpg can read the console.
 
 Access: ``admin_users`` may run everything, ``stats_users`` only SHOW (and
 SHOW FDS needs admin, as in pgbouncer); with ``auth_type = any`` every user gets
-in as a stats user; user ``pgbouncer`` over the Unix socket is an admin.
-Anyone else authenticates, then is refused at login unless listed.
+in as a stats user; user ``pgbouncer`` over the Unix socket, from the OS user the
+pooler runs as, is an admin without a password.  Anyone else authenticates, then is
+refused at login unless listed.
 
 Pause state (PAUSE, SUSPEND, DISABLE, KILL) lives in :class:`~.objects.PauseState`;
 the commands here change it through its methods and :class:`~.objects.Pool`'s.
@@ -52,6 +53,7 @@ from pgbundle.shared.quoting import unquote
 
 from . import logs
 from .config import ConfigError, Settings, set_setting
+from .hba import is_pooler_os_user
 from .objects import ClientState, PoolerError, ServerState
 from .stats import BUCKETS, COUNTERS, PoolStats, averages, usec_totals
 
@@ -130,6 +132,11 @@ class Result:
             for (name, t), f in zip(self.columns, fmts))))
 
 
+def _own_user(client: Client) -> bool:
+    """pgbouncer's rule: user ``pgbouncer`` from the pooler's own OS user, over the Unix socket."""
+    return client.user == "pgbouncer" and is_pooler_os_user(client.conn)
+
+
 def _cols(names: list[str], text: set[str] | frozenset[str]) -> list[tuple[str, int]]:
     return [(c, TEXT if c in text else INT8) for c in names]
 
@@ -145,10 +152,10 @@ class AdminConsole:
 
     # ------------------------------------------------------------------ login
 
-    def access(self, user: str, is_unix: bool) -> str | None:
-        """'admin', 'stats' or None (refused)."""
+    def access(self, user: str, own_user: bool) -> str | None:
+        """'admin', 'stats' or None (refused); ``own_user``: see :func:`_own_user`."""
         s = self.pooler.config.settings
-        if user in s.admin_users or (user == "pgbouncer" and is_unix):
+        if user in s.admin_users or own_user:
             return "admin"
         if user in s.stats_users or s.auth_type == "any":
             return "stats"
@@ -156,9 +163,12 @@ class AdminConsole:
 
     async def login(self, client: Client) -> None:
         user = client.user
-        if not (user == "pgbouncer" and client.conn.is_unix):
+        own = _own_user(client)
+        if own:
+            self.pooler.log_client(client, "pgbouncer access from unix socket")
+        else:
             await self.pooler.auth.authenticate(client, None)  # nothing is told before authentication
-        if self.access(user, client.conn.is_unix) is None:
+        if self.access(user, own) is None:
             raise PoolerError(f'admin console access denied for user "{user}"', sqlstate.INSUFFICIENT_PRIVILEGE)
         client.cancel_key = self.pooler.cancels.register(client)
         params = {"application_name": client.application_name, "client_encoding": "UTF8",
@@ -174,7 +184,7 @@ class AdminConsole:
         self.stats.client_connect_count += 1
 
     def is_admin(self, client: Client) -> bool:
-        return self.access(client.user, client.conn.is_unix) == "admin"
+        return self.access(client.user, _own_user(client)) == "admin"
 
     # ------------------------------------------------------------------ serving
 

@@ -1,14 +1,21 @@
 """Client authentication, and the credentials server connections log in with.
 
-Two regimes:
+Three regimes:
 
 * **auth_type** (pgbouncer's rules, default md5 with an auth_file): users and their
   secrets come from userlist.txt, or from the upstream through ``auth_query``.
   ``trust`` needs the user to be listed; ``any`` admits anyone; ``plain`` asks for the
   password in clear; ``md5`` uses SCRAM when the stored secret is SCRAM;
-  ``scram-sha-256`` needs a plain or SCRAM secret.  A client that logged in with SCRAM
-  against a stored SCRAM secret leaves its ClientKey behind, so server connections for
-  that user can log in with SCRAM without the password (pgbouncer's pass-through).
+  ``scram-sha-256`` needs a plain or SCRAM secret (and over TLS also offers
+  SCRAM-SHA-256-PLUS); ``cert`` takes the user from the verified client certificate's
+  CN; ``peer`` from the OS user at the other end of a Unix socket.  A client that logged
+  in with SCRAM against a stored SCRAM secret leaves its ClientKey behind, so server
+  connections for that user can log in with SCRAM without the password (pgbouncer's
+  pass-through).
+* **hba** (``auth_type = hba``): the first line of ``auth_hba_file`` that matches the
+  connection (:mod:`.hba`) names the method for this login -- one of the above,
+  ``password`` (= plain) or ``reject``; no matching line is a rejection, as in
+  PostgreSQL.  ``map=`` on cert and peer lines maps names through ``auth_ident_file``.
 * **upstream-verified** (no auth_file, no auth_type: the zero-config default):
   a client is admitted when the upstream admits the same user to the same database.
   A trusting upstream needs nothing; when it asks for a password, the pooler asks the
@@ -41,11 +48,14 @@ from pgbundle.shared.netio import ConnectionLost
 from pgbundle.shared.quoting import quote_literal
 
 from . import exchange, logs
-from .config import load_auth_file
+from .config import ConfigError, load_auth_file
+from .hba import Rules, cert_name, describe, identity_ok, load_rules, peer_user, rule_files, rule_for
 from .objects import Pool, PoolerError, ServerState
 from .server import Server
 
 if TYPE_CHECKING:
+    from pgbundle.shared.auth.hba import HbaLine
+
     from .client import Client
     from .config import DatabaseConfig
     from .objects import PoolerHost
@@ -94,12 +104,37 @@ class Authenticator:
         self.locks: dict[VerifiedKey | AuthQueryKey, trio.Lock] = {}
         self.queried: dict[str, str] = {}  # secrets fetched with auth_query
         self.auth_servers: dict[AuthQueryKey, Server] = {}  # auth_query connections
+        self.rules: Rules | None = None  # auth_hba_file + auth_ident_file, when auth_type = hba
+        self._rules_tried: tuple[str | None, str | None] | None = None
         self.salts = exchange.Salts()
-        self.reload()
+        self.reload(initial=True)
 
-    def reload(self) -> None:
+    def reload(self, *, initial: bool = False) -> None:
+        """Re-read the auth_file, and with auth_type = hba the hba and ident files.
+
+        Errors: ConfigError.  A bad hba or ident file is one only ``initial``ly (at startup);
+        on RELOAD it is logged and the rules in use stay.
+        """
         s = self.pooler.config.settings
         self.users = load_auth_file(s.auth_file) if s.auth_file else {}
+        if s.auth_type == "hba":
+            self._load_rules(initial)
+
+    def _load_rules(self, initial: bool) -> None:
+        s = self.pooler.config.settings
+        self._rules_tried = rule_files(s)
+        try:
+            self.rules = load_rules(s)
+        except ConfigError as exc:
+            if initial:
+                raise
+            log.error("auth_hba_file not loaded, the rules in use stay: %s", exc)
+
+    def _hba_rules(self) -> Rules:
+        """The rules, loaded once more when SET changed the files (or auth_type) since."""
+        if self._rules_tried != rule_files(self.pooler.config.settings):
+            self._load_rules(False)
+        return self.rules or Rules()
 
     @property
     def upstream_verified(self) -> bool:
@@ -140,11 +175,9 @@ class Authenticator:
             await self._upstream_verified(client, db)
             return
         s = self.pooler.config.settings
-        method = s.auth_type or "md5"
+        method, rule = self._method(client)
         if method == "any":
             return
-        if method in ("hba", "cert"):
-            raise PoolerError(f"auth_type {method} is not supported", sqlstate.FEATURE_NOT_SUPPORTED)
         user = client.user
         secret = self.users.get(user)
         auth_user = (db.auth_user or s.auth_user) if db is not None else None
@@ -154,8 +187,28 @@ class Authenticator:
         if method == "trust":
             if not known:
                 raise self._failed(client, f"no such user: {user}", _refused(f'no such user: "{user}"'))
+        elif method == "cert":
+            self._cert(client, rule, known)
+        elif method == "peer":
+            self._peer(client, rule, known)
         else:
+            if rule is not None and "clientcert" in rule.options:
+                self._clientcert(client, rule)
             await self._password(client, method, secret)
+
+    def _method(self, client: Client) -> tuple[str, HbaLine | None]:
+        """The auth_type for this login, and the hba line it came from (auth_type = hba)."""
+        auth_type = self.pooler.config.settings.auth_type or "md5"
+        if auth_type != "hba":
+            return auth_type, None
+        rule = rule_for(self._hba_rules(), client.conn, client.database, client.user)
+        where = describe(client.conn, client.database, client.user)
+        if rule is None:
+            raise self._failed(client, "no auth_hba_file line matches", _refused(f"no pg_hba.conf entry for {where}"))
+        if rule.method == "reject":
+            raise self._failed(client, f"auth_hba_file line {rule.line} rejects it",
+                               _refused(f"pg_hba.conf rejects connection for {where}"))
+        return ("plain" if rule.method == "password" else rule.method), rule
 
     def _failed(self, client: Client, reason: str, err: PoolerError) -> PoolerError:
         """Log why a login failed (the client is told only ``err``)."""
@@ -186,6 +239,48 @@ class Authenticator:
         elif await (exchange.cleartext(client, usable) if method == "plain" else exchange.md5(client, usable)):
             return
         raise self._failed(client, problem or f"{why} for user {user}", password_failed(user))
+
+    def _cert(self, client: Client, rule: HbaLine | None, known: bool) -> None:
+        user = client.user
+        name = cert_name(client.conn)
+        err = _refused(f'certificate authentication failed for user "{user}"')
+        if not client.conn.tls:
+            raise self._failed(client, "certificate authentication needs a TLS connection", err)
+        if name is None:
+            raise self._failed(client, "the client sent no verified certificate", err)
+        mapname = rule.map if rule is not None else None
+        if not identity_ok(self.rules, mapname, name, user):
+            how = f'map "{mapname}" has no line for it' if mapname else "they differ"
+            raise self._failed(client, f'certificate CN "{name}" may not log in as "{user}": {how}', err)
+        if not known:
+            raise self._failed(client, f"no such user: {user}", err)
+
+    def _clientcert(self, client: Client, rule: HbaLine) -> None:
+        """hostssl ... clientcert=verify-ca|verify-full: a verified certificate too (and for
+        verify-full one whose CN is the user)."""
+        name = cert_name(client.conn)
+        if name is None:
+            raise self._failed(client, f"auth_hba_file line {rule.line} needs a client certificate",
+                               _refused("connection requires a valid client certificate"))
+        if rule.options["clientcert"] == "verify-full" and name != client.user:
+            raise self._failed(client, f'certificate CN "{name}" is not the user (clientcert=verify-full)',
+                               _refused(f'certificate authentication failed for user "{client.user}"'))
+
+    def _peer(self, client: Client, rule: HbaLine | None, known: bool) -> None:
+        user = client.user
+        err = _refused(f'Peer authentication failed for user "{user}"')
+        if not client.conn.is_unix:
+            raise self._failed(client, "peer authentication is only available on Unix sockets", err)
+        os_user = peer_user(client.conn)
+        if os_user is None:
+            raise self._failed(client, "could not look up the OS user of the peer", err)
+        mapname = rule.map if rule is not None else None
+        if not identity_ok(self.rules, mapname, os_user, user):
+            how = f'map "{mapname}" has no line for it' if mapname else "they differ"
+            raise self._failed(client, f"provided user name ({user}) and authenticated user name ({os_user}) "
+                                       f"do not match: {how}", err)
+        if not known:
+            raise self._failed(client, f"no such user: {user}", err)
 
     # ---------------------------------------------------------------- upstream-verified
 

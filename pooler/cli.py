@@ -36,7 +36,8 @@ def setup_logging(settings: Settings, verbose: int, quiet: bool = False) -> None
 @click.option("--reserve-pool-size", type=int, help="reserve_pool_size (default 0).")
 @click.option("--pool-mode", type=click.Choice(["session", "transaction", "statement"]),
               help="pool_mode (default session).")
-@click.option("--auth-type", type=click.Choice(["trust", "any", "plain", "md5", "scram-sha-256"]))
+@click.option("--auth-type", type=click.Choice(["trust", "any", "plain", "md5", "scram-sha-256", "hba", "cert",
+                                               "peer"]))
 @click.option("--auth-file", type=click.Path(dir_okay=False), help="pgbouncer userlist.txt.")
 @click.option("--admin-users", help="Comma list of users allowed to run admin commands.")
 @click.option("--stats-users", help="Comma list of users allowed to run SHOW commands.")

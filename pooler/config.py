@@ -31,7 +31,7 @@ from pgbundle.shared import quoting
 
 PoolMode = Literal["session", "transaction", "statement"]
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-AuthType = Literal["trust", "any", "plain", "md5", "scram-sha-256", "hba", "cert"]
+AuthType = Literal["trust", "any", "plain", "md5", "scram-sha-256", "hba", "cert", "peer"]
 #: auth_type values pgbouncer knows and pgbundle refuses at startup (not accepted, then failing every login).
 REFUSED_AUTH_TYPES = {"pam": "PAM", "ldap": "LDAP"}
 
@@ -439,7 +439,7 @@ def load_ini(path: str | os.PathLike[str]) -> Config:
             if key not in Settings.__struct_fields__:
                 raise ConfigError(f"{where}: unknown setting {key!r}")
             typ = _field_type(Settings, key)
-            if key == "auth_type" and value in ("md5", "trust", "any", "plain", "scram-sha-256", "hba", "cert"):
+            if key == "auth_type" and value in ("md5", "trust", "any", "plain", "scram-sha-256", "hba", "cert", "peer"):
                 settings[key] = value
             elif key == "unix_socket_mode":
                 settings[key] = int(value, 8)

@@ -50,15 +50,18 @@ def pool_row(p, db: str = "postgres", user: str = "postgres") -> dict:
     raise AssertionError(f"no pool {db}/{user}")
 
 
-def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0, until_close: bool = True) -> list:
-    """Send raw bytes to 127.0.0.1:port; return the backend messages read until the peer closes
-    (or ReadyForQuery when ``until_close`` is false).  Untyped 'N'/'S' answers come back as bytes."""
+def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0, until_close: bool = True,
+                 source: str | None = None) -> list:
+    """Send raw bytes to 127.0.0.1:port (from address ``source``, e.g. 127.0.0.2, if given); return the
+    backend messages read until the peer closes (or ReadyForQuery when ``until_close`` is false).
+    Untyped 'N'/'S' answers come back as bytes."""
     import socket
 
     from pgbundle.shared.protocol import FrameBuffer, decode_backend, messages as m
 
     out: list = []
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0) if source else None) as s:
         s.sendall(data)
         fb = FrameBuffer()
         while True:

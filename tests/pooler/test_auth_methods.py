@@ -1,11 +1,17 @@
-"""The pooler's authentication beyond the auth_file basics (tests/pooler/test_auth.py): mock
-authentication (nothing is told before authentication); zero-config auth remembered per
-(user, database)."""
+"""The pooler's authentication methods beyond the auth_file basics (tests/pooler/test_auth.py):
+auth_type = hba (auth_hba_file, auth_ident_file), peer, cert; pam/ldap refused at startup;
+mock authentication (nothing is told before authentication); zero-config auth remembered per
+(user, database); SCRAM channel binding over TLS."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +21,8 @@ import pytest
 from pgbundle.shared.auth.scram import ScramClient
 from pgbundle.shared.protocol import encode, messages as m
 from tests.fix_pg import MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER, PgCluster
+
+from .helpers import error_of, raw_exchange, startup_bytes
 
 ALICE_PASSWORD = "alice pw"
 DATABASES = ("postgres", "db_a", "db_b")
@@ -39,6 +47,15 @@ def upg() -> Iterator[PgCluster]:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def sockdir() -> Iterator[str]:
+    """A Unix socket directory every OS user may reach."""
+    d = tempfile.mkdtemp(prefix="pgbundle-sock-")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _ini(tmp_path: Path, upg: PgCluster, *, users: dict[str, str] | None = None, hba: str | None = None,
@@ -83,6 +100,18 @@ def _psql(args: list[str], sql: str, *, password: str | None = None, as_user: st
     if as_user is not None:
         cmd = ["runuser", "-u", as_user, "--", *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd="/tmp")
+
+
+def _wait_log(p, text: str, count: int = 1) -> None:
+    """Until the pooler's log holds ``text`` ``count`` times (a reload is asynchronous)."""
+    deadline = time.monotonic() + 30
+    while p.log().count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not logged:\n{p.log()[-3000:]}"
+        time.sleep(0.05)
+
+
+def _error(port: int, user: str, database: str = "postgres", *, source: str | None = None):
+    return error_of(raw_exchange(port, startup_bytes(user, database), source=source))
 
 
 class _Wire:
@@ -138,6 +167,133 @@ def _scram_login(port: int, user: str, password: str, database: str = "postgres"
         return ",".join(a for a in first.split(",") if not a.startswith("r=")), w.recv()
     finally:
         w.close()
+
+
+# ---------------------------------------------------------------------------- auth_type = hba
+
+HBA = f"""\
+# by database, user and address; the first matching line decides
+host    db_a          all          127.0.0.1/32   trust
+host    all           {MD5_USER}   127.0.0.1/32   md5
+host    all           {SCRAM_USER} 127.0.0.1/32   scram-sha-256
+host    all           alice        127.0.0.1/32   password
+host    all           blocked      127.0.0.1/32   reject
+host    all           all          127.0.0.2/32   trust
+"""
+
+
+def test_hba_rules_pick_the_method(upg, pooler_factory, tmp_path):
+    users = {"postgres": "", MD5_USER: MD5_PASSWORD, SCRAM_USER: SCRAM_PASSWORD, "alice": ALICE_PASSWORD,
+             "blocked": "x"}
+    p = pooler_factory(["--config", _ini(tmp_path, upg, users=users, hba=HBA)])
+    assert _login(p, "postgres", dbname="db_a") == "postgres"  # trust by database
+    assert _login(p, MD5_USER, MD5_PASSWORD) == MD5_USER
+    assert _login(p, SCRAM_USER, SCRAM_PASSWORD) == SCRAM_USER
+    assert _login(p, "alice", ALICE_PASSWORD, dbname="db_b") == "alice"
+    assert "password authentication failed" in _login(p, MD5_USER, "wrong")
+    # which challenge each line gives
+    first = {u: _first_message(p.port, u) for u in (MD5_USER, SCRAM_USER, "alice")}
+    assert isinstance(first[MD5_USER], m.AuthenticationMD5Password)
+    assert isinstance(first[SCRAM_USER], m.AuthenticationSASL)
+    assert isinstance(first["alice"], m.AuthenticationCleartextPassword)
+    # reject, and no matching line: PostgreSQL's words, 28000, before any password
+    err = _error(p.port, "blocked")
+    assert (err.sqlstate, err.message) == (
+        "28000", 'pg_hba.conf rejects connection for host "127.0.0.1", user "blocked", database "postgres", '
+                 "no encryption")
+    err = _error(p.port, "postgres")
+    assert (err.sqlstate, err.message) == (
+        "28000", 'no pg_hba.conf entry for host "127.0.0.1", user "postgres", database "postgres", no encryption')
+    assert "login failed: auth_hba_file line 6 rejects it" in p.log()
+    # by address: the same user and database from 127.0.0.2 is trusted
+    msgs = raw_exchange(p.port, startup_bytes("postgres"), source="127.0.0.2", until_close=False)
+    assert isinstance(msgs[0], m.AuthenticationOk) and isinstance(msgs[-1], m.ReadyForQuery)
+
+
+def test_hba_reload_keeps_the_old_rules_when_the_new_file_is_bad(upg, pooler_factory, tmp_path):
+    ini = _ini(tmp_path, upg, users={"postgres": ""}, hba="host all postgres 127.0.0.1/32 trust\n")
+    p = pooler_factory(["--config", ini])
+    assert _login(p, "postgres") == "postgres"
+    (tmp_path / "hba.conf").write_text("host all postgres 127.0.0.1/32 reject\nhost all all 127.0.0.1/32 ldap\n")
+    p.signal(signal.SIGHUP)
+    _wait_log(p, "config reloaded")
+    assert "auth_hba_file not loaded, the rules in use stay" in p.log()
+    assert 'authentication method "ldap" is not supported by the pooler' in p.log()
+    assert _login(p, "postgres") == "postgres"  # the old rules
+    (tmp_path / "hba.conf").write_text("host all postgres 127.0.0.1/32 reject\n")
+    p.signal(signal.SIGHUP)
+    _wait_log(p, "config reloaded", 2)
+    assert "pg_hba.conf rejects connection" in _login(p, "postgres")
+
+
+def _start_fails(ini: str, *extra: str) -> str:
+    """Start the pooler with a config it must refuse; return what it said."""
+    r = subprocess.run([sys.executable, "-m", "pgbundle.shared.cli", "pooler", "--config", ini,
+                        "--listen-addr", "127.0.0.1", "--listen-port", "1", *extra],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.stderr
+
+
+@pytest.mark.parametrize(("settings", "hba", "expected"), [
+    ({"auth_type": "pam"}, None, "auth_type = pam is not supported: pgbundle has no PAM authentication"),
+    ({"auth_type": "ldap"}, None, "auth_type = ldap is not supported: pgbundle has no LDAP authentication"),
+    ({"auth_type": "hba"}, None, "auth_type = hba needs auth_hba_file"),
+    ({"auth_type": "hba", "auth_hba_file": "missing.conf"}, None, 'could not open auth_hba_file'),
+    ({}, "host all all 127.0.0.1/32 pam\n", 'authentication method "pam" is not supported by the pooler'),
+    ({}, "host all all 127.0.0.1/32 peer\n", "peer authentication is only supported on local sockets"),
+    ({}, "hostx all all 127.0.0.1/32 trust\n", 'invalid connection type "hostx"'),
+    ({}, "host all +admins 127.0.0.1/32 trust\n", "role membership"),
+    ({}, "host all all 127.0.0.1/32 md5 map=m\n", '"map" is only valid for authentication methods cert and peer'),
+])
+def test_refused_at_startup(upg, tmp_path, settings, hba, expected):
+    assert expected in _start_fails(_ini(tmp_path, upg, users={"postgres": ""}, hba=hba, **settings))
+
+
+# ---------------------------------------------------------------------------- peer, and the admin console
+
+
+def test_peer_on_the_unix_socket(upg, pooler_factory, tmp_path, sockdir):
+    """auth_type = peer: the OS user (root, running the tests) logs in as itself over the Unix
+    socket; as anyone else, or over TCP, it fails."""
+    p = pooler_factory(["--config", _ini(tmp_path, upg, auth_type="peer", unix_socket_dir=sockdir)])
+    unix = ["-h", sockdir, "-p", str(p.port), "-d", "postgres"]
+    r = _psql([*unix, "-U", "root"], "select current_user")
+    assert (r.returncode, r.stdout.strip()) == (0, "root"), r.stderr
+    r = _psql([*unix, "-U", "postgres"], "select 1")
+    assert r.returncode != 0 and 'Peer authentication failed for user "postgres"' in r.stderr
+    assert "provided user name (postgres) and authenticated user name (root) do not match" in p.log()
+    assert 'Peer authentication failed for user "root"' in _login(p, "root")  # TCP
+    assert "peer authentication is only available on Unix sockets" in p.log()
+
+
+def test_peer_with_an_ident_map(upg, pooler_factory, tmp_path, sockdir):
+    hba = "local all all peer map=ops\nhost all all 127.0.0.1/32 reject\n"
+    ident = "# map system-user db-user\nops root postgres\nops root alice\n"
+    p = pooler_factory(["--config", _ini(tmp_path, upg, hba=hba, ident=ident, unix_socket_dir=sockdir)])
+    unix = ["-h", sockdir, "-p", str(p.port)]
+    for user, db in (("postgres", "postgres"), ("alice", "db_a")):
+        r = _psql([*unix, "-U", user, "-d", db], "select current_user")
+        assert (r.returncode, r.stdout.strip()) == (0, user), r.stderr
+    r = _psql([*unix, "-U", MD5_USER, "-d", "postgres"], "select 1")
+    assert r.returncode != 0 and f'Peer authentication failed for user "{MD5_USER}"' in r.stderr
+    assert 'map "ops" has no line for it' in p.log()
+
+
+def test_admin_console_for_the_pooler_os_user(upg, pooler_factory, tmp_path, sockdir):
+    """pgbouncer's rule: user pgbouncer over the Unix socket from the OS user running the pooler
+    gets the admin console without a password -- whatever the auth settings say."""
+    ini = _ini(tmp_path, upg, users={"postgres": "pw"}, auth_type="scram-sha-256", unix_socket_dir=sockdir)
+    p = pooler_factory(["--config", ini])
+    unix = ["-h", sockdir, "-p", str(p.port), "-U", "pgbouncer", "pgbouncer"]
+    r = _psql(unix, "SHOW VERSION")
+    assert r.returncode == 0 and "PgBouncer" in r.stdout, r.stderr
+    r = _psql(unix, "SHOW VERSION", password="x", as_user="postgres")  # another OS user: a normal login
+    assert r.returncode != 0 and 'password authentication failed for user "pgbouncer"' in r.stderr
+    r = _psql(["-h", "127.0.0.1", "-p", str(p.port), "-U", "pgbouncer", "pgbouncer"], "SHOW VERSION", password="x")
+    assert r.returncode != 0 and 'password authentication failed for user "pgbouncer"' in r.stderr
+    assert p.log().count("pgbouncer access from unix socket") == 1
 
 
 # ---------------------------------------------------------------------------- nothing is told before auth
