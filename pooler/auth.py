@@ -49,7 +49,17 @@ from pgbundle.shared.quoting import quote_literal
 
 from . import exchange, logs
 from .config import ConfigError, load_auth_file
-from .hba import Rules, cert_name, describe, identity_ok, load_rules, peer_user, rule_files, rule_for
+from .hba import (
+    Rules,
+    cert_name,
+    cert_settings_problem,
+    describe,
+    identity_ok,
+    load_rules,
+    peer_user,
+    rule_files,
+    rule_for,
+)
 from .objects import Pool, PoolerError, ServerState
 from .server import Server
 
@@ -112,13 +122,19 @@ class Authenticator:
     def reload(self, *, initial: bool = False) -> None:
         """Re-read the auth_file, and with auth_type = hba the hba and ident files.
 
-        Errors: ConfigError.  A bad hba or ident file is one only ``initial``ly (at startup);
-        on RELOAD it is logged and the rules in use stay.
+        Errors: ConfigError.  A bad hba or ident file, or auth_type = cert without verified
+        client certificates, is one only ``initial``ly (at startup); on RELOAD it is logged
+        (and the hba rules in use stay).
         """
         s = self.pooler.config.settings
         self.users = load_auth_file(s.auth_file) if s.auth_file else {}
         if s.auth_type == "hba":
             self._load_rules(initial)
+        problem = cert_settings_problem(s)
+        if problem is not None:
+            if initial:
+                raise ConfigError(problem)
+            log.error("%s: every login will fail", problem)
 
     def _load_rules(self, initial: bool) -> None:
         s = self.pooler.config.settings

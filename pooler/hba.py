@@ -24,6 +24,7 @@ knows; the exchanges with the client live in :mod:`.auth`.
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import socket
@@ -41,9 +42,12 @@ if TYPE_CHECKING:
 
     from .config import Settings
 
+log = logging.getLogger("pgbundle.pooler")
+
 #: hba methods the pooler does (PostgreSQL's names; ``password`` is pgbouncer's ``plain``).
 METHODS = ("trust", "reject", "md5", "scram-sha-256", "password", "cert", "peer")
 _MAP_METHODS = ("cert", "peer")
+_VERIFY_MODES = ("verify-ca", "verify-full")  # client_tls_sslmode values that verify client certificates
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -81,7 +85,19 @@ def load_rules(settings: Settings) -> Rules:
         raise ConfigError(str(exc)) from None
     for line in lines:
         _check_line(line, hba_path)
+    if settings.client_tls_sslmode not in _VERIFY_MODES and any(
+            line.method == "cert" or "clientcert" in line.options for line in lines):
+        log.warning('%s: lines with cert or clientcert= never match a client: client_tls_sslmode = %s verifies '
+                    "no client certificates (verify-ca or verify-full does)", hba_path, settings.client_tls_sslmode)
     return Rules(lines, idents, (hba_path, ident_path))
+
+
+def cert_settings_problem(settings: Settings) -> str | None:
+    """Why ``auth_type = cert`` cannot work with these settings (None: it can)."""
+    if settings.auth_type == "cert" and settings.client_tls_sslmode not in _VERIFY_MODES:
+        return (f"auth_type = cert needs client_tls_sslmode = verify-ca or verify-full (client certificates "
+                f"verified against client_tls_ca_file), not {settings.client_tls_sslmode}")
+    return None
 
 
 def _check_line(line: parser.HbaLine, path: str) -> None:

@@ -1,13 +1,15 @@
 """The pooler's authentication methods beyond the auth_file basics (tests/pooler/test_auth.py):
 auth_type = hba (auth_hba_file, auth_ident_file), peer, cert; pam/ldap refused at startup;
 mock authentication (nothing is told before authentication); zero-config auth remembered per
-(user, database); SCRAM channel binding over TLS."""
+(user, database), passwords in clear over TLS; SCRAM channel binding, hostssl / hostnossl and
+client certificates over TLS."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,7 @@ import pytest
 from pgbundle.shared.auth.scram import ScramClient
 from pgbundle.shared.protocol import encode, messages as m
 from tests.fix_pg import MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER, PgCluster
+from tests.fix_tls import Certs
 
 from .helpers import error_of, raw_exchange, startup_bytes
 
@@ -32,7 +35,8 @@ DATABASES = ("postgres", "db_a", "db_b")
 def upg() -> Iterator[PgCluster]:
     """The upstream of this module: scram_user and md5_user as in the shared cluster; alice is
     trusted on db_a only and needs her SCRAM password elsewhere; root exists (the OS user the
-    tests run as, for peer authentication); everyone else is trusted."""
+    tests run as, for peer authentication), carol too (for certificates); everyone else is
+    trusted."""
     c = PgCluster(hba=[f"host all {SCRAM_USER} 127.0.0.1/32 scram-sha-256",
                        f"host all {MD5_USER} 127.0.0.1/32 md5",
                        "host db_a alice 127.0.0.1/32 trust",
@@ -42,6 +46,7 @@ def upg() -> Iterator[PgCluster]:
         c.sql(f"SET password_encryption = 'md5'; CREATE ROLE {MD5_USER} LOGIN PASSWORD '{MD5_PASSWORD}'")
         c.sql(f"CREATE ROLE alice LOGIN PASSWORD '{ALICE_PASSWORD}'")
         c.sql("CREATE ROLE root LOGIN")
+        c.sql("CREATE ROLE carol LOGIN")
         c.sql("CREATE DATABASE db_a")
         c.sql("CREATE DATABASE db_b")
         yield c
@@ -246,6 +251,7 @@ def _start_fails(ini: str, *extra: str) -> str:
     ({}, "hostx all all 127.0.0.1/32 trust\n", 'invalid connection type "hostx"'),
     ({}, "host all +admins 127.0.0.1/32 trust\n", "role membership"),
     ({}, "host all all 127.0.0.1/32 md5 map=m\n", '"map" is only valid for authentication methods cert and peer'),
+    ({"auth_type": "cert"}, None, "auth_type = cert needs client_tls_sslmode = verify-ca or verify-full"),
 ])
 def test_refused_at_startup(upg, tmp_path, settings, hba, expected):
     assert expected in _start_fails(_ini(tmp_path, upg, users={"postgres": ""}, hba=hba, **settings))
@@ -361,3 +367,124 @@ def test_zero_config_remembers_per_user_and_database(upg, pooler_factory):
     assert "password authentication failed" in _login(p, "alice", "wrong", dbname="db_b")
     assert _login(p, "alice", dbname="db_a") == "alice"
     assert "server_login_retry" not in p.log()
+
+
+# ---------------------------------------------------------------------------- TLS: channel binding, hostssl, cert
+
+
+def _tls(certs: Certs, mode: str) -> dict[str, str]:
+    return {"client_tls_sslmode": mode, "client_tls_cert_file": certs.server_cert,
+            "client_tls_key_file": certs.server_key, "client_tls_ca_file": certs.ca}
+
+
+def _conninfo(p, user: str, certs: Certs, *, db: str = "postgres", cert: str | None = None, **kw: str) -> str:
+    """psql's connection string for a TLS login (verify-full), with the client certificate of CN ``cert``."""
+    s = f"host=localhost port={p.port} dbname={db} user={user} sslmode=verify-full sslrootcert={certs.ca}"
+    if cert is not None:
+        crt, key = certs.client(cert)
+        s += f" sslcert={crt} sslkey={key}"
+    return s + "".join(f" {k}={v}" for k, v in kw.items())
+
+
+def _tls_login(p, user: str, certs: Certs, password: str | None = None, **kw: str) -> subprocess.CompletedProcess:
+    return _psql([_conninfo(p, user, certs, **kw)], "select current_user", password=password)
+
+
+def test_scram_channel_binding_through_the_pooler(upg, pooler_factory, tmp_path, tls_certs):
+    """Over TLS the pooler offers SCRAM-SHA-256-PLUS (to unknown users too) and checks the binding;
+    with the server's own SCRAM secret the pooler then logs in upstream with the client's key."""
+    p = pooler_factory(["--config", _ini(tmp_path, upg, users={SCRAM_USER: SCRAM_PASSWORD},
+                                         auth_type="scram-sha-256", **_tls(tls_certs, "require"))])
+    r = _tls_login(p, SCRAM_USER, tls_certs, SCRAM_PASSWORD, channel_binding="require")
+    assert (r.returncode, r.stdout.strip()) == (0, SCRAM_USER), r.stderr
+    for user, pw in ((SCRAM_USER, "wrong"), ("ghost", "x")):
+        r = _tls_login(p, user, tls_certs, pw, channel_binding="require")
+        assert r.stderr.strip().endswith(f'FATAL:  password authentication failed for user "{user}"'), r.stderr
+    secret = upg.sql(f"select rolpassword from pg_authid where rolname = '{SCRAM_USER}'")
+    (tmp_path / "own").mkdir()
+    p2 = pooler_factory(["--config", _ini(tmp_path / "own", upg, users={SCRAM_USER: secret},
+                                          auth_type="scram-sha-256", **_tls(tls_certs, "require"))])
+    r = _tls_login(p2, SCRAM_USER, tls_certs, SCRAM_PASSWORD, channel_binding="require")
+    assert (r.returncode, r.stdout.strip()) == (0, SCRAM_USER), r.stderr
+
+
+def test_hostssl_and_hostnossl(upg, pooler_factory, tmp_path, tls_certs):
+    hba = (f"hostssl all postgres 127.0.0.1/32 trust\nhostnossl all postgres 127.0.0.1/32 reject\n"
+           f"hostnossl all {MD5_USER} 127.0.0.1/32 md5\n")
+    p = pooler_factory(["--config", _ini(tmp_path, upg, users={"postgres": "", MD5_USER: MD5_PASSWORD}, hba=hba,
+                                         **_tls(tls_certs, "prefer"))])
+    r = _tls_login(p, "postgres", tls_certs)
+    assert (r.returncode, r.stdout.strip()) == (0, "postgres"), r.stderr
+    assert 'pg_hba.conf rejects connection for host "127.0.0.1", user "postgres", database "postgres", ' \
+           "no encryption" in _login(p, "postgres", sslmode="disable")
+    assert _login(p, MD5_USER, MD5_PASSWORD, sslmode="disable") == MD5_USER
+    r = _tls_login(p, MD5_USER, tls_certs, MD5_PASSWORD)
+    assert r.returncode != 0 and f'no pg_hba.conf entry for host "127.0.0.1", user "{MD5_USER}", ' \
+                                 'database "postgres", SSL encryption' in r.stderr, r.stderr
+
+
+def test_auth_type_cert(upg, pooler_factory, tmp_path, tls_certs):
+    """The CN of a client certificate client_tls_ca_file verifies is the user."""
+    p = pooler_factory(["--config", _ini(tmp_path, upg, auth_type="cert", **_tls(tls_certs, "verify-ca"))])
+    r = _tls_login(p, "carol", tls_certs, cert="carol")
+    assert (r.returncode, r.stdout.strip()) == (0, "carol"), r.stderr
+    r = _tls_login(p, "alice", tls_certs, cert="carol")
+    assert r.returncode != 0 and 'certificate authentication failed for user "alice"' in r.stderr, r.stderr
+    assert 'certificate CN "carol" may not log in as "alice": they differ' in p.log()
+    r = _tls_login(p, "carol", tls_certs)  # no certificate: the handshake already fails
+    assert r.returncode != 0 and "certificate required" in r.stderr, r.stderr
+    assert "SSL required" in _login(p, "carol", sslmode="disable")
+
+
+def test_hba_cert_with_an_ident_map_and_clientcert(upg, pooler_factory, tmp_path, tls_certs):
+    hba = (f"hostssl db_b {SCRAM_USER} 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n"
+           "hostssl all all 127.0.0.1/32 cert map=certmap\n")
+    ident = "certmap carol postgres\ncertmap carol carol\ncertmap carol alice\n"
+    users = {"postgres": "", "carol": "", SCRAM_USER: SCRAM_PASSWORD}  # with an auth_file, users must be in it
+    p = pooler_factory(["--config", _ini(tmp_path, upg, users=users, hba=hba, ident=ident,
+                                         **_tls(tls_certs, "verify-ca"))])
+    for user in ("postgres", "carol"):
+        r = _tls_login(p, user, tls_certs, cert="carol")
+        assert (r.returncode, r.stdout.strip()) == (0, user), r.stderr
+    r = _tls_login(p, MD5_USER, tls_certs, cert="carol")
+    assert r.returncode != 0 and f'certificate authentication failed for user "{MD5_USER}"' in r.stderr
+    assert f'certificate CN "carol" may not log in as "{MD5_USER}": map "certmap" has no line for it' in p.log()
+    r = _tls_login(p, "alice", tls_certs, cert="carol")  # mapped, but not in the auth_file
+    assert r.returncode != 0 and 'certificate authentication failed for user "alice"' in r.stderr
+    assert "login failed: no such user: alice" in p.log()
+    # clientcert=verify-full: the password and a certificate of the user's own name
+    r = _tls_login(p, SCRAM_USER, tls_certs, SCRAM_PASSWORD, db="db_b", cert=SCRAM_USER)
+    assert (r.returncode, r.stdout.strip()) == (0, SCRAM_USER), r.stderr
+    r = _tls_login(p, SCRAM_USER, tls_certs, SCRAM_PASSWORD, db="db_b", cert="carol")
+    assert r.returncode != 0 and f'certificate authentication failed for user "{SCRAM_USER}"' in r.stderr
+
+
+def test_hba_cert_lines_without_verified_certificates(upg, pooler_factory, tmp_path, tls_certs):
+    """client_tls_sslmode = require asks for no client certificate: cert lines fail (and say so)."""
+    ini = _ini(tmp_path, upg, hba="hostssl all all 127.0.0.1/32 cert\n", **_tls(tls_certs, "require"))
+    p = pooler_factory(["--config", ini])
+    assert "lines with cert or clientcert= never match a client" in p.log()
+    r = _tls_login(p, "carol", tls_certs, cert="carol")
+    assert r.returncode != 0 and 'certificate authentication failed for user "carol"' in r.stderr, r.stderr
+    assert "the client sent no verified certificate" in p.log()
+
+
+def _outside_address() -> str:
+    """This host's address towards the outside (the route a packet to 192.0.2.1 would take)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # UDP: nothing is sent
+        addr = s.getsockname()[0]
+    assert not addr.startswith("127."), "this test needs a non-loopback IPv4 address"
+    return addr
+
+
+def test_zero_config_asks_in_clear_over_tls_from_another_host(upg, pooler_factory, tls_certs):
+    addr = _outside_address()
+    tls = [x for k, v in _tls(tls_certs, "prefer").items() for x in ("-s", f"{k}={v}")]
+    p = pooler_factory(["--upstream", f"postgresql://127.0.0.1:{upg.port}", "--unix-socket-dir", "",
+                        "--listen-addr", f"127.0.0.1,{addr}", *tls])
+    conninfo = f"host={addr} port={p.port} dbname=db_b user=alice"
+    r = _psql([conninfo + " sslmode=disable"], "select 1", password=ALICE_PASSWORD)
+    assert r.returncode != 0 and "needs a local connection, TLS or an auth_file" in r.stderr, r.stderr
+    r = _psql([conninfo + " sslmode=require"], "select current_user", password=ALICE_PASSWORD)
+    assert (r.returncode, r.stdout.strip()) == (0, "alice"), r.stderr
