@@ -197,7 +197,7 @@ class Client:
         db = pooler.find_database(self.database)
         if db is not None:
             pooler.check_client_limits(self, db)
-        await pooler.auth.authenticate(self, db)  # an unknown database too: nothing is told before
+        await pooler.auth.authenticate(self, db)  # unknown databases too: nothing is told before auth
         if db is None:
             raise PoolerError(f"no such database: {self.database}", sqlstate.INVALID_CATALOG_NAME)
         if pooler.pause.db_disabled(self.database):  # DISABLE db
