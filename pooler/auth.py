@@ -258,7 +258,7 @@ class Authenticator:
 
     def _cert(self, client: Client, rule: HbaLine | None, known: bool) -> None:
         user = client.user
-        name = cert_name(client.conn)
+        name = cert_name(client.conn, rule)
         err = _refused(f'certificate authentication failed for user "{user}"')
         if not client.conn.tls:
             raise self._failed(client, "certificate authentication needs a TLS connection", err)
@@ -267,19 +267,19 @@ class Authenticator:
         mapname = rule.map if rule is not None else None
         if not identity_ok(self.rules, mapname, name, user):
             how = f'map "{mapname}" has no line for it' if mapname else "they differ"
-            raise self._failed(client, f'certificate CN "{name}" may not log in as "{user}": {how}', err)
+            raise self._failed(client, f'certificate name "{name}" may not log in as "{user}": {how}', err)
         if not known:
             raise self._failed(client, f"no such user: {user}", err)
 
     def _clientcert(self, client: Client, rule: HbaLine) -> None:
         """hostssl ... clientcert=verify-ca|verify-full: a verified certificate too (and for
         verify-full one whose CN is the user)."""
-        name = cert_name(client.conn)
+        name = cert_name(client.conn, rule)
         if name is None:
             raise self._failed(client, f"auth_hba_file line {rule.line} needs a client certificate",
                                _refused("connection requires a valid client certificate"))
         if rule.options["clientcert"] == "verify-full" and name != client.user:
-            raise self._failed(client, f'certificate CN "{name}" is not the user (clientcert=verify-full)',
+            raise self._failed(client, f'certificate name "{name}" is not the user (clientcert=verify-full)',
                                _refused(f'certificate authentication failed for user "{client.user}"'))
 
     def _peer(self, client: Client, rule: HbaLine | None, known: bool) -> None:

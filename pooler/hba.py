@@ -6,15 +6,16 @@ peer / cert parts of client.c).
   (:mod:`pgbundle.shared.auth.hba`).  :func:`load_rules` accepts what the pooler can
   do: ``local``, ``host``, ``hostssl``, ``hostnossl`` lines with the methods
   ``trust``, ``reject``, ``md5``, ``scram-sha-256``, ``password``, ``cert`` and
-  ``peer``; ``map=`` on ``cert`` and ``peer`` lines; ``clientcert=`` on ``hostssl``
-  lines.  Anything else (``pam``, ``ldap``, ``ident``, ``gss``..., ``+role`` and
+  ``peer``; ``map=`` on ``cert`` and ``peer`` lines; ``clientcert=`` and ``clientname=``
+  on ``hostssl`` lines.  Anything else (``pam``, ``ldap``, ``ident``, ``gss``..., ``+role`` and
   ``samerole``, which need role membership the pooler cannot see) is a
   :class:`~.config.ConfigError` naming file and line.  :func:`rule_for` gives the first
   line that applies to a connection, or None.
 * **Peer** (Unix sockets only): :func:`peer_uid` is the connecting process's uid
   (SO_PEERCRED), :func:`peer_user` its OS user name.
-* **Certificates**: :func:`cert_name` is the CommonName of a client certificate that the
-  TLS handshake verified against ``client_tls_ca_file``.
+* **Certificates**: :func:`cert_name` is the CommonName (or with ``clientname=DN`` the
+  subject DN) of a client certificate that the TLS handshake verified against
+  ``client_tls_ca_file``.
 * :func:`identity_ok`: may an OS user / certificate name log in as a database user --
   the same name, or a line of the ``map=`` map in the ident file.
 
@@ -46,7 +47,6 @@ log = logging.getLogger("pgbundle.pooler")
 
 #: hba methods the pooler does (PostgreSQL's names; ``password`` is pgbouncer's ``plain``).
 METHODS = ("trust", "reject", "md5", "scram-sha-256", "password", "cert", "peer")
-_MAP_METHODS = ("cert", "peer")
 _VERIFY_MODES = ("verify-ca", "verify-full")  # client_tls_sslmode values that verify client certificates
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -112,10 +112,7 @@ def _check_line(line: parser.HbaLine, path: str) -> None:
     for tok in line.databases:
         if tok.is_kw("samerole") or tok.is_kw("samegroup"):
             raise ConfigError(f'"{tok.text}" (role membership) is not supported by the pooler {where}')
-    if line.map is not None and line.method not in _MAP_METHODS:
-        raise ConfigError(f'authentication option "map" is only valid for authentication methods cert and peer '
-                          f"{where}")
-    unknown = set(line.options) - {"map", "clientcert"}
+    unknown = set(line.options) - {"map", "clientcert", "clientname"}
     if unknown:
         raise ConfigError(f'authentication option "{sorted(unknown)[0]}" is not supported by the pooler {where}')
 
@@ -167,11 +164,13 @@ def is_pooler_os_user(conn: Conn) -> bool:
     return uid is not None and uid == os.getuid()
 
 
-def cert_name(conn: Conn) -> str | None:
-    """The CommonName of the client certificate the TLS handshake verified (None: no TLS, or
-    no verified certificate)."""
+def cert_name(conn: Conn, rule: parser.HbaLine | None = None) -> str | None:
+    """The CommonName of the client certificate the TLS handshake verified -- its subject DN
+    when ``rule`` says ``clientname=DN`` (None: no TLS, or no verified certificate)."""
     if not isinstance(conn, TlsConn):
         return None
+    if rule is not None and rule.options.get("clientname") == "DN":
+        return conn.peer_dn()
     return conn.peer_cn()
 
 

@@ -250,7 +250,8 @@ def _start_fails(ini: str, *extra: str) -> str:
     ({}, "host all all 127.0.0.1/32 peer\n", "peer authentication is only supported on local sockets"),
     ({}, "hostx all all 127.0.0.1/32 trust\n", 'invalid connection type "hostx"'),
     ({}, "host all +admins 127.0.0.1/32 trust\n", "role membership"),
-    ({}, "host all all 127.0.0.1/32 md5 map=m\n", '"map" is only valid for authentication methods cert and peer'),
+    ({}, "host all all 127.0.0.1/32 md5 map=m\n", 'authentication option "map" is only valid for'),
+    ({}, "hostssl all all 127.0.0.1/32 trust clientname=CN foo=1\n", 'option "foo" is not supported by the pooler'),
     ({"auth_type": "cert"}, None, "auth_type = cert needs client_tls_sslmode = verify-ca or verify-full"),
 ])
 def test_refused_at_startup(upg, tmp_path, settings, hba, expected):
@@ -430,7 +431,7 @@ def test_auth_type_cert(upg, pooler_factory, tmp_path, tls_certs):
     assert (r.returncode, r.stdout.strip()) == (0, "carol"), r.stderr
     r = _tls_login(p, "alice", tls_certs, cert="carol")
     assert r.returncode != 0 and 'certificate authentication failed for user "alice"' in r.stderr, r.stderr
-    assert 'certificate CN "carol" may not log in as "alice": they differ' in p.log()
+    assert 'certificate name "carol" may not log in as "alice": they differ' in p.log()
     r = _tls_login(p, "carol", tls_certs)  # no certificate: the handshake already fails
     assert r.returncode != 0 and "certificate required" in r.stderr, r.stderr
     assert "SSL required" in _login(p, "carol", sslmode="disable")
@@ -438,8 +439,10 @@ def test_auth_type_cert(upg, pooler_factory, tmp_path, tls_certs):
 
 def test_hba_cert_with_an_ident_map_and_clientcert(upg, pooler_factory, tmp_path, tls_certs):
     hba = (f"hostssl db_b {SCRAM_USER} 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n"
+           "hostssl db_a all 127.0.0.1/32 cert clientname=DN map=dnmap\n"
            "hostssl all all 127.0.0.1/32 cert map=certmap\n")
-    ident = "certmap carol postgres\ncertmap carol carol\ncertmap carol alice\n"
+    ident = ('certmap carol postgres\ncertmap carol carol\ncertmap carol alice\n'
+             'dnmap "CN=carol,O=pgbundle tests" postgres\n')
     users = {"postgres": "", "carol": "", SCRAM_USER: SCRAM_PASSWORD}  # with an auth_file, users must be in it
     p = pooler_factory(["--config", _ini(tmp_path, upg, users=users, hba=hba, ident=ident,
                                          **_tls(tls_certs, "verify-ca"))])
@@ -448,10 +451,16 @@ def test_hba_cert_with_an_ident_map_and_clientcert(upg, pooler_factory, tmp_path
         assert (r.returncode, r.stdout.strip()) == (0, user), r.stderr
     r = _tls_login(p, MD5_USER, tls_certs, cert="carol")
     assert r.returncode != 0 and f'certificate authentication failed for user "{MD5_USER}"' in r.stderr
-    assert f'certificate CN "carol" may not log in as "{MD5_USER}": map "certmap" has no line for it' in p.log()
+    assert f'certificate name "carol" may not log in as "{MD5_USER}": map "certmap" has no line for it' in p.log()
     r = _tls_login(p, "alice", tls_certs, cert="carol")  # mapped, but not in the auth_file
     assert r.returncode != 0 and 'certificate authentication failed for user "alice"' in r.stderr
     assert "login failed: no such user: alice" in p.log()
+    # clientname=DN: the subject DN is the name the map sees
+    r = _tls_login(p, "postgres", tls_certs, db="db_a", cert="carol")
+    assert (r.returncode, r.stdout.strip()) == (0, "postgres"), r.stderr
+    r = _tls_login(p, "carol", tls_certs, db="db_a", cert="carol")
+    assert r.returncode != 0 and 'certificate authentication failed for user "carol"' in r.stderr
+    assert 'certificate name "CN=carol,O=pgbundle tests" may not log in as "carol": map "dnmap"' in p.log()
     # clientcert=verify-full: the password and a certificate of the user's own name
     r = _tls_login(p, SCRAM_USER, tls_certs, SCRAM_PASSWORD, db="db_b", cert=SCRAM_USER)
     assert (r.returncode, r.stdout.strip()) == (0, SCRAM_USER), r.stderr
