@@ -342,7 +342,7 @@ class Authenticator:
             if await self.pooler.verify_upstream(client, db, dbname, pw):
                 self.verified[key] = pw
                 return
-            raise self._failed(client, "the upstream refused the password", password_failed(user))
+            raise password_failed(user)  # verify_upstream logged the upstream's reason
         asked: list[str] = []
         refused_ask = False
 
@@ -358,7 +358,7 @@ class Authenticator:
         if not await self.pooler.verify_upstream(client, db, dbname, None, ask):
             if refused_ask:
                 raise self._not_local(user)
-            raise self._failed(client, "the upstream refused the login", password_failed(user))
+            raise password_failed(user)  # verify_upstream logged the upstream's reason
         self.verified[key] = asked[-1] if asked else TRUST
 
     def _not_local(self, user: str) -> PoolerError:

@@ -96,6 +96,8 @@ class Client:
         self.emu = EmulationState()  # transaction-mode session emulation (written only by .emulate)
         self.listening: set[str] = set()  # LISTEN channels (kept by .listen)
         self.notifications: list[bytes] = []  # to deliver after the current reply
+        self._outbox: list[bytes] = []  # to send to the idle client now, in order
+        self._sending = False  # a task is draining _outbox
         self.kill_error: PoolerError | None = None
         self.kill_after: PoolerError | None = None
         self.lost = False
@@ -320,18 +322,30 @@ class Client:
     def deliver(self, notification: bytes) -> None:
         """A NotificationResponse from the pool's LISTEN connection."""
         if self.server is None and self.state is ClientState.ACTIVE:
-            self.pooler.nursery.start_soon(self._send_notification, notification)
+            # One sender per client drains the outbox, so notifications arrive in the order sent.
+            self._outbox.append(notification)
+            if not self._sending:
+                self._sending = True
+                self.pooler.nursery.start_soon(self._send_notifications)
         else:
             self.notifications.append(notification)
 
-    async def _send_notification(self, data: bytes) -> None:
-        if self.server is not None:  # linked meanwhile: after the current reply
-            self.notifications.append(data)
-            return
+    async def _send_notifications(self) -> None:
         try:
-            await self.conn.send_all(data)
-        except ConnectionLost:
-            pass
+            while self._outbox:
+                if self.server is not None:  # linked meanwhile: after the current reply
+                    self.notifications.extend(self._outbox)
+                    self._outbox.clear()
+                    return
+                data = b"".join(self._outbox)
+                self._outbox.clear()
+                try:
+                    await self.conn.send_all(data)
+                except ConnectionLost:
+                    self._outbox.clear()
+                    return
+        finally:
+            self._sending = False
 
     def idle_deadline(self) -> float:
         """When an idle client is cut off (trio time): client_idle_timeout outside a transaction,

@@ -182,7 +182,8 @@ class Pooler:
         except PoolerError as exc:
             if exc.code in (sqlstate.INVALID_PASSWORD, sqlstate.INVALID_AUTHORIZATION_SPECIFICATION):
                 # the client is told no more than "password authentication failed"; the log says why
-                logs.log_client(self, client, f"upstream refused the login: {exc.message}", level=logging.WARNING)
+                logs.log_client(self, client, f"login failed: the upstream refused the login: {exc.message}",
+                                level=logging.WARNING)
                 return False
             raise
         if not forced and real.welcome is None:
