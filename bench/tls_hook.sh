@@ -3,7 +3,7 @@
 #
 # Starts, in front of compare.sh's PostgreSQL ($PG_HOST:$PG_PORT, plain):
 #   * pgbouncer with client_tls_sslmode=require (pool_mode=transaction, same pool as compare.sh's)
-#       on $BNC_TLS_PORT (default 56450), pidfile $WORKDIR/bnc_tls.pid
+#       on $BNC_TLS_PORT (default 56450), pidfile /tmp/bench-tls/bnc_tls.pid
 #   * pgbundle pooler with client_tls_sslmode=require on $PGB_TLS_PORT (56451), pid in /tmp/bench-pgb-tls.pid
 #   * pgbundle pooler, plaintext, on $PGB_PORT (56452), pid in /tmp/bench-pgb.pid
 # with a throwaway self-signed certificate in $WORKDIR.  Run compare.sh with PGSSLMODE=prefer so
@@ -11,10 +11,9 @@
 #
 #   PGSSLMODE=prefer BNC_SESSION_PORT=0 DURATION=15 ../shared/bench/compare.sh -c S,C \
 #     -H "PGBUNDLE=/path/to/venv/bin/pgbundle bench/tls_hook.sh" \
-#     -x bnc_tls=127.0.0.1:56450:$WORKDIR/bnc_tls.pid ...
+#     -x bnc_tls=127.0.0.1:56450:/tmp/bench-tls/bnc_tls.pid -x pgb_tls=127.0.0.1:56451:/tmp/bench-pgb-tls.pid ...
 #
-# (compare.sh exports WORKDIR to the hook; pass the pidfile paths that exist after the hook
-# ran: this script prints them.)  Stop the pgbundle poolers afterwards by their pids.
+# (the pidfile paths exist once the hook has run: this script prints them.)
 set -euo pipefail
 PGBUNDLE=${PGBUNDLE:-pgbundle}
 BNC_TLS_PORT=${BNC_TLS_PORT:-56450}
