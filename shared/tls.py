@@ -26,6 +26,7 @@ algorithm (SHA-256 for MD5/SHA-1), the same on both ends.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import socket
@@ -216,23 +217,29 @@ def end_point_hash(cert_der: bytes) -> bytes | None:
         return None
 
 
-def _own_cert_der(ctx: ssl.SSLContext, cache: dict[int, bytes | None], cert_file: str | None) -> bytes | None:
+def _own_cert_der(cert_file: str | None) -> bytes | None:
+    """The DER form of the first certificate in ``cert_file`` -- the one a context loaded from it
+    presents.  Read once per version of the file (keyed by its path, mtime and size, so a
+    certificate replaced before a reload is read again)."""
     if cert_file is None:
         return None
-    key = id(ctx)
-    if key not in cache:
-        try:
-            with open(cert_file, encoding="ascii") as f:
-                pem = f.read()
-            start = pem.index("-----BEGIN CERTIFICATE-----")
-            end = pem.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
-            cache[key] = ssl.PEM_cert_to_DER_cert(pem[start:end])
-        except (OSError, ValueError):
-            cache[key] = None
-    return cache[key]
+    try:
+        st = os.stat(cert_file)
+    except OSError:
+        return None
+    return _read_cert_der(cert_file, st.st_mtime_ns, st.st_size)
 
 
-_OWN_CERTS: dict[int, bytes | None] = {}
+@functools.lru_cache(maxsize=16)
+def _read_cert_der(cert_file: str, mtime_ns: int, size: int) -> bytes | None:
+    try:
+        with open(cert_file, encoding="ascii") as f:
+            pem = f.read()
+        start = pem.index("-----BEGIN CERTIFICATE-----")
+        end = pem.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
+        return ssl.PEM_cert_to_DER_cert(pem[start:end])
+    except (OSError, ValueError):
+        return None
 
 
 class TlsConn(Conn):
@@ -305,7 +312,7 @@ class TlsConn(Conn):
     def server_end_point(self) -> bytes | None:
         """tls-server-end-point channel-binding data (None when it cannot be computed)."""
         if self.server_side:
-            der = _own_cert_der(self.sslsock.context, _OWN_CERTS, self._cert_file)
+            der = _own_cert_der(self._cert_file)
         else:
             der = self.peer_cert_der()
         return end_point_hash(der) if der else None
