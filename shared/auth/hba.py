@@ -99,6 +99,17 @@ def _read_lines(path: str) -> list[tuple[int, str]]:
     return out
 
 
+def _file_lines(path: str) -> list[tuple[int, str]]:
+    """:func:`_read_lines` of a top-level file: ``[]`` when it does not exist, HbaError when it
+    cannot be read."""
+    try:
+        return _read_lines(path)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise HbaError(f'could not open file "{path}": {exc.strerror}') from None
+
+
 def _strip_comment(text: str) -> str:
     in_quote = False
     for i, ch in enumerate(text):
@@ -189,12 +200,7 @@ def _looks_like_ip(text: str) -> bool:
 
 def parse(path: str) -> list[HbaLine]:
     """The rules of the hba file at ``path`` (``[]`` when it does not exist)."""
-    try:
-        lines = _read_lines(path)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise HbaError(f'could not open file "{path}": {exc.strerror}') from None
+    lines = _file_lines(path)
     base = os.path.dirname(path)
     out: list[HbaLine] = []
     for n, text in lines:
@@ -346,12 +352,7 @@ class IdentLine:
 
 def parse_ident(path: str) -> list[IdentLine]:
     """The user-name maps of an ident file (``[]`` when it does not exist)."""
-    try:
-        lines = _read_lines(path)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise HbaError(f'could not open file "{path}": {exc.strerror}') from None
+    lines = _file_lines(path)
     out: list[IdentLine] = []
     for n, text in lines:
         where = f'in file "{path}" line {n}'
