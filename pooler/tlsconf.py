@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from pgbundle.shared import sqlstate, tls
 from pgbundle.shared.netio import Conn
+from pgbundle.shared.protocol import encode, messages as m
 from pgbundle.shared.protocol.constants import SSL_REFUSED
 
 from .config import ConfigError, Settings
@@ -36,7 +37,7 @@ from .objects import PoolerError
 log = logging.getLogger("pgbundle.pooler")
 
 SSL_ACCEPTED = b"S"
-_SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+_SSL_REQUEST = encode(m.SSLRequest())
 
 
 def _suites(text: str) -> frozenset[str] | None:

@@ -14,7 +14,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from pgbundle.shared.protocol import FrameBuffer, decode_backend, messages as m
+from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
 from tests.fix_pg import PgCluster
 from tests.fix_tls import Certs
 
@@ -22,7 +22,7 @@ from .helpers import startup_bytes
 
 TLS_USER, TLS_PASSWORD = "tls_user", "tls secret pw"
 CERT_USER = "cert_user"  # PostgreSQL admits it with a client certificate only
-SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
+SSL_REQUEST = encode(m.SSLRequest())
 
 
 @pytest.fixture(scope="module")
