@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import click
+import msgspec
 import trio
 
 from .config import Config, ConfigError, Settings, apply_overrides, load_file, parse_upstream, set_setting
@@ -80,7 +81,7 @@ def pooler(config_file: str | None, config_opt: str | None, upstream: tuple[str,
             extra[name] = entry
         if extra:
             overrides["_databases"] = extra
-        config = Config(settings=settings, databases=dbs, users=config.users, source=config.source)
+        config = msgspec.structs.replace(config, settings=settings, databases=dbs)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     embedded: EmbeddedServer | None = None

@@ -46,6 +46,7 @@ _DB_POOL_KEYS = {
     "pool_mode": str,
     "connect_query": str,
     "auth_user": str,
+    "auth_query": str,
     "auth_dbname": str,
     "client_encoding": str,
     "datestyle": str,
@@ -54,7 +55,10 @@ _DB_POOL_KEYS = {
     "server_lifetime": float,
     "query_wait_timeout": float,
     "load_balance_hosts": str,
+    "target_session_attrs": str,
 }
+#: pgbouncer's aliases: the ini name -> the field it sets.
+_ALIASES = {"service_name": "job_name"}
 
 
 class ConfigError(Exception):
@@ -77,6 +81,8 @@ class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pool_mode: PoolMode | None = None
     connect_query: str | None = None
     auth_user: str | None = None
+    auth_query: str | None = None  # overrides the global auth_query for this database
+    auth_dbname: str | None = None  # the [databases] entry auth_query runs in (default: this one)
     client_encoding: str | None = None
     datestyle: str | None = None
     timezone: str | None = None
@@ -84,6 +90,7 @@ class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server_lifetime: float | None = None
     query_wait_timeout: float | None = None
     load_balance_hosts: Literal["round-robin", "disable"] = "round-robin"
+    target_session_attrs: Literal["any", "read-write", "read-only", "primary", "standby"] = "any"
 
 
 class UserConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -95,8 +102,18 @@ class UserConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_user_connections: int | None = None
     max_user_client_connections: int | None = None
     query_timeout: float | None = None
+    query_wait_timeout: float | None = None
     idle_transaction_timeout: float | None = None
+    transaction_timeout: float | None = None
     client_idle_timeout: float | None = None
+
+
+class PeerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One ``[peers]`` entry (pgbouncer >= 1.21): where cancel requests for that peer_id go."""
+
+    host: str
+    port: int = 6432
+    pool_size: int | None = None  # cancel requests in flight to it at once; default_pool_size
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -108,7 +125,13 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     listen_backlog: int = 128
     unix_socket_dir: str = "/tmp"
     unix_socket_mode: int = 0o777
+    unix_socket_group: str | None = None
     so_reuseport: bool = False
+    # the process
+    user: str | None = None  # the Unix user to switch to after binding (when started as root)
+    conffile: str | None = None  # the file RELOAD reads; default: the one given at startup
+    job_name: str = "pgbouncer"  # pgbouncer's win32 service name (alias service_name)
+    peer_id: int = 0  # this process in a [peers] group; 0 = no peering
     # auth
     auth_type: AuthType | None = None  # None: md5 with an auth_file, else upstream-verified
     auth_file: str | None = None
@@ -116,6 +139,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     auth_ident_file: str | None = None
     auth_user: str | None = None
     auth_query: str = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
+    auth_dbname: str | None = None  # the [databases] entry auth_query runs in (default: the client's)
+    auth_ldap_options: str | None = None  # accepted; auth_type = ldap is refused (no LDAP here)
+    scram_iterations: int = 4096
     admin_users: list[str] = msgspec.field(default_factory=list)
     stats_users: list[str] = msgspec.field(default_factory=list)
     # TLS (pgbouncer's names and defaults; server_tls_sslmode = prefer as pgbouncer >= 1.20)
@@ -150,6 +176,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_prepared_statements: int = 200
     track_extra_parameters: list[str] = msgspec.field(default_factory=lambda: ["IntervalStyle", "search_path"])
     ignore_startup_parameters: list[str] = msgspec.field(default_factory=list)
+    disable_pqexec: bool = False
+    autodb_idle_timeout: float = 3600.0
+    pool_idle_timeout: float = 0.0
     # server connections
     server_reset_query: str = "DISCARD ALL"
     server_reset_query_always: bool = False
@@ -161,18 +190,33 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server_connect_timeout: float = 15.0
     server_login_retry: float = 15.0
     application_name_add_host: bool = False
+    # DNS (pgbouncer's names; dns_zone_check_period and resolv_conf are c-ares/evdns features)
+    dns_max_ttl: float = 15.0
+    dns_nxdomain_ttl: float = 15.0
+    dns_zone_check_period: float = 0.0
+    resolv_conf: str | None = None
     # client side
     client_login_timeout: float = 60.0
     client_idle_timeout: float = 0.0
     idle_transaction_timeout: float = 0.0
     query_timeout: float = 0.0
     query_wait_timeout: float = 120.0
+    query_wait_notify: float = 5.0
     cancel_wait_timeout: float = 10.0
+    transaction_timeout: float = 0.0
+    login_notify_message: str | None = None
     suspend_timeout: float = 10.0
     max_packet_size: int = 2147483647
     pkt_buf: int = 4096
     sbuf_loopcnt: int = 5
+    # TCP (0 = the operating system's default; tcp_defer_accept is a boolean as in pgbouncer)
     tcp_keepalive: bool = True
+    tcp_keepcnt: int = 0
+    tcp_keepidle: int = 0
+    tcp_keepintvl: int = 0
+    tcp_user_timeout: int = 0  # milliseconds
+    tcp_socket_buffer: int = 0
+    tcp_defer_accept: bool = True  # pgbouncer: 1 on Linux (the kernel is given 45 s)
     # logging
     logfile: str | None = None
     pidfile: str | None = None
@@ -195,7 +239,10 @@ class Config(msgspec.Struct, kw_only=True):
     settings: Settings = msgspec.field(default_factory=Settings)
     databases: dict[str, DatabaseConfig] = msgspec.field(default_factory=dict)
     users: dict[str, UserConfig] = msgspec.field(default_factory=dict)
+    peers: dict[int, PeerConfig] = msgspec.field(default_factory=dict)
     source: str | None = None  # the file it came from, for RELOAD
+    #: whether the file had a [databases] section (an empty one means: no databases, no bundled server)
+    has_databases_section: bool = False
 
 
 # ----------------------------------------------------------------------------- values
@@ -244,6 +291,11 @@ def _field_type(struct: type, key: str) -> Any:
                 return args[0]
             return t
     raise ConfigError(f"unknown setting: {key}")
+
+
+def _nullable(struct: type, key: str) -> bool:
+    """Whether ``key`` of ``struct`` may be None (pgbouncer's "not set", written as an empty value)."""
+    return any(f.name == key and type(None) in getattr(f.type, "__args__", ()) for f in msgspec.structs.fields(struct))
 
 
 _S = TypeVar("_S", bound=msgspec.Struct)
@@ -394,9 +446,6 @@ def _read_ini_lines(path: Path, depth: int = 0) -> list[tuple[str, int, str]]:
     return out
 
 
-_NULLABLE_PATHS = ("auth_file", "logfile", "pidfile", "auth_user", "auth_hba_file", "auth_ident_file",
-                   "client_tls_key_file", "client_tls_cert_file", "client_tls_ca_file", "server_tls_ca_file",
-                   "server_tls_key_file", "server_tls_cert_file")
 #: File settings a relative path in the config file is resolved against the file's directory for.
 _RELATIVE_PATHS = ("auth_file", "auth_hba_file", "auth_ident_file", "client_tls_key_file", "client_tls_cert_file",
                    "client_tls_ca_file", "server_tls_ca_file", "server_tls_key_file", "server_tls_cert_file")
@@ -407,7 +456,9 @@ def load_ini(path: str | os.PathLike[str]) -> Config:
     settings: dict[str, Any] = {}
     databases: dict[str, DatabaseConfig] = {}
     users: dict[str, UserConfig] = {}
+    peers: dict[int, PeerConfig] = {}
     section = None
+    has_databases = False
     for fname, no, line in _read_ini_lines(Path(path)):
         s = line.strip()
         if not s or s[0] in ";#":
@@ -419,6 +470,7 @@ def load_ini(path: str | os.PathLike[str]) -> Config:
             section = s[1:-1].strip().lower()
             if section not in ("databases", "pgbouncer", "pgbundle", "users", "peers"):
                 raise ConfigError(f"{where}: unknown section [{section}]")
+            has_databases = has_databases or section == "databases"
             continue
         if "=" not in s:
             raise ConfigError(f"{where}: expected key = value, got {s!r}")
@@ -433,25 +485,64 @@ def load_ini(path: str | os.PathLike[str]) -> Config:
             name = quoting.unquote(key)
             users[name] = user_from_connstring(name, value)
         elif section == "peers":
-            continue
+            pid, peer = peer_from_connstring(key, value, where)
+            peers[pid] = peer
         else:
             key = key.lower()
-            if key not in Settings.__struct_fields__:
-                raise ConfigError(f"{where}: unknown setting {key!r}")
-            typ = _field_type(Settings, key)
-            if key == "auth_type" and value in ("md5", "trust", "any", "plain", "scram-sha-256", "hba", "cert", "peer"):
-                settings[key] = value
-            elif key == "unix_socket_mode":
-                settings[key] = int(value, 8)
-            elif value == "" and key in _NULLABLE_PATHS:
-                settings[key] = None
-            else:
-                settings[key] = _coerce(key, value, typ)
+            key = _ALIASES.get(key, key)
+            settings[key] = _setting_value(key, value, where)
     base = Path(path).resolve().parent
     for key in _RELATIVE_PATHS:
         if settings.get(key) and not os.path.isabs(settings[key]):
             settings[key] = str(base / settings[key])
-    return Config(settings=_convert(Settings, settings, str(path)), databases=databases, users=users, source=str(path))
+    settings.setdefault("conffile", str(path))
+    return Config(settings=_convert(Settings, settings, str(path)), databases=databases, users=users, peers=peers,
+                  source=str(path), has_databases_section=has_databases)
+
+
+def _setting_value(key: str, value: str, where: str) -> Any:
+    """One ``key = value`` line of [pgbouncer], typed and checked; a bad one is a ConfigError naming ``where``."""
+    if key not in Settings.__struct_fields__:
+        raise ConfigError(f"{where}: unknown setting {key!r}")
+    if key == "unix_socket_mode":
+        try:
+            out: Any = int(value, 8)
+        except ValueError:
+            raise ConfigError(f"{where}: invalid value for unix_socket_mode: {value!r} "
+                              "(expected an octal file mode such as 0777)") from None
+    elif value == "" and _nullable(Settings, key):  # "not set"
+        out = None
+    else:
+        try:
+            out = _coerce(key, value, _field_type(Settings, key))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    _convert(Settings, {key: out}, where)  # the field's own checks (Literal values, types), at this line
+    return out
+
+
+def peer_from_connstring(key: str, text: str, where: str) -> tuple[int, PeerConfig]:
+    """One ``[peers]`` line: ``peer_id = host=... port=... pool_size=...``."""
+    try:
+        pid = int(key)
+    except ValueError:
+        raise ConfigError(f"{where}: invalid peer id {key!r} (expected an integer 1..16383)") from None
+    if not 1 <= pid <= 16383:
+        raise ConfigError(f"{where}: invalid peer id {pid} (expected 1..16383)")
+    data: dict[str, Any] = {}
+    for k, v in parse_connstring(text, where).items():
+        if k == "host":
+            data["host"] = v
+        elif k in ("port", "pool_size"):
+            try:
+                data[k] = int(v)
+            except ValueError:
+                raise ConfigError(f"{where}: invalid value for {k}: {v!r} (expected an integer)") from None
+        else:
+            raise ConfigError(f"{where}: unknown parameter {k!r} for peer {pid}")
+    if "host" not in data:
+        raise ConfigError(f"{where}: peer {pid} has no host")
+    return pid, _convert(PeerConfig, data, where)
 
 
 # ----------------------------------------------------------------------------- pgbundle.toml
@@ -473,8 +564,8 @@ def load_toml(path: str | os.PathLike[str]) -> Config:
     unknown = set(raw) - {"pgbundle", "pgbouncer", "databases", "users"}
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected pgbundle, databases, users")
-    sdata = dict(raw.get("pgbundle", {}))
-    sdata.update(raw.get("pgbouncer", {}))
+    sdata = {_ALIASES.get(k, k): v for k, v in raw.get("pgbundle", {}).items()}
+    sdata.update({_ALIASES.get(k, k): v for k, v in raw.get("pgbouncer", {}).items()})
     for key, value in list(sdata.items()):
         if key not in Settings.__struct_fields__:
             raise ConfigError(f"{path}: unknown setting {key!r} in [pgbundle]")
@@ -505,7 +596,8 @@ def load_toml(path: str | os.PathLike[str]) -> Config:
            if (v := getattr(settings, k)) and not os.path.isabs(v)}
     if rel:
         settings = msgspec.structs.replace(settings, **rel)
-    return Config(settings=settings, databases=databases, users=users, source=str(path))
+    return Config(settings=settings, databases=databases, users=users, source=str(path),
+                  has_databases_section="databases" in raw)
 
 
 def load_file(path: str | os.PathLike[str]) -> Config:
@@ -525,12 +617,13 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     data = msgspec.to_builtins(config.settings)
     data.update(given)
     settings = _convert(Settings, data, "command line")
-    return Config(settings=settings, databases=config.databases, users=config.users, source=config.source)
+    return msgspec.structs.replace(config, settings=settings)
 
 
 def set_setting(settings: Settings, key: str, raw: str) -> Settings:
     """``-s key=value`` / admin SET: parse ``raw`` for ``key`` as the ini reader would."""
     key = key.strip().lower()
+    key = _ALIASES.get(key, key)
     if key not in Settings.__struct_fields__:
         raise ConfigError(f"unknown setting: {key}")
     typ = _field_type(Settings, key)

@@ -260,8 +260,7 @@ class Pooler:
             new = self.config
         old = self.config.settings
         keep = {"listen_addr": old.listen_addr, "listen_port": old.listen_port, "unix_socket_dir": old.unix_socket_dir}
-        new = Config(settings=msgspec.structs.replace(new.settings, **keep), databases=new.databases,
-                     users=new.users, source=new.source)
+        new = msgspec.structs.replace(new, settings=msgspec.structs.replace(new.settings, **keep))
         self.config = new
         self.tls = self.tls.rebuilt(new.settings)
         self.auth.reload()

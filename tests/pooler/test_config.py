@@ -19,3 +19,36 @@ def test_cli_reports_config_errors(tmp_path):
 def test_version():
     r = subprocess.run([sys.executable, "-m", "pgbundle.shared.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "pgbundle" in r.stdout
+
+
+def test_every_pgbouncer_setting_starts_and_shows(tmp_path, pg, pooler_factory):
+    """A pgbouncer.ini with every setting of pgbouncer 1.25's doc/config.md starts, serves, and
+    SHOW CONFIG lists every one of them with the value from the file."""
+    from pathlib import Path
+
+    import psycopg
+
+    from tests.procs import free_port
+
+    port = free_port()
+    text = (Path(__file__).parents[1] / "data" / "pgbouncer-all-settings.ini").read_text()
+    text = text.replace("{port}", str(port)).replace("{upstream_port}", str(pg.port)).replace("{dir}", str(tmp_path))
+    (tmp_path / "pgbouncer.ini").write_text(text)
+    (tmp_path / "users.txt").write_text('"postgres" ""\n"stats" ""\n')
+    pooler = pooler_factory(["--config", str(tmp_path / "pgbouncer.ini")], port=port)
+    with psycopg.connect(pooler.dsn(dbname="app"), autocommit=True) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with psycopg.connect(pooler.dsn(dbname="pgbouncer"), autocommit=True) as conn:
+        shown = {r[0]: r[1] for r in conn.execute("SHOW CONFIG", prepare=False).fetchall()}
+    keys = []
+    section = None
+    for line in text.splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "pgbouncer" and "=" in line and not line.startswith(";"):
+            keys.append(line.split("=", 1)[0].strip())
+    missing = [k for k in keys if k not in shown]
+    assert not missing, missing
+    assert shown["application_name_add_host"] == "1" and shown["peer_id"] == "1"
+    assert shown["conffile"] == str(tmp_path / "pgbouncer.ini") and shown["dns_max_ttl"] == "15"
+    assert pooler.alive()
