@@ -88,6 +88,7 @@ class Client:
         self.cancel_key = (0, b"")
         self.wait_task: trio.lowlevel.Task | None = None  # the parked task while queued for a server (see Pool.acquire)
         self.wait_error: PoolerError | None = None
+        self.wait_notified = False  # query_wait_notify's NOTICE went out for this wait (set by .janitor)
         now = time.monotonic()
         self.wait_start = now
         self.connect_time = now
@@ -205,7 +206,7 @@ class Client:
         if pooler.pause.db_disabled(self.database):  # DISABLE db
             raise PoolerError(f"database does not allow connections: {self.database}",
                               sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
-        pool = pooler.get_pool(self.database, user, db)
+        pool = pooler.get_pool(self.database, db.user or user, db)  # a forced user: one pool for all (pgbouncer)
         pool.add_client(self)
         if pool.welcome is None:  # the first client of a pool waits for a server login (CL_WAITING_LOGIN)
             server = await pool.acquire(self)
@@ -217,10 +218,13 @@ class Client:
             pooler.varcache.add_startup(self, CLIENT_ADDR_SETTING, "%s:%s" % self.conn.peer)
         self.cancel_key = pooler.cancels.register(self)
         pid, key = self.cancel_key
+        notice = pooler.config.settings.login_notify_message
         await self.conn.send_all(
             encode(m.AuthenticationOk())
             + pooler.varcache.welcome(pool, self)
             + encode(m.BackendKeyData(pid, key))
+            + (encode(m.NoticeResponse(sqlstate.error_fields(sqlstate.SUCCESSFUL_COMPLETION, notice, "NOTICE")))
+               if notice else b"")
             + _READY_IDLE
         )
         return True
@@ -258,6 +262,9 @@ class Client:
                 return
             stats.client_bytes += len(data)
             pieces, intact = scanner.feed(data)
+            if pooler.config.settings.disable_pqexec and any(t == _Q for t, _ in pieces):
+                logs.log_client(pooler, self, 'client used "Query" packet type', level=logging.ERROR)
+                raise PoolerError("PQexec disallowed", sqlstate.PROTOCOL_VIOLATION)
             if pool.mode == "session":
                 data, nsync, ext, terminate = _plain(pieces, intact, data, stats)
                 if data:
@@ -319,16 +326,23 @@ class Client:
             except ConnectionLost:
                 raise PoolerError("server conn crashed?", sqlstate.CONNECTION_FAILURE) from None
 
+    def push(self, message: bytes) -> None:
+        """Send ``message`` (a NoticeResponse) now if no server is linked, else after the current reply."""
+        self._post(message, self.state in (ClientState.ACTIVE, ClientState.WAITING))
+
     def deliver(self, notification: bytes) -> None:
         """A NotificationResponse from the pool's LISTEN connection."""
-        if self.server is None and self.state is ClientState.ACTIVE:
-            # One sender per client drains the outbox, so notifications arrive in the order sent.
-            self._outbox.append(notification)
+        self._post(notification, self.state is ClientState.ACTIVE)
+
+    def _post(self, message: bytes, now: bool) -> None:
+        if now and self.server is None:
+            # One sender per client drains the outbox, so messages arrive in the order sent.
+            self._outbox.append(message)
             if not self._sending:
                 self._sending = True
                 self.pooler.nursery.start_soon(self._send_notifications)
         else:
-            self.notifications.append(notification)
+            self.notifications.append(message)
 
     async def _send_notifications(self) -> None:
         try:

@@ -171,7 +171,7 @@ class Pooler:
         A connection that got in joins the pool when it is one (no forced user) and has room.
         Errors: PoolerError when the upstream cannot be reached.
         """
-        real = self.get_pool(dbname, client.user, db)
+        real = self.get_pool(dbname, db.user or client.user, db)
         forced = db.user is not None and db.user != client.user
         pool = real if not forced else Pool(self, real.dbname, client.user,
                                             msgspec.structs.replace(db, user=None, password=None), register=False)

@@ -230,6 +230,7 @@ class Pool:
         self.last_login_error: PoolerError | None = None
         self.paused = pooler.pause.db_paused(dbname)  # PAUSE/KILL db (admin console) covers new pools too
         self.host_index = 0
+        self.empty_since = 0.0  # monotonic time since when it has had no client and no server (.janitor)
         self.configure()
         # statistics (SHOW STATS)
         self.stats = pooler.stats.for_pool(self) if register else PoolStats()
@@ -237,8 +238,9 @@ class Pool:
     def configure(self) -> None:
         """(Re)compute the effective limits from the current configuration."""
         s = self.pooler.config.settings
-        u = self.pooler.config.users.get(self.user)
         db = self.db
+        # [users] settings are the login user's: a forced user's, not the client's (pgbouncer)
+        u = self.pooler.config.users.get(db.user or self.user)
         self.mode = (u.pool_mode if u is not None else None) or db.pool_mode or s.pool_mode
         self.pool_size = u.pool_size if (u is not None and u.pool_size is not None) else (
             db.pool_size if db.pool_size is not None else s.default_pool_size)
@@ -254,6 +256,10 @@ class Pool:
             u is not None and u.idle_transaction_timeout is not None) else s.idle_transaction_timeout
         self.client_idle_timeout = u.client_idle_timeout if (
             u is not None and u.client_idle_timeout is not None) else s.client_idle_timeout
+        self.transaction_timeout = u.transaction_timeout if (
+            u is not None and u.transaction_timeout) else s.transaction_timeout
+        if u is not None and u.query_wait_timeout is not None and u.query_wait_timeout >= 0:
+            self.query_wait_timeout = u.query_wait_timeout  # pgbouncer: the user's wins over the database's
 
     # ------------------------------------------------------------------ counts
 
@@ -328,6 +334,7 @@ class Pool:
         client.state = ClientState.WAITING
         client.wait_start = time.monotonic()
         client.wait_error = None
+        client.wait_notified = False
         client.wait_task = trio.lowlevel.current_task()
         self.waiting.append(client)
         self.launch()

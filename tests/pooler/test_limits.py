@@ -161,9 +161,9 @@ def test_reserve_pool(pg, pooler_factory):
 def test_min_pool_size(pg, pooler_factory):
     p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--min-pool-size", "3",
                                  "--admin-users", "postgres"))
-    with connect(p) as c:
+    with connect(p) as c:  # pgbouncer: enforced while the pool has a client (or a forced user)
         c.execute("select 1")
-    wait_for(lambda: pool_row(p)["sv_idle"] >= 3, what="min_pool_size servers")
+        wait_for(lambda: pool_row(p)["sv_idle"] >= 3, timeout=60, what="min_pool_size servers")
 
 
 def test_max_db_connections(pg, pooler_factory):
