@@ -54,6 +54,7 @@ from pgbundle.shared.quoting import unquote
 from . import logs
 from .config import ConfigError, Settings, set_setting
 from .hba import is_pooler_os_user
+from .janitor import unsuspended
 from .objects import ClientState, PoolerError, ServerState
 from .stats import BUCKETS, COUNTERS, PoolStats, averages, usec_totals
 
@@ -420,6 +421,9 @@ class AdminConsole:
         log.info("SUSPEND command issued")
         self.pause.suspend(client)
         self._apply_pause()
+        # pgbouncer: SUSPEND returns once every socket is quiet; the janitor closes, after
+        # suspend_timeout, the clients that are not
+        await self._wait_until(lambda: not unsuspended(self.pooler))
         return "SUSPEND"
 
     async def cmd_resume(self, client: Client, arg: str | None) -> str:

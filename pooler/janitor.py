@@ -16,6 +16,9 @@
   any pool with no client and no server for pool_idle_timeout (their statistics go too);
 * every stats_period: move the SHOW STATS averages window on
   (:meth:`.stats.Stats.tick`) and log pgbouncer's ``stats:`` line;
+* SUSPEND: once suspend_timeout has passed, clients that could not be suspended -- still
+  logging in, or with a request in flight -- are closed (``suspend_timeout``), as pgbouncer
+  does, so that SUSPEND returns;
 * apply changed logging settings (RELOAD / SET / SIGHUP).
 
 query_wait_timeout is enforced here too (as in pgbouncer): a queued client is parked
@@ -36,9 +39,11 @@ from pgbundle.shared import sqlstate
 from pgbundle.shared.protocol import encode, messages as m
 
 from . import logs
+from .objects import ClientState, PoolerError
 from .stats import COUNTERS
 
 if TYPE_CHECKING:
+    from .client import Client
     from .objects import Pool, PoolerHost
 
 log = logging.getLogger("pgbundle.pooler")
@@ -55,6 +60,10 @@ def maintain(pooler: PoolerHost) -> None:
     s = pooler.config.settings
     now = time.monotonic()
     _forced_user_pools(pooler)
+    pause = pooler.pause
+    if pause.mode == "suspend" and s.suspend_timeout > 0 and now - pause.suspend_start >= s.suspend_timeout:
+        for client in unsuspended(pooler):
+            client.kill(PoolerError("suspend_timeout", sqlstate.PROTOCOL_VIOLATION))
     for pool in list(pooler.pools.values()):
         keep = pool.min_pool_size
         if pool.paused:
@@ -82,6 +91,12 @@ def maintain(pooler: PoolerHost) -> None:
         if keep and pool.server_count < min(keep, pool.pool_size) and (pool.clients or pool.db.user):
             pool.launch(minimum=keep)
     _free_pools(pooler, now)
+
+
+def unsuspended(pooler: PoolerHost) -> list[Client]:
+    """Clients SUSPEND waits for: logging in, or linked to a server with a request in flight."""
+    return [c for c in list(pooler.clients) if not c.admin and (
+        c.state is ClientState.LOGIN or (c.server is not None and c.server.conv.busy))]
 
 
 def _forced_user_pools(pooler: PoolerHost) -> None:

@@ -144,6 +144,7 @@ class PauseState:
         self.paused_dbs: set[str] = set()
         self.disabled_dbs: set[str] = set()
         self.suspender: Client | None = None  # the admin client that ran SUSPEND
+        self.suspend_start = 0.0  # monotonic time of SUSPEND (suspend_timeout counts from it)
 
     def db_paused(self, dbname: str) -> bool:
         return self.mode != "none" or dbname in self.paused_dbs
@@ -163,6 +164,7 @@ class PauseState:
     def suspend(self, admin: Client) -> None:
         self.mode = "suspend"
         self.suspender = admin
+        self.suspend_start = time.monotonic()
 
     def resume(self, db: str | None) -> None:
         if db:

@@ -172,3 +172,34 @@ def test_unused_pools_are_freed(tmp_path, pg, pooler_factory):
     assert "dropping database 'template1'" in p.log()
     assert "kept" in {r["name"] for r in _rows(p, "DATABASES")}
     assert "kept" in {r["database"] for r in _rows(p, "POOLS")}  # pool_idle_timeout = 0: kept
+
+
+def test_suspend_timeout_closes_what_cannot_be_suspended(tmp_path, pg, pooler_factory):
+    p, _ = _pooler(tmp_path, pg, pooler_factory, f"* = host=127.0.0.1 port={pg.port}",
+                   "pool_mode = transaction\nsuspend_timeout = 1")
+    idle = psycopg.connect(p.dsn(), autocommit=True)
+    busy = psycopg.connect(p.dsn(), autocommit=True)
+    errors: list[Exception] = []
+
+    def sleep() -> None:
+        try:
+            busy.execute("SELECT pg_sleep(60)")
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=sleep)
+    t.start()
+    try:
+        _wait(lambda: pg.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' "
+                             "AND state = 'active'").strip() == "1", "the sleep to run")
+        with psycopg.connect(p.dsn(dbname="pgbouncer"), autocommit=True) as a:
+            a.execute("SUSPEND", prepare=False)  # returns once the busy client is closed (suspend_timeout)
+            t.join(30)
+            assert errors and "suspend_timeout" in str(errors[0])
+            a.execute("RESUME", prepare=False)
+        assert idle.execute("SELECT 5").fetchone() == (5,)
+    finally:
+        pg.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'")
+        t.join(60)
+        idle.close()
+        busy.close()
