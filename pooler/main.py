@@ -269,12 +269,13 @@ class Pooler:
             db = self.find_database(dbname)
             if db is None:
                 continue
-            if db != pool.db:
-                pool.db = db
+            if _connection_of(db) != _connection_of(pool.db):  # pgbouncer: servers of the old entry go
                 for srv in list(pool.idle):
                     srv.close("database configuration changed")
-                for srv in pool.active:
+                for srv in list(pool.active) + list(pool.used) + list(pool.login):
                     srv.close_needed = True
+                    srv.close_reason = "database configuration changed"
+            pool.db = db
             pool.configure()
             pool.launch()
         log.info("config reloaded")
@@ -435,6 +436,15 @@ class Pooler:
                 break
             await trio.sleep(0.05)
         self.shutdown_now()
+
+
+#: The parts of a [databases] entry a server connection was made with (a change closes them).
+_CONNECTION_KEYS = ("host", "port", "dbname", "user", "password", "connect_query", "client_encoding", "datestyle",
+                    "timezone", "application_name", "auth_user")
+
+
+def _connection_of(db: DatabaseConfig) -> tuple[Any, ...]:
+    return tuple(getattr(db, k) for k in _CONNECTION_KEYS)
 
 
 def _describe(sock: socket.socket) -> str:

@@ -217,8 +217,6 @@ class Pool:
         self.dbname = dbname  # the name clients use
         self.user = user  # the client user (key)
         self.db = db
-        self.server_user = db.user or user
-        self.server_dbname = db.dbname or dbname
         self.idle: list[Server] = []
         self.active: set[Server] = set()
         self.used: set[Server] = set()
@@ -241,6 +239,8 @@ class Pool:
         """(Re)compute the effective limits from the current configuration."""
         s = self.pooler.config.settings
         db = self.db
+        self.server_user = db.user or self.user
+        self.server_dbname = db.dbname or self.dbname
         # [users] settings are the login user's: a forced user's, not the client's (pgbouncer)
         u = self.pooler.config.users.get(db.user or self.user)
         self.mode = (u.pool_mode if u is not None else None) or db.pool_mode or s.pool_mode

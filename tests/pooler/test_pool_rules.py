@@ -203,3 +203,22 @@ def test_suspend_timeout_closes_what_cannot_be_suspended(tmp_path, pg, pooler_fa
         t.join(60)
         idle.close()
         busy.close()
+
+
+def test_reload_closes_servers_only_when_their_connection_changes(tmp_path, pg, pooler_factory):
+    p, ini = _pooler(tmp_path, pg, pooler_factory, f"app = host=127.0.0.1 port={pg.port} dbname=postgres pool_size=5")
+
+    def backend() -> tuple:
+        with psycopg.connect(p.dsn(dbname="app"), autocommit=True) as c:
+            return c.execute("SELECT pg_backend_pid(), current_database()").fetchone()
+
+    pid, _ = backend()
+    ini.write_text(ini.read_text().replace("pool_size=5", "pool_size=6"))
+    admin(p, "RELOAD")
+    assert backend() == (pid, "postgres")  # a pool setting: the idle server is kept
+    ini.write_text(ini.read_text().replace("dbname=postgres", "dbname=template1"))
+    admin(p, "RELOAD")
+    new_pid, dbname = backend()
+    assert dbname == "template1" and new_pid != pid
+    _wait(lambda: pg.sql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}").strip() == "0",
+          "the old entry's server to be closed")
