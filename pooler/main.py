@@ -160,7 +160,12 @@ class Pooler:
                     err = None
                 if err is not None:
                     log.warning("%s: connect_query failed: %s", server, err.message)
-            if server.state is not ServerState.CLOSED:
+            refused = _session_attrs_refusal(pool.db.target_session_attrs, server.params)
+            if refused is not None and server.state is not ServerState.CLOSED:
+                self.log_server(server, refused)
+                pool.login_failed(server, PoolerError(refused, sqlstate.CONNECTION_FAILURE))
+                server.close(refused)
+            elif server.state is not ServerState.CLOSED:
                 pool.login_succeeded(server)
 
     async def verify_upstream(self, client: Client, db: DatabaseConfig, dbname: str, password: str | None,
@@ -436,6 +441,21 @@ class Pooler:
                 break
             await trio.sleep(0.05)
         self.shutdown_now()
+
+
+def _session_attrs_refusal(wanted: str, params: dict[str, str]) -> str | None:
+    """Why a server does not match ``target_session_attrs`` (after login and connect_query), or None."""
+    if wanted == "any":
+        return None
+    standby, read_only = params.get("in_hot_standby"), params.get("default_transaction_read_only")
+    if standby is None or (wanted in ("read-write", "read-only") and read_only is None):
+        return f"server does not report in_hot_standby/default_transaction_read_only (target_session_attrs={wanted})"
+    ok = {"read-write": standby == "off" and read_only == "off", "read-only": standby == "on" or read_only == "on",
+          "primary": standby == "off", "standby": standby == "on"}[wanted]
+    if ok:
+        return None
+    return (f"server is not {wanted} (in_hot_standby={standby}, default_transaction_read_only={read_only}; "
+            f"target_session_attrs={wanted})")
 
 
 #: The parts of a [databases] entry a server connection was made with (a change closes them).

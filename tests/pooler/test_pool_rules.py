@@ -222,3 +222,20 @@ def test_reload_closes_servers_only_when_their_connection_changes(tmp_path, pg, 
     assert dbname == "template1" and new_pid != pid
     _wait(lambda: pg.sql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}").strip() == "0",
           "the old entry's server to be closed")
+
+
+def test_target_session_attrs(tmp_path, pg, pooler_factory):
+    pg.sql("DROP DATABASE IF EXISTS tsa_ro")
+    pg.sql("CREATE DATABASE tsa_ro")
+    pg.sql("ALTER DATABASE tsa_ro SET default_transaction_read_only = on")
+    p, _ = _pooler(tmp_path, pg, pooler_factory,
+                   f"rw = host=127.0.0.1 port={pg.port} dbname=tsa_ro target_session_attrs=read-write\n"
+                   f"ro = host=127.0.0.1 port={pg.port} dbname=tsa_ro target_session_attrs=read-only\n"
+                   f"prim = host=127.0.0.1 port={pg.port} dbname=tsa_ro target_session_attrs=primary\n"
+                   f"stby = host=127.0.0.1 port={pg.port} dbname=tsa_ro target_session_attrs=standby",
+                   "server_login_retry = 1")
+    for db in ("ro", "prim"):
+        assert psql(p.port, "SHOW default_transaction_read_only", db=db).stdout.strip() == "on"
+    for db, why in (("rw", "is not read-write"), ("stby", "is not standby")):
+        r = psql(p.port, "SELECT 1", db=db, check=False)
+        assert r.returncode != 0 and why in r.stderr, r.stderr
