@@ -246,7 +246,8 @@ class Authenticator:
         usable = None if problem is not None else secret
         why = "password does not match"
         if scram:
-            key, failure = await exchange.scram(client, self.salts.scram_secret(user, usable), usable is not None)
+            verifier = self.salts.scram_secret(user, usable, self.pooler.config.settings.scram_iterations)
+            key, failure = await exchange.scram(client, verifier, usable is not None)
             if key is not None:
                 if usable is not None and is_scram_secret(usable):
                     self.client_keys[user] = key

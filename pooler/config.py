@@ -232,6 +232,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     stats_period: float = 60.0
     verbose: int = 0
 
+    def __post_init__(self) -> None:
+        if self.scram_iterations < 4096:  # scramp enforces RFC 7677's minimum
+            raise ValueError(f"scram_iterations must be at least 4096, not {self.scram_iterations}")
+
 
 class Config(msgspec.Struct, kw_only=True):
     """Everything the pooler runs from."""

@@ -60,14 +60,15 @@ class Salts:
     def salt(self, user: str) -> bytes:
         return hmac.new(self._key, user.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()[:SCRAM_SALT_LEN]
 
-    def scram_secret(self, user: str, secret: str | None) -> ScramSecret:
+    def scram_secret(self, user: str, secret: str | None, iterations: int = SCRAM_ITERATIONS) -> ScramSecret:
         """The SCRAM secret to verify ``user`` against: the stored one, one made from a plain
-        password with the user's derived salt, or (``None``) one no proof can match."""
+        password with the user's derived salt and ``iterations`` (pgbouncer's scram_iterations),
+        or (``None``) one no proof can match."""
         if secret is not None and is_scram_secret(secret):
             return parse_scram_secret(secret)
         if secret is not None:
-            return make_secret(secret, SCRAM_ITERATIONS, self.salt(user))
-        return ScramSecret(SCRAM_ITERATIONS, self.salt(user), os.urandom(32), os.urandom(32))
+            return make_secret(secret, iterations, self.salt(user))
+        return ScramSecret(iterations, self.salt(user), os.urandom(32), os.urandom(32))
 
 
 def _violation(text: str) -> PoolerError:

@@ -125,3 +125,36 @@ def test_auth_query(pg, pooler_factory, tmp_path):
     assert "password authentication failed" in str(ei.value)
     with pytest.raises(psycopg.OperationalError):
         _query(p, "no_such_role", "x")
+
+
+def test_scram_iterations_for_plain_auth_file_passwords(pg, pooler_factory, tmp_path):
+    """A plain password of the auth_file is verified with a SCRAM secret of scram_iterations rounds
+    (the server-first-message says i=...), and the login still works."""
+    import os
+    import socket
+    import subprocess
+
+    from pgbundle.shared.protocol import FrameBuffer, decode_backend, encode, messages as m
+
+    af = tmp_path / "users.txt"
+    af.write_text('"iter_user" "iter pw"\n')
+    p = pooler_factory(base_args(pg, "--auth-file", str(af), "--auth-type", "scram-sha-256",
+                                 "-s", "scram_iterations=8192"))
+    with socket.create_connection(("127.0.0.1", p.port), timeout=30) as s:
+        s.sendall(encode(m.StartupMessage(3 << 16, {"user": "iter_user", "database": "postgres"})))
+        fb = FrameBuffer()
+
+        def read():
+            while (f := fb.next_frame()) is None:
+                fb.receive_data(s.recv(65536))
+            return decode_backend(*f)
+
+        assert isinstance(read(), m.AuthenticationSASL)
+        s.sendall(encode(m.SASLInitialResponse("SCRAM-SHA-256", b"n,,n=,r=abcdefghijklmnop")))
+        cont = read()
+        assert isinstance(cont, m.AuthenticationSASLContinue)
+        assert dict(kv.split("=", 1) for kv in cont.data.decode().split(","))["i"] == "8192"
+    r = subprocess.run(["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(p.port), "-U", "iter_user", "-d", "postgres",
+                        "-c", "select 1"], capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "iter pw"},
+                       timeout=60)
+    assert "password authentication failed" not in r.stderr

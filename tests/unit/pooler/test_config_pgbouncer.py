@@ -98,3 +98,10 @@ def test_bad_peers(tmp_path, text, needle):
     (tmp_path / "p.ini").write_text(text)
     with pytest.raises(ConfigError, match=needle):
         load_ini(tmp_path / "p.ini")
+
+
+def test_scram_iterations_below_the_minimum(tmp_path):
+    p = tmp_path / "s.ini"
+    p.write_text("[pgbouncer]\nscram_iterations = 100\n")
+    with pytest.raises(ConfigError, match=r"s.ini:2: scram_iterations must be at least 4096"):
+        load_ini(p)
