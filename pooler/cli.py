@@ -85,8 +85,9 @@ def pooler(config_file: str | None, config_opt: str | None, upstream: tuple[str,
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     embedded: EmbeddedServer | None = None
-    if not config.databases:
-        # No upstream: run the bundled server ourselves.
+    if not config.databases and not config.has_databases_section:
+        # Neither --upstream nor a [databases] section (an empty one means: no databases, as
+        # pgbouncer): run the bundled server ourselves.
         from .embedded import EmbeddedServer
 
         embedded = EmbeddedServer(data_dir or "pgbundle-data")

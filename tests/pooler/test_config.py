@@ -52,3 +52,27 @@ def test_every_pgbouncer_setting_starts_and_shows(tmp_path, pg, pooler_factory):
     assert shown["application_name_add_host"] == "1" and shown["peer_id"] == "1"
     assert shown["conffile"] == str(tmp_path / "pgbouncer.ini") and shown["dns_max_ttl"] == "15"
     assert pooler.alive()
+
+
+def test_debians_stock_ini_starts_with_no_databases(tmp_path, pooler_factory):
+    """Debian's /etc/pgbouncer/pgbouncer.ini (empty [databases]): the pooler starts with no databases
+    -- no bundled server -- and a client is told ``no such database`` (pgbouncer 1.18 does the same)."""
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from tests.procs import free_port
+
+    port = free_port()
+    text = (Path(__file__).parents[1] / "data" / "debian-pgbouncer.ini").read_text()
+    for key, value in (("logfile", tmp_path / "p.log"), ("pidfile", tmp_path / "p.pid"), ("listen_port", port),
+                       ("unix_socket_dir", tmp_path), ("auth_file", tmp_path / "u.txt"), ("listen_addr", "127.0.0.1")):
+        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+    (tmp_path / "pgbouncer.ini").write_text(text)
+    (tmp_path / "u.txt").write_text('"postgres" "pw"\n')
+    p = pooler_factory([str(tmp_path / "pgbouncer.ini")], port=port, cwd=str(tmp_path))
+    r = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "postgres", "-c", "select 1"],
+                       capture_output=True, text=True, timeout=60, env={**os.environ, "PGPASSWORD": "pw"})
+    assert r.returncode != 0 and "FATAL:  no such database: postgres" in r.stderr, r.stderr
+    assert not (tmp_path / "pgbundle-data").exists() and p.alive()
