@@ -72,7 +72,8 @@ def test_debians_stock_ini_starts_with_no_databases(tmp_path, pooler_factory):
     (tmp_path / "pgbouncer.ini").write_text(text)
     (tmp_path / "u.txt").write_text('"postgres" "pw"\n')
     p = pooler_factory([str(tmp_path / "pgbouncer.ini")], port=port, cwd=str(tmp_path))
-    r = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "postgres", "-c", "select 1"],
+    r = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "postgres",
+                        "-c", "select 1"],
                        capture_output=True, text=True, timeout=60, env={**os.environ, "PGPASSWORD": "pw"})
     assert r.returncode != 0 and "FATAL:  no such database: postgres" in r.stderr, r.stderr
     assert not (tmp_path / "pgbundle-data").exists() and p.alive()
