@@ -22,6 +22,7 @@ import trio
 from pgbundle.shared.netio import open_connection
 from pgbundle.shared.protocol import encode, messages as m
 
+from .guard import guarded
 from .objects import ServerState
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class CancelRouter:
         if server is None or server.state is not ServerState.ACTIVE or not server.backend_key:
             return  # nothing running for that client
         server.cancels_in_flight += 1
-        self.pooler.nursery.start_soon(self._forward, server)
+        self.pooler.nursery.start_soon(guarded, self._forward, server)
 
     async def _forward(self, server: Server) -> None:
         host, port = server.addr

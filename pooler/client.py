@@ -44,6 +44,7 @@ from pgbundle.shared.protocol.states import TransactionStatus
 
 from . import logs
 from .emulate import Batch, EmulationState, build_batch, local_reply
+from .guard import guarded
 from .objects import ClientState, PoolerError, client_logged_in
 from .varcache import ParamState
 
@@ -340,7 +341,7 @@ class Client:
             self._outbox.append(message)
             if not self._sending:
                 self._sending = True
-                self.pooler.nursery.start_soon(self._send_notifications)
+                self.pooler.nursery.start_soon(guarded, self._send_notifications)
         else:
             self.notifications.append(message)
 

@@ -20,6 +20,7 @@ import trio
 from pgbundle.shared.netio import ConnectionLost
 from pgbundle.shared.protocol import FrameBuffer, decode_backend_as, encode, messages as m
 
+from .guard import guarded
 from .server import Server
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class PoolListener:
         subs.add(client)
         if not self.running:
             self.running = True
-            self.pooler.nursery.start_soon(self.run)
+            self.pooler.nursery.start_soon(guarded, self.run)
         with trio.move_on_after(self.pooler.config.settings.server_connect_timeout or 15):
             await self.ready.wait()
             if new and channel in self.channels:
@@ -66,7 +67,7 @@ class PoolListener:
         if not subs:
             del self.channels[channel]
             if self.ready.is_set():
-                self.pooler.nursery.start_soon(self._command, f"UNLISTEN {_ident(channel)}")
+                self.pooler.nursery.start_soon(guarded, self._command, f"UNLISTEN {_ident(channel)}")
 
     async def _command(self, sql: str) -> None:
         server = self.server

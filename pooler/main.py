@@ -33,6 +33,7 @@ from .auth import Authenticator, Credentials
 from .cancel import CancelRouter
 from .client import Client, serve_client
 from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_file
+from .guard import guarded
 from .janitor import janitor
 from .listen import Listeners
 from .metrics import MetricsServer
@@ -136,7 +137,7 @@ class Pooler:
         server = Server(pool, self)
         pool.add_login(server)
         self.servers.add(server)
-        self.nursery.start_soon(self._server_task, server)
+        self.nursery.start_soon(guarded, self._server_task, server)
 
     async def _server_task(self, server: Server, creds: Credentials | None = None, adopted: bool = False) -> None:
         pool = server.pool
@@ -144,7 +145,12 @@ class Pooler:
             creds = self.auth.server_credentials(pool)
             try:
                 await server.login(creds)
-            except PoolerError as exc:
+            except Exception as exc:  # a PoolerError, or a bug: either way this login failed
+                if not isinstance(exc, PoolerError):
+                    log.exception("%s: internal error during login", server)
+                    exc = PoolerError("internal error in the pooler during server login", sqlstate.INTERNAL_ERROR)
+                if server.conn is not None:
+                    server.conn.close()
                 self.servers.discard(server)
                 server_closed(server)
                 self.log_server(server, f"login failed: {exc.message}")
@@ -198,7 +204,7 @@ class Pooler:
                 and self.may_open_server(real):
             real.add_login(server)
             self.servers.add(server)
-            self.nursery.start_soon(self._server_task, server, creds, True)
+            self.nursery.start_soon(guarded, self._server_task, server, creds, True)
         else:
             server.close("login check done")
         return True
@@ -221,7 +227,7 @@ class Pooler:
                 pool.release(server)
             else:
                 pool.mark_used(server)
-                self.nursery.start_soon(self.reset_server, server)
+                self.nursery.start_soon(guarded, self.reset_server, server)
         if pool is not None:
             pool.remove_client(client)
         if client.state is not None:

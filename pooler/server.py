@@ -52,6 +52,7 @@ from pgbundle.shared.tls import TlsConn
 
 from . import emulate, ops as O
 from .conversation import Conversation
+from .guard import guarded
 from .objects import PoolerError, ServerState, server_closed
 from .prepare import ServerStatements
 from .varcache import ParamState
@@ -440,7 +441,7 @@ class Server:
         pooler = self.pooler
         if pooler.config.settings.server_reset_query_always:
             self.pool.mark_used(self)
-            pooler.nursery.start_soon(pooler.reset_server, self)
+            pooler.nursery.start_soon(guarded, pooler.reset_server, self)
             return
         self.pool.release(self)
 

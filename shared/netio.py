@@ -48,9 +48,25 @@ from pgbundle.shared.protocol.messages import Message
 
 RECV_SIZE = 65536
 _YIELD_EVERY = 16
-_wait_readable = trio.lowlevel.wait_readable
-_wait_writable = trio.lowlevel.wait_writable
 _checkpoint = trio.lowlevel.checkpoint
+
+
+async def sock_readable(sock: Any) -> None:
+    """trio's wait_readable; a socket closed under the caller (fd -1: trio raises ValueError)
+    is trio.ClosedResourceError, as for one closed while waiting."""
+    try:
+        await trio.lowlevel.wait_readable(sock)
+    except ValueError:
+        raise trio.ClosedResourceError("socket closed") from None
+
+
+async def sock_writable(sock: Any) -> None:
+    """trio's wait_writable, with the same rule as :func:`sock_readable`."""
+    try:
+        await trio.lowlevel.wait_writable(sock)
+    except ValueError:
+        raise trio.ClosedResourceError("socket closed") from None
+
 
 
 class ConnectionLost(Exception):
@@ -99,7 +115,7 @@ class Conn:
             if self.closed:
                 return b""  # closed before this call: trio cannot wait on fd -1
             try:
-                await _wait_readable(sock)
+                await sock_readable(sock)
             except trio.ClosedResourceError:
                 return b""
             self._ops = 0
@@ -109,7 +125,7 @@ class Conn:
             except BlockingIOError:
                 self._wait_first = True
                 try:
-                    await _wait_readable(sock)
+                    await sock_readable(sock)
                 except trio.ClosedResourceError:
                     return b""
                 self._ops = 0
@@ -135,7 +151,7 @@ class Conn:
         if self.closed:
             return  # the next recv() reads b""
         try:
-            await _wait_readable(self.sock)
+            await sock_readable(self.sock)
         except trio.ClosedResourceError:
             pass  # closed under us: the next recv() reads b""
         self._ops = 0
@@ -187,7 +203,7 @@ class Conn:
 
     async def _wait_to_send(self, exc: OSError) -> None:
         """A send would block: wait until it can go on."""
-        await _wait_writable(self.sock)
+        await sock_writable(self.sock)
 
     def close(self) -> None:
         if self.closed:
@@ -221,7 +237,7 @@ async def open_connection(host: str, port: int) -> Conn:
         try:
             err = sock.connect_ex(addr)
             if err in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
-                await _wait_writable(sock)
+                await sock_writable(sock)
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 raise OSError(err, f"{errno.errorcode.get(err, err)}: {os_strerror(err)} ({host}:{port})")

@@ -38,11 +38,9 @@ from dataclasses import dataclass
 import trio
 from asn1crypto import x509
 
-from pgbundle.shared.netio import RECV_SIZE, Conn, ConnectionLost
+from pgbundle.shared.netio import RECV_SIZE, Conn, ConnectionLost, sock_readable, sock_writable
 
 _YIELD_EVERY = 16
-_wait_readable = trio.lowlevel.wait_readable
-_wait_writable = trio.lowlevel.wait_writable
 _checkpoint = trio.lowlevel.checkpoint
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -328,14 +326,14 @@ class TlsConn(Conn):
                 if self.closed:
                     return b""
                 try:
-                    await _wait_readable(sock)
+                    await sock_readable(sock)
                 except trio.ClosedResourceError:
                     return b""
                 self._ops = 0
                 continue
             except ssl.SSLWantWriteError:
                 try:
-                    await _wait_writable(sock)
+                    await sock_writable(sock)
                 except trio.ClosedResourceError:
                     return b""
                 continue
@@ -372,7 +370,7 @@ class TlsConn(Conn):
         if sock.pending():
             return  # decrypted bytes are already waiting
         try:
-            await _wait_readable(sock)
+            await sock_readable(sock)
         except trio.ClosedResourceError:
             pass
         self._ops = 0
@@ -381,9 +379,9 @@ class TlsConn(Conn):
 
     async def _wait_to_send(self, exc: OSError) -> None:
         if isinstance(exc, ssl.SSLWantReadError):  # a TLS 1.2 renegotiation wants the peer first
-            await _wait_readable(self.sock)
+            await sock_readable(self.sock)
         else:
-            await _wait_writable(self.sock)
+            await sock_writable(self.sock)
 
 
 def openssl_reason(exc: ssl.SSLError) -> str:
@@ -403,9 +401,9 @@ async def _handshake(sslsock: ssl.SSLSocket) -> None:
             sslsock.do_handshake()
             return
         except ssl.SSLWantReadError:
-            await _wait_readable(sslsock)
+            await sock_readable(sslsock)
         except ssl.SSLWantWriteError:
-            await _wait_writable(sslsock)
+            await sock_writable(sslsock)
 
 
 async def _upgrade(conn: Conn, ctx: ssl.SSLContext, *, server_side: bool, hostname: str | None,
