@@ -528,17 +528,11 @@ class AdminConsole:
             p.nursery.start_soon(p.shutdown_gracefully)
         elif mode == "WAIT_FOR_CLIENTS":
             log.info("SHUTDOWN WAIT_FOR_CLIENTS command issued")
-            p.close_listeners()
-            p.nursery.start_soon(self._shutdown_when_no_clients)
+            p.nursery.start_soon(p.shutdown_when_no_clients)
         else:
             log.info("SHUTDOWN command issued")
             p.shutdown_now()
         return "SHUTDOWN"
-
-    async def _shutdown_when_no_clients(self) -> None:
-        p = self.pooler
-        await self._wait_until(lambda: not any(not c.admin for c in p.clients), 0.1)
-        p.shutdown_now()
 
     def cmd_set(self, client: Client, key: str, value: str) -> str:
         p = self.pooler

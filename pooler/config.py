@@ -249,6 +249,12 @@ class Config(msgspec.Struct, kw_only=True):
     has_databases_section: bool = False
 
 
+def tcp_options(s: Settings) -> dict[str, Any]:
+    """The keyword arguments of :func:`pgbundle.shared.netio.set_tcp_options` from the settings."""
+    return {"keepalive": s.tcp_keepalive, "keepidle": s.tcp_keepidle, "keepintvl": s.tcp_keepintvl,
+            "keepcnt": s.tcp_keepcnt, "user_timeout_ms": s.tcp_user_timeout, "buffer": s.tcp_socket_buffer}
+
+
 # ----------------------------------------------------------------------------- values
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(us|ms|s|sec|min|h|d)?\s*$")

@@ -12,6 +12,7 @@ second SIGINT, or SIGTERM, shuts down at once.
 from __future__ import annotations
 
 import errno
+import grp
 import logging
 import os
 import signal
@@ -25,14 +26,14 @@ import msgspec
 import trio
 
 from pgbundle.shared import sqlstate
-from pgbundle.shared.netio import Conn
+from pgbundle.shared.netio import Conn, set_tcp_options, sock_readable
 
 from . import logs
 from .admin import AdminConsole
 from .auth import Authenticator, Credentials
 from .cancel import CancelRouter
 from .client import Client, serve_client
-from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_file
+from .config import Config, ConfigError, DatabaseConfig, apply_overrides, load_file, tcp_options
 from .guard import guarded
 from .janitor import janitor
 from .listen import Listeners
@@ -69,6 +70,7 @@ class Pooler:
         self.listeners = Listeners(self)
         self.tls = TlsSetup.build(config.settings)  # ConfigError when a TLS setting is unusable
         self.shutting_down = False
+        self.draining = False  # SHUTDOWN WAIT_FOR_CLIENTS / SIGTERM: waiting for the clients to leave
         self.nursery: trio.Nursery = None  # type: ignore[assignment]
         self.listen_socks: list[socket.socket] = []
         self.started = time.time()
@@ -306,6 +308,8 @@ class Pooler:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if s.tcp_defer_accept and hasattr(socket, "TCP_DEFER_ACCEPT"):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 45)  # pgbouncer's fixed 45 s
                 try:
                     sock.bind(sa)
                 except OSError as exc:
@@ -326,6 +330,11 @@ class Pooler:
             try:
                 sock.bind(path)
                 os.chmod(path, s.unix_socket_mode)
+                if s.unix_socket_group:
+                    os.chown(path, -1, grp.getgrnam(s.unix_socket_group).gr_gid)
+            except KeyError:
+                sock.close()
+                raise ConfigError(f"unix_socket_group: no such group: {s.unix_socket_group}") from None
             except OSError as exc:
                 sock.close()
                 raise ConfigError(f"cannot listen on {path}: {exc.strerror}") from None
@@ -343,7 +352,7 @@ class Pooler:
                 sock, _ = lsock.accept()
             except BlockingIOError:
                 try:
-                    await trio.lowlevel.wait_readable(lsock)
+                    await sock_readable(lsock)
                 except trio.ClosedResourceError:
                     return  # listeners closed: shutting down
                 continue
@@ -354,7 +363,9 @@ class Pooler:
                     continue
                 if self.shutting_down or exc.errno == errno.EBADF:
                     return
-                raise
+                log.warning("accept failed: %s", exc.strerror)  # e.g. ECONNABORTED: that one connection only
+                continue
+            set_tcp_options(sock, **tcp_options(self.config.settings))
             nursery.start_soon(serve_client, self, Conn(sock))
 
     def close_listeners(self) -> None:
@@ -387,7 +398,8 @@ class Pooler:
                 self.nursery = nursery
                 if self.embedded is not None:
                     await nursery.start(self.embedded.run)
-                with trio.open_signal_receiver(signal.SIGHUP, signal.SIGINT, signal.SIGTERM) as sigs:
+                with trio.open_signal_receiver(signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGUSR1,
+                                               signal.SIGUSR2) as sigs:
                     nursery.start_soon(self._signals, sigs)
                     for sock in self.listen_socks:
                         nursery.start_soon(self._accept_loop, sock)
@@ -414,24 +426,52 @@ class Pooler:
             log.info("shutdown complete")
 
     async def _signals(self, sigs: AsyncIterator[int]) -> None:
+        """pgbouncer 1.25's signals: SIGHUP reload; SIGINT safe shutdown (SHUTDOWN WAIT_FOR_SERVERS);
+        SIGTERM super safe shutdown (SHUTDOWN WAIT_FOR_CLIENTS); either during a shutdown: at once;
+        SIGUSR1 PAUSE; SIGUSR2 RESUME."""
         async for signum in sigs:
             if signum == signal.SIGHUP:
+                log.info("got SIGHUP, re-reading config")
                 try:
                     self.reload()
                 except ConfigError as exc:
                     log.error("RELOAD failed: %s", exc)
-            elif signum == signal.SIGINT and not self._graceful:
-                log.info("got SIGINT, shutting down gracefully (a second SIGINT stops at once)")
-                self.nursery.start_soon(self.shutdown_gracefully)
-            else:
-                log.info("got %s, shutting down now", signal.Signals(signum).name)
+            elif signum in (signal.SIGINT, signal.SIGTERM) and (self.shutting_down or self.draining):
+                log.info("got %s while shutting down, fast exit", signal.Signals(signum).name)
                 self.shutdown_now()
+            elif signum == signal.SIGINT:
+                log.info("got SIGINT, shutting down, waiting for all servers connections to be released")
+                self.nursery.start_soon(self.shutdown_gracefully)
+            elif signum == signal.SIGTERM:
+                log.info("got SIGTERM, shutting down, waiting for all clients disconnect")
+                self.nursery.start_soon(self.shutdown_when_no_clients)
+            elif signum == signal.SIGUSR1:
+                if self.pause.mode == "none":
+                    log.info("got SIGUSR1, pausing all activity")
+                    self.pause.pause(None)
+                    self.pause.apply(self.pools.values())
+                else:
+                    log.info("got SIGUSR1, but already paused/suspended")
+            elif signum == signal.SIGUSR2:
+                log.info("got SIGUSR2, continuing")
+                self.pause.resume(None)
+                self.pause.apply(self.pools.values())
 
     def shutdown_now(self) -> None:
         self.shutting_down = True
         for srv in list(self.servers):
             srv.close("pooler shutting down")
         self._stop.set()
+
+    async def shutdown_when_no_clients(self) -> None:
+        """SHUTDOWN WAIT_FOR_CLIENTS / SIGTERM: stop accepting, stop once every client has left
+        (the clients still connected are served as usual until then)."""
+        self.draining = True
+        self.close_listeners()
+        while any(not c.admin for c in list(self.clients)):
+            await trio.sleep(0.1)
+        log.info("client connections dropped, exiting")
+        self.shutdown_now()
 
     async def shutdown_gracefully(self) -> None:
         """Stop accepting; close clients as soon as they are not inside a transaction; then stop."""

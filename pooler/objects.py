@@ -132,6 +132,8 @@ class PoolerHost(PoolHost, Protocol):
 
     async def shutdown_gracefully(self) -> None: ...
 
+    async def shutdown_when_no_clients(self) -> None: ...
+
 
 class PauseState:
     """PAUSE / SUSPEND / RESUME / DISABLE / ENABLE / KILL state (pgbouncer's cf_pause_mode and

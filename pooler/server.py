@@ -35,7 +35,7 @@ import trio
 from pgbundle.shared import sqlstate
 from pgbundle.shared.auth.md5 import md5_response
 from pgbundle.shared.auth.scram import MECHANISM, MECHANISM_PLUS, ScramClient, ScramError
-from pgbundle.shared.netio import Conn, ConnectionLost, open_connection
+from pgbundle.shared.netio import Conn, ConnectionLost, open_connection, set_tcp_options
 from pgbundle.shared.protocol import (
     PASS,
     PROTOCOL_3_0,
@@ -51,6 +51,7 @@ from pgbundle.shared.protocol.states import TransactionStatus
 from pgbundle.shared.tls import TlsConn
 
 from . import emulate, ops as O
+from .config import tcp_options
 from .conversation import Conversation
 from .guard import guarded
 from .objects import PoolerError, ServerState, server_closed
@@ -132,6 +133,7 @@ class Server:
         try:
             with trio.fail_after(s.server_connect_timeout or _INF):
                 self.conn = await open_connection(host, pool.db.port)
+                set_tcp_options(self.conn.sock, **tcp_options(s))
                 self.conn = await self.pooler.tls.negotiate_server(self.conn, host)
                 await self._startup(creds)
         except trio.TooSlowError:

@@ -216,6 +216,28 @@ class Conn:
         self.sock.close()
 
 
+def set_tcp_options(sock: socket.socket, *, keepalive: bool = True, keepidle: int = 0, keepintvl: int = 0,
+                    keepcnt: int = 0, user_timeout_ms: int = 0, buffer: int = 0) -> None:
+    """pgbouncer's tcp_* settings on a TCP socket (0 = the operating system's default); a Unix
+    socket is left alone.  Errors: none (an option the kernel refuses is skipped)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    opts: list[tuple[int, int, int]] = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(keepalive))]
+    if keepalive:
+        opts += [(socket.IPPROTO_TCP, o, v) for o, v in ((socket.TCP_KEEPIDLE, keepidle),
+                                                          (socket.TCP_KEEPINTVL, keepintvl),
+                                                          (socket.TCP_KEEPCNT, keepcnt)) if v]
+    if user_timeout_ms:
+        opts.append((socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms))
+    if buffer:
+        opts += [(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer), (socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)]
+    for level, opt, value in opts:
+        try:
+            sock.setsockopt(level, opt, value)
+        except OSError:
+            pass
+
+
 async def open_connection(host: str, port: int) -> Conn:
     """Connect to ``host:port`` (``host`` starting with ``/`` is a Unix socket directory).
 

@@ -56,12 +56,17 @@ class PoolerProcess:
 
     def stop(self, timeout: float = 15) -> int | None:
         if self.proc.poll() is None:
+            # pgbouncer's SIGTERM waits for the clients to leave; a second one stops at once
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(1)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
         return self.proc.returncode
 
     def alive(self) -> bool:

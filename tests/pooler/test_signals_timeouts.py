@@ -12,6 +12,10 @@ from .helpers import admin, base_args, connect
 from .test_limits import wait_for
 
 
+def admin_state(p) -> dict:
+    return dict(admin(p, "SHOW STATE"))
+
+
 def _ini(tmp_path, pg, **settings) -> str:
     path = tmp_path / "pgbouncer.ini"
     lines = [f"[databases]\n* = host=127.0.0.1 port={pg.port}\n[pgbouncer]\n", "unix_socket_dir =\n",
@@ -77,14 +81,54 @@ def test_sigint_lets_running_transaction_finish(pg, pooler_factory):
     idle.close()
 
 
-def test_sigterm_stops_at_once(pg, pooler_factory):
+def test_sigterm_waits_for_clients_and_a_second_stops_at_once(pg, pooler_factory):
+    """pgbouncer >= 1.23: SIGTERM is SHUTDOWN WAIT_FOR_CLIENTS; one during a shutdown is immediate."""
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction"))
+    c = connect(p, autocommit=False)
+    c.execute("select 1")
+    other = connect(p)
+    p.signal(signal.SIGTERM)
+    wait_for(lambda: "waiting for all clients disconnect" in p.log(), what="the SIGTERM log line")
+    with pytest.raises(psycopg.OperationalError):
+        connect(p)  # no longer accepting
+    assert c.execute("select 2").fetchone() == (2,)  # the clients still connected are served
+    c.commit()
+    c.close()
+    assert p.alive()
+    other.close()
+    p.proc.wait(30)  # the last client left
+    assert p.proc.returncode == 0 and "client connections dropped, exiting" in p.log()
+
     p = pooler_factory(base_args(pg, "--pool-mode", "transaction"))
     c = connect(p, autocommit=False)
     c.execute("select 1")
     p.signal(signal.SIGTERM)
-    p.proc.wait(10)
+    wait_for(lambda: "waiting for all clients disconnect" in p.log(), what="the SIGTERM log line")
+    p.signal(signal.SIGTERM)
+    p.proc.wait(30)
+    assert "got SIGTERM while shutting down, fast exit" in p.log()
     with pytest.raises(psycopg.OperationalError):
         c.execute("select 1")
+    c.close()
+
+
+def test_sigusr1_pauses_and_sigusr2_resumes(pg, pooler_factory):
+    import threading
+
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--admin-users", "postgres"))
+    c = connect(p)
+    assert c.execute("select 1").fetchone() == (1,)
+    p.signal(signal.SIGUSR1)
+    wait_for(lambda: "got SIGUSR1, pausing all activity" in p.log(), what="the pause")
+    wait_for(lambda: admin_state(p)["paused"] == "yes", what="SHOW STATE paused")
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(c.execute("select 2").fetchone()))
+    t.start()
+    time.sleep(0.5)
+    assert result == [] and p.alive()  # held while paused
+    p.signal(signal.SIGUSR2)
+    t.join(30)
+    assert result == [(2,)] and "got SIGUSR2, continuing" in p.log()
     c.close()
 
 
