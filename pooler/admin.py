@@ -84,6 +84,11 @@ _SET_RX = re.compile(r"^\s*set\s+" + _WORD + r"\s*(?:=|\s+to\s+|\s+to$)\s*(?:" +
                      r"|('(?:[^']|'')*'))\s*(?:;\s*)?$", re.I | re.S)
 
 
+def version_text() -> str:
+    """What SHOW VERSION answers and ``pgbundle pooler -V`` prints."""
+    return f"PgBouncer {PGBOUNCER_VERSION} (pgbundle {pgbundle_version()})"
+
+
 def pgbundle_version() -> str:
     try:
         return version("pgbundle")
@@ -557,7 +562,7 @@ class AdminConsole:
     # ------------------------------------------------------------------ SHOW
 
     def show_version(self) -> Result:
-        return Result([("version", TEXT)], [[f"PgBouncer {PGBOUNCER_VERSION} (pgbundle {pgbundle_version()})"]])
+        return Result([("version", TEXT)], [[version_text()]])
 
     def show_state(self) -> Result:
         pm = self.pause.mode

@@ -14,6 +14,21 @@ if TYPE_CHECKING:
     from .embedded import EmbeddedServer
 
 
+def _daemonize() -> None:
+    """pgbouncer's -d: the classic double fork; the first process exits 0 at once."""
+    import os
+
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    fd = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(fd, target)
+    os.close(fd)
+
+
 def setup_logging(settings: Settings, verbose: int, quiet: bool = False) -> None:
     """pgbouncer's log lines (or JSON with log_format = json) on stderr, the logfile and syslog."""
     from .logs import setup_logging as setup
@@ -53,11 +68,27 @@ def setup_logging(settings: Settings, verbose: int, quiet: bool = False) -> None
 @click.option("--log-format", type=click.Choice(["text", "json"]),
               help="Log lines as pgbouncer writes them (text, the default) or one JSON object per line.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not log to stderr (the logfile and syslog still get it).")
-@click.option("-v", "--verbose", count=True)
+@click.option("-v", "--verbose", count=True, help="More log detail (repeatable, as pgbouncer's -v).")
+@click.option("-d", "--daemon", is_flag=True, help="Run in the background (needs pidfile; logs go to logfile/syslog).")
+@click.option("-u", "--user", "run_as", metavar="USER", help="Switch to this Unix user after binding (as root).")
+@click.option("-R", "--reboot", is_flag=True,
+              help="pgbouncer's online restart; deprecated there since 1.23: use so_reuseport and SIGTERM the old one.")
+@click.option("-V", "--version", "show_version", is_flag=True, help="Print the version and exit.")
 def pooler(config_file: str | None, config_opt: str | None, upstream: tuple[str, ...], sets: tuple[str, ...],
-           verbose: int, data_dir: str | None, quiet: bool, **flags: Any) -> None:
+           verbose: int, data_dir: str | None, quiet: bool, daemon: bool, run_as: str | None, reboot: bool,
+           show_version: bool, **flags: Any) -> None:
     """Run the connection pooler (pgbouncer's semantics, on trio)."""
     from .main import Pooler
+
+    if show_version:
+        from .admin import version_text
+
+        click.echo(version_text())
+        return
+    if reboot:
+        raise click.ClickException("-R (online restart) is not supported, as in pgbouncer >= 1.23 where it is "
+                                   "deprecated: start the new pooler with so_reuseport = 1 on the same port, then "
+                                   "send the old one SIGTERM (it finishes its clients and exits)")
 
     path = config_opt or config_file
     try:
@@ -81,9 +112,19 @@ def pooler(config_file: str | None, config_opt: str | None, upstream: tuple[str,
             extra[name] = entry
         if extra:
             overrides["_databases"] = extra
+        if run_as:
+            settings = msgspec.structs.replace(settings, user=run_as)
+            overrides["user"] = run_as
         config = msgspec.structs.replace(config, settings=settings, databases=dbs)
+        if daemon and not config.settings.pidfile:
+            raise ConfigError("pidfile is not set: cannot daemonize (-d needs a pidfile, as pgbouncer's)")
+        if daemon and not (config.settings.logfile or config.settings.syslog):
+            raise ConfigError("neither logfile nor syslog is set: cannot daemonize (-d logs there)")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if daemon:
+        _daemonize()
+        quiet = True
     embedded: EmbeddedServer | None = None
     if not config.databases and not config.has_databases_section:
         # Neither --upstream nor a [databases] section (an empty one means: no databases, as

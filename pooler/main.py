@@ -391,8 +391,9 @@ class Pooler:
         s = self.config.settings
         metrics = MetricsServer(self, s.metrics_listen) if s.metrics_listen else None
         if s.pidfile:
-            with open(s.pidfile, "w") as f:
-                f.write(f"{os.getpid()}\n")
+            _write_pidfile(s.pidfile)
+        if s.user:
+            _switch_user(s.user)
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -487,6 +488,49 @@ class Pooler:
                 break
             await trio.sleep(0.05)
         self.shutdown_now()
+
+
+def _write_pidfile(path: str) -> None:
+    """pgbouncer's pidfile: refused while the PID in it is alive; a stale one is overwritten.
+    Errors: ConfigError (one line) when it cannot be written."""
+    try:
+        with open(path) as f:
+            old = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        old = 0
+    if old and old != os.getpid():
+        try:
+            os.kill(old, 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise ConfigError(f"pidfile {path} names a running process ({old}): is another pooler running?") from None
+        else:
+            raise ConfigError(f"pidfile {path} names a running process ({old}): is another pooler running?")
+    try:
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write pidfile {path}: {exc.strerror}") from None
+
+
+def _switch_user(name: str) -> None:
+    """pgbouncer's ``user`` / ``-u``: after binding, become ``name`` (only root can; being ``name``
+    already is fine).  Errors: ConfigError."""
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise ConfigError(f"user: no such user: {name}") from None
+    if os.geteuid() == pw.pw_uid:
+        return
+    if os.geteuid() != 0:
+        raise ConfigError(f"user: cannot switch to {name}: not running as root")
+    os.setgroups(os.getgrouplist(name, pw.pw_gid))
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    log.info("switched to user %s (uid %d)", name, pw.pw_uid)
 
 
 def _session_attrs_refusal(wanted: str, params: dict[str, str]) -> str | None:
