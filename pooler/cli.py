@@ -149,3 +149,17 @@ def pooler(config_file: str | None, config_opt: str | None, upstream: tuple[str,
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+    except BaseExceptionGroup as group:  # from inside the pooler's nursery: startup errors stay one line
+        leaves = _leaves(group)
+        if leaves and all(isinstance(e, (ConfigError, RuntimeError)) for e in leaves):
+            raise click.ClickException("; ".join(str(e) for e in leaves)) from None
+        raise
+    except RuntimeError as exc:  # the bundled server failed to start
+        raise click.ClickException(str(exc)) from None
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out

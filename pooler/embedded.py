@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import trio
 
@@ -52,6 +53,8 @@ class EmbeddedServer:
         self.max_connections = max_connections
         self.proc: trio.Process | None = None
         self.restarts = 0
+        self.on_restart: Callable[[], None] | None = None  # called once a restarted server accepts logins
+        self._lifeline: tuple[int, int] | None = None  # (the server's end, the pooler's end) of its pipe
 
     def database(self) -> DatabaseConfig:
         return DatabaseConfig(host=["127.0.0.1"], port=self.port)
@@ -76,9 +79,15 @@ class EmbeddedServer:
     async def _start(self) -> trio.Process:
         """Start the server process (it becomes ``self.proc``) and wait until it accepts logins."""
         logf = open(os.path.join(self.data_dir, "pgbundle-server.log"), "ab")
+        # The server watches this pipe: when the pooler is gone (even by kill -9) its end closes
+        # and the server shuts down fast.  The pooler keeps the write end for its whole life.
+        if self._lifeline is None:
+            self._lifeline = os.pipe()
+        watch, _keep = self._lifeline
         try:
             proc = self.proc = await trio.lowlevel.open_process(
-                self._command(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+                self._command(), stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                pass_fds=(watch,), env={**os.environ, "PGBUNDLE_PARENT_FD": str(watch)})
         finally:
             logf.close()
         deadline = time.monotonic() + READY_TIMEOUT
@@ -131,6 +140,8 @@ class EmbeddedServer:
                 try:
                     proc = await self._start()
                     log.info("bundled server restarted on 127.0.0.1:%d (pid %d)", self.port, proc.pid)
+                    if self.on_restart is not None:
+                        self.on_restart()
                 except RuntimeError as exc:
                     log.error("%s", exc)
         finally:

@@ -56,6 +56,8 @@ class Pooler:
                  embedded: EmbeddedServer | None = None) -> None:
         self.config = config
         self.embedded = embedded  # EmbeddedServer when no upstream was given
+        if embedded is not None:
+            embedded.on_restart = self.upstream_back
         self.overrides = overrides or {}
         self.pools: dict[tuple[str, str], Pool] = {}
         self.clients: set[Client] = set()
@@ -134,6 +136,14 @@ class Pooler:
             if sum(p.server_count for p in pools) >= limit:
                 return False
         return True
+
+    def upstream_back(self) -> None:
+        """The bundled server accepts logins again after a restart: no pool waits out
+        server_login_retry for it; queued clients get servers now."""
+        for pool in list(self.pools.values()):
+            pool.last_login_failed = 0.0
+            pool.last_login_error = None
+            pool.launch()
 
     def start_server(self, pool: Pool) -> None:
         server = Server(pool, self)

@@ -68,6 +68,9 @@ from pgbundle.server.utils.guc import SERVER_VERSION
 SIGKILL_AFTER = 5.0
 
 
+#: Set by ``pgbundle pooler`` for its bundled server: the fd of a pipe whose EOF means the pooler died.
+PARENT_FD_ENV = "PGBUNDLE_PARENT_FD"
+
 class Child:
     __slots__ = ("pid", "kind", "started", "dead_end", "extra")
 
@@ -146,7 +149,7 @@ class Postmaster:
                         other = int(f.readline().strip() or 0)
                 except (OSError, ValueError):
                     other = 0
-                if other and other != os.getpid() and _alive(other):
+                if other and other != os.getpid() and _alive(other) and _is_server(other):
                     raise SystemExit(
                         f'FATAL:  lock file "postmaster.pid" already exists\n'
                         f'HINT:  Is another postmaster (PID {other}) running in data directory '
@@ -265,6 +268,12 @@ class Postmaster:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.sel.register(wr, selectors.EVENT_READ, "signal")
+        parent_fd = os.environ.pop(PARENT_FD_ENV, "")
+        if parent_fd.isdigit():
+            # Started by a pooler (pgbundle pooler's bundled server): the pipe's other end is
+            # held by the pooler, and its EOF -- the pooler is gone, even by kill -9 -- is a
+            # fast shutdown, as PostgreSQL's children watch the postmaster.
+            self.sel.register(int(parent_fd), selectors.EVENT_READ, "parent")
         self.ctx.stats_recv, self.ctx.stats_sock = pgstat.make_socketpair()
         # import what children use so fork shares it copy-on-write (the engine and the
         # protocol loop are imported with this module)
@@ -384,6 +393,10 @@ class Postmaster:
                         pass
                 elif key.data == "listen":
                     self._accept(key.fileobj)
+                elif key.data == "parent":
+                    self.sel.unregister(key.fileobj)
+                    elog.log("the process that started this server is gone: fast shutdown")
+                    self.pending_signals.append(signal.SIGINT)
             sigs, self.pending_signals = self.pending_signals, []
             for sig in sigs:
                 self._handle_signal(sig)
@@ -650,6 +663,16 @@ class Postmaster:
 
 def _syslogger_main(ctx: Any) -> int:
     return syslogger.main(ctx)
+
+
+def _is_server(pid: int) -> bool:
+    """Is ``pid`` a pgbundle server process (and not an unrelated one that got a dead server's PID)?
+    PostgreSQL checks its shared memory segment; here the command line tells."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"pgbundle" in f.read()
+    except OSError:
+        return True  # cannot tell: assume it is one, as PostgreSQL errs on the safe side
 
 
 def _alive(pid: int) -> bool:
