@@ -638,7 +638,7 @@ class AdminConsole:
         wait = now - c.wait_start if c.state is ClientState.WAITING else 0.0
         row = ["C", c.user or "(nouser)", c.database or "(nodb)", "none", state, host, port, laddr, lport,
                _ts(c.connect_wall), _ts(_wall(c.request_time)), int(wait), int((wait % 1) * 1e6), 0,
-               f"C-{c.id}", f"S-{c.server.id}" if c.server else "", 0, tls.summary(c.conn), self.client_app(c),
+               logs.ptr(c.id), logs.ptr(c.server.id) if c.server else "", 0, tls.summary(c.conn), self.client_app(c),
                len(c.emu.prepared) + len(c.emu.sql_prepared), c.id]
         if debug:
             row += [0, 0, 0, 0, 0, len(c.frames), 0]
@@ -650,8 +650,8 @@ class AdminConsole:
         client = s.client
         req = s.link_time if client is not None else s.last_used
         row = ["S", s.pool.server_user, s.pool.dbname, "none", state, host, port, laddr, lport,
-               _ts(_wall(s.connect_time)), _ts(_wall(req)), 0, 0, int(s.close_needed), f"S-{s.id}",
-               f"C-{client.id}" if client is not None else "", s.backend_pid,
+               _ts(_wall(s.connect_time)), _ts(_wall(req)), 0, 0, int(s.close_needed), logs.ptr(s.id),
+               logs.ptr(client.id) if client is not None else "", s.backend_pid,
                tls.summary(s.conn) if s.conn is not None else "",
                self.client_app(client) if client is not None else "", len(s.statements.lru), s.id]
         if debug:
@@ -743,7 +743,7 @@ class AdminConsole:
         return names
 
     def show_databases(self) -> Result:
-        cols = ["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool_size",
+        cols = ["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size", "reserve_pool",
                 "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections", "current_connections",
                 "max_client_connections", "current_client_connections", "paused", "disabled"]
         p = self.pooler

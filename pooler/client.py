@@ -110,7 +110,7 @@ class Client:
         self.scanner = StreamScanner(CLIENT_WANT, pooler.config.settings.max_packet_size)
 
     def __repr__(self) -> str:
-        return f"C-{self.id}"
+        return f"C-{logs.ptr(self.id)}"
 
     @staticmethod
     def encode(msg: m.Message) -> bytes:
@@ -394,7 +394,7 @@ class Client:
         if self.kill_after is not None:
             self.kill(self.kill_after)
             return
-        if server.close_reason == "server sent FATAL":
+        if server.sent_fatal:
             self.kill(None)  # the server's own FATAL message already went to the client
         elif reason == "query timeout":
             self.kill(PoolerError("query timeout", sqlstate.QUERY_CANCELED))

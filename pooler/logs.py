@@ -173,8 +173,18 @@ def log_client(pooler: PoolerHost, client: Client, text: str, *, disconnect: boo
         extra.setdefault("reason", text.split("closing because: ", 1)[-1])
         extra["age"] = age
         text = f"{text} (age={age}s)"
-    log.log(level, "C-%d: %s/%s@%s:%s %s", client.id, db, user, host, port, text,
-            extra={"pgb": _fields(f"C-{client.id}", db, user, host, port, _event(text), **extra)})
+    log.log(level, "C-%s: %s/%s@%s:%s %s", ptr(client.id), db, user, host, port, text,
+            extra={"pgb": _fields(f"C-{ptr(client.id)}", db, user, host, port, _event(text), **extra)})
+
+
+#: Connection ids are printed as pgbouncer prints its object pointers (``C-0x55d0c7a1e160``), so
+#: tools that parse pgbouncer's log (pgbadger) read pgbundle's.  The number is the connection's id.
+_PTR_BASE = 0x550000000000
+
+
+def ptr(n: int) -> str:
+    """``0x...``: a connection id in pgbouncer's pointer format (SHOW CLIENTS ptr/link)."""
+    return f"0x{_PTR_BASE + (n << 4):x}"
 
 
 def log_server(pooler: PoolerHost, server: Server, text: str, **extra: Any) -> None:
@@ -198,8 +208,8 @@ def log_server(pooler: PoolerHost, server: Server, text: str, **extra: Any) -> N
             pass
         if server.conn.tls:
             text = f"{text} tls={tls.summary(server.conn)} auth={server.auth_method}"
-    log.info("S-%d: %s/%s@%s:%s %s", server.id, pool.dbname, pool.server_user, host, port, text,
-             extra={"pgb": _fields(f"S-{server.id}", pool.dbname, pool.server_user, host, port, _event(text),
+    log.info("S-%s: %s/%s@%s:%s %s", ptr(server.id), pool.dbname, pool.server_user, host, port, text,
+             extra={"pgb": _fields(f"S-{ptr(server.id)}", pool.dbname, pool.server_user, host, port, _event(text),
                                    backend_pid=server.backend_pid, **extra)})
 
 

@@ -165,7 +165,12 @@ class Pooler:
                     server.conn.close()
                 self.servers.discard(server)
                 server_closed(server)
-                self.log_server(server, f"login failed: {exc.message}")
+                if exc.message == "pgbouncer cannot connect to server" or "connect timeout" in exc.message:
+                    # pgbouncer's line, and the reason (which pgbouncer leaves to a separate warning)
+                    self.log_server(server, "closing because: connect failed")
+                    log.warning("%s: connect failed: %s", server, exc.detail or exc.message)
+                else:
+                    self.log_server(server, f"login failed: {exc.message}")
                 pool.login_failed(server, exc)
                 return
         self.log_server(server, "new connection to server")

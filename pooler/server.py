@@ -50,7 +50,7 @@ from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
 from pgbundle.shared.tls import TlsConn
 
-from . import emulate, ops as O
+from . import emulate, logs, ops as O
 from .config import tcp_options
 from .conversation import Conversation
 from .guard import guarded
@@ -105,6 +105,7 @@ class Server:
         now = time.monotonic()
         self.connect_time = self.last_used = self.link_time = now
         self.close_needed = False
+        self.sent_fatal = False  # an ErrorResponse with severity FATAL went to the client (see reply_error)
         self.close_reason: str | None = None
         self.cancels_in_flight = 0
         self.cancel_hold = False
@@ -112,7 +113,7 @@ class Server:
         self.release_now = False
 
     def __repr__(self) -> str:
-        return f"S-{self.id}"
+        return f"S-{logs.ptr(self.id)}"
 
     # ------------------------------------------------------------------ login
 
@@ -367,7 +368,8 @@ class Server:
             self.pool.stats.add_error(body[i + 1:i + 6].decode("ascii", "replace"))
         if body.find(b"VFATAL\0") >= 0 or body.find(b"SFATAL\0") >= 0:
             self.close_needed = True
-            self.close_reason = "server sent FATAL"
+            self.sent_fatal = True  # the client already has the server's own FATAL message
+            self.close_reason = "server conn crashed?"  # pgbouncer's words when the server then closes
 
     def client_ready(self, status: int) -> bool:
         """A ReadyForQuery for the client.  False: swallow it (the client is being refused)."""

@@ -27,7 +27,7 @@ def test_backend_serving_a_client_knows_it(tmp_path):
                 assert addr == f"{host}:{port}"  # the backend knows whom it serves
                 assert app == f"app{i}"
                 me = next(r for r in show(a, "CLIENTS") if r["port"] == port)
-                srv = next(r for r in show(a, "SERVERS") if r["link"] == f"C-{me['id']}")
+                srv = next(r for r in show(a, "SERVERS") if r["link"] == me["ptr"])
                 assert srv["remote_pid"] == pid and srv["application_name"] == f"app{i}"
                 row = c.execute("select pid, usename, client_addr, client_port, application_name "
                                 "from pg_stat_activity where pid = %s", (pid,)).fetchone()

@@ -47,7 +47,7 @@ COLUMNS = {
                                              "avg_bind_count", "client_connect_count"],
     "TOTALS": ["name", "value"],
     "DATABASES": ["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
-                  "reserve_pool_size", "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections",
+                  "reserve_pool", "server_lifetime", "pool_mode", "load_balance_hosts", "max_connections",
                   "current_connections", "max_client_connections", "current_client_connections", "paused",
                   "disabled"],
     "USERS": ["name", "pool_size", "reserve_pool_size", "pool_mode", "max_user_connections", "current_connections",

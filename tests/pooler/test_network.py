@@ -53,3 +53,21 @@ def test_keepalive_off(pg, pooler_factory):
         conn.execute("SELECT 1")
         lines = _sockets(p.pid)
         assert lines and all("keepalive" not in ln for ln in lines), lines
+
+
+def test_unreachable_upstream_is_logged_as_pgbouncer_does(pooler_factory):
+    import re
+
+    from tests.procs import free_port
+
+    from .helpers import psql
+
+    dead = free_port()  # nothing listens there
+    p = pooler_factory(["--upstream", f"postgresql://127.0.0.1:{dead}", "--unix-socket-dir", "", "--auth-type",
+                        "trust", "-s", "server_login_retry=1", "-s", "query_wait_timeout=2"])
+    r = psql(p.port, "SELECT 1", check=False)
+    assert r.returncode != 0
+    log = p.log()
+    assert re.search(rf"LOG S-0x[0-9a-f]+: postgres/postgres@127\.0\.0\.1:{dead} closing because: connect failed "
+                     r"\(age=0s\)", log), log
+    assert "connect failed: " in log and ("Connection refused" in log or "ECONNREFUSED" in log), log
