@@ -203,7 +203,7 @@ class Client:
             pooler.check_client_limits(self, db)
         await pooler.auth.authenticate(self, db)  # unknown databases too: nothing is told before auth
         if db is None:
-            raise PoolerError(f"no such database: {self.database}", sqlstate.INVALID_CATALOG_NAME)
+            raise PoolerError(f"no such database: {self.database}", sqlstate.PROTOCOL_VIOLATION)  # pgbouncer: 08P01
         if pooler.pause.db_disabled(self.database):  # DISABLE db
             raise PoolerError(f"database does not allow connections: {self.database}",
                               sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)

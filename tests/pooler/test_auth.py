@@ -1,5 +1,5 @@
 """Client auth (trust, plain, md5, scram-sha-256 from an auth_file; zero-config upstream-verified),
-server login with whatever the server asks, and the errors: 28P01, 3D000."""
+server login with whatever the server asks, and the errors: 28P01, 08P01."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_unknown_database(pg, pooler_factory, tmp_path):
                    f"auth_file = {af}\nunix_socket_dir =\n")
     p = pooler_factory(["--config", str(cfg)])
     err = error_of(raw_exchange(p.port, startup_bytes(database="nope")))
-    assert (err.sqlstate, err.message) == ("3D000", "no such database: nope")
+    assert (err.sqlstate, err.message) == ("08P01", "no such database: nope")  # pgbouncer's code
     with pytest.raises(psycopg.OperationalError) as ei:
         psycopg.connect(p.dsn(dbname="nope"), connect_timeout=5)
     assert "no such database: nope" in str(ei.value)
