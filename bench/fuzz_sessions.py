@@ -132,7 +132,10 @@ async def one(host: str, port: int, data: bytes, step: int, rnd: random.Random, 
         pass
     finally:
         if rnd.random() < 0.5:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+            except OSError:
+                pass  # already closed (a cancelled connect)
         s.close()
 
 

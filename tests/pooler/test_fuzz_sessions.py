@@ -9,16 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .helpers import base_args, connect
 
 FUZZER = Path(__file__).resolve().parents[2] / "bench" / "fuzz_sessions.py"
 
 
+@pytest.mark.timeout(400)
 def test_fuzz_sessions_slice(pg, pooler_factory):
     p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "10", "--admin-users", "postgres",
                                  "--max-connections", "1000"))
-    r = subprocess.run([sys.executable, str(FUZZER), "--port", str(p.port), "--pid", str(p.pid), "--count", "3000",
-                        "--concurrency", "32", "--seed", "7", "--duration", "240", "--close-within", "60"],
+    r = subprocess.run([sys.executable, str(FUZZER), "--port", str(p.port), "--pid", str(p.pid), "--count", "2000",
+                        "--concurrency", "32", "--seed", "7", "--duration", "150", "--close-within", "60"],
                        capture_output=True, text=True, timeout=600)
     out = r.stdout + r.stderr
     assert "pooler exits: 0" in out, out[-3000:]
