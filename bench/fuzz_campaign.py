@@ -27,8 +27,9 @@ from tests.procs import free_port, wait_port  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def start_pgbouncer(pg: PgCluster) -> tuple[subprocess.Popen, int, Path]:
-    """pgbouncer 1.18 as the postgres user in a temp dir, same pool settings as pgbundle's run."""
+def start_pgbouncer(pg: PgCluster, extra: str = "") -> tuple[subprocess.Popen, int, Path]:
+    """pgbouncer 1.18 as the postgres user in a temp dir, same pool settings as pgbundle's run
+    (``extra``: more [pgbouncer] lines)."""
     root = Path(tempfile.mkdtemp(prefix="pgbundle-fuzz-pgb-"))
     port = free_port()
     (root / "users.txt").write_text('"postgres" ""\n')
@@ -45,7 +46,7 @@ pool_mode = transaction
 default_pool_size = 20
 max_client_conn = 2000
 logfile = {root}/pgbouncer.log
-""")
+{extra}""")
     shutil.chown(root, "postgres")
     for f in root.iterdir():
         shutil.chown(f, "postgres")
@@ -101,6 +102,11 @@ def main(count: int, concurrency: int, seed: int, duration: float, pgbouncer: bo
                 proc.wait(30)
     finally:
         pg.close()
+    emit(report, out)
+
+
+def emit(report: list[str], out: str | None) -> None:
+    """Print the report's lines; append them to ``out`` too when given."""
     text = "\n".join(report) + "\n"
     print(text)
     if out:
