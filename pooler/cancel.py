@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from pgbundle.shared.netio import open_connection
+from pgbundle.shared.netio import ConnectionLost, open_connection
 from pgbundle.shared.protocol import encode, messages as m
 
 from .guard import guarded
@@ -73,7 +73,7 @@ class CancelRouter:
                     await conn.recv()  # the server closes after handling it
                 finally:
                     conn.close()
-        except OSError as exc:
+        except (OSError, ConnectionLost) as exc:
             log.warning("%s: cannot forward cancel request: %s", server, exc)
         finally:
             server.cancels_in_flight -= 1

@@ -300,8 +300,22 @@ class Client:
             if terminate:
                 server = self.server
                 if server is not None:
-                    await server.conv.drain()  # requests sent just before Terminate still get their answers
+                    await self._drain(server)
                 return
+
+    async def _drain(self, server: Server) -> None:
+        """After Terminate: requests sent just before it still get their answers -- while the client
+        keeps its side open.  Once it closes (or sends anything more) nobody reads them, so stop
+        waiting: the server, not ready, is then closed as in pgbouncer (a COPY FROM STDIN left
+        open would otherwise hold client and server forever)."""
+        async with trio.open_nursery() as n:
+            async def watch() -> None:
+                await self.conn.wait_readable()
+                n.cancel_scope.cancel()
+
+            n.start_soon(watch)
+            await server.conv.drain()
+            n.cancel_scope.cancel()
 
     async def _acquire(self) -> Server:
         pool = self.pool

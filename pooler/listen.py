@@ -99,6 +99,9 @@ class PoolListener:
                     for ch in list(self.channels):  # (re)subscribe everything before anyone relies on it
                         await self._command(f"LISTEN {_ident(ch)}")
                     self.ready.set()
+            except Exception:  # bad data from the server, a bug: this connection only; reconnect
+                log.exception("LISTEN connection for %s: internal error", self.pool)
+                await trio.sleep(retry)
             finally:
                 self.ready = trio.Event()
                 self.server = None

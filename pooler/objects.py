@@ -512,8 +512,13 @@ class Pool:
             self.login.discard(server)
         self.last_login_failed = time.monotonic()
         self.last_login_error = error
-        # pgbouncer's fail-fast: with no server connection left, nobody waits in vain.
-        if self.server_count == 0 or error.auth_error:
+        # pgbouncer 1.25 (server.c, kill_pool_logins): only a server's ErrorResponse to the first
+        # login of a pool fails the clients waiting for it (they wait for the welcome message, which
+        # nobody can give them).  A connect failure, or any failure once the pool has logged in
+        # (the upstream in crash recovery: 57P03), leaves the queue alone: the janitor retries after
+        # server_login_retry and query_wait_timeout ends a wait that lasts too long.  New requests
+        # meanwhile fail fast in acquire() while no server is left (pgbouncer's check_fast_fail).
+        if self.welcome is None and error.fields is not None:
             self.fail_waiting(error)
 
 

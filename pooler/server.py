@@ -145,6 +145,14 @@ class Server:
             self._close_socket()
             raise PoolerError("pgbouncer cannot connect to server", sqlstate.CONNECTION_FAILURE,
                               detail=str(exc)) from None
+        except ConnectionLost as exc:  # reset or closed while we sent the startup or a password
+            self._close_socket()
+            raise PoolerError("server closed the connection during login", sqlstate.CONNECTION_FAILURE,
+                              detail=str(exc)) from None
+        except RemoteProtocolError as exc:  # a frame the codec refuses (oversized, bad length)
+            self._close_socket()
+            raise PoolerError(f"server sent a bad login message: {exc.message}",
+                              sqlstate.PROTOCOL_VIOLATION) from None
         except BaseException:
             self._close_socket()
             raise
