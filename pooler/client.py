@@ -90,6 +90,7 @@ class Client:
         self.wait_task: trio.lowlevel.Task | None = None  # the parked task while queued for a server (see Pool.acquire)
         self.wait_error: PoolerError | None = None
         self.wait_notified = False  # query_wait_notify's NOTICE went out for this wait (set by .janitor)
+        self.welcome_sent = False  # logged in: AuthenticationOk .. ReadyForQuery went out (pgbouncer's welcome_sent)
         now = time.monotonic()
         self.wait_start = now
         self.connect_time = now
@@ -228,6 +229,7 @@ class Client:
                if notice else b"")
             + _READY_IDLE
         )
+        self.welcome_sent = True
         return True
 
     # ------------------------------------------------------------------ relay

@@ -122,7 +122,7 @@ def _active_servers(pool: Pool, now: float, fast_close: bool) -> None:
 def _notify_queued(pool: Pool, now: float, after: float) -> None:
     """pgbouncer's query_wait_notify: once per wait, after whole seconds past the setting."""
     for client in list(pool.waiting):
-        if not client.wait_notified and int(now - client.wait_start) > after:
+        if client.welcome_sent and not client.wait_notified and int(now - client.wait_start) > after:
             client.wait_notified = True
             client.push(QUEUED_NOTICE)
 

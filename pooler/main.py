@@ -186,7 +186,9 @@ class Pooler:
             refused = _session_attrs_refusal(pool.db.target_session_attrs, server.params)
             if refused is not None and server.state is not ServerState.CLOSED:
                 self.log_server(server, refused)
-                pool.login_failed(server, PoolerError(refused, sqlstate.CONNECTION_FAILURE))
+                # like a server's own refusal: the clients waiting for the pool's first login are told
+                fields = sqlstate.error_fields(sqlstate.CONNECTION_FAILURE, refused, "FATAL")
+                pool.login_failed(server, PoolerError(refused, sqlstate.CONNECTION_FAILURE, fields=fields))
                 server.close(refused)
             elif server.state is not ServerState.CLOSED:
                 pool.login_succeeded(server)
