@@ -26,6 +26,9 @@ import trio
 
 from pgbundle.shared.protocol import encode, messages as m
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fuzz_sessions import alive  # noqa: E402  (the zombie-aware check, shared with the session fuzzer)
+
 _FRONTEND = [
     lambda r: m.Query(_text(r)),
     lambda r: m.Parse(_text(r, 8), _text(r), ()),
@@ -141,14 +144,6 @@ async def normal_client(port: int, user: str, database: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def campaign(port: int, pid: int, count: int, concurrency: int, seed: int, user: str, database: str,
                    read_timeout: float, check_every: int, max_seconds: float, quiet: bool = False) -> dict[str, int]:
     r = random.Random(seed)
@@ -169,7 +164,7 @@ async def campaign(port: int, pid: int, count: int, concurrency: int, seed: int,
                 data, cut = make_input(r, user, database)
                 n.start_soon(run, data, cut)
         done += batch
-        if not _alive(pid):
+        if not alive(pid):
             res["pooler_exits"] += 1
             break
         if not await normal_client(port, user, database):
@@ -179,7 +174,7 @@ async def campaign(port: int, pid: int, count: int, concurrency: int, seed: int,
                   f"normal-client failures {res['normal_failures']}", flush=True)
     res["inputs"] = done
     res["held"] = held[0]
-    if res["pooler_exits"] == 0 and not _alive(pid):
+    if res["pooler_exits"] == 0 and not alive(pid):
         res["pooler_exits"] = 1
     return res
 

@@ -517,12 +517,13 @@ def _write_pidfile(path: str) -> None:
         old = 0
     if old and old != os.getpid():
         try:
-            os.kill(old, 0)
+            os.kill(old, 0)  # PermissionError: alive, another user's
+            running = True
         except ProcessLookupError:
-            pass
+            running = False
         except PermissionError:
-            raise ConfigError(f"pidfile {path} names a running process ({old}): is another pooler running?") from None
-        else:
+            running = True
+        if running:
             raise ConfigError(f"pidfile {path} names a running process ({old}): is another pooler running?")
     try:
         with open(path, "w") as f:
