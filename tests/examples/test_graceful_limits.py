@@ -163,6 +163,10 @@ def test_1000_clients_session_mode(pg, pooler_factory, thousand_fds, auth):
     assert not errors, f"{len(errors)} clients failed, first: {errors[0]!r}\n{pooler.log()[-3000:]}"
     assert sorted(results) == list(range(N_CLIENTS))
     assert seen and max(seen) <= POOL_SIZE, max(seen)
-    row = pool_row(pooler, db)
+    # every client has closed its side; the pooler notices each close as it reads it (not before
+    # the client's last bytes are processed), so the count is asked until it is 0
+    deadline = time.monotonic() + 60
+    while (row := pool_row(pooler, db))["cl_active"] + row["cl_waiting"] != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert row["cl_active"] + row["cl_waiting"] == 0, row
     assert pooler.alive()
