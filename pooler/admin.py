@@ -318,6 +318,7 @@ class AdminConsole:
             return await self.command(client, query)
         except PoolerError as exc:
             exc.fatal = False
+            exc.code = sqlstate.PROTOCOL_VIOLATION  # pgbouncer's admin_error(): every command error is 08P01
             return exc
 
     async def run_query(self, client: Client, query: str) -> bytes:

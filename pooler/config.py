@@ -271,6 +271,13 @@ def parse_duration(text: str | float | int, key: str = "value") -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+#: integer settings pgbouncer 1.25 refuses below 0 (its validators; the others take any C int)
+_NON_NEGATIVE = frozenset({"max_prepared_statements", "max_client_conn", "default_pool_size", "min_pool_size",
+                           "reserve_pool_size", "max_db_connections", "max_user_connections",
+                           "max_db_client_connections", "max_user_client_connections", "pkt_buf",
+                           "sbuf_loopcnt", "scram_iterations"})
+
+
 def _coerce(key: str, raw: str, target: Any) -> Any:
     """Turn an ini string into the type ``target`` (a Settings field type)."""
     raw = raw.strip()
@@ -282,9 +289,14 @@ def _coerce(key: str, raw: str, target: Any) -> Any:
         return v
     if target is int:
         try:
-            return int(raw, 0) if raw.startswith("0") and len(raw) > 1 else int(raw)
+            n = int(raw, 0) if raw.startswith("0") and len(raw) > 1 else int(raw)
         except ValueError:
             raise ConfigError(f"invalid value for {key}: {raw!r} (expected an integer)") from None
+        if not -2**31 <= n < 2**31:  # pgbouncer keeps them in a C int
+            raise ConfigError(f"invalid value for {key}: {raw!r} (out of range)")
+        if n < 0 and key in _NON_NEGATIVE:
+            raise ConfigError(f"invalid value for {key}: {raw!r} (must not be negative)")
+        return n
     if target is float:
         return parse_duration(raw, key)
     if origin is list:

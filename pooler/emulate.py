@@ -117,6 +117,8 @@ def _local(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
     closes: list[str] = []
     cache = client.pooler.statements
     prepared = client.emu.prepared
+    if not client.pooler.config.settings.max_prepared_statements:
+        return None  # tracking is off: every message goes to a server
     for t, p in pieces:
         if t == _P:
             name, query, types = parse_parse(p)
@@ -163,6 +165,9 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
     stats = server.pool.stats  # the client's pool: it got the server from there
     emu = client.emu
     prepared = emu.prepared
+    limit = client.pooler.config.settings.max_prepared_statements
+    if not limit:
+        prepared = {}  # 0 turns the tracking off: the client's own names reach the server (pgbouncer)
     b = Batch()
     out = b.out
     ops = b.ops
@@ -182,14 +187,20 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
             b.ext = 0
             stats.query_count += 1
         elif t == _P:
-            _parse(client, server, b, p)
+            if limit:
+                _parse(client, server, b, p)
+            else:
+                stats.client_parse_count += 1
+                stats.server_parse_count += 1
+                ops.append(O.Op(O.PARSE))
+                out.append(p)
             b.ext = 1
         elif t == _B:
             stmt = bind_statement(p)
             if stmt:
                 st = prepared.get(stmt)
                 if st is not None:
-                    _ensure(server, st, b)
+                    _ensure(server, st, b, limit)
                     p = rename_bind(p, st.server_name)[1]
             stats.bind_count += 1
             ops.append(O.Op(O.BIND))
@@ -200,7 +211,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
             if kind == "S":
                 st = prepared.get(name) if name else None
                 if st is not None:
-                    _ensure(server, st, b)
+                    _ensure(server, st, b, limit)
                     p = encode(m.Describe("S", st.server_name))
                 ops.append(O.Op(O.DESCRIBE_S))
             else:
@@ -271,7 +282,7 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
         b.ops.append(O.Op(O.PARSE, O.FAKE, _PARSE_COMPLETE))
         b.precise = True
         return
-    for close in server.statements.add(st):
+    for close in server.statements.add(st, client.pooler.config.settings.max_prepared_statements):
         b.ops.append(O.Op(O.CLOSE, O.SKIP))
         b.out.append(close)
 
@@ -286,11 +297,11 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
     stats.server_parse_count += 1
 
 
-def _ensure(server: Server, st: Statement, b: Batch) -> None:
+def _ensure(server: Server, st: Statement, b: Batch, limit: int) -> None:
     """Make sure ``server`` holds ``st`` before a Bind/Describe uses it."""
     if server.statements.has(st):
         return
-    for close in server.statements.add(st):
+    for close in server.statements.add(st, limit):
         b.ops.append(O.Op(O.CLOSE, O.SKIP))
         b.out.append(close)
     b.ops.append(O.Op(O.PARSE, O.SKIP, forward_errors=True, stmt=st,

@@ -66,12 +66,11 @@ class StatementCache:
 class ServerStatements:
     """The statements one server connection holds (LRU, protocol and SQL level)."""
 
-    __slots__ = ("lru", "sql", "limit")
+    __slots__ = ("lru", "sql")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self) -> None:
         self.lru: OrderedDict[str, None] = OrderedDict()
         self.sql: OrderedDict[str, None] = OrderedDict()  # SQL-level names on this server
-        self.limit = limit
 
     def has(self, st: Statement) -> bool:
         if st.server_name in self.lru:
@@ -79,11 +78,13 @@ class ServerStatements:
             return True
         return False
 
-    def add(self, st: Statement) -> list[bytes]:
-        """Record ``st``; return Close messages for statements evicted to stay within the limit."""
+    def add(self, st: Statement, limit: int) -> list[bytes]:
+        """Record ``st``; return Close messages for statements evicted to stay within ``limit``
+        (``max_prepared_statements`` as it is now: ``SET`` on the admin console applies at the
+        next insertion, as in pgbouncer)."""
         self.lru[st.server_name] = None
         out = []
-        while self.limit and len(self.lru) > self.limit:
+        while limit and len(self.lru) > limit:
             old, _ = self.lru.popitem(last=False)
             out.append(encode(m.Close("S", old)))
         return out

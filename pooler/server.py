@@ -98,7 +98,7 @@ class Server:
         self.backend_key = b""
         self.conv = Conversation()  # requests sent and replies owed (see .conversation)
         self.after_sql: str | None = None  # end-of-transaction query to send after the current reply
-        self.statements = ServerStatements(self.pooler.config.settings.max_prepared_statements)
+        self.statements = ServerStatements()
         self.auth_method = "trust"  # what the server asked for at login (SCRAM-SHA-256-PLUS: channel-bound)
         self.session_state: str | None = None  # reported by pgbundle server: "clean" or what pins it
         self.scanner = StreamScanner(RELAY_WANT, self.pooler.config.settings.max_packet_size)
