@@ -318,7 +318,6 @@ class AdminConsole:
             return await self.command(client, query)
         except PoolerError as exc:
             exc.fatal = False
-            exc.code = sqlstate.PROTOCOL_VIOLATION  # pgbouncer's admin_error(): every command error is 08P01
             return exc
 
     async def run_query(self, client: Client, query: str) -> bytes:
@@ -348,11 +347,13 @@ class AdminConsole:
         return "?", None, None
 
     async def command(self, client: Client, query: str) -> Result | str:
+        """Run one console command.  Errors: PoolerError with PoolerError's default SQLSTATE, 08P01,
+        for every failure, as pgbouncer's admin_error() sends them."""
         verb, arg, set_match = self._parse(query)
         if verb == "":
             return ""
         if verb == "?":
-            raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;", sqlstate.SYNTAX_ERROR)
+            raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;")
         if verb in ("SHOW", "SELECT"):
             return await self.show(client, arg, query)
         if verb == "SET":
@@ -363,14 +364,14 @@ class AdminConsole:
             return self.cmd_set(client, key, value)
         fn: Callable[[Client, str | None], Awaitable[str]] | None = getattr(self, "cmd_" + verb.lower(), None)
         if fn is None:
-            raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;", sqlstate.SYNTAX_ERROR)
+            raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;")
         if not self.is_admin(client):
-            raise PoolerError("admin access needed", sqlstate.INSUFFICIENT_PRIVILEGE)
+            raise PoolerError("admin access needed")
         return await fn(client, arg)
 
     async def show(self, client: Client, arg: str | None, query: str) -> Result | str:
         if not arg:
-            raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;", sqlstate.SYNTAX_ERROR)
+            raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;")
         what = arg.lower()
         if what in FAKE_PARAMS:
             return Result([(what, TEXT)], [[FAKE_PARAMS[what]]])
@@ -379,19 +380,19 @@ class AdminConsole:
                 "00000", "Console usage", "NOTICE", detail=HELP))))
             return "SHOW"
         if what == "fds" and not self.is_admin(client):
-            raise PoolerError("admin access needed", sqlstate.INSUFFICIENT_PRIVILEGE)
+            raise PoolerError("admin access needed")
         show: Callable[[], Result] | None = getattr(self, "show_" + what, None)
         if show is None:
-            raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;", sqlstate.SYNTAX_ERROR)
+            raise PoolerError(f"invalid command '{query.strip()}', use SHOW HELP;")
         return show()
 
     def _need_db(self, arg: str | None, verb: str) -> str:
         if not arg:
-            raise PoolerError("a database is required", sqlstate.SYNTAX_ERROR)
+            raise PoolerError("a database is required")
         if arg in ADMIN_DB:
-            raise PoolerError(f"cannot {verb} admin db: {arg}", sqlstate.FEATURE_NOT_SUPPORTED)
+            raise PoolerError(f"cannot {verb} admin db: {arg}")
         if self.pooler.find_database(arg) is None:
-            raise PoolerError(f"no such database: {arg}", sqlstate.INVALID_CATALOG_NAME)
+            raise PoolerError(f"no such database: {arg}")
         return arg
 
     def _pools(self, db: str | None) -> list[Pool]:
@@ -404,7 +405,7 @@ class AdminConsole:
 
     async def cmd_pause(self, client: Client, arg: str | None) -> str:
         if self.pause.mode != "none":
-            raise PoolerError("already suspended/paused", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
+            raise PoolerError("already suspended/paused")
         if arg:
             db: str | None = self._need_db(arg, "pause")
             log.info("PAUSE '%s' command issued", db)
@@ -419,11 +420,11 @@ class AdminConsole:
 
     async def cmd_suspend(self, client: Client, arg: str | None) -> str:
         if arg:
-            raise PoolerError("SUSPEND takes no argument", sqlstate.SYNTAX_ERROR)
+            raise PoolerError("SUSPEND takes no argument")
         if self.pause.mode != "none":
-            raise PoolerError("already suspended/paused", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
+            raise PoolerError("already suspended/paused")
         if self.pause.paused_dbs:
-            raise PoolerError("cannot suspend with paused databases", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
+            raise PoolerError("cannot suspend with paused databases")
         log.info("SUSPEND command issued")
         self.pause.suspend(client)
         self._apply_pause()
@@ -436,16 +437,16 @@ class AdminConsole:
         if arg:
             log.info("RESUME '%s' command issued", arg)
             if self.pooler.find_database(arg) is None and arg not in ADMIN_DB:
-                raise PoolerError(f"no such database: {arg}", sqlstate.INVALID_CATALOG_NAME)
+                raise PoolerError(f"no such database: {arg}")
             if arg not in self.pause.paused_dbs:
-                raise PoolerError(f"database {arg} is not paused", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
+                raise PoolerError(f"database {arg} is not paused")
             self.pause.resume(arg)
         else:
             log.info("RESUME command issued")
             if self.pooler.shutting_down:
-                raise PoolerError("pooler is shutting down", sqlstate.ADMIN_SHUTDOWN)
+                raise PoolerError("pooler is shutting down")
             if self.pause.mode == "none" and not self.pause.paused_dbs:
-                raise PoolerError("pooler is not paused/suspended", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
+                raise PoolerError("pooler is not paused/suspended")
             self.pause.resume(None)
         self._apply_pause()
         return "RESUME"
@@ -475,7 +476,7 @@ class AdminConsole:
 
     async def cmd_kill(self, client: Client, arg: str | None) -> str:
         if self.pause.mode != "none":
-            raise PoolerError("already suspended/paused", sqlstate.OBJECT_NOT_IN_PREREQUISITE_STATE)
+            raise PoolerError("already suspended/paused")
         db = self._need_db(arg, "kill") if arg else None
         log.info("KILL '%s' command issued" % db if db else "KILL command issued")
         pools = self._pools(db)
@@ -493,11 +494,11 @@ class AdminConsole:
         try:
             target_id = int(arg or "")
         except ValueError:
-            raise PoolerError("invalid client pointer supplied", sqlstate.SYNTAX_ERROR) from None
+            raise PoolerError("invalid client pointer supplied") from None
         target = next((c for c in list(self.pooler.clients)
                        if c.id == target_id and c.state is not ClientState.LOGIN), None)
         if target is None:
-            raise PoolerError("client not found", sqlstate.UNDEFINED_OBJECT)
+            raise PoolerError("client not found")
         log.info("KILL_CLIENT %d command issued", target_id)
         target.kill(PoolerError("admin forced disconnect", sqlstate.ADMIN_SHUTDOWN))
         return "KILL_CLIENT"
@@ -514,13 +515,13 @@ class AdminConsole:
 
     async def cmd_reload(self, client: Client, arg: str | None) -> str:
         if arg:
-            raise PoolerError("RELOAD takes no argument", sqlstate.SYNTAX_ERROR)
+            raise PoolerError("RELOAD takes no argument")
         log.info("RELOAD command issued")
         try:
             self.pooler.reload()
         except ConfigError as exc:
             log.error("RELOAD failed: %s", exc)
-            raise PoolerError("RELOAD failed, see logs for additional details", sqlstate.CONFIG_FILE_ERROR) from None
+            raise PoolerError("RELOAD failed, see logs for additional details") from None
         logs.reconfigure(self.pooler.config.settings)
         return "RELOAD"
 
@@ -528,7 +529,7 @@ class AdminConsole:
         p = self.pooler
         mode = (arg or "").upper()
         if mode not in ("", "WAIT_FOR_CLIENTS", "WAIT_FOR_SERVERS"):
-            raise PoolerError(f"invalid command 'SHUTDOWN {arg}', use SHOW HELP;", sqlstate.SYNTAX_ERROR)
+            raise PoolerError(f"invalid command 'SHUTDOWN {arg}', use SHOW HELP;")
         if mode == "WAIT_FOR_SERVERS":
             log.info("SHUTDOWN WAIT_FOR_SERVERS command issued")
             p.nursery.start_soon(p.shutdown_gracefully)
@@ -545,14 +546,14 @@ class AdminConsole:
         if key.lower() in FAKE_PARAMS:
             return "SET"
         if not self.is_admin(client):
-            raise PoolerError("admin access needed", sqlstate.INSUFFICIENT_PRIVILEGE)
+            raise PoolerError("admin access needed")
         key = key.lower()
         if key in NOT_CHANGEABLE:
-            raise PoolerError(f"SET failed: {key} cannot be changed while running", "55P02")
+            raise PoolerError(f"SET failed: {key} cannot be changed while running")
         try:
             new = set_setting(p.config.settings, key, value)
         except ConfigError as exc:
-            raise PoolerError(f"SET failed: {exc}", sqlstate.INVALID_PARAMETER_VALUE) from None
+            raise PoolerError(f"SET failed: {exc}") from None
         p.config = msgspec.structs.replace(p.config, settings=new)
         for pool in list(p.pools.values()):
             pool.configure()
