@@ -115,10 +115,10 @@ def _local(client: Client, pieces: list[tuple[int, bytes]]) -> bytes | None:
     replies = []
     names: list[tuple[str, Statement]] = []
     closes: list[str] = []
-    cache = client.pooler.statements
-    prepared = client.emu.prepared
     if not client.pooler.config.settings.max_prepared_statements:
         return None  # tracking is off: every message goes to a server
+    cache = client.pooler.statements
+    prepared = client.emu.prepared
     for t, p in pieces:
         if t == _P:
             name, query, types = parse_parse(p)
@@ -187,13 +187,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
             b.ext = 0
             stats.query_count += 1
         elif t == _P:
-            if limit:
-                _parse(client, server, b, p)
-            else:
-                stats.client_parse_count += 1
-                stats.server_parse_count += 1
-                ops.append(O.Op(O.PARSE))
-                out.append(p)
+            _parse(client, server, b, p, limit)
             b.ext = 1
         elif t == _B:
             stmt = bind_statement(p)
@@ -254,7 +248,7 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
     return b
 
 
-def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
+def _parse(client: Client, server: Server, b: Batch, p: bytes, limit: int) -> None:
     name, query, types = parse_parse(p)
     stats = server.pool.stats
     stats.client_parse_count += 1
@@ -264,7 +258,7 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
         eff, _ = sqlscan.scan(query)
         if eff is not None:
             _note(client, eff)
-    if not name:
+    if not name or not limit:  # unnamed, or tracking off: the Parse goes as it is
         b.ops.append(O.Op(O.PARSE))
         b.out.append(p)
         stats.server_parse_count += 1
@@ -282,7 +276,7 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes) -> None:
         b.ops.append(O.Op(O.PARSE, O.FAKE, _PARSE_COMPLETE))
         b.precise = True
         return
-    for close in server.statements.add(st, client.pooler.config.settings.max_prepared_statements):
+    for close in server.statements.add(st, limit):
         b.ops.append(O.Op(O.CLOSE, O.SKIP))
         b.out.append(close)
 
