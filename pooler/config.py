@@ -271,7 +271,10 @@ def parse_duration(text: str | float | int, key: str = "value") -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-#: integer settings pgbouncer 1.25 refuses below 0 (its validators; the others take any C int)
+#: integer settings refused below 0.  pgbouncer 1.25 validates max_prepared_statements this way (its
+#: test_prepared.py); for the other counts and sizes pgbouncer 1.18 takes any value (checked:
+#: ``SET default_pool_size='-1'`` is accepted, and '3147483648' wraps to -1147483648), which pgbundle
+#: refuses on purpose: a negative pool size or limit has no meaning.
 _NON_NEGATIVE = frozenset({"max_prepared_statements", "max_client_conn", "default_pool_size", "min_pool_size",
                            "reserve_pool_size", "max_db_connections", "max_user_connections",
                            "max_db_client_connections", "max_user_client_connections", "pkt_buf",

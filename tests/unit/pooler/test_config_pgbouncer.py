@@ -105,3 +105,20 @@ def test_scram_iterations_below_the_minimum(tmp_path):
     p.write_text("[pgbouncer]\nscram_iterations = 100\n")
     with pytest.raises(ConfigError, match=r"s.ini:2: scram_iterations must be at least 4096"):
         load_ini(p)
+
+
+@pytest.mark.parametrize(("key", "raw", "needle"), [
+    ("max_prepared_statements", "-1", "must not be negative"),
+    ("default_pool_size", "-1", "must not be negative"),
+    ("max_prepared_statements", "3147483648", "out of range"),
+    ("listen_backlog", "-2147483649", "out of range"),
+])
+def test_integer_settings_are_range_checked(key, raw, needle):
+    with pytest.raises(ConfigError, match=needle):
+        set_setting(Settings(), key, raw)
+
+
+def test_integer_settings_in_range_are_taken():
+    s = set_setting(Settings(), "max_prepared_statements", "2147483647")
+    assert s.max_prepared_statements == 2147483647
+    assert set_setting(s, "max_prepared_statements", "0").max_prepared_statements == 0
