@@ -20,17 +20,33 @@ def pooler(pg, pooler_factory):
                                     "--admin-users", "postgres"))
 
 
+def _held(pooler) -> list[int]:
+    """Statements each server connection holds (SHOW SERVERS' prepared_statements)."""
+    with psycopg.connect(pooler.dsn(dbname="pgbouncer"), autocommit=True) as a:
+        cur = a.execute("SHOW SERVERS", prepare=False)
+        col = [d.name for d in cur.description].index("prepared_statements")
+        return [row[col] for row in cur.fetchall()]
+
+
 def test_set_max_prepared_statements_is_live_and_evicts(pooler):
-    admin(pooler, "set max_prepared_statements=1")
     with psycopg.connect(pooler.dsn(), autocommit=True) as conn:
         cur = conn.cursor()
-        for i in range(5):
+        for i in range(3):  # the servers hold statements under the default limit (200)
             assert cur.execute(f"SELECT '{i}'", prepare=True).fetchone()[0] == str(i)
+        assert sum(_held(pooler)) == 3
+        admin(pooler, "set max_prepared_statements=1")
+        for i in range(3, 8):
+            assert cur.execute(f"SELECT '{i}'", prepare=True).fetchone()[0] == str(i)
+        held = _held(pooler)
+        assert held and max(held) == 1, held  # evicted down to the new limit at the next insertion
         admin(pooler, "set max_prepared_statements=5")
-        for i in range(5, 10):
+        for i in range(8, 18):
             assert cur.execute(f"SELECT '{i}'", prepare=True).fetchone()[0] == str(i)
+        held = _held(pooler)
+        assert max(held) <= 5 and sum(held) > len(held), held
         admin(pooler, "set max_prepared_statements=2")
-        assert cur.execute("SELECT '10'", prepare=True).fetchone()[0] == "10"
+        assert cur.execute("SELECT '18'", prepare=True).fetchone()[0] == "18"
+        assert min(_held(pooler)) <= 2
         # with handling off, the client's own name reaches the server, which does not know it
         admin(pooler, "set max_prepared_statements=0")
         with pytest.raises(psycopg.errors.InvalidSqlStatementName):
