@@ -293,7 +293,11 @@ class Client:
                     if sql is not None:  # settings first, their reply swallowed
                         server.expect_internal()
                         data = encode(m.Query(sql)) + data
-                    if batch.precise or server.conv.ops:
+                    conv = server.conv
+                    # Replies are matched while edited requests are outstanding -- and for requests not
+                    # yet synced, since a later batch of the same pipeline may be edited: its replies
+                    # can only be placed when those before it are counted (ReadyForQuery alone does not).
+                    if batch.precise or conv.ops or conv.unsynced or batch.ext == 1:
                         server.queue_ops(batch.ops)
                     if data or batch.ops:
                         await self._send(server, data, batch.nsync, batch.ext, batch)

@@ -211,8 +211,6 @@ class Conversation:
                 out.append(p)
                 continue
             if t == _E:
-                if op.undo is not None:
-                    op.undo()
                 if skip:
                     err = decode_backend_as(m.ErrorResponse, t, p[5:])
                     if op.sink is not None:
@@ -225,7 +223,9 @@ class Conversation:
                     server.reply_error(p)
                     out.append(p)
                 if not O.ends_at_z(op.kind):
-                    O.skip_to_sync(ops)
+                    O.skip_to_sync(ops)  # this request and the skipped ones after it are undone
+                elif op.undo is not None:
+                    op.undo()
                 continue
             if t == _Z:
                 if op.kind == O.ZCOUNT:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from pgbundle.shared import sqlstate
@@ -220,8 +221,9 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
         elif t == _C:
             kind, name = kind_and_name(p)
             if kind == "S" and name and name in prepared:
-                del prepared[name]  # the server keeps the shared statement
-                ops.append(O.Op(O.CLOSE, O.FAKE, _CLOSE_COMPLETE))
+                st = prepared.pop(name)  # the server keeps the shared statement
+                ops.append(O.Op(O.CLOSE, O.FAKE, _CLOSE_COMPLETE,
+                                undo=partial(prepared.__setitem__, name, st)))
                 b.precise = True
             else:
                 ops.append(O.Op(O.CLOSE))
@@ -272,18 +274,20 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes, limit: int) -> No
         return
     st = client.pooler.statements.get(query, types)
     prepared[name] = st
-    if server.statements.has(st):
-        b.ops.append(O.Op(O.PARSE, O.FAKE, _PARSE_COMPLETE))
-        b.precise = True
-        return
-    for close in server.statements.add(st, limit):
-        b.ops.append(O.Op(O.CLOSE, O.SKIP))
-        b.out.append(close)
 
-    def undo() -> None:  # the server refused it: neither it nor the client holds the statement
-        server.statements.forget(st)
+    def unname() -> None:  # the Parse was skipped after an error: the client holds no such statement
         if prepared.get(name) is st:
             del prepared[name]
+
+    if server.statements.has(st):
+        b.ops.append(O.Op(O.PARSE, O.FAKE, _PARSE_COMPLETE, undo=unname))
+        b.precise = True
+        return
+    _evict(server, st, b, limit)
+
+    def undo() -> None:  # the server refused or skipped it: neither it nor the client holds the statement
+        server.statements.forget(st)
+        unname()
 
     b.ops.append(O.Op(O.PARSE, stmt=st, undo=undo))
     b.out.append(st.parse_bytes)
@@ -295,14 +299,21 @@ def _ensure(server: Server, st: Statement, b: Batch, limit: int) -> None:
     """Make sure ``server`` holds ``st`` before a Bind/Describe uses it."""
     if server.statements.has(st):
         return
-    for close in server.statements.add(st, limit):
-        b.ops.append(O.Op(O.CLOSE, O.SKIP))
-        b.out.append(close)
+    _evict(server, st, b, limit)
     b.ops.append(O.Op(O.PARSE, O.SKIP, forward_errors=True, stmt=st,
                       undo=lambda: server.statements.forget(st)))
     b.out.append(st.parse_bytes)
     b.precise = True
     server.pool.stats.server_parse_count += 1
+
+
+def _evict(server: Server, st: Statement, b: Batch, limit: int) -> None:
+    """Record ``st`` on ``server`` and close what falls out of its LRU; a Close the server skips
+    (an error before it in the pipeline) puts its statement back (:meth:`.prepare.ServerStatements.kept`)."""
+    statements = server.statements
+    for old in statements.add(st, limit):
+        b.ops.append(O.Op(O.CLOSE, O.SKIP, undo=partial(statements.kept, old)))
+        b.out.append(encode(m.Close("S", old)))
 
 
 def _query_effects(client: Client, server: Server, b: Batch, text: str, p: bytes) -> bytes:

@@ -77,7 +77,7 @@ class Op:
         self.n = n  # ZCOUNT: ReadyForQuery messages still to pass
         self.forward_errors = forward_errors  # SKIP: an error still concerns the client
         self.stmt = stmt  # PARSE of a named statement: marked validated on ParseComplete
-        self.undo = undo  # PARSE: called if the server refuses it
+        self.undo = undo  # called if the server refuses or skips the request (see skip_to_sync)
 
     def __repr__(self) -> str:
         return f"Op({self.kind},{self.mode})"
@@ -94,8 +94,13 @@ def completes(op: Op, t: int) -> bool:
 
 
 def skip_to_sync(ops: deque[Op]) -> list[Op]:
-    """After an extended-protocol error: drop every queued request up to the next Sync."""
+    """After an extended-protocol error: drop every queued request up to the next Sync (the one
+    that failed first) and undo, latest first, what the pooler recorded for them -- the server
+    skipped them, so a statement it was to create or close is as it was before."""
     dropped = []
     while ops and ops[0].kind not in (SYNC, QUERY, FUNC, ZCOUNT):
         dropped.append(ops.popleft())
+    for op in reversed(dropped):
+        if op.undo is not None:
+            op.undo()
     return dropped

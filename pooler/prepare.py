@@ -78,19 +78,25 @@ class ServerStatements:
             return True
         return False
 
-    def add(self, st: Statement, limit: int) -> list[bytes]:
-        """Record ``st``; return Close messages for statements evicted to stay within ``limit``
+    def add(self, st: Statement, limit: int) -> list[str]:
+        """Record ``st``; return the server names of statements evicted to stay within ``limit``
         (``max_prepared_statements`` as it is now: ``SET`` on the admin console applies at the
-        next insertion, as in pgbouncer)."""
+        next insertion, as in pgbouncer).  The caller sends a Close for each."""
         self.lru[st.server_name] = None
         out = []
         while limit and len(self.lru) > limit:
             old, _ = self.lru.popitem(last=False)
-            out.append(encode(m.Close("S", old)))
+            out.append(old)
         return out
 
     def forget(self, st: Statement) -> None:
         self.lru.pop(st.server_name, None)
+
+    def kept(self, server_name: str) -> None:
+        """An eviction's Close was skipped (an error earlier in its pipeline): the server still holds
+        the statement.  It goes back as the oldest entry, to be evicted again at the next insertion."""
+        self.lru[server_name] = None
+        self.lru.move_to_end(server_name, last=False)
 
     def clear(self) -> None:
         self.lru.clear()

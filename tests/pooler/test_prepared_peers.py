@@ -5,9 +5,12 @@ unknown statements."""
 
 from __future__ import annotations
 
+import random
+import time
+
 import psycopg
 import pytest
-from psycopg import pq
+from psycopg import pq, sql
 
 from .helpers import admin, base_args
 
@@ -92,3 +95,132 @@ def test_describe_unknown_statement(pooler):
         assert r.status == pq.ExecStatus.FATAL_ERROR
         # the session still works (pgbouncer closes it; we answer as PostgreSQL does)
         assert conn.execute("SELECT 5").fetchone()[0] == 5
+
+
+def test_pipeline_stress_with_eviction(pooler):
+    """pgbouncer's test_prepared_statement_pipeline_stress: 100 distinct statements through a cache
+    of 66, pipelines of 0..9 statements, 100 rounds each.  A pipeline's unsynced requests were once
+    sent unmatched, so the pooler's own ParseComplete of a later batch overtook their replies and
+    psycopg waited forever (the test runs under `timeout` in CI's suite via pytest-timeout)."""
+    admin(pooler, "set max_prepared_statements=66")
+    rnd = random.Random(1)
+    for length in range(10):
+        with psycopg.connect(pooler.dsn(), autocommit=True) as conn, conn.pipeline():
+            curs = [conn.cursor() for _ in range(length)]
+            for _ in range(100):
+                for i in range(length):
+                    q = sql.SQL("SELECT %s, %s::text as {}").format(sql.Identifier(f"s{rnd.randint(1, 100)}"))
+                    curs[i].execute(q, params=(i, str(i).zfill(512)), prepare=True)
+                for i in range(length):
+                    assert curs[i].fetchall() == [(i, str(i).zfill(512))]
+
+
+def test_unsynced_plain_batch_then_edited_batch(pooler):
+    """The class behind the stress hang, by hand: a Bind/Execute with no Sync goes out unedited, then
+    a Parse the pooler answers itself; its ParseComplete must come after the first Bind's replies."""
+    with psycopg.connect(pooler.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT 7", prepare=True).fetchone()[0] == 7  # the server holds it now
+        pg = conn.pgconn
+        assert pg.prepare(b"slow", b"SELECT 1 FROM pg_sleep(0.3)").status == pq.ExecStatus.COMMAND_OK
+        pg.enter_pipeline_mode()
+        pg.send_query_prepared(b"slow", None)  # Bind/Execute only: sent as it is; replies come late
+        pg.flush()
+        pg.send_prepare(b"again", b"SELECT 7")
+        pg.send_query_prepared(b"again", None)
+        pg.pipeline_sync()
+        statuses = []
+        while True:
+            r = pg.get_result()
+            if r is None:
+                continue
+            statuses.append((r.status, r.get_value(0, 0) if r.ntuples else None))
+            if r.status == pq.ExecStatus.PIPELINE_SYNC:
+                break
+        pg.exit_pipeline_mode()
+        assert statuses == [(pq.ExecStatus.TUPLES_OK, b"1"), (pq.ExecStatus.COMMAND_OK, None),
+                            (pq.ExecStatus.TUPLES_OK, b"7"), (pq.ExecStatus.PIPELINE_SYNC, None)]
+
+
+def test_failed_prepare_in_pipeline(pooler):
+    """pgbouncer's test_prepared_failed_prepare_pipeline."""
+    with psycopg.connect(pooler.dsn(), autocommit=True) as conn, conn.pipeline() as p, conn.cursor() as cur:
+        cur.execute("SELECT 1", prepare=True)
+        cur.execute("SELECT * FROM doesnotexistyet", prepare=True)
+        cur.execute("SELECT 2", prepare=True)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            p.sync()
+        cur.execute("SELECT 1", prepare=True)
+        p.sync()
+        cur.execute("SELECT 2", prepare=True)
+        p.sync()
+        assert cur.fetchall() == [(2,)]
+        cur.execute("CREATE TABLE doesnotexistyet (a int)")
+        cur.execute("SELECT * FROM doesnotexistyet", prepare=True)
+        p.sync()
+        assert cur.fetchall() == []
+        cur.execute("DROP TABLE doesnotexistyet")
+
+
+def test_pipeline_error_delayed_sync(pooler):
+    """pgbouncer's test_prepared_statement_pipeline_error_delayed_sync: after an error every request
+    up to the Sync is skipped, even those the client sends later."""
+    with psycopg.connect(pooler.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT 1", prepare=True).fetchone()[0] == 1
+    with psycopg.connect(pooler.dsn(), autocommit=True) as conn, conn.pipeline() as p, conn.cursor() as cur:
+        cur.execute("SELECT aaaa")
+        time.sleep(0.1)
+        with pytest.raises(psycopg.errors.UndefinedColumn, match='column "aaaa" does not exist'):
+            cur.execute("SELECT 123")
+        with pytest.raises(psycopg.errors.PipelineAborted):
+            cur.fetchall()
+        p.sync()
+        cur.execute("SELECT 1", prepare=True)
+        assert cur.fetchall() == [(1,)]
+
+
+def test_server_stays_linked_until_last_sync(pooler):
+    """pgbouncer's test_pause_before_last_sync: requests sent after a Sync keep the server linked even
+    when that Sync's ReadyForQuery comes back first."""
+    with psycopg.connect(pooler.dsn(), autocommit=True) as conn1, \
+            psycopg.connect(pooler.dsn(), autocommit=True) as conn2:
+        pg = conn1.pgconn
+        pg.enter_pipeline_mode()
+        pg.send_prepare(b"", b"SELECT $1::text")
+        pg.send_query_prepared(b"", [b"a"])
+        pg.pipeline_sync()
+        pg.send_prepare(b"", b"SELECT $1::text")
+        pg.flush()
+        with conn2.transaction():
+            time.sleep(0.5)
+            assert conn2.execute("SELECT 1").fetchone()[0] == 1
+            pg.send_query_prepared(b"", [b"b"])
+            pg.pipeline_sync()
+            want = [pq.ExecStatus.COMMAND_OK, None, pq.ExecStatus.TUPLES_OK, None, pq.ExecStatus.PIPELINE_SYNC] * 2
+            got = []
+            for _ in want:
+                r = pg.get_result()
+                got.append(None if r is None else r.status)
+            assert got == want
+
+
+def test_skipped_eviction_keeps_the_statement(pg, pooler_factory):
+    """An error early in a pipeline makes the server skip the pooler's eviction Close and its Parse:
+    the pooler's record must say so (the server still holds the old statement, not the new one), or
+    the next Parse of the old one fails with `already exists` and the new one's Bind with `does not exist`."""
+    pooler = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "1",
+                                      "--admin-users", "postgres"))
+    admin(pooler, "set max_prepared_statements=1")
+    with psycopg.connect(pooler.dsn(), autocommit=True) as conn:
+        cur = conn.cursor()
+        assert cur.execute("SELECT 1", prepare=True).fetchone() == (1,)
+        with conn.pipeline() as p:
+            cur.execute("SELECT aaaa")
+            cur.execute("SELECT 2", prepare=True)
+            with pytest.raises(psycopg.errors.UndefinedColumn):
+                p.sync()
+        assert _held(pooler) == [1]
+    with psycopg.connect(pooler.dsn(), autocommit=True) as conn:
+        cur = conn.cursor()
+        assert cur.execute("SELECT 1", prepare=True).fetchone() == (1,)
+        assert cur.execute("SELECT 2", prepare=True).fetchone() == (2,)
+        assert cur.execute("SELECT 1", prepare=True).fetchone() == (1,)
