@@ -20,6 +20,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from pgbundle.server.storage import pmsignal
 from pgbundle.server.storage.ipc import Env
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class AuxProcess:
             else:
                 signal.signal(sig, self._handler(name))
         signal.signal(signal.SIGQUIT, lambda s, f: os._exit(2))
+        pmsignal.unblock_child_signals()
         if attach and self._env is not None:
             procs = self._env.procs
             procs.attach(backend_type)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from pgbundle.server.storage import pmsignal
 from pgbundle.server.utils import elog
 
 if TYPE_CHECKING:
@@ -62,8 +63,13 @@ def set_title(title: str) -> None:
 def fork_child(ctx: ChildContext, title: str, fn: Callable[..., int | None], *args: Any,
                keep_fds: tuple[int, ...] = ()) -> int:
     gc.freeze()
+    # SIGHUP/SIGUSR1/SIGUSR2 stay blocked in the child until its main installs its handlers
+    # (pmsignal.unblock_child_signals), as PostgreSQL's children start under BlockSig: a reload sent to every
+    # child must not kill one that was just forked (SIG_DFL for SIGHUP terminates).
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, pmsignal.CHILD_DEFERRED)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         return pid
     code = 1
     try:

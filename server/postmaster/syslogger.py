@@ -22,6 +22,8 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
+from pgbundle.server.storage import pmsignal
+
 if TYPE_CHECKING:
     from pgbundle.server.postmaster.launch import ChildContext
 
@@ -33,6 +35,7 @@ def main(ctx: ChildContext) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, lambda sig, frame: os._exit(0))
+    pmsignal.unblock_child_signals()
     fd = ctx.log_pipe_r
     if getattr(ctx, "log_pipe_w", -1) >= 0:
         os.close(ctx.log_pipe_w)

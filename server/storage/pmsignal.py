@@ -79,3 +79,13 @@ def signal_postmaster(ctl: Control) -> None:
         os.kill(ctl.get("postmaster_pid"), signal.SIGUSR1)
     except ProcessLookupError:
         pass
+
+
+#: Signals a freshly forked child holds blocked until its main has installed its handlers
+#: (PostgreSQL's BlockSig): a SIGHUP sent to every child must not kill one still starting.
+CHILD_DEFERRED = frozenset((signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2))
+
+
+def unblock_child_signals() -> None:
+    """Called by a child once its handlers are in place: the signals held since the fork arrive."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_DEFERRED)

@@ -15,6 +15,7 @@ import os
 import signal
 
 from pgbundle.server.errors import FatalError, PgError, QueryCanceled
+from pgbundle.server.storage import pmsignal
 
 cancel_pending = False
 die_pending = False
@@ -73,6 +74,7 @@ def install() -> None:
     signal.signal(signal.SIGALRM, on_sigalrm)
     signal.signal(signal.SIGHUP, on_sighup)
     signal.signal(signal.SIGUSR1, on_sigusr1)
+    pmsignal.unblock_child_signals()
 
 
 def start_query(statement_timeout_ms: int) -> None:
