@@ -66,6 +66,10 @@ class ReplySide(Protocol):
         """A ParameterStatus; False when it is not to be forwarded."""
         ...
 
+    def retry_stale(self, p: bytes) -> bool:
+        """An ErrorResponse to a Bind: True when the request is being sent again (see .replan)."""
+        ...
+
 
 class Conversation:
     """Requests sent to one server connection and the replies owed (see the module docstring)."""
@@ -211,6 +215,8 @@ class Conversation:
                 out.append(p)
                 continue
             if t == _E:
+                if op.kind == O.BIND and not skip and server.retry_stale(p):
+                    continue  # re-planned: replace_failed has rewritten the queue
                 if skip:
                     err = decode_backend_as(m.ErrorResponse, t, p[5:])
                     if op.sink is not None:
@@ -265,6 +271,18 @@ class Conversation:
         while ops and ops[0].mode == O.FAKE:
             out.append(ops.popleft().payload)
         return b"".join(out), not ops
+
+    def replace_failed(self, ops: list[O.Op]) -> None:
+        """The request failing now is sent again (.replan): what the server skips after the error is
+        dropped, the ReadyForQuery it still owes for the failed attempt is swallowed, and the
+        replies of the new attempt are matched to ``ops``."""
+        queue = self.ops
+        O.skip_to_sync(queue)
+        if queue and queue[0].kind == O.SYNC:
+            queue[0].mode = O.SKIP
+        else:
+            queue.appendleft(O.Op(O.SYNC, O.SKIP))
+        queue.extend(ops)
 
     def client_left(self) -> None:
         """The client's request and transaction are over (the server is being reset)."""

@@ -172,6 +172,12 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
     b = Batch()
     out = b.out
     ops = b.ops
+    bound: tuple[Statement, bytes, int] | None = None  # the last Bind of a shared statement, where it went
+    server.retry = None  # a new request: whatever came before is no longer the only one outstanding
+    if server.statements_stale:  # a statement went stale and could not be renewed: start afresh
+        server.statements_stale = False
+        _internal(b, "DEALLOCATE ALL")
+        server.statements.clear()
     for t, p in pieces:
         if t == PASS:
             out.append(p)
@@ -195,7 +201,8 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
             if stmt:
                 st = prepared.get(stmt)
                 if st is not None:
-                    _ensure(server, st, b, limit)
+                    held = _ensure(server, st, b, limit)
+                    bound = (st, p, len(out) + 1) if held else None
                     p = rename_bind(p, st.server_name)[1]
             stats.bind_count += 1
             ops.append(O.Op(O.BIND))
@@ -247,6 +254,8 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
             break
         else:
             out.append(p)
+    if bound is not None and b.nsync == 1 and b.ext == 0 and not server.conv.busy and not server.conv.ops:
+        server.retry = (ops, *bound, out)  # replan.candidate() looks closer only if the server refuses it
     return b
 
 
@@ -295,16 +304,17 @@ def _parse(client: Client, server: Server, b: Batch, p: bytes, limit: int) -> No
     stats.server_parse_count += 1
 
 
-def _ensure(server: Server, st: Statement, b: Batch, limit: int) -> None:
-    """Make sure ``server`` holds ``st`` before a Bind/Describe uses it."""
+def _ensure(server: Server, st: Statement, b: Batch, limit: int) -> bool:
+    """Make sure ``server`` holds ``st`` before a Bind/Describe uses it; True when it already did."""
     if server.statements.has(st):
-        return
+        return True
     _evict(server, st, b, limit)
     b.ops.append(O.Op(O.PARSE, O.SKIP, forward_errors=True, stmt=st,
                       undo=lambda: server.statements.forget(st)))
     b.out.append(st.parse_bytes)
     b.precise = True
     server.pool.stats.server_parse_count += 1
+    return False
 
 
 def _evict(server: Server, st: Statement, b: Batch, limit: int) -> None:

@@ -56,6 +56,12 @@ class StatementCache:
                 self._by_key[key] = st
         return st
 
+    def renew(self, st: Statement) -> None:
+        """``st`` went stale on a server (see :mod:`.replan`): from now on it is prepared under a new
+        server-side name everywhere, so no server's stale copy is used again."""
+        st.server_name = f"pgbundle_{next(_ids)}"
+        st.parse_bytes = encode(m.Parse(st.server_name, st.query, st.param_types))
+
     def peek(self, query: str, param_types: tuple[int, ...]) -> Statement | None:
         return self._by_key.get((query, param_types))
 

@@ -50,7 +50,7 @@ from pgbundle.shared.protocol.errors import RemoteProtocolError
 from pgbundle.shared.protocol.states import TransactionStatus
 from pgbundle.shared.tls import TlsConn
 
-from . import emulate, logs, ops as O
+from . import emulate, logs, ops as O, replan
 from .config import tcp_options
 from .conversation import Conversation
 from .guard import guarded
@@ -99,6 +99,9 @@ class Server:
         self.conv = Conversation()  # requests sent and replies owed (see .conversation)
         self.after_sql: str | None = None  # end-of-transaction query to send after the current reply
         self.statements = ServerStatements()
+        self.retry: replan.Candidate | None = None  # the one request outstanding, if it may be re-planned (.replan)
+        self.statements_stale = False  # a stale statement was reported: DEALLOCATE ALL before the next request
+        self.resend: bytes | None = None  # a re-planned request to send (see retry_stale)
         self.auth_method = "trust"  # what the server asked for at login (SCRAM-SHA-256-PLUS: channel-bound)
         self.session_state: str | None = None  # reported by pgbundle server: "clean" or what pins it
         self.scanner = StreamScanner(RELAY_WANT, self.pooler.config.settings.max_packet_size)
@@ -312,6 +315,9 @@ class Server:
                         out = self._inspect(pieces, intact, data)
                     else:
                         out = data if intact else pieces[0][1]
+                    if self.resend is not None:
+                        data, self.resend = self.resend, None
+                        await conn.send_all(data)
                     if self.after_sql is not None:
                         # before the client sees its ReadyForQuery, so nothing it sends next can come first
                         sql, self.after_sql = self.after_sql, None
@@ -346,13 +352,20 @@ class Server:
         """Fast path: only ReadyForQuery, ParameterStatus and ErrorResponse are looked at."""
         out: list[bytes] = []
         modified = not intact
-        for t, p in pieces:
+        for i, (t, p) in enumerate(pieces):
             if t == PASS:
                 out.append(p)
             elif t == _Z:
                 if not self.client_ready(p[5]):
                     return b""
                 out.append(p)
+            elif t == _E and self.retry is not None and self.retry_stale(p):
+                # the rest of this chunk (the failed attempt's ReadyForQuery) is matched from here on
+                rest, matched = self.conv.match(self, pieces[i + 1:], self.pool.mode != "session")
+                if matched:
+                    self.scanner.want = RELAY_WANT
+                out.append(rest)
+                return b"".join(out)
             elif t == _S:
                 if self.param_status(p, from_client=self.client is not None):
                     out.append(p)
@@ -369,8 +382,29 @@ class Server:
             return data
         return b"".join(out)
 
+    def retry_stale(self, p: bytes) -> bool:
+        """The ErrorResponse ``p`` answers the request in :attr:`retry`: when it says the shared
+        statement went stale, the request is re-planned (:mod:`.replan`) and True returned -- the
+        error is swallowed, the failed attempt's ReadyForQuery too, and the relay sends it again."""
+        if self.retry is None or not replan.is_stale(p):
+            return False
+        retry = replan.candidate(self.retry)
+        self.retry = None
+        if retry is None:
+            return False
+        data, ops = replan.resend(retry, self.pooler.statements, self.statements,
+                                  self.pooler.config.settings.max_prepared_statements)
+        self.conv.replace_failed(ops)
+        self.scanner.want = ALL_TYPES
+        self.resend = data
+        self.pool.stats.server_parse_count += 1
+        log.debug("%s: %s went stale, re-prepared as %s", self, retry.st.query[:60], retry.st.server_name)
+        return True
+
     def reply_error(self, p: bytes) -> None:
         body = p[5:]
+        if replan.is_stale(p):
+            self.statements_stale = True  # reached the client: drop them all before the next request
         i = 0 if body[:1] == b"C" else body.find(b"\0C") + 1  # the SQLSTATE field: errors by class
         if i > 0 or body[:1] == b"C":
             self.pool.stats.add_error(body[i + 1:i + 6].decode("ascii", "replace"))

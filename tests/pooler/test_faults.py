@@ -6,6 +6,9 @@ from __future__ import annotations
 import subprocess
 import threading
 
+import psycopg
+import pytest
+
 from tests.procs import PGBIN, as_postgres
 
 from .helpers import base_args, connect, pool_row
@@ -65,3 +68,21 @@ def test_queued_client_survives_logins_refused_in_recovery(pg_private, pooler_fa
     with connect(p) as c2:
         assert c2.execute("select 1").fetchone() == (1,)
     assert p.alive()
+
+
+def test_copy_refused_by_the_client_frees_the_server(pg, pooler_factory):
+    """psycopg's test_execute_copy (tests/test_cursor.py) in transaction mode: `cursor.execute()` of a
+    COPY leaves the server in COPY IN / COPY OUT, psycopg raises ProgrammingError and the test closes
+    the connection.  The one server must then be closed (not ready) and the next client served --
+    psycopg's suite once hung here for 30 s per test."""
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "1",
+                                 "-s", "query_wait_timeout=20"))
+    for q in ["copy testcopy from stdin", "copy testcopy to stdout"] * 2:
+        conn = connect(p, autocommit=False)
+        cur = conn.cursor()
+        cur.execute("create temp table testcopy (id int)")
+        with pytest.raises(psycopg.ProgrammingError, match="use copy"):
+            cur.execute(q)
+        conn.close()
+        with connect(p) as c2:
+            assert c2.execute("select 1").fetchone() == (1,)

@@ -224,3 +224,63 @@ def test_skipped_eviction_keeps_the_statement(pg, pooler_factory):
         assert cur.execute("SELECT 1", prepare=True).fetchone() == (1,)
         assert cur.execute("SELECT 2", prepare=True).fetchone() == (2,)
         assert cur.execute("SELECT 1", prepare=True).fetchone() == (1,)
+
+
+@pytest.fixture
+def one_server(pg, pooler_factory):
+    return pooler_factory(base_args(pg, "--pool-mode", "transaction", "--pool-size", "1",
+                                    "--admin-users", "postgres"))
+
+
+def _stale_setup(pooler, name: str) -> psycopg.Connection:
+    """A table, and a client holding `SELECT * FROM` it prepared on the only server; then the table
+    gains a column, so the shared server-side statement's result type is stale."""
+    with psycopg.connect(pooler.dsn(), autocommit=True) as c:
+        c.execute(f"DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (a int); INSERT INTO {name} VALUES (1)")
+    a = psycopg.connect(pooler.dsn(), autocommit=True)
+    assert a.pgconn.prepare(b"s1", f"SELECT * FROM {name}".encode()).status == pq.ExecStatus.COMMAND_OK
+    assert a.pgconn.exec_prepared(b"s1", []).get_value(0, 0) == b"1"
+    with psycopg.connect(pooler.dsn(), autocommit=True) as c:
+        c.execute(f"ALTER TABLE {name} ADD COLUMN b int DEFAULT 2", prepare=False)
+    return a
+
+
+def test_stale_shared_statement_is_reprepared(one_server):
+    """PostgreSQL refuses a statement prepared before the change (`cached plan must not change result
+    type`); a client that prepares the same text afterwards holds a fresh one.  Through the pooler
+    both share one server-side statement: it is re-prepared transparently, for psycopg's one-batch
+    Parse/Bind/Describe/Execute/Sync and for a libpq Bind/Execute/Sync alike."""
+    a = _stale_setup(one_server, "stale1")
+    with a, psycopg.connect(one_server.dsn(), autocommit=True) as b:
+        assert b.execute("SELECT * FROM stale1", prepare=True).fetchall() == [(1, 2)]
+        assert b.execute("SELECT * FROM stale1", prepare=True).fetchall() == [(1, 2)]
+        r = a.pgconn.exec_prepared(b"s1", [])  # PostgreSQL itself would refuse this one: the pooler heals it
+        assert r.status == pq.ExecStatus.TUPLES_OK and r.get_value(0, 1) == b"2"
+    with psycopg.connect(one_server.dsn(), autocommit=True) as c:  # a table change under a fresh one, again
+        c.execute("ALTER TABLE stale1 ADD COLUMN c int DEFAULT 3", prepare=False)
+        assert c.execute("SELECT * FROM stale1", prepare=True).fetchall() == [(1, 2, 3)]
+
+
+def test_stale_shared_statement_in_a_pipeline(one_server):
+    """Not re-planned when other requests share the Sync: the error reaches the client as PostgreSQL
+    sends it, and the server's statements are dropped, so the next attempt is fresh."""
+    a = _stale_setup(one_server, "stale2")
+    with a, psycopg.connect(one_server.dsn(), autocommit=True) as b:
+        pg = b.pgconn
+        assert pg.prepare(b"mine", b"SELECT * FROM stale2").status == pq.ExecStatus.COMMAND_OK
+        pg.enter_pipeline_mode()
+        pg.send_query_prepared(b"mine", [])
+        pg.send_query_params(b"SELECT 5", None)
+        pg.pipeline_sync()
+        got = []
+        while True:
+            r = pg.get_result()
+            if r is None:
+                continue
+            got.append(r.status)
+            if r.status == pq.ExecStatus.PIPELINE_SYNC:
+                break
+        pg.exit_pipeline_mode()
+        assert got == [pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED, pq.ExecStatus.PIPELINE_SYNC]
+        r = pg.exec_prepared(b"mine", [])
+        assert r.status == pq.ExecStatus.TUPLES_OK and r.get_value(0, 1) == b"2"
