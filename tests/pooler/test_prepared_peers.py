@@ -31,6 +31,19 @@ def _held(pooler) -> list[int]:
         return [row[col] for row in cur.fetchall()]
 
 
+def _until_sync(pg: pq.abc.PGconn) -> list[pq.abc.PGresult]:
+    """A pipeline's results up to its PipelineSync (the None between requests skipped); then it ends."""
+    got = []
+    while True:
+        r = pg.get_result()
+        if r is None:
+            continue
+        got.append(r)
+        if r.status == pq.ExecStatus.PIPELINE_SYNC:
+            pg.exit_pipeline_mode()
+            return got
+
+
 def test_set_max_prepared_statements_is_live_and_evicts(pooler):
     with psycopg.connect(pooler.dsn(), autocommit=True) as conn:
         cur = conn.cursor()
@@ -128,15 +141,7 @@ def test_unsynced_plain_batch_then_edited_batch(pooler):
         pg.send_prepare(b"again", b"SELECT 7")
         pg.send_query_prepared(b"again", None)
         pg.pipeline_sync()
-        statuses = []
-        while True:
-            r = pg.get_result()
-            if r is None:
-                continue
-            statuses.append((r.status, r.get_value(0, 0) if r.ntuples else None))
-            if r.status == pq.ExecStatus.PIPELINE_SYNC:
-                break
-        pg.exit_pipeline_mode()
+        statuses = [(r.status, r.get_value(0, 0) if r.ntuples else None) for r in _until_sync(pg)]
         assert statuses == [(pq.ExecStatus.TUPLES_OK, b"1"), (pq.ExecStatus.COMMAND_OK, None),
                             (pq.ExecStatus.TUPLES_OK, b"7"), (pq.ExecStatus.PIPELINE_SYNC, None)]
 
@@ -272,15 +277,7 @@ def test_stale_shared_statement_in_a_pipeline(one_server):
         pg.send_query_prepared(b"mine", [])
         pg.send_query_params(b"SELECT 5", None)
         pg.pipeline_sync()
-        got = []
-        while True:
-            r = pg.get_result()
-            if r is None:
-                continue
-            got.append(r.status)
-            if r.status == pq.ExecStatus.PIPELINE_SYNC:
-                break
-        pg.exit_pipeline_mode()
+        got = [r.status for r in _until_sync(pg)]
         assert got == [pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED, pq.ExecStatus.PIPELINE_SYNC]
         r = pg.exec_prepared(b"mine", [])
         assert r.status == pq.ExecStatus.TUPLES_OK and r.get_value(0, 1) == b"2"
