@@ -218,11 +218,15 @@ def test_skipped_eviction_keeps_the_statement(pg, pooler_factory):
     with psycopg.connect(pooler.dsn(), autocommit=True) as conn:
         cur = conn.cursor()
         assert cur.execute("SELECT 1", prepare=True).fetchone() == (1,)
-        with conn.pipeline() as p:
-            cur.execute("SELECT aaaa")
-            cur.execute("SELECT 2", prepare=True)
-            with pytest.raises(psycopg.errors.UndefinedColumn):
-                p.sync()
+        pg = conn.pgconn  # libpq's pipeline: all of it is sent before any result is read
+        pg.enter_pipeline_mode()
+        pg.send_query_params(b"SELECT aaaa", None)
+        pg.send_prepare(b"two", b"SELECT 2")
+        pg.send_query_prepared(b"two", None)
+        pg.pipeline_sync()
+        assert [r.status for r in _until_sync(pg)] == [
+            pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED, pq.ExecStatus.PIPELINE_ABORTED,
+            pq.ExecStatus.PIPELINE_SYNC]
         assert _held(pooler) == [1]
     with psycopg.connect(pooler.dsn(), autocommit=True) as conn:
         cur = conn.cursor()
