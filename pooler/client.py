@@ -46,7 +46,7 @@ from . import logs
 from .emulate import Batch, EmulationState, build_batch, local_reply
 from .guard import guarded
 from .objects import ClientState, PoolerError, client_logged_in
-from .varcache import ParamState
+from .varcache import ParamState, parse_options
 
 if TYPE_CHECKING:
     from .objects import Pool, PoolerHost
@@ -193,6 +193,11 @@ class Client:
         self.startup_params = params
         self.application_name = params.get("application_name", "")
         pooler.log_client(self, f"login attempt: db={self.database} user={user}")
+        if "options" in params and "options" not in pooler.varcache.ignore:
+            try:
+                parse_options(params["options"], strict=True)
+            except ValueError as exc:  # pgbouncer: only settings may come in options
+                raise PoolerError(str(exc), sqlstate.PROTOCOL_VIOLATION) from None
         self.admin = self.database in ADMIN_DATABASES
         if not self.admin and pooler.client_count > pooler.config.settings.max_client_conn:
             raise PoolerError("no more connections allowed (max_client_conn)", sqlstate.TOO_MANY_CONNECTIONS)

@@ -50,8 +50,13 @@ def normalize(name: str, value: str) -> str:
     return value
 
 
-def parse_options(options: str) -> dict[str, str]:
-    """``options='-c name=value --name=value'`` from a startup packet."""
+#: pgbouncer's refusal of anything else in ``options`` (a client's ``-d``, ``-c name`` without a value).
+OPTIONS_REFUSED = "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed"
+
+
+def parse_options(options: str, strict: bool = False) -> dict[str, str]:
+    """``options='-c name=value --name=value'`` from a startup packet.  ``strict``: ValueError
+    (:data:`OPTIONS_REFUSED`) for anything else, as pgbouncer refuses it; otherwise it is skipped."""
     out: dict[str, str] = {}
     toks = []
     cur = []
@@ -79,11 +84,15 @@ def parse_options(options: str) -> dict[str, str]:
             tok = tok[2:]
         elif tok.startswith("--"):
             tok = tok[2:]
+        elif strict:
+            raise ValueError(OPTIONS_REFUSED)
         else:
             continue
         if "=" in tok:
             k, v = tok.split("=", 1)
             out[k.replace("-", "_")] = v
+        elif strict:
+            raise ValueError(OPTIONS_REFUSED)
     return out
 
 

@@ -112,3 +112,13 @@ def test_server_reset_query_always(pg, pooler_factory):
         c.execute("create temp table tmp_always(a int)")
     with connect(p) as c:
         assert c.execute("select count(*) from pg_class where relname = 'tmp_always'").fetchone() == (0,)
+
+
+def test_options_other_than_settings_are_refused(pg, pooler_factory):
+    """pgbouncer's test_options_startup_param: `-c name=value` is taken, anything else refused (08P01)."""
+    p = pooler_factory(base_args(pg, "--pool-mode", "transaction"))
+    with psycopg.connect(p.dsn(), options=r"-c t\imezone=\P\o\r\t\ugal", autocommit=True) as c:
+        assert c.execute("SHOW timezone").fetchone()[0] == "Portugal"
+    for options in ("-d", "-c timezone"):
+        with pytest.raises(psycopg.OperationalError, match="only '-c config=val' and '--config=val' are allowed"):
+            psycopg.connect(p.dsn(), options=options, connect_timeout=10)
