@@ -214,7 +214,8 @@ class Server:
                 continue
             elif isinstance(msg, m.AuthenticationCleartextPassword):
                 self.auth_method = "password"
-                pw = await self._password(creds, "cleartext")
+                pw = creds.password if creds and creds.password is not None else \
+                    await self._password(creds, "cleartext")
                 await conn.send_all(encode(m.PasswordMessage(pw.encode() + b"\0")))
             elif isinstance(msg, m.AuthenticationMD5Password):
                 self.auth_method = "md5"

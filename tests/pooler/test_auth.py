@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.fix_pg import MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER
+from tests.fix_pg import MD5_PASSWORD, MD5_USER, SCRAM_PASSWORD, SCRAM_USER, PgCluster
 
 from .helpers import base_args, error_of, raw_exchange, startup_bytes
 
@@ -158,3 +158,19 @@ def test_scram_iterations_for_plain_auth_file_passwords(pg, pooler_factory, tmp_
                         "-c", "select 1"], capture_output=True, text=True, env={**os.environ, "PGPASSWORD": "iter pw"},
                        timeout=60)
     assert "password authentication failed" not in r.stderr
+
+
+def test_cleartext_server_login_uses_the_database_entry_password(pooler_factory, tmp_path):
+    """An upstream that asks for the password in clear (pg_hba `password`) gets the `password=` of
+    the [databases] entry, as md5 and SCRAM logins do (pgbouncer; it was ignored for cleartext)."""
+    cluster = PgCluster(hba=["host all plain_user 127.0.0.1/32 password"])
+    try:
+        cluster.sql("CREATE ROLE plain_user LOGIN PASSWORD 'clear pw'")
+        af = _userlist(tmp_path, {"app": "app pw"})
+        cfg = tmp_path / "pgbouncer.ini"
+        cfg.write_text(f"[databases]\npostgres = host=127.0.0.1 port={cluster.port} user=plain_user "
+                       f"password='clear pw'\n[pgbouncer]\nauth_type = md5\nauth_file = {af}\nunix_socket_dir =\n")
+        p = pooler_factory(["--config", str(cfg)])
+        assert _query(p, "app", "app pw", "SELECT current_user") == "plain_user"
+    finally:
+        cluster.close()
