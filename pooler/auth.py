@@ -374,12 +374,22 @@ class Authenticator:
     async def _auth_query(self, client: Client, db: DatabaseConfig, auth_user: str) -> str | None:
         """pgbouncer's auth_query: fetch the user's secret upstream, as auth_user.
 
-        One connection per database does it (kept open, one query at a time).  Returns the
+        The query is the database's ``auth_query`` (or the global one); it runs in the entry named
+        by ``auth_dbname`` (the database's, or the global one) when one is set, else in the
+        client's.  One connection per database does it (kept open, one query at a time).  Returns the
         secret, or None when the role does not exist or has no password.  Errors: PoolerError
         when the upstream cannot be reached or the query fails.
         """
         s = self.pooler.config.settings
+        client_db = db
         dbname = db.dbname or client.database
+        auth_dbname = db.auth_dbname or s.auth_dbname
+        if auth_dbname:  # the query runs in that [databases] entry instead (pgbouncer >= 1.20)
+            adb_entry = self.pooler.find_database(auth_dbname)
+            if adb_entry is None:
+                raise PoolerError(f'auth_dbname "{auth_dbname}" is not a configured database',
+                                  sqlstate.INVALID_AUTHORIZATION_SPECIFICATION)
+            db, dbname = adb_entry, adb_entry.dbname or auth_dbname
         key = (tuple(db.host), db.port, dbname, auth_user)
         lock = self.locks.setdefault(key, trio.Lock())
         async with lock:
@@ -393,7 +403,7 @@ class Authenticator:
                 await self.pooler.nursery.start(server.run)
                 pool.mark_used(server)  # never handed to a client
                 self.auth_servers[key] = server
-            sql = s.auth_query.replace("$1", quote_literal(client.user))
+            sql = (client_db.auth_query or s.auth_query).replace("$1", quote_literal(client.user))
             try:
                 err, rows = await server.run_internal_rows(sql)
             except (OSError, ConnectionLost) as exc:

@@ -174,3 +174,32 @@ def test_cleartext_server_login_uses_the_database_entry_password(pooler_factory,
         assert _query(p, "app", "app pw", "SELECT current_user") == "plain_user"
     finally:
         cluster.close()
+
+
+def test_auth_dbname_and_per_database_auth_query(pg, pooler_factory, tmp_path):
+    """auth_query runs in the [databases] entry named by auth_dbname (per database or global), and
+    a database's own auth_query overrides the global one (pgbouncer >= 1.20)."""
+    if pg.sql("SELECT count(*) FROM pg_database WHERE datname = 'authsrc'") == "0":
+        pg.sql("CREATE DATABASE authsrc")
+    only_in_authsrc = ("SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1 "
+                       "AND current_database() = 'authsrc'")
+    af = _userlist(tmp_path, {"postgres": ""})
+    cfg = tmp_path / "pgbouncer.ini"
+    cfg.write_text(
+        "[databases]\n"
+        f"authsrc = host=127.0.0.1 port={pg.port} dbname=authsrc\n"
+        f"viadb = host=127.0.0.1 port={pg.port} dbname=postgres auth_user=postgres auth_dbname=authsrc\n"
+        f"here = host=127.0.0.1 port={pg.port} dbname=postgres auth_user=postgres\n"
+        f"ownquery = host=127.0.0.1 port={pg.port} dbname=postgres auth_user=postgres "
+        "auth_query='SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = $1'\n"
+        f"[pgbouncer]\nauth_type = md5\nauth_file = {af}\nunix_socket_dir =\nauth_query = {only_in_authsrc}\n")
+    p = pooler_factory(["--config", str(cfg)])
+
+    def login(db: str) -> str:
+        with psycopg.connect(p.dsn(user=MD5_USER, password=MD5_PASSWORD, dbname=db), connect_timeout=10) as c:
+            return c.execute("SELECT current_database()").fetchone()[0]
+
+    assert login("viadb") == "postgres"  # the secret was found by the query run in authsrc
+    assert login("ownquery") == "postgres"  # the database's own query
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        login("here")  # the global query run in postgres finds nothing
