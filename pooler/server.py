@@ -130,13 +130,27 @@ class Server:
         pool = self.pool
         s = self.pooler.config.settings
         hosts = pool.db.host
-        host = hosts[pool.host_index % len(hosts)]
+        start = pool.host_index % len(hosts)
         if len(hosts) > 1 and pool.db.load_balance_hosts == "round-robin":
             pool.host_index += 1
+        # A host that cannot be resolved or reached is skipped for the next one of the list (libpq's
+        # and pgbouncer's rule); the first that accepts the connection is the one logged in to.
+        order = hosts[start:] + hosts[:start]
+        host = order[0]
         self.addr = (host, pool.db.port)
         try:
             with trio.fail_after(s.server_connect_timeout or _INF):
-                self.conn = await open_connection(host, pool.db.port)
+                for i, host in enumerate(order):
+                    self.addr = (host, pool.db.port)
+                    try:
+                        self.conn = await open_connection(host, pool.db.port)
+                        break
+                    except OSError as exc:
+                        if i == len(order) - 1:
+                            raise
+                        log.info("%s: %s:%s: connect failed (%s), trying the next host", self, host,
+                                 pool.db.port, exc)
+                assert self.conn is not None
                 set_tcp_options(self.conn.sock, **tcp_options(s))
                 self.conn = await self.pooler.tls.negotiate_server(self.conn, host)
                 await self._startup(creds)

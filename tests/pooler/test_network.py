@@ -71,3 +71,20 @@ def test_unreachable_upstream_is_logged_as_pgbouncer_does(pooler_factory):
     assert re.search(rf"LOG S-0x[0-9a-f]+: postgres/postgres@127\.0\.0\.1:{dead} closing because: connect failed "
                      r"\(age=0s\)", log), log
     assert "connect failed: " in log and ("Connection refused" in log or "ECONNREFUSED" in log), log
+
+
+def test_unresolvable_first_host_is_skipped(pg, pooler_factory, tmp_path):
+    """host=a,b: a host that cannot be resolved is skipped for the next one, for every connection
+    (round-robin starts at each host in turn, disable always at the first)."""
+    for balance in ("round-robin", "disable"):
+        cfg = tmp_path / f"{balance}.ini"
+        cfg.write_text(f"[databases]\npostgres = host=no-such-host.invalid,127.0.0.1 port={pg.port} "
+                       f"load_balance_hosts={balance}\n[pgbouncer]\nauth_type = trust\n"
+                       f"auth_file = {tmp_path / 'users.txt'}\nunix_socket_dir =\npool_mode = transaction\n"
+                       "server_lifetime = 0\n")
+        (tmp_path / "users.txt").write_text('"postgres" ""\n')
+        p = pooler_factory(["--config", str(cfg)])
+        for _ in range(3):
+            with psycopg.connect(p.dsn(), connect_timeout=10, autocommit=True) as c:
+                assert c.execute("SELECT 1").fetchone() == (1,)
+        assert "no-such-host.invalid" in p.log() and "trying the next host" in p.log()
