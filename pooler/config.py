@@ -299,6 +299,8 @@ def _coerce(key: str, raw: str, target: Any) -> Any:
             raise ConfigError(f"invalid value for {key}: {raw!r} (out of range)")
         if n < 0 and key in _NON_NEGATIVE:
             raise ConfigError(f"invalid value for {key}: {raw!r} (must not be negative)")
+        if key == "peer_id" and not 0 <= n <= 16383:  # it must fit the cancel key (see .cancel)
+            raise ConfigError(f"invalid value for {key}: {raw!r} (expected 0..16383)")
         return n
     if target is float:
         return parse_duration(raw, key)

@@ -132,3 +132,51 @@ def test_pooler_survives_sigkilled_upstream_backends(pg_private, pooler_factory)
             return False
 
     wait_for(works, 30, "recovery")
+
+
+def _read_until(sock, fb, want) -> list:
+    from pgbundle.shared.protocol import decode_backend
+
+    got: list = []
+    while True:
+        while (f := fb.next_frame()) is not None:
+            msg = decode_backend(*f)
+            got.append(msg)
+            if isinstance(msg, want):
+                return got
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {want.__name__}: {got}"
+        fb.receive_data(chunk)
+
+
+def test_cancel_reaching_the_wrong_peer_is_forwarded(pg, pooler_factory, tmp_path):
+    """peer_id / [peers] (pgbouncer >= 1.21): a cancel request that reaches another peer -- as behind
+    so_reuseport -- is forwarded to the peer that owns the key, and cancels the query there."""
+    import socket
+
+    from pgbundle.shared.protocol import FrameBuffer, encode, messages as m
+    from tests.procs import free_port
+
+    ports = {1: free_port(), 2: free_port()}
+    poolers = {}
+    for me in (1, 2):
+        cfg = tmp_path / f"peer{me}.ini"
+        cfg.write_text(f"[databases]\npostgres = host=127.0.0.1 port={pg.port}\n[peers]\n"
+                       + "".join(f"{i} = host=127.0.0.1 port={ports[i]}\n" for i in (1, 2))
+                       + f"[pgbouncer]\nlisten_port = {ports[me]}\npeer_id = {me}\nauth_type = trust\n"
+                       f"auth_file = {tmp_path / 'users.txt'}\nunix_socket_dir =\n")
+        (tmp_path / "users.txt").write_text('"postgres" ""\n')
+        poolers[me] = pooler_factory(["--config", str(cfg)], port=ports[me])
+    with socket.create_connection(("127.0.0.1", ports[1]), timeout=30) as s:
+        fb = FrameBuffer()
+        s.sendall(encode(m.StartupMessage(3 << 16, {"user": "postgres", "database": "postgres"})))
+        key = next(x for x in _read_until(s, fb, m.ReadyForQuery) if isinstance(x, m.BackendKeyData))
+        assert key.process_id >> 15 == 1  # the key names its peer
+        s.sendall(encode(m.Query("SELECT pg_sleep(20)")))
+        time.sleep(0.5)
+        with socket.create_connection(("127.0.0.1", ports[2]), timeout=10) as c:
+            c.sendall(encode(m.CancelRequest(key.process_id, key.secret_key)))
+            c.recv(1)
+        msgs = _read_until(s, fb, m.ReadyForQuery)
+        errors = [x for x in msgs if isinstance(x, m.ErrorResponse)]  # none if the sleep ran its course
+        assert [e.sqlstate for e in errors] == ["57014"], msgs
