@@ -174,7 +174,9 @@ def _build(client: Client, server: Server, pieces: list[tuple[int, bytes]]) -> B
     ops = b.ops
     bound: tuple[Statement, bytes, int] | None = None  # the last Bind of a shared statement, where it went
     server.retry = None  # a new request: whatever came before is no longer the only one outstanding
-    if server.statements_stale:  # a statement went stale and could not be renewed: start afresh
+    if server.statements_stale and server.conv.status is not TransactionStatus.FAILED:
+        # a statement went stale and could not be renewed: start afresh (not in a failed
+        # transaction, which would refuse it: then at the first request after it ends)
         server.statements_stale = False
         _internal(b, "DEALLOCATE ALL")
         server.statements.clear()

@@ -285,3 +285,21 @@ def test_stale_shared_statement_in_a_pipeline(one_server):
         assert got == [pq.ExecStatus.FATAL_ERROR, pq.ExecStatus.PIPELINE_ABORTED, pq.ExecStatus.PIPELINE_SYNC]
         r = pg.exec_prepared(b"mine", [])
         assert r.status == pq.ExecStatus.TUPLES_OK and r.get_value(0, 1) == b"2"
+
+
+def test_stale_shared_statement_in_a_failed_transaction(one_server):
+    """The error inside a transaction block fails it: the statements are dropped only once the
+    client has rolled back (DEALLOCATE ALL would be refused in the failed transaction)."""
+    a = _stale_setup(one_server, "stale3")
+    with a, psycopg.connect(one_server.dsn(), autocommit=True) as b:
+        pg = b.pgconn
+        assert pg.prepare(b"mine", b"SELECT * FROM stale3").status == pq.ExecStatus.COMMAND_OK
+        assert pg.exec_(b"BEGIN").status == pq.ExecStatus.COMMAND_OK
+        pg.enter_pipeline_mode()
+        pg.send_query_prepared(b"mine", [])
+        pg.send_query_params(b"SELECT 5", None)
+        pg.pipeline_sync()
+        assert [r.status for r in _until_sync(pg)][0] == pq.ExecStatus.FATAL_ERROR
+        assert pg.exec_(b"ROLLBACK").status == pq.ExecStatus.COMMAND_OK
+        r = pg.exec_prepared(b"mine", [])
+        assert r.status == pq.ExecStatus.TUPLES_OK and r.get_value(0, 1) == b"2", r.error_message
