@@ -40,6 +40,7 @@ from .prepare import Statement, bind_statement, kind_and_name, parse_parse, rena
 
 if TYPE_CHECKING:
     from .client import Client
+    from .replan import Retry
     from .server import Server
 
 _Q, _P, _B, _D, _E, _C, _S, _H, _F, _X = (ord(c) for c in "QPBDECSHFX")
@@ -317,6 +318,24 @@ def _ensure(server: Server, st: Statement, b: Batch, limit: int) -> bool:
     b.precise = True
     server.pool.stats.server_parse_count += 1
     return False
+
+
+def rebuild(client: Client, server: Server, retry: Retry) -> Batch:
+    """A request refused for a stale shared statement (:mod:`.replan`), built again: Close of the
+    stale copy, the statement renewed and prepared under its new name (as :func:`_ensure` does),
+    the client's Bind renamed, then the rest of the request as it was."""
+    st = retry.st
+    b = Batch()
+    b.ops.append(O.Op(O.CLOSE, O.SKIP))
+    b.out.append(encode(m.Close("S", st.server_name)))
+    server.statements.forget(st)
+    client.pooler.statements.renew(st)
+    _ensure(server, st, b, client.pooler.config.settings.max_prepared_statements)
+    b.ops.append(O.Op(O.BIND))
+    b.out.append(rename_bind(retry.bind, st.server_name)[1])
+    b.ops.extend(O.Op(k) for k in retry.kinds)
+    b.out.append(retry.rest)
+    return b
 
 
 def _evict(server: Server, st: Statement, b: Batch, limit: int) -> None:

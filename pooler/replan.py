@@ -13,7 +13,7 @@ nothing else outstanding on the server (:func:`candidate`, decided by
 relay does not pass the error on: the statement gets a new server-side name for
 every server (:meth:`.prepare.StatementCache.renew`), and the request is sent
 again behind a Close of the stale statement and a Parse under the new name
-(:func:`resend`).  The server's ReadyForQuery for the failed attempt is
+(:func:`.emulate.rebuild`).  The server's ReadyForQuery for the failed attempt is
 swallowed; the client sees only the retried answer.  One retry per request: if
 the fresh Parse fails too, that error reaches the client.
 
@@ -25,15 +25,8 @@ ALL``; :attr:`.server.Server.statements_stale`), so the next attempt gets fresh 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from pgbundle.shared.protocol import encode, messages as m
-
 from . import ops as O
-from .prepare import Statement, rename_bind
-
-if TYPE_CHECKING:
-    from .prepare import ServerStatements, StatementCache
+from .prepare import Statement
 
 _MESSAGE = b"\0Mcached plan must not change result type\0"
 _CODE = b"C0A000\0"
@@ -77,24 +70,3 @@ def candidate(c: Candidate) -> Retry | None:
     if any(k not in (O.DESCRIBE_P, O.EXECUTE) for k in kinds[:-1]):
         return None
     return Retry(st, bind, b"".join(out[at:]), kinds)
-
-
-def resend(retry: Retry, cache: StatementCache, statements: ServerStatements, limit: int) -> tuple[bytes, list[O.Op]]:
-    """Renew the statement and build the request again: Close of the stale statement (and of any
-    the LRU evicts), Parse under the new name, the client's Bind renamed, the rest as it was."""
-    st = retry.st
-    old = st.server_name
-    statements.lru.pop(old, None)
-    cache.renew(st)
-    out = [encode(m.Close("S", old))]
-    ops = [O.Op(O.CLOSE, O.SKIP)]
-    for name in statements.add(st, limit):
-        out.append(encode(m.Close("S", name)))
-        ops.append(O.Op(O.CLOSE, O.SKIP))
-    out.append(st.parse_bytes)
-    ops.append(O.Op(O.PARSE, O.SKIP, forward_errors=True, stmt=st, undo=lambda: statements.forget(st)))
-    out.append(rename_bind(retry.bind, st.server_name)[1])
-    ops.append(O.Op(O.BIND))
-    out.append(retry.rest)
-    ops.extend(O.Op(k) for k in retry.kinds)
-    return b"".join(out), ops

@@ -405,14 +405,13 @@ class Server:
             return False
         retry = replan.candidate(self.retry)
         self.retry = None
-        if retry is None:
+        client = self.client
+        if retry is None or client is None:
             return False
-        data, ops = replan.resend(retry, self.pooler.statements, self.statements,
-                                  self.pooler.config.settings.max_prepared_statements)
-        self.conv.replace_failed(ops)
+        b = emulate.rebuild(client, self, retry)
+        self.conv.replace_failed(b.ops)
         self.scanner.want = ALL_TYPES
-        self.resend = data
-        self.pool.stats.server_parse_count += 1
+        self.resend = b"".join(b.out)
         log.debug("%s: %s went stale, re-prepared as %s", self, retry.st.query[:60], retry.st.server_name)
         return True
 
