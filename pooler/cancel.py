@@ -81,29 +81,28 @@ class CancelRouter:
         server.cancels_in_flight += 1
         self.pooler.nursery.start_soon(guarded, self._forward, server)
 
+    async def _send(self, host: str, port: int, pid: int, key: bytes) -> None:
+        """One CancelRequest on a connection of its own, waiting (cancel_wait_timeout) for the
+        other end to close it after handling it.  Errors: OSError, ConnectionLost."""
+        with trio.move_on_after(self.pooler.config.settings.cancel_wait_timeout or 10):
+            conn = await open_connection(host, port)
+            try:
+                await conn.send_all(encode(m.CancelRequest(pid, key)))
+                await conn.recv()
+            finally:
+                conn.close()
+
     async def _to_peer(self, host: str, port: int, pid: int, key: bytes) -> None:
         """A cancel request for a client of another peer: passed on as it came."""
         try:
-            with trio.move_on_after(self.pooler.config.settings.cancel_wait_timeout or 10):
-                conn = await open_connection(host, port)
-                try:
-                    await conn.send_all(encode(m.CancelRequest(pid, key)))
-                    await conn.recv()  # the peer closes after handling it
-                finally:
-                    conn.close()
+            await self._send(host, port, pid, key)
         except (OSError, ConnectionLost) as exc:
             log.warning("cannot forward cancel request to peer %s:%s: %s", host, port, exc)
 
     async def _forward(self, server: Server) -> None:
         host, port = server.addr
         try:
-            with trio.move_on_after(self.pooler.config.settings.cancel_wait_timeout or 10):
-                conn = await open_connection(host, port)
-                try:
-                    await conn.send_all(encode(m.CancelRequest(server.backend_pid, server.backend_key)))
-                    await conn.recv()  # the server closes after handling it
-                finally:
-                    conn.close()
+            await self._send(host, port, server.backend_pid, server.backend_key)
         except (OSError, ConnectionLost) as exc:
             log.warning("%s: cannot forward cancel request: %s", server, exc)
         finally:

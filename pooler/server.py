@@ -137,7 +137,6 @@ class Server:
         # and pgbouncer's rule); the first that accepts the connection is the one logged in to.
         order = hosts[start:] + hosts[:start]
         host = order[0]
-        self.addr = (host, pool.db.port)
         try:
             with trio.fail_after(s.server_connect_timeout or _INF):
                 for i, host in enumerate(order):
